@@ -1,0 +1,86 @@
+// patchcall — emitting patchable call sites and safepoint polls with asmjit.
+//
+//   patchcall::jit::Assembler a(rt);      // an asmjit x86::Assembler that records sites
+//   a.push(asmjit::x86::rbx);
+//   jit::emitCall(a, key);                // E8 rel32, rel32 4-byte aligned at its final address
+//   jit::emitSafepointPoll(a);            // cmp byte [rip+flag], 0 ; jne slow
+//   a.pop(asmjit::x86::rbx); a.ret();
+//   Result<Blob> blob = jit::install(a);  // relocate, copy through RW, bind sites to keys
+//
+// Blobs are 64-byte aligned in the arena, so an offset's alignment within the code is its
+// alignment at the final address. An Assembler installs once.
+#pragma once
+
+#include <asmjit/x86.h>
+
+#include <vector>
+
+#include "patchcall/runtime.h"
+
+namespace patchcall::jit {
+
+namespace detail {
+struct HolderBase {
+  asmjit::CodeHolder holder;
+  HolderBase() { holder.init(asmjit::Environment::host()); }
+};
+}  // namespace detail
+
+class Assembler;
+Status emitCall(Assembler& a, Key key, SiteForm form);
+Status emitToggle(Assembler& a, Key key, void (*stall)());
+Status emitSafepointPoll(Assembler& a);
+Status emitFixedCall(Assembler& a, const void* target);
+Result<Blob> install(Assembler& a);
+
+class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
+ public:
+  explicit Assembler(Runtime& rt);
+  Assembler(const Assembler&) = delete;
+  Assembler& operator=(const Assembler&) = delete;
+
+  Runtime& runtime() const noexcept { return *rt_; }
+  asmjit::CodeHolder& codeHolder() noexcept { return holder; }
+  const std::vector<SiteSpec>& sites() const noexcept { return sites_; }
+  bool installed() const noexcept { return installed_; }
+
+ private:
+  friend Status emitCall(Assembler&, Key, SiteForm);
+  friend Status emitToggle(Assembler&, Key, void (*)());
+  friend Status emitSafepointPoll(Assembler&);
+  friend Status emitFixedCall(Assembler&, const void*);
+  friend Result<Blob> install(Assembler&);
+
+  struct Fixup {
+    uint32_t field;  // offset of the 32-bit field
+    uint32_t end;    // offset its displacement is relative to
+    const void* target;
+  };
+  struct SlowPath {
+    asmjit::Label slow, back;
+  };
+  Status recordError(asmjit::Error err);
+
+  Runtime* rt_;
+  std::vector<SiteSpec> sites_;
+  std::vector<Fixup> fixups_;
+  std::vector<SlowPath> slowPaths_;
+  bool installed_ = false;
+};
+
+// A patchable call bound to `key`. kDirect pads with NOPs so the rel32 is 4-byte aligned;
+// kToggle emits the dual-call toggle; kBreakpoint emits the call where it stands;
+// kAuto is Direct when no padding is needed, else Breakpoint (no NOPs).
+Status emitCall(Assembler& a, Key key, SiteForm form = SiteForm::kDirect);
+// QSBR poll: `cmp byte [rip+flag], 0 ; jne slow` inline; the slow path (emitted at the end
+// of the code) calls the runtime's safepoint stub, which preserves all caller-saved state.
+Status emitSafepointPoll(Assembler& a);
+// A plain, unpatchable `call rel32` to a fixed address (the hard-wired baseline).
+Status emitFixedCall(Assembler& a, const void* target);
+// Internal (used by emitCall and patchcall/testing.h): a toggle site, with an optional
+// fixed call to `stall` between the toggle and call A.
+Status emitToggle(Assembler& a, Key key, void (*stall)());
+// Relocates to the arena, copies through the RW alias, applies fixups, binds the sites.
+Result<Blob> install(Assembler& a);
+
+}  // namespace patchcall::jit

@@ -1,0 +1,70 @@
+// patchcall — runtime configuration.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace patchcall {
+
+// How a call site is patched. See README "Site forms".
+enum class SiteForm : uint8_t {
+  kDirect = 0,      // E8 rel32 with a 4-byte aligned rel32: one aligned store per update
+  kToggle = 1,      // 2-byte toggle + two calls: patch the inactive call, flip the toggle
+  kBreakpoint = 2,  // any 5-byte E8 call: int3 protocol (text_poke_bp) with a SIGTRAP handler
+  kAuto = 3,        // emission picks Direct where the rel32 can be aligned, else Breakpoint
+};
+
+// How every core is made to serialize its instruction stream after a code write.
+enum class SyncMethod : uint8_t {
+  kAuto = 0,         // membarrier SYNC_CORE; if the kernel refuses, the mprotect-IPI fallback
+  kMembarrier = 1,   // membarrier SYNC_CORE only; Runtime::create fails if the kernel refuses
+  kMprotectIpi = 2,  // fallback: an mprotect downgrade forces a TLB-shootdown IPI on every
+                     // core running this process; the interrupt return serializes (HotSpot's
+                     // pre-membarrier serialize_memory trick)
+};
+
+// One code write, reported to Options::patchObserver under the text mutex (e.g. for a
+// profiler's perf map or a debugger). The observer must not call back into the runtime's
+// update path: doing so returns Error::kReentrantUpdate.
+struct PatchEvent {
+  const void* site;       // RX address of the site (first byte of the instruction)
+  const void* newTarget;  // where the site now calls (a veneer when the target is far)
+  SiteForm form;
+};
+
+struct Options {
+  // Code arena: reserved once, mapped twice (RX + RW) through a memfd.
+  size_t arenaSize = size_t{256} << 20;
+  // Placement hint for the RX mapping; nullptr means "within rel32 reach of this
+  // executable's text", searched in /proc/self/maps.
+  const void* arenaHint = nullptr;
+  // Far targets go through shared veneers (jmp [rip+0]; .quad target). When false a far
+  // target is an Error::kOutOfRange.
+  bool allowVeneers = true;
+  // Targets must be multiples of this (1 accepts any byte address, as x86 does).
+  uint32_t targetAlignment = 1;
+  SyncMethod sync = SyncMethod::kAuto;
+
+  // Quiescence: the default bound for synchronize() and blob reclamation.
+  std::chrono::milliseconds graceDeadline{10000};
+  // Spin this long before sleeping on the futex while waiting for a grace period.
+  std::chrono::microseconds graceSpin{50};
+  // Retired callbacks and blobs are processed by a background thread; when false the
+  // runtime owns no thread and the embedder calls barrier()/poll().
+  bool backgroundReclaimer = true;
+
+  // Resource limits (each reached limit is an error value, the runtime stays usable).
+  uint32_t maxThreads = 1024;
+  uint32_t maxSites = uint32_t{1} << 24;
+  uint32_t maxKeys = uint32_t{1} << 20;
+
+  // Called under the text mutex for every site or trampoline write.
+  std::function<void(const PatchEvent&)> patchObserver;
+  // Receives diagnostics (a stuck thread, a refused membarrier). Default: stderr.
+  std::function<void(const std::string&)> diagnosticSink;
+};
+
+}  // namespace patchcall

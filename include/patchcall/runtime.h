@@ -1,0 +1,151 @@
+// patchcall — the Runtime: code arena, static-call keys, sites, retargeting, quiescence.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "patchcall/options.h"
+#include "patchcall/quiescence.h"
+#include "patchcall/status.h"
+
+namespace patchcall {
+
+// A static-call key: a current target, every site bound to it and a trampoline.
+// A plain handle; valid while its Runtime lives and until destroyKey().
+struct Key {
+  uint32_t id = 0;  // 0 is never a valid key
+  bool valid() const noexcept { return id != 0; }
+  friend bool operator==(Key, Key) = default;
+};
+
+// A blob of installed code in the arena. A handle; retire it through Runtime::retire.
+struct Blob {
+  uint32_t id = 0;
+  void* code = nullptr;  // RX address of the first byte
+  size_t size = 0;
+  bool valid() const noexcept { return id != 0; }
+};
+
+// Where a site sits in a blob that is being installed (offset of its first byte).
+struct SiteSpec {
+  uint32_t offset = 0;
+  Key key;
+  SiteForm form = SiteForm::kDirect;  // kAuto is resolved by the emitter, not here
+};
+
+// Space reserved in the arena for code that is about to be installed: relocate the code
+// to `rx`, write it through `rw`, then commitCode().
+struct CodeReservation {
+  uint8_t* rx = nullptr;
+  uint8_t* rw = nullptr;
+  size_t size = 0;
+};
+
+struct KeyUpdate {
+  Key key;
+  const void* target = nullptr;
+};
+
+struct SiteInfo {
+  const void* address = nullptr;  // first byte of the instruction (the toggle for kToggle)
+  Key key;
+  SiteForm form = SiteForm::kDirect;
+  const void* target = nullptr;   // what the site's active call decodes to right now
+  bool foreign = false;           // registered with registerForeignSite
+};
+
+struct ArenaInfo {
+  const void* rxBase = nullptr;
+  const void* rwBase = nullptr;
+  size_t size = 0;
+  size_t used = 0;
+  int64_t distanceFromText = 0;  // RX base minus the executable's text start
+  bool nearText = false;         // every C++ target in the main executable is rel32-reachable
+  SyncMethod sync = SyncMethod::kMembarrier;  // what create() settled on
+};
+
+struct RuntimeStats {
+  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;
+  uint64_t updates = 0, siteWrites = 0, syncs = 0;
+  uint64_t trapsEmulated = 0;
+  uint64_t gracePeriods = 0, toggleGraceWaits = 0;
+  uint64_t callbacksRetired = 0, callbacksRun = 0;
+  uint64_t blobsRetired = 0, blobsFreed = 0, blobsPinnedByStacks = 0;
+  uint64_t siteMetadataBytes = 0;  // registry bytes spent on sites (keys' site lists included)
+};
+
+class Runtime {
+ public:
+  struct Impl;
+
+  // Maps the arena, registers membarrier SYNC_CORE, starts the reclaimer thread.
+  static Result<Runtime> create(Options options = {});
+  Runtime(Runtime&&) noexcept;
+  Runtime& operator=(Runtime&&) noexcept;
+  ~Runtime();
+
+  // --- keys -------------------------------------------------------------------------
+  Result<Key> createKey(const void* initialTarget, std::string_view name = {});
+  // Fails with kStillTargeted while sites are bound to the key.
+  Status destroyKey(Key key);
+  // Retargets the key's trampoline and every bound site with one cross-core sync;
+  // returns the previous target.
+  Result<const void*> update(Key key, const void* target);
+  // Many keys, one sync (three for breakpoint sites, one per protocol phase). Validated as
+  // a whole first: on error nothing is written.
+  Status updateBatch(std::span<const KeyUpdate> updates);
+  Result<const void*> target(Key key) const;
+  // Entry of the key's out-of-line `jmp rel32` stub, callable from C++.
+  Result<const void*> trampoline(Key key) const;
+
+  // --- code ---------------------------------------------------------------------------
+  Result<CodeReservation> reserveCode(size_t size);
+  // Writes each site's displacement for its key's current target and registers the sites.
+  Result<Blob> commitCode(const CodeReservation& reservation, std::span<const SiteSpec> sites);
+  void abandonCode(const CodeReservation& reservation);
+  // reserveCode + copy + commitCode for position-independent bytes.
+  Result<Blob> installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites);
+  // Frees the blob after a grace period once no key targets it and no thread's stack holds
+  // an address inside it. Errors: kStillTargeted, kDoubleRetire, kUnknownSite (bad handle).
+  Status retire(Blob blob);
+
+  // --- sites ----------------------------------------------------------------------------
+  Result<SiteInfo> site(const void* address) const;
+  // An existing 5-byte `E8 rel32` call in code patchcall did not emit (e.g. AOT code);
+  // patched with the breakpoint protocol through /proc/self/mem.
+  Status registerForeignSite(void* callInstruction, Key key);
+  Status unregisterForeignSite(void* callInstruction);
+
+  // --- quiescence -----------------------------------------------------------------------
+  Result<ThreadScope> registerThread(std::string_view name = {});
+  // Waits for a grace period; bounded by `deadline` (default Options::graceDeadline).
+  Status synchronize(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
+  // Runs `callback` after a grace period (never under the text mutex).
+  Status retire(std::function<void()> callback);
+  // Waits until every callback and blob retired before this call has been processed.
+  Status barrier(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
+  // Manual mode: process what a completed grace period allows, without waiting.
+  size_t poll();
+
+  // --- introspection --------------------------------------------------------------------
+  ArenaInfo arenaInfo() const;
+  RuntimeStats stats() const;
+  // The byte in the RX arena that JIT safepoint polls compare against zero.
+  const volatile uint8_t* safepointFlag() const;
+  // Shared out-of-line slow path for JIT polls: saves caller-saved state, calls safepoint().
+  const void* safepointStub() const;
+  Impl* impl() const noexcept { return impl_.get(); }
+
+ private:
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace patchcall

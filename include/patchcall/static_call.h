@@ -1,0 +1,50 @@
+// patchcall — a typed static call callable from C++ through its trampoline.
+#pragma once
+
+#include <string_view>
+
+#include "patchcall/runtime.h"
+
+namespace patchcall {
+
+template <typename Sig>
+class StaticCall;
+
+// StaticCall<int(int)> sq = *StaticCall<int(int)>::create(rt, &square);
+// sq(3); sq.update(&cube);  // every JIT site bound to sq.key() follows
+template <typename R, typename... Args>
+class StaticCall<R(Args...)> {
+ public:
+  using Fn = R (*)(Args...);
+
+  static Result<StaticCall> create(Runtime& rt, Fn initial, std::string_view name = {}) {
+    Result<Key> key = rt.createKey(reinterpret_cast<const void*>(initial), name);
+    if (!key) return key.status();
+    Result<const void*> tramp = rt.trampoline(*key);
+    if (!tramp) return tramp.status();
+    return StaticCall(rt, *key, reinterpret_cast<Fn>(const_cast<void*>(*tramp)));
+  }
+
+  R operator()(Args... args) const { return trampoline_(args...); }
+  Fn trampoline() const noexcept { return trampoline_; }
+  Key key() const noexcept { return key_; }
+
+  // Returns the previous target.
+  Result<Fn> update(Fn target) {
+    Result<const void*> old = rt_->update(key_, reinterpret_cast<const void*>(target));
+    if (!old) return old.status();
+    return reinterpret_cast<Fn>(const_cast<void*>(*old));
+  }
+  Fn target() const {
+    Result<const void*> t = rt_->target(key_);
+    return t ? reinterpret_cast<Fn>(const_cast<void*>(*t)) : nullptr;
+  }
+
+ private:
+  StaticCall(Runtime& rt, Key key, Fn tramp) : rt_(&rt), key_(key), trampoline_(tramp) {}
+  Runtime* rt_;
+  Key key_;
+  Fn trampoline_;
+};
+
+}  // namespace patchcall

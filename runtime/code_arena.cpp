@@ -1,0 +1,190 @@
+// patchcall — code arena: placement near the text, dual mapping, first-fit allocation.
+#include "code_arena.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace patchcall::detail {
+namespace {
+
+struct Mapping {
+  uintptr_t begin, end;
+  bool exec;
+  std::string path;
+};
+
+std::vector<Mapping> readMaps() {
+  std::vector<Mapping> maps;
+  FILE* f = std::fopen("/proc/self/maps", "re");
+  if (f == nullptr) return maps;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long b = 0, e = 0;
+    char perms[8] = {};
+    int pathStart = 0;
+    if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &b, &e, perms, &pathStart) < 3) continue;
+    std::string path = pathStart > 0 ? std::string(line + pathStart) : std::string();
+    while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
+    maps.push_back({b, e, perms[2] == 'x', path});
+  }
+  std::fclose(f);
+  return maps;
+}
+
+std::string exePath() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+constexpr uintptr_t kReach = uintptr_t{1} << 31;   // rel32 reach
+constexpr uintptr_t kPlacementAlign = uintptr_t{2} << 20;
+constexpr uintptr_t kLowest = uintptr_t{1} << 32;  // stay clear of low memory
+
+// Candidate RX bases within rel32 reach of the whole text, nearest first; gaps below the
+// text are preferred so the brk heap above the executable keeps room to grow.
+std::vector<uintptr_t> candidates(const std::vector<Mapping>& maps, TextRange text, size_t size) {
+  std::vector<uintptr_t> below, above;
+  if (text.begin == 0 || size >= kReach) return below;
+  uintptr_t lo = text.end > kReach ? text.end - kReach + kPlacementAlign : kLowest;
+  lo = std::max(lo, kLowest);
+  uintptr_t hi = text.begin + kReach - size - kPlacementAlign;  // highest start allowed
+  uintptr_t prevEnd = 0;
+  for (size_t i = 0; i <= maps.size(); ++i) {
+    uintptr_t gapBegin = prevEnd, gapEnd = i < maps.size() ? maps[i].begin : ~uintptr_t{0};
+    if (i < maps.size()) prevEnd = maps[i].end;
+    gapBegin = (std::max(gapBegin, lo) + kPlacementAlign - 1) & ~(kPlacementAlign - 1);
+    if (gapEnd <= gapBegin || gapEnd - gapBegin < size) continue;
+    uintptr_t topStart = (gapEnd - size) & ~(kPlacementAlign - 1);
+    if (topStart < gapBegin) continue;
+    if (topStart <= text.begin && topStart <= hi) below.push_back(topStart);
+    else if (gapBegin >= text.end && gapBegin <= hi) above.push_back(gapBegin);
+  }
+  std::sort(below.begin(), below.end(), std::greater<>());  // nearest the text first
+  std::sort(above.begin(), above.end());
+  below.insert(below.end(), above.begin(), above.end());
+  return below;
+}
+
+}  // namespace
+
+TextRange executableText() {
+  static const TextRange cached = [] {
+    TextRange r;
+    std::string exe = exePath();
+    for (const Mapping& m : readMaps()) {
+      if (!m.exec || m.path != exe) continue;
+      if (r.begin == 0 || m.begin < r.begin) r.begin = m.begin;
+      r.end = std::max(r.end, m.end);
+    }
+    return r;
+  }();
+  return cached;
+}
+
+Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hint) {
+  if (size < 65536 || size >= kReach) {
+    return Status(Error::kInvalidArgument, "arena size must be in [64 KiB, 2 GiB), got " +
+                                               std::to_string(size));
+  }
+  size = (size + 4095) & ~size_t{4095};
+  std::unique_ptr<CodeArena> arena(new (std::nothrow) CodeArena());
+  if (!arena) return Status(Error::kOutOfMemory, "cannot allocate the arena descriptor");
+  arena->size_ = size;
+  arena->fd_ = memfd_create("patchcall-code", MFD_CLOEXEC);
+  if (arena->fd_ < 0) {
+    return Status(Error::kMapFailed, std::string("memfd_create: ") + std::strerror(errno));
+  }
+  if (ftruncate(arena->fd_, static_cast<off_t>(size)) != 0) {
+    return Status(Error::kMapFailed, std::string("ftruncate(memfd): ") + std::strerror(errno));
+  }
+
+  TextRange text = executableText();
+  std::vector<uintptr_t> tries;
+  if (hint != nullptr) tries.push_back(reinterpret_cast<uintptr_t>(hint));
+  std::vector<uintptr_t> near = candidates(readMaps(), text, size);
+  tries.insert(tries.end(), near.begin(), near.end());
+
+  void* rx = MAP_FAILED;
+  for (uintptr_t at : tries) {
+    rx = mmap(reinterpret_cast<void*>(at), size, PROT_READ | PROT_EXEC,
+              MAP_SHARED | MAP_FIXED_NOREPLACE, arena->fd_, 0);
+    if (rx != MAP_FAILED) break;
+  }
+  if (rx == MAP_FAILED) rx = mmap(nullptr, size, PROT_READ | PROT_EXEC, MAP_SHARED, arena->fd_, 0);
+  if (rx == MAP_FAILED) {
+    return Status(Error::kMapFailed, std::string("mmap(RX arena): ") + std::strerror(errno));
+  }
+  arena->rx_ = static_cast<uint8_t*>(rx);
+  void* rw = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, arena->fd_, 0);
+  if (rw == MAP_FAILED) {
+    return Status(Error::kMapFailed, std::string("mmap(RW alias): ") + std::strerror(errno));
+  }
+  arena->rw_ = static_cast<uint8_t*>(rw);
+
+  auto base = reinterpret_cast<uintptr_t>(arena->rx_);
+  arena->distanceFromText_ = static_cast<int64_t>(base) - static_cast<int64_t>(text.begin);
+  arena->nearText_ = text.begin != 0 && base + size <= text.begin + kReach &&
+                     (base >= text.end || text.end - base <= kReach);
+  arena->free_.emplace(0, size);
+  return arena;
+}
+
+CodeArena::~CodeArena() {
+  if (rx_ != nullptr) munmap(rx_, size_);
+  if (rw_ != nullptr) munmap(rw_, size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+Result<uint8_t*> CodeArena::allocate(size_t size) {
+  if (size == 0) return Status(Error::kInvalidArgument, "cannot allocate 0 bytes of code");
+  size_t need = roundUp(size);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < need) continue;
+    size_t offset = it->first, rest = it->second - need;
+    free_.erase(it);
+    if (rest != 0) free_.emplace(offset + need, rest);
+    used_ += need;
+    std::memset(rw_ + offset, 0xCC, need);
+    return rx_ + offset;
+  }
+  return Status(Error::kArenaExhausted, "code arena exhausted: no free range of " +
+                                            std::to_string(need) + " bytes (" +
+                                            std::to_string(size_ - used_) + " bytes free in all)");
+}
+
+void CodeArena::release(uint8_t* rx, size_t size) {
+  size_t offset = static_cast<size_t>(rx - rx_), len = roundUp(size);
+  std::memset(rw_ + offset, 0xCC, len);  // a stale call into freed code traps loudly
+  std::lock_guard<std::mutex> lock(mutex_);
+  used_ -= len;
+  auto next = free_.lower_bound(offset);
+  if (next != free_.end() && offset + len == next->first) {
+    len += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      prev->second += len;
+      return;
+    }
+  }
+  free_.emplace(offset, len);
+}
+
+size_t CodeArena::used() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return used_;
+}
+
+}  // namespace patchcall::detail

@@ -1,0 +1,68 @@
+// patchcall — the code arena: one region mapped twice through a memfd.
+//
+// The RX view is what threads execute; the RW view is the only way to write code. No page
+// is ever writable and executable through one mapping (W^X). The RX view is placed within
+// rel32 reach of the executable's text when the address space allows, so JIT code reaches
+// C++ functions with plain `call rel32`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "metadata.h"
+#include "patchcall/status.h"
+
+namespace patchcall::detail {
+
+class CodeArena {
+ public:
+  static Result<std::unique_ptr<CodeArena>> create(size_t size, const void* hint);
+  ~CodeArena();
+  CodeArena(const CodeArena&) = delete;
+  CodeArena& operator=(const CodeArena&) = delete;
+
+  uint8_t* rxBase() const noexcept { return rx_; }
+  uint8_t* rwBase() const noexcept { return rw_; }
+  size_t size() const noexcept { return size_; }
+  bool contains(const void* p) const noexcept {
+    auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(rx_);
+    return a >= b && a < b + size_;
+  }
+  uint8_t* toRw(const void* rx) const noexcept {
+    return rw_ + (static_cast<const uint8_t*>(rx) - rx_);
+  }
+
+  // 64-byte aligned RX memory, int3-filled. kArenaExhausted when no range fits.
+  Result<uint8_t*> allocate(size_t size);
+  // Fills the range with int3 (0xCC) and returns it to the free list.
+  void release(uint8_t* rx, size_t size);
+  size_t used() const;
+
+  int64_t distanceFromText() const noexcept { return distanceFromText_; }
+  bool nearText() const noexcept { return nearText_; }
+
+ private:
+  CodeArena() = default;
+  static size_t roundUp(size_t n) { return (n + 63) & ~size_t{63}; }
+
+  int fd_ = -1;
+  uint8_t* rx_ = nullptr;
+  uint8_t* rw_ = nullptr;
+  size_t size_ = 0;
+  int64_t distanceFromText_ = 0;
+  bool nearText_ = false;
+
+  mutable std::mutex mutex_;
+  MiMap<size_t, size_t> free_;  // offset -> length, coalesced
+  size_t used_ = 0;
+};
+
+// Bounds of the main executable's text (from /proc/self/maps), for placement and range checks.
+struct TextRange {
+  uintptr_t begin = 0, end = 0;
+};
+TextRange executableText();
+
+}  // namespace patchcall::detail

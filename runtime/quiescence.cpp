@@ -1,0 +1,339 @@
+// patchcall — quiescence domain: registration, safepoints, grace periods, stack scans.
+#include "quiescence.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <new>
+#include <thread>
+
+namespace patchcall {
+namespace detail {
+
+thread_local SafepointTls tlsSafepoint;
+thread_local bool tlsInRetireCallback = false;
+
+namespace {
+
+constexpr uint64_t kStaleCounter = 1;  // never a live grace-period counter (those start at 2)
+
+inline void cpuRelax() noexcept { __builtin_ia32_pause(); }
+
+void lockSpin(std::atomic<uint32_t>& lock) noexcept {
+  for (int i = 0; lock.exchange(1, std::memory_order_acquire) != 0; ++i) {
+    if (i < 64) cpuRelax();
+    else std::this_thread::yield();
+  }
+}
+void unlockSpin(std::atomic<uint32_t>& lock) noexcept { lock.store(0, std::memory_order_release); }
+
+long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
+}
+
+uintptr_t currentStackPointer() noexcept {
+  return reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+}
+
+}  // namespace
+
+ThreadRecord* currentThread() noexcept { return tlsSafepoint.record; }
+
+__attribute__((no_sanitize("address", "thread"))) void ScanSet::scan(uintptr_t lo,
+                                                                       uintptr_t hi) const noexcept {
+  if (begin.empty() || lo >= hi) return;
+  uintptr_t first = begin.front(), last = end.back();
+  for (uintptr_t p = lo & ~uintptr_t{7}; p + 8 <= hi; p += 8) {
+    uintptr_t v = *reinterpret_cast<const volatile uintptr_t*>(p);
+    if (v < first || v >= last) continue;
+    auto it = std::upper_bound(begin.begin(), begin.end(), v);
+    size_t i = static_cast<size_t>(it - begin.begin());
+    if (i != 0 && v < end[i - 1]) hit[i - 1].store(1, std::memory_order_relaxed);
+  }
+}
+
+Quiescence::Quiescence(Config config, CrossCoreSync& sync, volatile uint8_t* pollFlagRw)
+    : config_(std::move(config)),
+      sync_(sync),
+      pollFlag_(pollFlagRw),
+      counterBlock_(new std::atomic<uint64_t>(2)),
+      gpCounter_(*counterBlock_) {}
+
+Quiescence::~Quiescence() {
+  for (ThreadRecord* r : zombies_) delete r;
+  for (ThreadRecord* r : threads_) {
+    r->domain = nullptr;  // a ThreadScope outliving its runtime unregisters as a no-op
+    if (config_.diagnostics) {
+      config_.diagnostics("patchcall: runtime destroyed while thread '" + std::string(r->name) +
+                          "' is still registered; unregister threads first");
+    }
+  }
+  if (threads_.empty()) delete counterBlock_;
+}
+
+size_t Quiescence::registeredThreads() const {
+  std::lock_guard<std::mutex> lock(threadsMutex_);
+  return threads_.size();
+}
+
+Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
+  if (tlsSafepoint.record != nullptr) {
+    return Status(Error::kInvalidArgument,
+                  "thread '" + std::string(tlsSafepoint.record->name) +
+                      "' is already registered; a thread belongs to one runtime at a time");
+  }
+  auto* r = new (std::nothrow) ThreadRecord();
+  if (r == nullptr) return Status(Error::kOutOfMemory, "cannot allocate a thread record");
+  r->domain = this;
+  r->name = MiString(name.data(), name.size());
+  r->tid = static_cast<pid_t>(syscall(SYS_gettid));
+  if (r->name.empty()) r->name = MiString(("tid-" + std::to_string(r->tid)).c_str());
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* lo = nullptr;
+    size_t size = 0;
+    pthread_attr_getstack(&attr, &lo, &size);
+    pthread_attr_destroy(&attr);
+    r->stackLo = reinterpret_cast<uintptr_t>(lo);
+    r->stackHi = r->stackLo + size;
+  }
+  {
+    std::lock_guard<std::mutex> lock(threadsMutex_);
+    if (threads_.size() >= config_.maxThreads) {
+      delete r;
+      return Status(Error::kTooManyThreads, "cannot register thread '" + std::string(name) +
+                                                "': Options::maxThreads (" +
+                                                std::to_string(config_.maxThreads) + ") reached");
+    }
+    // A new thread holds no references: it starts out stale, so its first safepoint acknowledges.
+    r->ctr.store(kStaleCounter, std::memory_order_seq_cst);
+    threads_.push_back(r);
+  }
+  tlsSafepoint = SafepointTls{&gpCounter_, kStaleCounter, r};
+  return r;
+}
+
+void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
+  lockSpin(r->scanLock);
+  r->dead = true;
+  r->ctr.store(0, std::memory_order_release);
+  unlockSpin(r->scanLock);
+  if (tlsSafepoint.record == r) tlsSafepoint = SafepointTls{};
+  wakeWaiter();
+  {
+    std::lock_guard<std::mutex> lock(threadsMutex_);
+    threads_.erase(std::find(threads_.begin(), threads_.end(), r));
+  }
+  if (gpMutex_.try_lock()) {  // no grace period can hold a pointer to r
+    delete r;
+    gpMutex_.unlock();
+  } else {
+    std::lock_guard<std::mutex> lock(threadsMutex_);
+    zombies_.push_back(r);
+  }
+}
+
+void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
+  if (r->ctr.load(std::memory_order_relaxed) == 0) return;  // offline: nothing to report
+  uint64_t g = gpCounter_.load(std::memory_order_acquire);
+  if (const ScanSet* set = activeScan_.load(std::memory_order_acquire); set != nullptr) {
+    set->scan(currentStackPointer(), r->stackHi);  // before acknowledging: see header
+  }
+  r->ctr.store(g, std::memory_order_release);
+  tlsSafepoint.seen = g;
+  if (waiting_.load(std::memory_order_relaxed) != 0) wakeWaiter();
+}
+
+Status Quiescence::offline(ThreadRecord* r) noexcept {
+  if (r->ctr.load(std::memory_order_relaxed) == 0) {
+    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already offline");
+  }
+  r->offlineSp.store(currentStackPointer(), std::memory_order_relaxed);
+  r->ctr.store(0, std::memory_order_release);
+  tlsSafepoint.seen = 0;
+  if (waiting_.load(std::memory_order_relaxed) != 0) wakeWaiter();
+  return Status::ok();
+}
+
+Status Quiescence::online(ThreadRecord* r) noexcept {
+  if (r->ctr.load(std::memory_order_relaxed) != 0) {
+    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already online");
+  }
+  // Coming back online keeps every frame the thread had, so it must not count as quiescent
+  // until its next safepoint scans them: publish a stale counter. The scan lock keeps a
+  // waiter from scanning this stack while it starts changing.
+  lockSpin(r->scanLock);
+  r->ctr.store(kStaleCounter, std::memory_order_seq_cst);
+  unlockSpin(r->scanLock);
+  tlsSafepoint.seen = kStaleCounter;
+  return Status::ok();
+}
+
+void Quiescence::setScanSet(const ScanSet* set) {
+  std::lock_guard<std::timed_mutex> lock(gpMutex_);
+  pendingScan_ = set;
+}
+
+void Quiescence::wakeWaiter() noexcept {
+  if (waiting_.exchange(0, std::memory_order_relaxed) != 0) {
+    futex(&waiting_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+  }
+}
+
+bool Quiescence::threadQuiescent(ThreadRecord* r, uint64_t target) noexcept {
+  uint64_t c = r->ctr.load(std::memory_order_acquire);
+  if (c == target) return true;
+  if (c != 0) return false;
+  // Offline (or gone): its frames cannot change until it comes online, which takes the lock.
+  lockSpin(r->scanLock);
+  bool quiescent = r->dead || r->ctr.load(std::memory_order_acquire) == 0;
+  if (!r->dead && quiescent) {
+    if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed)) {
+      set->scan(r->offlineSp.load(std::memory_order_relaxed), r->stackHi);
+    }
+  }
+  unlockSpin(r->scanLock);
+  return quiescent;
+}
+
+std::string Quiescence::describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(stuck).count();
+  return "patchcall: thread '" + std::string(r->name) + "' (tid " + std::to_string(r->tid) +
+         ") has not passed a safepoint for " + std::to_string(ms) + " ms (grace period " +
+         std::to_string(gpCounter_.load()) + "); it must call safepoint() or go offline";
+}
+
+Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
+  if (tlsInRetireCallback) {
+    return Status(Error::kWouldDeadlock,
+                  "synchronize() called from inside a retire callback: the callback runs after a "
+                  "grace period and must not wait for another");
+  }
+  if (completed(snap)) return Status::ok();
+  auto end = std::chrono::steady_clock::now() + deadline;
+  // A registered, online caller is quiescent while it waits: step offline for the duration.
+  ThreadRecord* self = tlsSafepoint.record;
+  bool stepOffline = self != nullptr && self->domain == this && self->ctr.load() != 0;
+  if (stepOffline) (void)offline(self);
+  Status status;
+  if (!gpMutex_.try_lock_until(end)) {
+    status = Status(Error::kTimeout, "patchcall: timed out waiting for a running grace period");
+  } else {
+    while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
+    {
+      std::lock_guard<std::mutex> lock(threadsMutex_);
+      for (ThreadRecord* z : zombies_) delete z;
+      zombies_.clear();
+    }
+    gpMutex_.unlock();
+  }
+  if (stepOffline) (void)online(self);
+  return status;
+}
+
+Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
+  using Clock = std::chrono::steady_clock;
+  seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
+  MiVector<ThreadRecord*> pending;
+  {
+    std::lock_guard<std::mutex> lock(threadsMutex_);
+    pending = threads_;
+  }
+  activeScan_.store(pendingScan_, std::memory_order_release);
+  uint64_t target = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  *pollFlag_ = 1;  // JIT polls now take their slow path
+  auto start = Clock::now(), spinUntil = start + config_.spin;
+  Status status;
+  while (true) {
+    std::erase_if(pending, [&](ThreadRecord* r) { return threadQuiescent(r, target); });
+    if (pending.empty()) break;
+    auto now = Clock::now();
+    if (now >= end) {
+      std::string msg;
+      for (ThreadRecord* r : pending) msg += (msg.empty() ? "" : "\n") + describeStuck(r, now - start);
+      if (config_.diagnostics) config_.diagnostics(msg);
+      status = Status(Error::kTimeout, msg);
+      break;
+    }
+    if (now < spinUntil) {
+      for (int i = 0; i < 32; ++i) cpuRelax();
+      continue;
+    }
+    // Sleep. The barrier makes every reader's counter store visible before the re-check,
+    // and makes every later reader see waiting_ == 1 and wake us.
+    waiting_.store(1, std::memory_order_seq_cst);
+    sync_.memoryBarrierAll();
+    std::erase_if(pending, [&](ThreadRecord* r) { return threadQuiescent(r, target); });
+    if (pending.empty()) break;
+    auto left = std::min<Clock::duration>(end - Clock::now(), std::chrono::milliseconds(10));
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    if (ns > 0) {
+      timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+      futex(&waiting_, FUTEX_WAIT_PRIVATE, 1, &ts);
+    }
+  }
+  waiting_.store(0, std::memory_order_relaxed);
+  *pollFlag_ = 0;
+  activeScan_.store(nullptr, std::memory_order_release);
+  if (!status.isOk()) {
+    seq_.fetch_sub(1, std::memory_order_seq_cst);  // not completed: back to idle
+    return status;
+  }
+  seq_.fetch_add(1, std::memory_order_seq_cst);  // even: completed
+  gracePeriods_.fetch_add(1, std::memory_order_relaxed);
+  return Status::ok();
+}
+
+}  // namespace detail
+
+// ---- public thread API -------------------------------------------------------------------
+
+void detail::safepointSlow() noexcept {
+  if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
+    r->domain->safepointSlow(r);
+  }
+}
+
+Status goOffline() noexcept {
+  detail::ThreadRecord* r = detail::tlsSafepoint.record;
+  if (r == nullptr || r->domain == nullptr) {
+    return Status(Error::kNotRegistered, "goOffline: the calling thread is not registered");
+  }
+  return r->domain->offline(r);
+}
+
+Status goOnline() noexcept {
+  detail::ThreadRecord* r = detail::tlsSafepoint.record;
+  if (r == nullptr || r->domain == nullptr) {
+    return Status(Error::kNotRegistered, "goOnline: the calling thread is not registered");
+  }
+  return r->domain->online(r);
+}
+
+bool isThreadRegistered() noexcept { return detail::tlsSafepoint.record != nullptr; }
+
+ThreadScope& ThreadScope::operator=(ThreadScope&& other) noexcept {
+  if (this != &other) {
+    reset();
+    record_ = other.record_;
+    other.record_ = nullptr;
+  }
+  return *this;
+}
+
+void ThreadScope::reset() noexcept {
+  if (record_ == nullptr) return;
+  if (record_->domain != nullptr) {
+    record_->domain->unregisterThread(record_);
+  } else {  // the runtime is gone
+    if (detail::tlsSafepoint.record == record_) detail::tlsSafepoint = detail::SafepointTls{};
+    delete record_;
+  }
+  record_ = nullptr;
+}
+
+}  // namespace patchcall

@@ -1,0 +1,114 @@
+// patchcall — the quiescence domain (QSBR, in the style of liburcu's urcu-qsbr).
+//
+// Each registered thread publishes `ctr`: 0 while offline, otherwise the grace-period
+// counter it last observed at a safepoint. A grace period bumps the counter and waits until
+// every online thread has published the new value. Readers never execute a fence or an
+// atomic RMW; the writer closes the store->load window of the wakeup check with
+// membarrier(PRIVATE_EXPEDITED) before it sleeps on the futex.
+//
+// Blob reclamation rides on grace periods: a ScanSet of retired code ranges is published
+// with the new counter, and every thread checks its own stack for addresses inside those
+// ranges before it acknowledges (offline threads are scanned by the waiter).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cross_core_sync.h"
+#include "metadata.h"
+#include "patchcall/quiescence.h"
+#include "patchcall/status.h"
+
+namespace patchcall::detail {
+
+class Quiescence;
+
+struct ThreadRecord {
+  std::atomic<uint64_t> ctr{0};         // 0: offline; else the last counter acknowledged
+  std::atomic<uint32_t> scanLock{0};    // held while someone scans this thread's stack
+  std::atomic<uintptr_t> offlineSp{0};  // stack pointer when it went offline
+  bool dead = false;                    // unregistered; its stack is gone (under scanLock)
+  Quiescence* domain = nullptr;
+  MiString name;
+  pid_t tid = 0;
+  uintptr_t stackLo = 0, stackHi = 0;
+};
+
+// Code ranges awaiting reclamation; `hit[i]` is set when some stack holds an address in range i.
+struct ScanSet {
+  MiVector<uintptr_t> begin, end;  // sorted, disjoint
+  std::unique_ptr<std::atomic<uint8_t>[]> hit;
+  void scan(uintptr_t lo, uintptr_t hi) const noexcept;
+};
+
+class Quiescence {
+ public:
+  struct Config {
+    std::chrono::milliseconds deadline;
+    std::chrono::microseconds spin;
+    uint32_t maxThreads;
+    std::function<void(const std::string&)> diagnostics;
+  };
+  Quiescence(Config config, CrossCoreSync& sync, volatile uint8_t* pollFlagRw);
+  ~Quiescence();
+
+  Result<ThreadRecord*> registerThread(std::string_view name);
+  void unregisterThread(ThreadRecord* record) noexcept;
+  void safepointSlow(ThreadRecord* record) noexcept;
+  Status offline(ThreadRecord* record) noexcept;
+  Status online(ThreadRecord* record) noexcept;
+
+  // Grace-period sequence, as Linux's rcu_seq: even = idle, odd = a grace period running.
+  // snapshot() names the completion value of a full grace period that starts after the call.
+  uint64_t snapshot() const noexcept { return (seq_.load(std::memory_order_acquire) + 3) & ~uint64_t{1}; }
+  bool completed(uint64_t snap) const noexcept { return seq_.load(std::memory_order_acquire) >= snap; }
+  // Runs grace periods until `snap` has completed; concurrent callers share them.
+  Status waitFor(uint64_t snap, std::chrono::milliseconds deadline);
+  Status synchronize(std::chrono::milliseconds deadline) { return waitFor(snapshot(), deadline); }
+  // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
+  void setScanSet(const ScanSet* set);
+
+  const std::atomic<uint64_t>& counter() const noexcept { return gpCounter_; }
+  std::chrono::milliseconds defaultDeadline() const noexcept { return config_.deadline; }
+  uint64_t gracePeriods() const noexcept { return gracePeriods_.load(std::memory_order_relaxed); }
+  size_t registeredThreads() const;
+
+ private:
+  Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
+  bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;
+  std::string describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const;
+  void wakeWaiter() noexcept;
+
+  Config config_;
+  CrossCoreSync& sync_;
+  volatile uint8_t* pollFlag_;  // RW alias of the byte JIT polls compare against zero
+
+  // Heap-allocated and leaked (8 bytes) if threads are still registered at destruction, so
+  // their inline safepoint() never reads freed memory.
+  std::atomic<uint64_t>* counterBlock_;
+  std::atomic<uint64_t>& gpCounter_;
+  std::atomic<const ScanSet*> activeScan_{nullptr};
+  alignas(64) std::atomic<uint32_t> waiting_{0};  // futex word
+  alignas(64) std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> gracePeriods_{0};
+
+  std::timed_mutex gpMutex_;       // one grace period at a time
+  const ScanSet* pendingScan_ = nullptr;  // under gpMutex_
+  mutable std::mutex threadsMutex_;
+  MiVector<ThreadRecord*> threads_;
+  MiVector<ThreadRecord*> zombies_;  // unregistered, freed when no grace period can see them
+};
+
+// The calling thread's record, if it is registered (any runtime).
+ThreadRecord* currentThread() noexcept;
+// Set while a retire callback runs on this thread: synchronize() would deadlock there.
+extern thread_local bool tlsInRetireCallback;
+
+}  // namespace patchcall::detail

@@ -1,0 +1,200 @@
+// patchcall — the registry (keys, sites, blobs, trampolines, veneers) and raw code writes.
+// Every function here runs with Runtime::Impl::textMutex held.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "reclaimer.h"
+#include "runtime_impl.h"
+
+namespace patchcall {
+
+using detail::SiteRecord;
+
+thread_local bool detail::tlsHoldsTextMutex = false;
+
+namespace {
+constexpr size_t kPoolChunk = 4096;
+constexpr int64_t kRel32Min = INT32_MIN, kRel32Max = INT32_MAX;
+
+bool fitsRel32(uintptr_t next, uintptr_t target) {
+  int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
+  return d >= kRel32Min && d <= kRel32Max;
+}
+
+std::string hex(uintptr_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
+  return buf;
+}
+}  // namespace
+
+Runtime::Impl::~Impl() {
+  if (reclaimer) reclaimer->stop();
+  reclaimer.reset();
+  quiescence.reset();
+  if (procMemFd >= 0) close(procMemFd);
+}
+
+detail::KeyRecord* Runtime::Impl::key(Key k) {
+  if (k.id == 0 || k.id >= keys.size() || !keys[k.id].live) return nullptr;
+  return &keys[k.id];
+}
+
+const detail::BlobRecord* Runtime::Impl::blobContaining(uintptr_t address) const {
+  auto it = blobByAddress.upper_bound(address);
+  if (it == blobByAddress.begin()) return nullptr;
+  const detail::BlobRecord& b = blobs[std::prev(it)->second];
+  return address < b.rx + b.size ? &b : nullptr;
+}
+
+Status Runtime::Impl::validateTarget(const void* target) const {
+  auto t = reinterpret_cast<uintptr_t>(target);
+  if (t == 0) return Status(Error::kNullTarget, "target is null");
+  if (options.targetAlignment > 1 && t % options.targetAlignment != 0) {
+    return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " +
+                                                std::to_string(options.targetAlignment) +
+                                                "-byte aligned (Options::targetAlignment)");
+  }
+  if (!arena->contains(target)) return Status::ok();
+  if (trampolinePool.contains(t)) return Status::ok();
+  if (const detail::BlobRecord* b = blobContaining(t)) {
+    if (b->state == detail::BlobState::kLive) return Status::ok();
+    return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in a retired blob");
+  }
+  return Status(Error::kRetiredTarget,
+                "target " + hex(t) + " lies in arena memory that holds no live blob (freed or never installed)");
+}
+
+Result<uintptr_t> Runtime::Impl::slot(detail::SlotPool& pool, size_t slotSize) {
+  if (pool.next + slotSize > pool.end) {
+    Result<uint8_t*> chunk = arena->allocate(kPoolChunk);
+    if (!chunk) return chunk.status();
+    pool.next = reinterpret_cast<uintptr_t>(*chunk);
+    pool.end = pool.next + kPoolChunk;
+    pool.chunks.emplace_back(pool.next, pool.end);
+  }
+  uintptr_t s = pool.next;
+  pool.next += slotSize;
+  return s;
+}
+
+Result<uintptr_t> Runtime::Impl::veneerFor(uintptr_t target) {
+  if (auto it = veneers.find(target); it != veneers.end()) return it->second;
+  Result<uintptr_t> v = slot(veneerPool, 16);
+  if (!v) return v.status();
+  // jmp qword [rip+0] ; .quad target ; int3 int3. Written before any site points here.
+  uint8_t code[16] = {0xFF, 0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xCC, 0xCC};
+  std::memcpy(code + 6, &target, 8);
+  write(*v, code, sizeof code);
+  veneers.emplace(target, *v);
+  return *v;
+}
+
+Result<uintptr_t> Runtime::Impl::reachable(uintptr_t next, uintptr_t target) {
+  if (fitsRel32(next, target)) return target;
+  if (!options.allowVeneers) {
+    return Status(Error::kOutOfRange, "target " + hex(target) + " is out of rel32 reach of the call ending at " +
+                                          hex(next) + " and veneers are disabled");
+  }
+  Result<uintptr_t> v = veneerFor(target);
+  if (!v) return v.status();
+  if (!fitsRel32(next, *v)) {
+    return Status(Error::kOutOfRange, "neither target " + hex(target) + " nor its veneer " + hex(*v) +
+                                          " is within rel32 reach of the call ending at " + hex(next));
+  }
+  return *v;
+}
+
+Result<uint32_t> Runtime::Impl::addSite(uintptr_t address, uint32_t k, SiteForm form, uint8_t flags) {
+  if (liveSites >= options.maxSites) {
+    return Status(Error::kTooManySites, "Options::maxSites (" + std::to_string(options.maxSites) + ") reached");
+  }
+  uint32_t id;
+  if (!freeSites.empty()) {
+    id = freeSites.back();
+    freeSites.pop_back();
+  } else {
+    id = static_cast<uint32_t>(sites.size());
+    sites.emplace_back();
+  }
+  sites[id] = SiteRecord{address, k, form, flags, 0};
+  keys[k].sites.push_back(id);
+  ++liveSites;
+  return id;
+}
+
+void Runtime::Impl::removeSites(const detail::MiVector<uint32_t>& ids) {
+  detail::MiVector<uint32_t> touchedKeys;
+  for (uint32_t id : ids) {
+    touchedKeys.push_back(sites[id].key);
+    sites[id].address = 0;
+    toggleFlipSnap.erase(id);
+  }
+  std::sort(touchedKeys.begin(), touchedKeys.end());
+  touchedKeys.erase(std::unique(touchedKeys.begin(), touchedKeys.end()), touchedKeys.end());
+  for (uint32_t k : touchedKeys) {
+    std::erase_if(keys[k].sites, [&](uint32_t id) { return sites[id].address == 0; });
+  }
+  freeSites.insert(freeSites.end(), ids.begin(), ids.end());
+  liveSites -= ids.size();
+}
+
+void Runtime::Impl::freeBlobLocked(uint32_t id) {
+  detail::BlobRecord& b = blobs[id];
+  removeSites(b.sites);
+  blobByAddress.erase(b.rx);
+  arena->release(reinterpret_cast<uint8_t*>(b.rx), b.size);
+  b.state = detail::BlobState::kFreed;
+  detail::MiVector<uint32_t>().swap(b.sites);
+}
+
+uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
+  uintptr_t call = s.address;
+  if (s.form == SiteForm::kToggle) {
+    detail::ToggleLayout t = detail::ToggleLayout::of(s);
+    call = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB ? t.callB : t.callA;
+  }
+  int32_t rel;
+  std::memcpy(&rel, reinterpret_cast<const void*>(call + 1), 4);
+  uintptr_t dest = call + 5 + static_cast<uintptr_t>(static_cast<int64_t>(rel));
+  if (veneerPool.contains(dest)) std::memcpy(&dest, reinterpret_cast<const void*>(dest + 6), 8);
+  return dest;
+}
+
+void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
+  if (!arena->contains(reinterpret_cast<void*>(rx))) {
+    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection.
+    (void)!pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
+    return;
+  }
+  uint8_t* rw = arena->toRw(reinterpret_cast<void*>(rx));
+  // Widths a single instruction can store are stored by one instruction.
+  if (n == 1) {
+    __atomic_store_n(rw, *static_cast<const uint8_t*>(bytes), __ATOMIC_RELAXED);
+  } else if (n == 2 && rx % 2 == 0) {
+    uint16_t v;
+    std::memcpy(&v, bytes, 2);
+    __atomic_store_n(reinterpret_cast<uint16_t*>(rw), v, __ATOMIC_RELAXED);
+  } else if (n == 4 && rx % 4 == 0) {
+    uint32_t v;
+    std::memcpy(&v, bytes, 4);
+    __atomic_store_n(reinterpret_cast<uint32_t*>(rw), v, __ATOMIC_RELAXED);
+  } else {
+    std::memcpy(rw, bytes, n);
+  }
+}
+
+void Runtime::Impl::storeRel32(uintptr_t rel32Address, uintptr_t destination) {
+  auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
+  write(rel32Address, &rel, 4);  // aligned by construction: one 32-bit store
+}
+
+void Runtime::Impl::notify(uintptr_t site, uintptr_t target, SiteForm form) const {
+  if (options.patchObserver) {
+    options.patchObserver(PatchEvent{reinterpret_cast<const void*>(site), reinterpret_cast<const void*>(target), form});
+  }
+}
+
+}  // namespace patchcall

@@ -1,0 +1,207 @@
+// patchcall — the update path, top to bottom.
+//
+//   1. refuse re-entry (an observer or callback already holds the text mutex)
+//   2. lock the text mutex; validate every key and target, plan every write (no write yet)
+//   3. toggle sites flipped less than a grace period ago: drop the lock, wait, start over
+//   4. phase 1: Direct sites and trampolines (one aligned 4-byte store each), the inactive
+//      call of each toggle, int3 on each breakpoint site            -> sync
+//   5. phase 2: flip the toggles (one aligned 2-byte store), breakpoint tails -> sync
+//   6. phase 3: breakpoint first bytes (E8)                         -> sync
+//   7. publish the new targets; remember each toggle's flip for its next update
+// A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
+#include <algorithm>
+#include <cstring>
+
+#include "runtime_impl.h"
+#include "test_hooks.h"
+#include "trap_table.h"
+
+namespace patchcall {
+
+using detail::SiteRecord;
+using detail::ToggleLayout;
+
+namespace {
+
+struct DirectWrite {
+  uintptr_t rel32, destination, site;
+  SiteForm form;
+};
+struct ToggleWrite {
+  uint32_t siteId;
+  uintptr_t site, rel32, destination;
+  uint8_t flip[2];
+};
+struct BreakpointWrite {
+  uintptr_t site, destination;
+};
+
+struct Plan {
+  detail::MiVector<DirectWrite> direct;
+  detail::MiVector<ToggleWrite> toggles;
+  detail::MiVector<BreakpointWrite> breakpoints;
+  uint64_t graceNeeded = 0;  // largest unfinished grace-period snapshot among toggles
+};
+
+int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
+  return static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
+}
+
+class TextMutexGuard {
+ public:
+  explicit TextMutexGuard(std::mutex& m) : lock_(m) { detail::tlsHoldsTextMutex = true; }
+  ~TextMutexGuard() { detail::tlsHoldsTextMutex = false; }
+  void unlock() { detail::tlsHoldsTextMutex = false; lock_.unlock(); }
+  void lock() { lock_.lock(); detail::tlsHoldsTextMutex = true; }
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
+}  // namespace
+
+Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous) {
+  if (detail::tlsHoldsTextMutex) {
+    return Status(Error::kReentrantUpdate,
+                  "update called while this thread holds the text mutex (from a patch observer or "
+                  "another callback that runs under it); defer the update until it returns");
+  }
+  if (updates.empty()) return Status::ok();
+  detail::TestHooks* hooks = detail::testHooks();
+  TextMutexGuard guard(textMutex);
+
+  Plan plan;
+  while (true) {
+    // ---- 2. validate and plan --------------------------------------------------------
+    plan = Plan();
+    for (size_t i = 0; i < updates.size(); ++i) {
+      const KeyUpdate& u = updates[i];
+      detail::KeyRecord* k = key(u.key);
+      if (k == nullptr) {
+        return Status(Error::kUnknownKey, "update: key " + std::to_string(u.key.id) + " is not a live key");
+      }
+      for (size_t j = 0; j < i; ++j) {
+        if (updates[j].key == u.key) {
+          return Status(Error::kInvalidArgument, "updateBatch: key " + std::to_string(u.key.id) +
+                                                     " appears twice in one batch");
+        }
+      }
+      PATCHCALL_TRY(validateTarget(u.target));
+      auto target = reinterpret_cast<uintptr_t>(u.target);
+      Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
+      if (!tramp) return tramp.status();
+      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect});
+      for (uint32_t id : k->sites) {
+        const SiteRecord& s = sites[id];
+        if (s.form == SiteForm::kDirect) {
+          Result<uintptr_t> d = reachable(s.address + 5, target);
+          if (!d) return d.status();
+          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect});
+        } else if (s.form == SiteForm::kToggle) {
+          ToggleLayout t = ToggleLayout::of(s);
+          bool bActive = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB;
+          uintptr_t inactive = bActive ? t.callA : t.callB;
+          Result<uintptr_t> d = reachable(inactive + 5, target);
+          if (!d) return d.status();
+          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}};
+          if (!bActive) w.flip[0] = 0xEB, w.flip[1] = t.jumpToB;
+          plan.toggles.push_back(w);
+          auto flipped = toggleFlipSnap.find(id);
+          if (flipped != toggleFlipSnap.end() && !quiescence->completed(flipped->second)) {
+            plan.graceNeeded = std::max(plan.graceNeeded, flipped->second);
+          }
+        } else {
+          Result<uintptr_t> d = reachable(s.address + 5, target);
+          if (!d) return d.status();
+          plan.breakpoints.push_back({s.address, *d});
+        }
+      }
+    }
+    // ---- 3. the toggle rule: a call is rewritten only a grace period after its last flip
+    if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
+    toggleGraceWaits.fetch_add(1, std::memory_order_relaxed);
+    guard.unlock();  // other keys' updates are not held up while this one waits
+    Status waited = quiescence->waitFor(plan.graceNeeded, quiescence->defaultDeadline());
+    guard.lock();
+    if (!waited.isOk()) return waited;
+  }
+
+  auto syncAll = [&] {
+    if (hooks == nullptr || !hooks->skipSync.load()) sync.sync();
+  };
+  auto writeRel32Bytewise = [&](uintptr_t rel32, int32_t value) {
+    if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return write(rel32, &value, 4);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&value);
+    for (int b = 0; b < 4; ++b) {
+      write(rel32 + static_cast<uintptr_t>(b), bytes + b, 1);
+      hooks->betweenBytes.load()(b);
+    }
+  };
+
+  // ---- 4-6. write; breakpoint sites go in rounds of at most TrapTable::kMaxBatch --------
+  detail::TrapTable& traps = detail::TrapTable::instance();
+  std::unique_lock<std::mutex> trapRound(traps.roundMutex(), std::defer_lock);
+  if (!plan.breakpoints.empty()) trapRound.lock();
+  size_t bpDone = 0;
+  bool first = true;
+  detail::MiVector<uint32_t> slots;
+  while (first || bpDone < plan.breakpoints.size()) {
+    size_t bpCount = std::min(plan.breakpoints.size() - bpDone, detail::TrapTable::kMaxBatch);
+    std::span<const BreakpointWrite> round(plan.breakpoints.data() + bpDone, bpCount);
+    slots.clear();
+    // phase 1
+    if (first) {
+      for (const DirectWrite& w : plan.direct) {
+        storeRel32(w.rel32, w.destination);
+        notify(w.site, w.destination, w.form);
+      }
+      for (const ToggleWrite& w : plan.toggles) writeRel32Bytewise(w.rel32, rel32For(w.rel32, w.destination));
+    }
+    for (const BreakpointWrite& w : round) {
+      int64_t slot = traps.publish(w.site, w.destination);
+      slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
+      static const uint8_t kInt3 = 0xCC;
+      write(w.site, &kInt3, 1);
+    }
+    syncAll();
+    // phase 2
+    bool phase2 = !round.empty() || (first && !plan.toggles.empty());
+    if (first) {
+      for (const ToggleWrite& w : plan.toggles) {
+        write(w.site, w.flip, 2);
+        notify(w.site, w.destination, SiteForm::kToggle);
+      }
+    }
+    for (const BreakpointWrite& w : round) {
+      int32_t rel = rel32For(w.site + 1, w.destination);
+      write(w.site + 1, &rel, 4);
+    }
+    if (phase2) syncAll();
+    // phase 3
+    for (const BreakpointWrite& w : round) {
+      static const uint8_t kCall = 0xE8;
+      write(w.site, &kCall, 1);
+      notify(w.site, w.destination, SiteForm::kBreakpoint);
+    }
+    if (!round.empty()) {
+      syncAll();
+      traps.clearSlots(slots.data(), slots.size());
+    }
+    bpDone += bpCount;
+    first = false;
+  }
+
+  // ---- 7. publish ------------------------------------------------------------------------
+  uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence->snapshot();
+  for (const ToggleWrite& w : plan.toggles) toggleFlipSnap[w.siteId] = flipSnap;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    detail::KeyRecord* k = key(updates[i].key);
+    if (previous != nullptr) previous[i] = k->target;
+    k->target = updates[i].target;
+  }
+  updateCount.fetch_add(updates.size(), std::memory_order_relaxed);
+  siteWrites.fetch_add(plan.direct.size() + plan.toggles.size() + plan.breakpoints.size(),
+                       std::memory_order_relaxed);
+  return Status::ok();
+}
+
+}  // namespace patchcall

@@ -1,0 +1,137 @@
+// patchcall — Runtime::Impl: the state behind the public Runtime handle.
+//
+// Locking: `textMutex` guards the registry (keys, sites, blobs, pools) and every code write.
+// Retire callbacks and grace-period waits never run under it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "code_arena.h"
+#include "cross_core_sync.h"
+#include "metadata.h"
+#include "patchcall/runtime.h"
+#include "quiescence.h"
+
+namespace patchcall {
+
+namespace detail {
+
+// 16 bytes per site; the key's and the blob's site lists add 4 bytes each.
+struct SiteRecord {
+  uintptr_t address = 0;  // RX address of the instruction's first byte; 0: free slot
+  uint32_t key = 0;
+  SiteForm form = SiteForm::kDirect;
+  uint8_t flags = 0;
+  uint16_t unused = 0;
+};
+static_assert(sizeof(SiteRecord) == 16);
+
+enum SiteFlags : uint8_t {
+  kSiteForeign = 1,     // outside the arena: written through /proc/self/mem
+  kSiteStallGap = 2,    // toggle with a 5-byte test stall call before call A (test builds)
+};
+
+// Toggle layout: [toggle:2][gap:0|5][A: E8 rel32][EB 05][B: E8 rel32]. Toggle bytes
+// 66 90 (2-byte nop) select A; EB xx (jmp rel8 to B) select B.
+struct ToggleLayout {
+  uintptr_t toggle, callA, callB;
+  uint8_t jumpToB;  // rel8 of the jmp that selects B
+  static ToggleLayout of(const SiteRecord& s) {
+    uintptr_t gap = (s.flags & kSiteStallGap) != 0 ? 5 : 0;
+    uintptr_t a = s.address + 2 + gap;
+    return {s.address, a, a + 7, static_cast<uint8_t>(gap + 7)};
+  }
+};
+
+struct KeyRecord {
+  bool live = false;
+  const void* target = nullptr;
+  uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned
+  MiVector<uint32_t> sites;
+  MiString name;
+};
+
+enum class BlobState : uint8_t { kLive, kRetired, kFreed };
+
+struct BlobRecord {
+  uintptr_t rx = 0;
+  size_t size = 0;
+  BlobState state = BlobState::kFreed;
+  MiVector<uint32_t> sites;
+};
+
+// A small bump pool of fixed-size slots in the arena (trampolines, veneers).
+struct SlotPool {
+  uintptr_t next = 0, end = 0;
+  MiVector<std::pair<uintptr_t, uintptr_t>> chunks;  // [begin, end) for target validation
+  bool contains(uintptr_t p) const {
+    for (auto& c : chunks) if (p >= c.first && p < c.second) return true;
+    return false;
+  }
+};
+
+extern thread_local bool tlsHoldsTextMutex;
+
+class Reclaimer;
+
+}  // namespace detail
+
+struct Runtime::Impl {
+  Options options;
+  std::unique_ptr<detail::CodeArena> arena;
+  detail::CrossCoreSync sync;
+  std::unique_ptr<detail::Quiescence> quiescence;
+  std::unique_ptr<detail::Reclaimer> reclaimer;
+  int procMemFd = -1;  // /proc/self/mem, for foreign sites
+
+  // Runtime page at the start of the arena: poll flag and safepoint stub.
+  uintptr_t pollFlagRx = 0;
+  uintptr_t safepointStubRx = 0;
+
+  // ---- registry, all under textMutex ----
+  mutable std::mutex textMutex;
+  detail::MiVector<detail::KeyRecord> keys;   // index = key id; [0] unused
+  detail::MiVector<detail::SiteRecord> sites;  // index = site id; [0] unused
+  detail::MiVector<uint32_t> freeSites;
+  uint64_t liveSites = 0;
+  detail::MiVector<detail::BlobRecord> blobs;  // index = blob id; [0] unused
+  detail::MiVector<uint32_t> freeBlobs;
+  detail::MiMap<uintptr_t, uint32_t> blobByAddress;
+  detail::MiHashMap<uintptr_t, uint32_t> foreignSites;
+  detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
+  detail::MiHashMap<uintptr_t, uintptr_t> veneers;       // far target -> veneer
+  detail::SlotPool trampolinePool, veneerPool;
+
+  // ---- counters ----
+  std::atomic<uint64_t> updateCount{0}, siteWrites{0}, toggleGraceWaits{0};
+
+  ~Impl();
+
+  // registry helpers (textMutex held)
+  detail::KeyRecord* key(Key k);
+  Status validateTarget(const void* target) const;
+  Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
+  Result<uintptr_t> veneerFor(uintptr_t target);
+  // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer).
+  Result<uintptr_t> reachable(uintptr_t next, uintptr_t target);
+  Result<uint32_t> addSite(uintptr_t address, uint32_t key, SiteForm form, uint8_t flags);
+  void removeSites(const detail::MiVector<uint32_t>& ids);
+  void freeBlobLocked(uint32_t id);  // unregister its sites, int3-fill, release
+  const detail::BlobRecord* blobContaining(uintptr_t address) const;
+  uintptr_t decodeTarget(const detail::SiteRecord& s) const;
+
+  // code writes (textMutex held)
+  void write(uintptr_t rx, const void* bytes, size_t n);
+  void storeRel32(uintptr_t rel32Address, uintptr_t destination);  // aligned: one store
+  void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
+
+  // the update path (retargeter.cpp)
+  Status retarget(std::span<const KeyUpdate> updates, const void** previous);
+};
+
+}  // namespace patchcall

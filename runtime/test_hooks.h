@@ -1,0 +1,22 @@
+// patchcall — fault-injection switches, compiled in only with PATCHCALL_TEST_HOOKS.
+// Release builds see testHooks() == nullptr and the compiler drops every check.
+#pragma once
+
+#include <atomic>
+
+namespace patchcall::detail {
+
+struct TestHooks {
+  std::atomic<bool> skipToggleGrace{false};  // break the toggle's grace-period rule
+  std::atomic<bool> skipSync{false};         // break the cross-core sync after code writes
+  // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
+  std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
+};
+
+#ifdef PATCHCALL_TEST_HOOKS
+TestHooks* testHooks() noexcept;
+#else
+constexpr TestHooks* testHooks() noexcept { return nullptr; }
+#endif
+
+}  // namespace patchcall::detail

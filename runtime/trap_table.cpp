@@ -1,0 +1,123 @@
+// patchcall — SIGTRAP handler and its lock-free site table.
+#include "trap_table.h"
+
+#include <signal.h>
+#include <ucontext.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace patchcall::detail {
+namespace {
+
+struct Entry {
+  std::atomic<uintptr_t> site{0};
+  std::atomic<uintptr_t> target{0};
+};
+
+Entry gEntries[TrapTable::kCapacity];
+std::atomic<uint64_t> gEmulated{0};
+struct sigaction gPrevious;
+
+size_t slotOf(uintptr_t site) noexcept {
+  return static_cast<size_t>((site * 0x9E3779B97F4A7C15ull) >> 49) & (TrapTable::kCapacity - 1);
+}
+
+void chain(int sig, siginfo_t* info, void* ctx) {
+  if ((gPrevious.sa_flags & SA_SIGINFO) != 0 && gPrevious.sa_sigaction != nullptr) {
+    gPrevious.sa_sigaction(sig, info, ctx);
+  } else if (gPrevious.sa_handler == SIG_IGN) {
+    return;
+  } else if (gPrevious.sa_handler != SIG_DFL && gPrevious.sa_handler != nullptr) {
+    gPrevious.sa_handler(sig);
+  } else {
+    // Nobody else wants it: die exactly as an unhandled SIGTRAP would.
+    signal(SIGTRAP, SIG_DFL);
+    raise(SIGTRAP);
+  }
+}
+
+void onSigtrap(int sig, siginfo_t* info, void* ctx) {
+  auto* uc = static_cast<ucontext_t*>(ctx);
+  greg_t& rip = uc->uc_mcontext.gregs[REG_RIP];
+  greg_t& rsp = uc->uc_mcontext.gregs[REG_RSP];
+  // An int3 reports SI_KERNEL with rip just past the 0xCC byte.
+  if (info != nullptr && info->si_code == SI_KERNEL) {
+    auto site = static_cast<uintptr_t>(rip) - 1;
+    uintptr_t target = 0;
+    if (TrapTable::instance().lookup(site, &target)) {
+      rsp -= 8;  // emulate `call target` from the site
+      *reinterpret_cast<uintptr_t*>(rsp) = site + 5;
+      rip = static_cast<greg_t>(target);
+      gEmulated.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // The round finished between the trap and this lookup (the handler can run long after
+    // the int3 if the thread is preempted): the int3 we trapped on has been replaced by the
+    // first byte of the complete new call, so re-execute it. Only a patcher swaps an int3
+    // for E8; a debugger's or the program's own int3 is still 0xCC and is chained.
+    if (*reinterpret_cast<const volatile uint8_t*>(site) == 0xE8) {
+      rip = static_cast<greg_t>(site);
+      return;
+    }
+  }
+  chain(sig, info, ctx);
+}
+
+}  // namespace
+
+TrapTable& TrapTable::instance() {
+  static TrapTable table;
+  return table;
+}
+
+Status TrapTable::installHandler() {
+  std::call_once(installOnce_, [this] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = onSigtrap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTRAP, &sa, &gPrevious) != 0) {
+      installStatus_ = Status(Error::kInvalidArgument,
+                              std::string("sigaction(SIGTRAP) failed: ") + std::strerror(errno));
+    }
+  });
+  return installStatus_;
+}
+
+int64_t TrapTable::publish(uintptr_t site, uintptr_t target) noexcept {
+  for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
+    uintptr_t cur = gEntries[i].site.load(std::memory_order_relaxed);
+    if (cur == site || cur == 0) {
+      gEntries[i].target.store(target, std::memory_order_relaxed);
+      gEntries[i].site.store(site, std::memory_order_release);
+      return static_cast<int64_t>(i);
+    }
+  }
+  return -1;
+}
+
+void TrapTable::clearSlots(const uint32_t* slots, size_t count) noexcept {
+  for (size_t k = 0; k < count; ++k) gEntries[slots[k]].site.store(0, std::memory_order_release);
+}
+
+bool TrapTable::lookup(uintptr_t site, uintptr_t* target) const noexcept {
+  for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
+    uintptr_t cur = gEntries[i].site.load(std::memory_order_acquire);
+    if (cur == 0) return false;
+    if (cur != site) continue;
+    uintptr_t t = gEntries[i].target.load(std::memory_order_acquire);
+    // Re-check: a concurrent clear/reuse means the round is over (handled by the caller).
+    if (gEntries[i].site.load(std::memory_order_acquire) != site) return false;
+    *target = t;
+    return true;
+  }
+  return false;
+}
+
+uint64_t TrapTable::emulated() const noexcept { return gEmulated.load(std::memory_order_relaxed); }
+
+}  // namespace patchcall::detail

@@ -1,0 +1,47 @@
+// patchcall — the process-wide SIGTRAP handler for the breakpoint protocol.
+//
+// This is patchcall's one piece of process-wide state (a signal handler is per process):
+// a fixed, never-freed open-addressing table of sites currently int3-protected, each with
+// the target a trapping thread must be sent to. The handler is async-signal-safe (atomics
+// only), emulates the call (push site+5, jump to target), and chains to the previous
+// SIGTRAP handler for traps it does not own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "patchcall/status.h"
+
+namespace patchcall::detail {
+
+class TrapTable {
+ public:
+  static constexpr size_t kCapacity = size_t{1} << 15;
+  // Largest number of sites one protocol round protects (keeps probe chains short).
+  static constexpr size_t kMaxBatch = kCapacity / 2;
+
+  static TrapTable& instance();
+  // Installs the handler once per process; later calls are no-ops.
+  Status installHandler();
+
+  // Writers hold this for a whole protocol round: rounds never overlap, so clear() can
+  // empty the table without tombstones.
+  std::mutex& roundMutex() noexcept { return roundMutex_; }
+  // Returns the slot used (for clearSlots), or -1 when the table is full.
+  int64_t publish(uintptr_t site, uintptr_t target) noexcept;
+  // Ends a round: every site of the round holds its complete new call by now.
+  void clearSlots(const uint32_t* slots, size_t count) noexcept;
+  uint64_t emulated() const noexcept;
+
+  // For the handler.
+  bool lookup(uintptr_t site, uintptr_t* target) const noexcept;
+
+ private:
+  TrapTable() = default;
+  std::mutex roundMutex_;
+  std::once_flag installOnce_;
+  Status installStatus_;
+};
+
+}  // namespace patchcall::detail
