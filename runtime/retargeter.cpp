@@ -73,18 +73,18 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   while (true) {
     // ---- 2. validate and plan --------------------------------------------------------
     plan = Plan();
+    uint64_t batchStamp = ++batchCounter;  // marks keys seen in this pass (duplicate check)
     for (size_t i = 0; i < updates.size(); ++i) {
       const KeyUpdate& u = updates[i];
       detail::KeyRecord* k = key(u.key);
       if (k == nullptr) {
         return Status(Error::kUnknownKey, "update: key " + std::to_string(u.key.id) + " is not a live key");
       }
-      for (size_t j = 0; j < i; ++j) {
-        if (updates[j].key == u.key) {
-          return Status(Error::kInvalidArgument, "updateBatch: key " + std::to_string(u.key.id) +
-                                                     " appears twice in one batch");
-        }
+      if (k->batchStamp == batchStamp) {
+        return Status(Error::kInvalidArgument, "updateBatch: key " + std::to_string(u.key.id) +
+                                                   " appears twice in one batch");
       }
+      k->batchStamp = batchStamp;
       PATCHCALL_TRY(validateTarget(u.target));
       auto target = reinterpret_cast<uintptr_t>(u.target);
       Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);

@@ -50,6 +50,7 @@ struct ToggleLayout {
 
 struct KeyRecord {
   bool live = false;
+  uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
   uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned
   MiVector<uint32_t> sites;
@@ -106,6 +107,7 @@ struct Runtime::Impl {
   detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
   detail::MiHashMap<uintptr_t, uintptr_t> veneers;       // far target -> veneer
   detail::SlotPool trampolinePool, veneerPool;
+  uint64_t batchCounter = 0;
 
   // ---- counters ----
   std::atomic<uint64_t> updateCount{0}, siteWrites{0}, toggleGraceWaits{0};

@@ -113,7 +113,7 @@ class Runtime {
   // reserveCode + copy + commitCode for position-independent bytes.
   Result<Blob> installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites);
   // Frees the blob after a grace period once no key targets it and no thread's stack holds
-  // an address inside it. Errors: kStillTargeted, kDoubleRetire, kUnknownSite (bad handle).
+  // an address inside it. Errors: kStillTargeted, kDoubleRetire, kInvalidArgument (bad handle).
   Status retire(Blob blob);
 
   // --- sites ----------------------------------------------------------------------------
