@@ -56,170 +56,189 @@ void Runtime::abandonCode(const CodeReservation& r) {
 }
 
 Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteSpec> specs) {
-  Impl& m = *impl_;
-  if (r.rx == nullptr || !m.arena->contains(r.rx) || r.size == 0) {
-    return Status(Error::kInvalidArgument, "commitCode: not a reservation of this runtime's arena");
-  }
-  if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "commitCode called under the text mutex");
-  detail::MiVector<SiteSpec> sorted(specs.begin(), specs.end());
-  std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
+  return detail::catchOutOfMemory("commitCode", [&]() -> Result<Blob> {
+    Impl& m = *impl_;
+    if (r.rx == nullptr || !m.arena->contains(r.rx) || r.size == 0) {
+      return Status(Error::kInvalidArgument, "commitCode: not a reservation of this runtime's arena");
+    }
+    if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "commitCode called under the text mutex");
+    detail::MiVector<SiteSpec> sorted(specs.begin(), specs.end());
+    std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
 
-  std::lock_guard<std::mutex> lock(m.textMutex);
-  detail::MiVector<uint8_t> flags(sorted.size());
-  detail::MiVector<uintptr_t> destinations(sorted.size() * 2);
-  // Validate everything before the first write or registration.
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    const SiteSpec& s = sorted[i];
-    size_t room = s.offset < r.size ? r.size - s.offset : 0;
-    if (siteLength(s, r.rw + s.offset, room) > room ||
-        (i > 0 && s.offset < sorted[i - 1].offset + siteLength(sorted[i - 1], r.rw + sorted[i - 1].offset, 14))) {
-      return Status(Error::kInvalidArgument, "site at offset " + std::to_string(s.offset) + " overlaps another or the end");
-    }
-    detail::KeyRecord* k = m.key(s.key);
-    if (k == nullptr) return Status(Error::kUnknownKey, "site at offset " + std::to_string(s.offset) + ": key is not live");
-    PATCHCALL_TRY(checkSiteBytes(r.rw + s.offset, s, &flags[i]));
-    auto target = reinterpret_cast<uintptr_t>(k->target);
-    uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + s.offset;
-    if (s.form == SiteForm::kToggle) {
-      detail::ToggleLayout t = detail::ToggleLayout::of(SiteRecord{at, 0, s.form, flags[i], 0});
-      for (int c = 0; c < 2; ++c) {
-        Result<uintptr_t> d = m.reachable((c == 0 ? t.callA : t.callB) + 5, target);
-        if (!d) return d.status();
-        destinations[2 * i + c] = *d;
+    std::lock_guard<std::mutex> lock(m.textMutex);
+    detail::MiVector<uint8_t> flags(sorted.size());
+    detail::MiVector<uintptr_t> destinations(sorted.size() * 2);
+    // Validate everything before the first write or registration.
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      const SiteSpec& s = sorted[i];
+      size_t room = s.offset < r.size ? r.size - s.offset : 0;
+      if (siteLength(s, r.rw + s.offset, room) > room ||
+          (i > 0 && s.offset < sorted[i - 1].offset + siteLength(sorted[i - 1], r.rw + sorted[i - 1].offset, 14))) {
+        return Status(Error::kInvalidArgument, "site at offset " + std::to_string(s.offset) + " overlaps another or the end");
       }
-    } else {
-      Result<uintptr_t> d = m.reachable(at + 5, target);
-      if (!d) return d.status();
-      destinations[2 * i] = *d;
+      detail::KeyRecord* k = m.key(s.key);
+      if (k == nullptr) return Status(Error::kUnknownKey, "site at offset " + std::to_string(s.offset) + ": key is not live");
+      PATCHCALL_TRY(checkSiteBytes(r.rw + s.offset, s, &flags[i]));
+      auto target = reinterpret_cast<uintptr_t>(k->target);
+      uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + s.offset;
+      if (s.form == SiteForm::kToggle) {
+        detail::ToggleLayout t = detail::ToggleLayout::of(SiteRecord{at, 0, s.form, flags[i], 0});
+        for (int c = 0; c < 2; ++c) {
+          Result<uintptr_t> d = m.reachable((c == 0 ? t.callA : t.callB) + 5, target);
+          if (!d) return d.status();
+          destinations[2 * i + c] = *d;
+        }
+      } else {
+        Result<uintptr_t> d = m.reachable(at + 5, target);
+        if (!d) return d.status();
+        destinations[2 * i] = *d;
+      }
     }
-  }
-  if (m.liveSites + sorted.size() > m.options.maxSites) {
-    return Status(Error::kTooManySites, "installing " + std::to_string(sorted.size()) + " sites would exceed Options::maxSites (" +
-                                            std::to_string(m.options.maxSites) + ")");
-  }
-  // Nobody executes this code yet: plain writes through the RW alias.
-  BlobRecord blob;
-  blob.rx = reinterpret_cast<uintptr_t>(r.rx);
-  blob.size = r.size;
-  blob.state = BlobState::kLive;
-  blob.sites.reserve(sorted.size());
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    const SiteSpec& s = sorted[i];
-    uintptr_t at = blob.rx + s.offset;
-    SiteRecord rec{at, s.key.id, s.form, flags[i], 0};
-    if (s.form == SiteForm::kToggle) {
-      detail::ToggleLayout t = detail::ToggleLayout::of(rec);
-      int32_t relA = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(t.callA + 5));
-      int32_t relB = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i + 1]) - static_cast<int64_t>(t.callB + 5));
-      m.write(t.callA + 1, &relA, 4);
-      m.write(t.callB + 1, &relB, 4);
-    } else {
-      int32_t rel = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(at + 5));
-      m.write(at + 1, &rel, 4);
+    if (m.liveSites + sorted.size() > m.options.maxSites) {
+      return Status(Error::kTooManySites, "installing " + std::to_string(sorted.size()) + " sites would exceed Options::maxSites (" +
+                                              std::to_string(m.options.maxSites) + ")");
     }
-    Result<uint32_t> id = m.addSite(at, s.key.id, s.form, flags[i]);
-    if (!id) return id.status();  // cannot happen: capacity checked above
-    blob.sites.push_back(*id);
-  }
-  uint32_t blobId = static_cast<uint32_t>(m.blobs.size());
-  m.blobs.push_back(std::move(blob));
-  m.blobByAddress.emplace(reinterpret_cast<uintptr_t>(r.rx), blobId);
-  m.sync.sync();  // every core sees the complete new code before anyone is handed it
-  return Blob{blobId, r.rx, r.size};
+    // Allocate every container slot first, so an out-of-memory cannot leave half a blob
+    // registered; nothing below this block allocates.
+    detail::MiHashMap<uint32_t, uint32_t> perKey;
+    for (const SiteSpec& s : sorted) ++perKey[s.key.id];
+    for (auto& [k, n] : perKey) m.keys[k].sites.reserve(m.keys[k].sites.size() + n);
+    if (m.freeSites.size() < sorted.size()) m.sites.reserve(m.sites.size() + sorted.size() - m.freeSites.size());
+    m.blobs.reserve(m.blobs.size() + 1);
+    uint32_t blobId = static_cast<uint32_t>(m.blobs.size());
+    m.blobByAddress.emplace(reinterpret_cast<uintptr_t>(r.rx), blobId);
+    // Nobody executes this code yet: plain writes through the RW alias.
+    BlobRecord blob;
+    blob.rx = reinterpret_cast<uintptr_t>(r.rx);
+    blob.size = r.size;
+    blob.state = BlobState::kLive;
+    blob.sites.reserve(sorted.size());
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      const SiteSpec& s = sorted[i];
+      uintptr_t at = blob.rx + s.offset;
+      SiteRecord rec{at, s.key.id, s.form, flags[i], 0};
+      if (s.form == SiteForm::kToggle) {
+        detail::ToggleLayout t = detail::ToggleLayout::of(rec);
+        int32_t relA = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(t.callA + 5));
+        int32_t relB = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i + 1]) - static_cast<int64_t>(t.callB + 5));
+        m.write(t.callA + 1, &relA, 4);
+        m.write(t.callB + 1, &relB, 4);
+      } else {
+        int32_t rel = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(at + 5));
+        m.write(at + 1, &rel, 4);
+      }
+      Result<uint32_t> id = m.addSite(at, s.key.id, s.form, flags[i]);
+      if (!id) return id.status();  // cannot happen: capacity checked above
+      blob.sites.push_back(*id);
+    }
+    m.blobs.push_back(std::move(blob));
+    m.sync.sync();  // every core sees the complete new code before anyone is handed it
+    return Blob{blobId, r.rx, r.size};
+  });
 }
 
 Result<Blob> Runtime::installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites) {
-  Result<CodeReservation> r = reserveCode(bytes.size());
-  if (!r) return r.status();
-  std::memcpy(r->rw, bytes.data(), bytes.size());
-  Result<Blob> blob = commitCode(*r, sites);
-  if (!blob) abandonCode(*r);
-  return blob;
+  return detail::catchOutOfMemory("installCode", [&]() -> Result<Blob> {
+    Result<CodeReservation> r = reserveCode(bytes.size());
+    if (!r) return r.status();
+    std::memcpy(r->rw, bytes.data(), bytes.size());
+    Result<Blob> blob = commitCode(*r, sites);
+    if (!blob) abandonCode(*r);
+    return blob;
+  });
 }
 
 Status Runtime::retire(Blob blob) {
-  Impl& m = *impl_;
-  {
-    std::lock_guard<std::mutex> lock(m.textMutex);
-    if (blob.id == 0 || blob.id >= m.blobs.size() || m.blobs[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
-      return Status(Error::kInvalidArgument, "retire: not a blob of this runtime");
-    }
-    BlobRecord& b = m.blobs[blob.id];
-    if (b.state != BlobState::kLive) return Status(Error::kDoubleRetire, "retire: blob " + std::to_string(blob.id) + " was already retired");
-    for (size_t k = 1; k < m.keys.size(); ++k) {
-      auto t = reinterpret_cast<uintptr_t>(m.keys[k].target);
-      if (m.keys[k].live && t >= b.rx && t < b.rx + b.size) {
-        return Status(Error::kStillTargeted, "retire: key " + std::to_string(k) +
-                                                 (m.keys[k].name.empty() ? "" : " ('" + std::string(m.keys[k].name) + "')") +
-                                                 " still targets blob " + std::to_string(blob.id) + "; update it first");
+  return detail::catchOutOfMemory("retire", [&]() -> Status {
+    Impl& m = *impl_;
+    {
+      std::lock_guard<std::mutex> lock(m.textMutex);
+      if (blob.id == 0 || blob.id >= m.blobs.size() || m.blobs[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
+        return Status(Error::kInvalidArgument, "retire: not a blob of this runtime");
       }
+      BlobRecord& b = m.blobs[blob.id];
+      if (b.state != BlobState::kLive) return Status(Error::kDoubleRetire, "retire: blob " + std::to_string(blob.id) + " was already retired");
+      for (size_t k = 1; k < m.keys.size(); ++k) {
+        auto t = reinterpret_cast<uintptr_t>(m.keys[k].target);
+        if (m.keys[k].live && t >= b.rx && t < b.rx + b.size) {
+          return Status(Error::kStillTargeted, "retire: key " + std::to_string(k) +
+                                                   (m.keys[k].name.empty() ? "" : " ('" + std::string(m.keys[k].name) + "')") +
+                                                   " still targets blob " + std::to_string(blob.id) + "; update it first");
+        }
+      }
+      b.state = BlobState::kRetired;
     }
-    b.state = BlobState::kRetired;
-  }
-  m.reclaimer->retireBlob(blob.id);
-  return Status::ok();
+    m.reclaimer->retireBlob(blob.id);
+    return Status::ok();
+  });
 }
 
 Result<SiteInfo> Runtime::site(const void* address) const {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.textMutex);
-  auto a = reinterpret_cast<uintptr_t>(address);
-  uint32_t id = 0;
-  if (auto f = m.foreignSites.find(a); f != m.foreignSites.end()) {
-    id = f->second;
-  } else if (const BlobRecord* b = m.blobContaining(a)) {
-    auto it = std::lower_bound(b->sites.begin(), b->sites.end(), a,
-                               [&](uint32_t s, uintptr_t x) { return m.sites[s].address < x; });
-    if (it != b->sites.end() && m.sites[*it].address == a) id = *it;
-  }
-  if (id == 0) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%p", address);
-    return Status(Error::kUnknownSite, std::string("no call site is registered at ") + buf);
-  }
-  const SiteRecord& s = m.sites[id];
-  return SiteInfo{address, Key{s.key}, s.form, reinterpret_cast<const void*>(m.decodeTarget(s)),
-                  (s.flags & detail::kSiteForeign) != 0};
+  return detail::catchOutOfMemory("site", [&]() -> Result<SiteInfo> {
+    Impl& m = *impl_;
+    std::lock_guard<std::mutex> lock(m.textMutex);
+    auto a = reinterpret_cast<uintptr_t>(address);
+    uint32_t id = 0;
+    if (auto f = m.foreignSites.find(a); f != m.foreignSites.end()) {
+      id = f->second;
+    } else if (const BlobRecord* b = m.blobContaining(a)) {
+      auto it = std::lower_bound(b->sites.begin(), b->sites.end(), a,
+                                 [&](uint32_t s, uintptr_t x) { return m.sites[s].address < x; });
+      if (it != b->sites.end() && m.sites[*it].address == a) id = *it;
+    }
+    if (id == 0) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%p", address);
+      return Status(Error::kUnknownSite, std::string("no call site is registered at ") + buf);
+    }
+    const SiteRecord& s = m.sites[id];
+    return SiteInfo{address, Key{s.key}, s.form, reinterpret_cast<const void*>(m.decodeTarget(s)),
+                    (s.flags & detail::kSiteForeign) != 0};
+  });
 }
 
 Status Runtime::registerForeignSite(void* callInstruction, Key key) {
-  Impl& m = *impl_;
-  auto a = reinterpret_cast<uintptr_t>(callInstruction);
-  if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
-  if (m.arena->contains(callInstruction)) {
-    return Status(Error::kInvalidArgument, "registerForeignSite: the address is inside the arena; emit sites through jit/");
-  }
-  if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
-  const void* target = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(m.textMutex);
-    detail::KeyRecord* k = m.key(key);
-    if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
-    if (*static_cast<const uint8_t*>(callInstruction) != 0xE8) {
-      return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction is not a 5-byte E8 call");
+  return detail::catchOutOfMemory("registerForeignSite", [&]() -> Status {
+    Impl& m = *impl_;
+    auto a = reinterpret_cast<uintptr_t>(callInstruction);
+    if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
+    if (m.arena->contains(callInstruction)) {
+      return Status(Error::kInvalidArgument, "registerForeignSite: the address is inside the arena; emit sites through jit/");
     }
-    if (m.foreignSites.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
-    Result<uintptr_t> d = m.reachable(a + 5, reinterpret_cast<uintptr_t>(k->target));
-    if (!d) return d.status();
-    Result<uint32_t> id = m.addSite(a, key.id, SiteForm::kBreakpoint, detail::kSiteForeign);
-    if (!id) return id.status();
-    m.foreignSites.emplace(a, *id);
-    target = k->target;
-  }
-  // Point the foreign call at the key's current target with the breakpoint protocol.
-  KeyUpdate u{key, target};
-  return m.retarget(std::span<const KeyUpdate>(&u, 1), nullptr);
+    if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
+    const void* target = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(m.textMutex);
+      detail::KeyRecord* k = m.key(key);
+      if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
+      if (*static_cast<const uint8_t*>(callInstruction) != 0xE8) {
+        return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction is not a 5-byte E8 call");
+      }
+      if (m.foreignSites.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
+      Result<uintptr_t> d = m.reachable(a + 5, reinterpret_cast<uintptr_t>(k->target));
+      if (!d) return d.status();
+      Result<uint32_t> id = m.addSite(a, key.id, SiteForm::kBreakpoint, detail::kSiteForeign);
+      if (!id) return id.status();
+      m.foreignSites.emplace(a, *id);
+      target = k->target;
+    }
+    // Point the foreign call at the key's current target with the breakpoint protocol.
+    KeyUpdate u{key, target};
+    return m.retarget(std::span<const KeyUpdate>(&u, 1), nullptr);
+  });
 }
 
 Status Runtime::unregisterForeignSite(void* callInstruction) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.textMutex);
-  auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
-  if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
-  detail::MiVector<uint32_t> ids{it->second};
-  m.removeSites(ids);
-  m.foreignSites.erase(it);
-  return Status::ok();
+  return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
+    Impl& m = *impl_;
+    std::lock_guard<std::mutex> lock(m.textMutex);
+    auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
+    if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
+    detail::MiVector<uint32_t> ids{it->second};
+    m.removeSites(ids);
+    m.foreignSites.erase(it);
+    return Status::ok();
+  });
 }
 
 }  // namespace patchcall

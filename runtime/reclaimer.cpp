@@ -175,7 +175,7 @@ void Reclaimer::backgroundLoop() {
     }
     lock.unlock();
     auto deadline = std::chrono::steady_clock::now() + rt_.quiescence->defaultDeadline();
-    Result<size_t> r = process(true, deadline);
+    Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> { return process(true, deadline); });
     lock.lock();
     // A timeout was already reported by the grace period; back off, then try again.
     if (!r || *r == 0) wake_.wait_for(lock, std::chrono::milliseconds(2));

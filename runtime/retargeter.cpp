@@ -143,7 +143,10 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   if (!plan.breakpoints.empty()) trapRound.lock();
   size_t bpDone = 0;
   bool first = true;
+  // Allocate before the first write: an out-of-memory must not interrupt a protocol.
   detail::MiVector<uint32_t> slots;
+  slots.reserve(std::min(plan.breakpoints.size(), detail::TrapTable::kMaxBatch));
+  for (const ToggleWrite& w : plan.toggles) toggleFlipSnap.try_emplace(w.siteId, 0);
   while (first || bpDone < plan.breakpoints.size()) {
     size_t bpCount = std::min(plan.breakpoints.size() - bpDone, detail::TrapTable::kMaxBatch);
     std::span<const BreakpointWrite> round(plan.breakpoints.data() + bpDone, bpCount);

@@ -31,72 +31,76 @@ Runtime& Runtime::operator=(Runtime&&) noexcept = default;
 Runtime::~Runtime() = default;
 
 Result<Runtime> Runtime::create(Options options) {
-  if (options.maxThreads == 0 || options.maxSites == 0 || options.maxKeys == 0) {
-    return Status(Error::kInvalidArgument, "Options: maxThreads, maxSites and maxKeys must be > 0");
-  }
-  if (options.targetAlignment == 0 || (options.targetAlignment & (options.targetAlignment - 1)) != 0) {
-    return Status(Error::kInvalidArgument, "Options::targetAlignment must be a power of two");
-  }
-  if (!options.diagnosticSink) {
-    options.diagnosticSink = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
-  }
-  auto impl = std::make_unique<Impl>();
-  impl->options = options;
-  PATCHCALL_TRY(impl->sync.init(options.sync));
-  if (options.sync == SyncMethod::kAuto && impl->sync.method() != SyncMethod::kMembarrier) {
-    options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
-  }
-  Result<std::unique_ptr<detail::CodeArena>> arena = detail::CodeArena::create(options.arenaSize, options.arenaHint);
-  if (!arena) return arena.status();
-  impl->arena = std::move(*arena);
-  impl->procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-  PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
+  return detail::catchOutOfMemory("create", [&]() -> Result<Runtime> {
+    if (options.maxThreads == 0 || options.maxSites == 0 || options.maxKeys == 0) {
+      return Status(Error::kInvalidArgument, "Options: maxThreads, maxSites and maxKeys must be > 0");
+    }
+    if (options.targetAlignment == 0 || (options.targetAlignment & (options.targetAlignment - 1)) != 0) {
+      return Status(Error::kInvalidArgument, "Options::targetAlignment must be a power of two");
+    }
+    if (!options.diagnosticSink) {
+      options.diagnosticSink = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+    }
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    PATCHCALL_TRY(impl->sync.init(options.sync));
+    if (options.sync == SyncMethod::kAuto && impl->sync.method() != SyncMethod::kMembarrier) {
+      options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
+    }
+    Result<std::unique_ptr<detail::CodeArena>> arena = detail::CodeArena::create(options.arenaSize, options.arenaHint);
+    if (!arena) return arena.status();
+    impl->arena = std::move(*arena);
+    impl->procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
 
-  // Runtime page: the poll flag on its own cache line, then the safepoint stub.
-  Result<uint8_t*> page = impl->arena->allocate(4096);
-  if (!page) return page.status();
-  impl->pollFlagRx = reinterpret_cast<uintptr_t>(*page);
-  impl->safepointStubRx = impl->pollFlagRx + 64;
-  uint8_t* rw = impl->arena->toRw(*page);
-  rw[0] = 0;
-  detail::encodeSafepointStub(rw + 64, &detail::safepointSlow);
+    // Runtime page: the poll flag on its own cache line, then the safepoint stub.
+    Result<uint8_t*> page = impl->arena->allocate(4096);
+    if (!page) return page.status();
+    impl->pollFlagRx = reinterpret_cast<uintptr_t>(*page);
+    impl->safepointStubRx = impl->pollFlagRx + 64;
+    uint8_t* rw = impl->arena->toRw(*page);
+    rw[0] = 0;
+    detail::encodeSafepointStub(rw + 64, &detail::safepointSlow);
 
-  detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink};
-  impl->quiescence = std::make_unique<detail::Quiescence>(qc, impl->sync, rw);
-  impl->keys.emplace_back();
-  impl->sites.emplace_back();
-  impl->blobs.emplace_back();
-  impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
-  impl->sync.sync();
-  return Runtime(std::move(impl));
+    detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink};
+    impl->quiescence = std::make_unique<detail::Quiescence>(qc, impl->sync, rw);
+    impl->keys.emplace_back();
+    impl->sites.emplace_back();
+    impl->blobs.emplace_back();
+    impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
+    impl->sync.sync();
+    return Runtime(std::move(impl));
+  });
 }
 
 // ---- keys ------------------------------------------------------------------------------
 
 Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name) {
-  Impl& m = *impl_;
-  if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "createKey called under the text mutex");
-  std::lock_guard<std::mutex> lock(m.textMutex);
-  PATCHCALL_TRY(m.validateTarget(initialTarget));
-  if (m.keys.size() > m.options.maxKeys) {
-    return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(m.options.maxKeys) + ") reached");
-  }
-  Result<uintptr_t> slot = m.slot(m.trampolinePool, 8);
-  if (!slot) return slot.status();
-  uintptr_t entry = *slot + 3;  // [CC CC CC][E9 rel32]: the rel32 is 4-byte aligned
-  Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
-  if (!dest) return dest.status();
-  static const uint8_t kJmp = 0xE9;
-  m.write(entry, &kJmp, 1);
-  m.storeRel32(entry + 1, *dest);
-  detail::KeyRecord k;
-  k.live = true;
-  k.target = initialTarget;
-  k.trampoline = entry;
-  k.name = detail::MiString(name.data(), name.size());
-  m.keys.push_back(std::move(k));
-  m.sync.sync();  // publish the fresh trampoline to every core
-  return Key{static_cast<uint32_t>(m.keys.size() - 1)};
+  return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
+    Impl& m = *impl_;
+    if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "createKey called under the text mutex");
+    std::lock_guard<std::mutex> lock(m.textMutex);
+    PATCHCALL_TRY(m.validateTarget(initialTarget));
+    if (m.keys.size() > m.options.maxKeys) {
+      return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(m.options.maxKeys) + ") reached");
+    }
+    Result<uintptr_t> slot = m.slot(m.trampolinePool, 8);
+    if (!slot) return slot.status();
+    uintptr_t entry = *slot + 3;  // [CC CC CC][E9 rel32]: the rel32 is 4-byte aligned
+    Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
+    if (!dest) return dest.status();
+    static const uint8_t kJmp = 0xE9;
+    m.write(entry, &kJmp, 1);
+    m.storeRel32(entry + 1, *dest);
+    detail::KeyRecord k;
+    k.live = true;
+    k.target = initialTarget;
+    k.trampoline = entry;
+    k.name = detail::MiString(name.data(), name.size());
+    m.keys.push_back(std::move(k));
+    m.sync.sync();  // publish the fresh trampoline to every core
+    return Key{static_cast<uint32_t>(m.keys.size() - 1)};
+  });
 }
 
 Status Runtime::destroyKey(Key key) {
@@ -113,13 +117,17 @@ Status Runtime::destroyKey(Key key) {
 }
 
 Result<const void*> Runtime::update(Key key, const void* target) {
-  const void* previous = nullptr;
-  KeyUpdate u{key, target};
-  PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous));
-  return previous;
+  return detail::catchOutOfMemory("update", [&]() -> Result<const void*> {
+    const void* previous = nullptr;
+    KeyUpdate u{key, target};
+    PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous));
+    return previous;
+  });
 }
 
-Status Runtime::updateBatch(std::span<const KeyUpdate> updates) { return impl_->retarget(updates, nullptr); }
+Status Runtime::updateBatch(std::span<const KeyUpdate> updates) {
+  return detail::catchOutOfMemory("updateBatch", [&] { return impl_->retarget(updates, nullptr); });
+}
 
 Result<const void*> Runtime::target(Key key) const {
   std::lock_guard<std::mutex> lock(impl_->textMutex);
@@ -138,16 +146,20 @@ Result<const void*> Runtime::trampoline(Key key) const {
 // ---- quiescence ----------------------------------------------------------------------------
 
 Result<ThreadScope> Runtime::registerThread(std::string_view name) {
-  Result<detail::ThreadRecord*> r = impl_->quiescence->registerThread(name);
-  if (!r) return r.status();
-  return ThreadScope(*r);
+  return detail::catchOutOfMemory("registerThread", [&]() -> Result<ThreadScope> {
+    Result<detail::ThreadRecord*> r = impl_->quiescence->registerThread(name);
+    if (!r) return r.status();
+    return ThreadScope(*r);
+  });
 }
 
 Status Runtime::synchronize(std::optional<std::chrono::milliseconds> deadline) {
   return impl_->quiescence->synchronize(deadline.value_or(impl_->options.graceDeadline));
 }
 
-Status Runtime::retire(std::function<void()> callback) { return impl_->reclaimer->retire(std::move(callback)); }
+Status Runtime::retire(std::function<void()> callback) {
+  return detail::catchOutOfMemory("retire", [&] { return impl_->reclaimer->retire(std::move(callback)); });
+}
 
 Status Runtime::barrier(std::optional<std::chrono::milliseconds> deadline) {
   return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
