@@ -36,7 +36,7 @@ static Status padTo(Assembler& a, size_t modulus, size_t wantedRemainder) {
 }
 
 Status emitCall(Assembler& a, Key key, SiteForm form) {
-  if (a.installed_) return Status(Error::kInvalidArgument, "emitCall: this Assembler was already installed");
+  if (a.finalized_) return Status(Error::kInvalidArgument, "emitCall: install() was already called on this Assembler");
   if (!key.valid()) return Status(Error::kUnknownKey, "emitCall: invalid key");
   if (form == SiteForm::kToggle) return emitToggle(a, key, nullptr);
   if (form == SiteForm::kAuto) form = (a.offset() + 1) % 4 == 0 ? SiteForm::kDirect : SiteForm::kBreakpoint;
@@ -48,6 +48,7 @@ Status emitCall(Assembler& a, Key key, SiteForm form) {
 // [66 90 | EB xx][E8 stall]?[E8 A][EB 05][E8 B]: the 2-byte toggle is 2-aligned, so it never
 // straddles a cache line and one 16-bit store flips it.
 Status emitToggle(Assembler& a, Key key, void (*stall)()) {
+  if (a.finalized_) return Status(Error::kInvalidArgument, "emitToggle: install() was already called on this Assembler");
   PATCHCALL_TRY(padTo(a, 2, 0));
   a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, SiteForm::kToggle});
   static const uint8_t kNop2[2] = {0x66, 0x90};
@@ -58,6 +59,7 @@ Status emitToggle(Assembler& a, Key key, void (*stall)()) {
 }
 
 Status emitFixedCall(Assembler& a, const void* target) {
+  if (a.finalized_) return Status(Error::kInvalidArgument, "emitFixedCall: install() was already called on this Assembler");
   if (target == nullptr) return Status(Error::kNullTarget, "emitFixedCall: null target");
   auto at = static_cast<uint32_t>(a.offset());
   a.fixups_.push_back({at + 1, at + 5, target});
@@ -65,6 +67,7 @@ Status emitFixedCall(Assembler& a, const void* target) {
 }
 
 Status emitSafepointPoll(Assembler& a) {
+  if (a.finalized_) return Status(Error::kInvalidArgument, "emitSafepointPoll: install() was already called on this Assembler");
   auto at = static_cast<uint32_t>(a.offset());
   static const uint8_t kCmp[7] = {0x80, 0x3D, 0, 0, 0, 0, 0x00};  // cmp byte [rip+disp32], 0
   PATCHCALL_TRY(embed(a, kCmp, sizeof kCmp));
@@ -78,15 +81,18 @@ Status emitSafepointPoll(Assembler& a) {
 
 Result<Blob> install(Assembler& a) {
   if (a.installed_) return Status(Error::kInvalidArgument, "install: this Assembler was already installed");
-  // Out-of-line poll slow paths: call the shared stub, resume after the poll.
-  for (const Assembler::SlowPath& p : a.slowPaths_) {
-    PATCHCALL_TRY(a.recordError(a.bind(p.slow)));
-    PATCHCALL_TRY(emitFixedCall(a, a.runtime().safepointStub()));
-    PATCHCALL_TRY(a.recordError(a.jmp(p.back)));
-  }
   asmjit::CodeHolder& code = a.codeHolder();
-  PATCHCALL_TRY(a.recordError(code.flatten()));
-  PATCHCALL_TRY(a.recordError(code.resolveUnresolvedLinks()));
+  if (!a.finalized_) {  // once: install may be retried after e.g. kArenaExhausted
+    // Out-of-line poll slow paths: call the shared stub, resume after the poll.
+    for (const Assembler::SlowPath& p : a.slowPaths_) {
+      PATCHCALL_TRY(a.recordError(a.bind(p.slow)));
+      PATCHCALL_TRY(emitFixedCall(a, a.runtime().safepointStub()));
+      PATCHCALL_TRY(a.recordError(a.jmp(p.back)));
+    }
+    PATCHCALL_TRY(a.recordError(code.flatten()));
+    PATCHCALL_TRY(a.recordError(code.resolveUnresolvedLinks()));
+    a.finalized_ = true;
+  }
   size_t size = code.codeSize();
   if (size == 0) return Status(Error::kInvalidArgument, "install: no code was emitted");
 

@@ -219,17 +219,32 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
   ThreadRecord* self = tlsSafepoint.record;
   bool stepOffline = self != nullptr && self->domain == this && self->ctr.load() != 0;
   if (stepOffline) (void)offline(self);
+  // One leader runs grace periods; the others sleep until one completes and re-check, so a
+  // caller whose grace period is done returns at once instead of queueing on the mutex.
   Status status;
-  if (!gpMutex_.try_lock_until(end)) {
-    status = Status(Error::kTimeout, "patchcall: timed out waiting for a running grace period");
-  } else {
-    while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
-    {
-      std::lock_guard<std::mutex> lock(threadsMutex_);
-      for (ThreadRecord* z : zombies_) delete z;
-      zombies_.clear();
+  while (!completed(snap)) {
+    if (gpMutex_.try_lock()) {
+      while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
+      {
+        std::lock_guard<std::mutex> lock(threadsMutex_);
+        for (ThreadRecord* z : zombies_) delete z;
+        zombies_.clear();
+      }
+      gpMutex_.unlock();
+      break;
     }
-    gpMutex_.unlock();
+    uint32_t seen = gpDone_.load(std::memory_order_acquire);
+    if (completed(snap)) break;
+    auto left = end - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      status = Status(Error::kTimeout, "patchcall: timed out waiting for another caller's grace period");
+      break;
+    }
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(10)))
+                  .count();
+    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    futex(&gpDone_, FUTEX_WAIT_PRIVATE, seen, &ts);
   }
   if (stepOffline) (void)online(self);
   return status;
@@ -279,13 +294,15 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   waiting_.store(0, std::memory_order_relaxed);
   *pollFlag_ = 0;
   activeScan_.store(nullptr, std::memory_order_release);
-  if (!status.isOk()) {
+  if (status.isOk()) {
+    seq_.fetch_add(1, std::memory_order_seq_cst);  // even: completed
+    gracePeriods_.fetch_add(1, std::memory_order_relaxed);
+  } else {
     seq_.fetch_sub(1, std::memory_order_seq_cst);  // not completed: back to idle
-    return status;
   }
-  seq_.fetch_add(1, std::memory_order_seq_cst);  // even: completed
-  gracePeriods_.fetch_add(1, std::memory_order_relaxed);
-  return Status::ok();
+  gpDone_.fetch_add(1, std::memory_order_release);  // followers re-check (and may lead)
+  futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+  return status;
 }
 
 }  // namespace detail

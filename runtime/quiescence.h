@@ -98,6 +98,7 @@ class Quiescence {
   alignas(64) std::atomic<uint32_t> waiting_{0};  // futex word
   alignas(64) std::atomic<uint64_t> seq_{0};
   std::atomic<uint64_t> gracePeriods_{0};
+  alignas(64) std::atomic<uint32_t> gpDone_{0};  // futex word bumped as each grace period ends
 
   std::timed_mutex gpMutex_;       // one grace period at a time
   const ScanSet* pendingScan_ = nullptr;  // under gpMutex_

@@ -66,6 +66,7 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   std::vector<Fixup> fixups_;
   std::vector<SlowPath> slowPaths_;
   bool installed_ = false;
+  bool finalized_ = false;  // slow paths emitted and links resolved
 };
 
 // A patchable call bound to `key`. kDirect pads with NOPs so the rel32 is 4-byte aligned;
