@@ -65,7 +65,7 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
     detail::MiVector<SiteSpec> sorted(specs.begin(), specs.end());
     std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
 
-    std::lock_guard<std::mutex> lock(m.textMutex);
+    std::lock_guard<detail::FairMutex> lock(m.textMutex);
     detail::MiVector<uint8_t> flags(sorted.size());
     detail::MiVector<uintptr_t> destinations(sorted.size() * 2);
     // Validate everything before the first write or registration.
@@ -152,7 +152,7 @@ Status Runtime::retire(Blob blob) {
   return detail::catchOutOfMemory("retire", [&]() -> Status {
     Impl& m = *impl_;
     {
-      std::lock_guard<std::mutex> lock(m.textMutex);
+      std::lock_guard<detail::FairMutex> lock(m.textMutex);
       if (blob.id == 0 || blob.id >= m.blobs.size() || m.blobs[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
         return Status(Error::kInvalidArgument, "retire: not a blob of this runtime");
       }
@@ -176,7 +176,7 @@ Status Runtime::retire(Blob blob) {
 Result<SiteInfo> Runtime::site(const void* address) const {
   return detail::catchOutOfMemory("site", [&]() -> Result<SiteInfo> {
     Impl& m = *impl_;
-    std::lock_guard<std::mutex> lock(m.textMutex);
+    std::lock_guard<detail::FairMutex> lock(m.textMutex);
     auto a = reinterpret_cast<uintptr_t>(address);
     uint32_t id = 0;
     if (auto f = m.foreignSites.find(a); f != m.foreignSites.end()) {
@@ -208,7 +208,7 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
     if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
     const void* target = nullptr;
     {
-      std::lock_guard<std::mutex> lock(m.textMutex);
+      std::lock_guard<detail::FairMutex> lock(m.textMutex);
       detail::KeyRecord* k = m.key(key);
       if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
       if (*static_cast<const uint8_t*>(callInstruction) != 0xE8) {
@@ -231,7 +231,7 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
 Status Runtime::unregisterForeignSite(void* callInstruction) {
   return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
     Impl& m = *impl_;
-    std::lock_guard<std::mutex> lock(m.textMutex);
+    std::lock_guard<detail::FairMutex> lock(m.textMutex);
     auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
     if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
     detail::MiVector<uint32_t> ids{it->second};

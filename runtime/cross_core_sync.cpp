@@ -39,7 +39,6 @@ Status CrossCoreSync::init(SyncMethod method) {
   } else {
     method_ = SyncMethod::kMprotectIpi;
   }
-  expeditedRegistered_ = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
   if (method_ == SyncMethod::kMprotectIpi) {
     ipiPage_ = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ipiPage_ == MAP_FAILED) {
@@ -67,11 +66,6 @@ void CrossCoreSync::sync() noexcept {
   static_cast<volatile uint8_t*>(ipiPage_)[0] = 1;
   mprotect(ipiPage_, 4096, PROT_READ);
   mprotect(ipiPage_, 4096, PROT_READ | PROT_WRITE);
-}
-
-void CrossCoreSync::memoryBarrierAll() noexcept {
-  if (expeditedRegistered_ && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
-  sync();  // both fallbacks imply a full barrier on every running thread
 }
 
 }  // namespace patchcall::detail

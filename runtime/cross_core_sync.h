@@ -20,15 +20,11 @@ class CrossCoreSync {
   Status init(SyncMethod method);
   ~CrossCoreSync();
   void sync() noexcept;
-  // Plain membarrier(PRIVATE_EXPEDITED): a full memory barrier on every running thread,
-  // without core serialization; the quiescence writer uses it before sleeping.
-  void memoryBarrierAll() noexcept;
   SyncMethod method() const noexcept { return method_; }
   uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   SyncMethod method_ = SyncMethod::kMembarrier;
-  bool expeditedRegistered_ = false;
   void* ipiPage_ = nullptr;  // for kMprotectIpi
   std::atomic<uint64_t> count_{0};
 };

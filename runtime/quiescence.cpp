@@ -3,6 +3,7 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,12 +57,14 @@ __attribute__((no_sanitize("address", "thread"))) void ScanSet::scan(uintptr_t l
   }
 }
 
-Quiescence::Quiescence(Config config, CrossCoreSync& sync, volatile uint8_t* pollFlagRw)
+Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)
     : config_(std::move(config)),
-      sync_(sync),
       pollFlag_(pollFlagRw),
       counterBlock_(new std::atomic<uint64_t>(2)),
-      gpCounter_(*counterBlock_) {}
+      gpCounter_(*counterBlock_) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus_ = static_cast<size_t>(CPU_COUNT(&set));
+}
 
 Quiescence::~Quiescence() {
   for (ThreadRecord* r : zombies_) delete r;
@@ -140,10 +143,18 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
 void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) == 0) return;  // offline: nothing to report
   uint64_t g = gpCounter_.load(std::memory_order_acquire);
+  if (r->ctr.load(std::memory_order_relaxed) == g) {
+    // Already acknowledged: the poll flag stays armed until every thread has. Scanning now
+    // could race with the set being freed the moment the last thread acknowledges.
+    tlsSafepoint.seen = g;
+    return;
+  }
   if (const ScanSet* set = activeScan_.load(std::memory_order_acquire); set != nullptr) {
     set->scan(currentStackPointer(), r->stackHi);  // before acknowledging: see header
   }
-  r->ctr.store(g, std::memory_order_release);
+  // seq_cst (xchg): with the waiter's seq_cst store to waiting_, either it sees this
+  // acknowledgement on its re-check or we see waiting_ == 1 and wake it (Dekker).
+  r->ctr.store(g, std::memory_order_seq_cst);
   tlsSafepoint.seen = g;
   if (waiting_.load(std::memory_order_relaxed) != 0) wakeWaiter();
 }
@@ -153,7 +164,7 @@ Status Quiescence::offline(ThreadRecord* r) noexcept {
     return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already offline");
   }
   r->offlineSp.store(currentStackPointer(), std::memory_order_relaxed);
-  r->ctr.store(0, std::memory_order_release);
+  r->ctr.store(0, std::memory_order_seq_cst);  // see safepointSlow
   tlsSafepoint.seen = 0;
   if (waiting_.load(std::memory_order_relaxed) != 0) wakeWaiter();
   return Status::ok();
@@ -274,14 +285,15 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
       status = Status(Error::kTimeout, msg);
       break;
     }
-    if (now < spinUntil) {
+    // Spin only while every pending thread can run beside us; otherwise spinning just
+    // takes the CPU a pending reader needs to reach its safepoint.
+    if (now < spinUntil && pending.size() < cpus_) {
       for (int i = 0; i < 32; ++i) cpuRelax();
       continue;
     }
-    // Sleep. The barrier makes every reader's counter store visible before the re-check,
-    // and makes every later reader see waiting_ == 1 and wake us.
+    // Sleep. Readers acknowledge with a seq_cst store and then read waiting_, so after
+    // this seq_cst store either the re-check sees them or they wake us.
     waiting_.store(1, std::memory_order_seq_cst);
-    sync_.memoryBarrierAll();
     std::erase_if(pending, [&](ThreadRecord* r) { return threadQuiescent(r, target); });
     if (pending.empty()) break;
     auto left = std::min<Clock::duration>(end - Clock::now(), std::chrono::milliseconds(10));

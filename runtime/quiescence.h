@@ -2,9 +2,9 @@
 //
 // Each registered thread publishes `ctr`: 0 while offline, otherwise the grace-period
 // counter it last observed at a safepoint. A grace period bumps the counter and waits until
-// every online thread has published the new value. Readers never execute a fence or an
-// atomic RMW; the writer closes the store->load window of the wakeup check with
-// membarrier(PRIVATE_EXPEDITED) before it sleeps on the futex.
+// every online thread has published the new value. The reader fast path has no fence and no
+// atomic RMW; only the slow path (once per grace period per thread) acknowledges with a
+// seq_cst store, which lets the waiter sleep on a futex without missing the wakeup.
 //
 // Blob reclamation rides on grace periods: a ScanSet of retired code ranges is published
 // with the new counter, and every thread checks its own stack for addresses inside those
@@ -21,7 +21,6 @@
 #include <mutex>
 #include <string>
 
-#include "cross_core_sync.h"
 #include "metadata.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/status.h"
@@ -56,7 +55,7 @@ class Quiescence {
     uint32_t maxThreads;
     std::function<void(const std::string&)> diagnostics;
   };
-  Quiescence(Config config, CrossCoreSync& sync, volatile uint8_t* pollFlagRw);
+  Quiescence(Config config, volatile uint8_t* pollFlagRw);
   ~Quiescence();
 
   Result<ThreadRecord*> registerThread(std::string_view name);
@@ -87,7 +86,7 @@ class Quiescence {
   void wakeWaiter() noexcept;
 
   Config config_;
-  CrossCoreSync& sync_;
+  size_t cpus_ = 1;  // CPUs this process may run on (spin policy)
   volatile uint8_t* pollFlag_;  // RW alias of the byte JIT polls compare against zero
 
   // Heap-allocated and leaked (8 bytes) if threads are still registered at destruction, so

@@ -68,7 +68,7 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
     // Ranges of this round's blobs, published with the next grace period.
     auto set = std::make_unique<ScanSet>();
     {
-      std::lock_guard<std::mutex> text(rt_.textMutex);
+      std::lock_guard<FairMutex> text(rt_.textMutex);
       MiVector<std::pair<uintptr_t, uintptr_t>> ranges;
       for (uint32_t id : round_.blobs) ranges.emplace_back(rt_.blobs[id].rx, rt_.blobs[id].rx + rt_.blobs[id].size);
       std::sort(ranges.begin(), ranges.end());
@@ -120,7 +120,7 @@ size_t Reclaimer::finishRound() {
   MiVector<uint32_t> pinned;
   size_t freed = 0;
   {
-    std::lock_guard<std::mutex> text(rt_.textMutex);
+    std::lock_guard<FairMutex> text(rt_.textMutex);
     for (uint32_t id : round_.blobs) {
       uintptr_t rx = rt_.blobs[id].rx;
       size_t i = static_cast<size_t>(std::lower_bound(set.begin.begin(), set.begin.end(), rx) - set.begin.begin());
@@ -167,6 +167,9 @@ size_t Reclaimer::poll() {
 }
 
 void Reclaimer::backgroundLoop() {
+  // Blobs pinned by a stack word that stays put (a stale slot in a long-lived frame) would
+  // otherwise start a grace period -- and slow every JIT poll -- every few milliseconds.
+  auto backoff = std::chrono::milliseconds(2);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
     if (callbacks_.empty() && blobs_.empty() && !roundActive_.load()) {
@@ -177,8 +180,13 @@ void Reclaimer::backgroundLoop() {
     auto deadline = std::chrono::steady_clock::now() + rt_.quiescence->defaultDeadline();
     Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> { return process(true, deadline); });
     lock.lock();
-    // A timeout was already reported by the grace period; back off, then try again.
-    if (!r || *r == 0) wake_.wait_for(lock, std::chrono::milliseconds(2));
+    // Nothing freed (pinned blobs, or a timeout already reported): back off exponentially.
+    if (!r || *r == 0) {
+      wake_.wait_for(lock, backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    } else {
+      backoff = std::chrono::milliseconds(2);
+    }
   }
 }
 

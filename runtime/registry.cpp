@@ -177,6 +177,10 @@ void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
     uint16_t v;
     std::memcpy(&v, bytes, 2);
     __atomic_store_n(reinterpret_cast<uint16_t*>(rw), v, __ATOMIC_RELAXED);
+  } else if (n == 8 && rx % 8 == 0) {
+    uint64_t v;
+    std::memcpy(&v, bytes, 8);
+    __atomic_store_n(reinterpret_cast<uint64_t*>(rw), v, __ATOMIC_RELAXED);
   } else if (n == 4 && rx % 4 == 0) {
     uint32_t v;
     std::memcpy(&v, bytes, 4);

@@ -49,12 +49,12 @@ int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
 
 class TextMutexGuard {
  public:
-  explicit TextMutexGuard(std::mutex& m) : lock_(m) { detail::tlsHoldsTextMutex = true; }
+  explicit TextMutexGuard(detail::FairMutex& m) : lock_(m) { detail::tlsHoldsTextMutex = true; }
   ~TextMutexGuard() { detail::tlsHoldsTextMutex = false; }
   void unlock() { detail::tlsHoldsTextMutex = false; lock_.unlock(); }
   void lock() { lock_.lock(); detail::tlsHoldsTextMutex = true; }
  private:
-  std::unique_lock<std::mutex> lock_;
+  std::unique_lock<detail::FairMutex> lock_;
 };
 
 }  // namespace
@@ -72,7 +72,11 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   Plan plan;
   while (true) {
     // ---- 2. validate and plan --------------------------------------------------------
-    plan = Plan();
+    plan.direct.clear();
+    plan.toggles.clear();
+    plan.breakpoints.clear();
+    plan.graceNeeded = 0;
+    plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
     uint64_t batchStamp = ++batchCounter;  // marks keys seen in this pass (duplicate check)
     for (size_t i = 0; i < updates.size(); ++i) {
       const KeyUpdate& u = updates[i];
@@ -153,6 +157,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     slots.clear();
     // phase 1
     if (first) {
+      for (const KeyUpdate& u : updates) write(key(u.key)->trampoline - 11, &u.target, 8);  // target cells
       for (const DirectWrite& w : plan.direct) {
         storeRel32(w.rel32, w.destination);
         notify(w.site, w.destination, w.form);

@@ -63,7 +63,7 @@ Result<Runtime> Runtime::create(Options options) {
     detail::encodeSafepointStub(rw + 64, &detail::safepointSlow);
 
     detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink};
-    impl->quiescence = std::make_unique<detail::Quiescence>(qc, impl->sync, rw);
+    impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
     impl->keys.emplace_back();
     impl->sites.emplace_back();
     impl->blobs.emplace_back();
@@ -79,14 +79,16 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     Impl& m = *impl_;
     if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "createKey called under the text mutex");
-    std::lock_guard<std::mutex> lock(m.textMutex);
+    std::lock_guard<detail::FairMutex> lock(m.textMutex);
     PATCHCALL_TRY(m.validateTarget(initialTarget));
     if (m.keys.size() > m.options.maxKeys) {
       return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(m.options.maxKeys) + ") reached");
     }
-    Result<uintptr_t> slot = m.slot(m.trampolinePool, 8);
+    Result<uintptr_t> slot = m.slot(m.trampolinePool, 16);
     if (!slot) return slot.status();
-    uintptr_t entry = *slot + 3;  // [CC CC CC][E9 rel32]: the rel32 is 4-byte aligned
+    // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
+    uintptr_t entry = *slot + 11;
+    m.write(*slot, &initialTarget, 8);
     Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
     if (!dest) return dest.status();
     static const uint8_t kJmp = 0xE9;
@@ -105,7 +107,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
 
 Status Runtime::destroyKey(Key key) {
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.textMutex);
+  std::lock_guard<detail::FairMutex> lock(m.textMutex);
   detail::KeyRecord* k = m.key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "destroyKey: key " + std::to_string(key.id) + " is not live");
   if (!k->sites.empty()) {
@@ -130,20 +132,27 @@ Status Runtime::updateBatch(std::span<const KeyUpdate> updates) {
 }
 
 Result<const void*> Runtime::target(Key key) const {
-  std::lock_guard<std::mutex> lock(impl_->textMutex);
+  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
   return k->target;
 }
 
 Result<const void*> Runtime::trampoline(Key key) const {
-  std::lock_guard<std::mutex> lock(impl_->textMutex);
+  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
   return reinterpret_cast<const void*>(k->trampoline);
 }
 
 // ---- quiescence ----------------------------------------------------------------------------
+
+Result<const void* const*> Runtime::targetCell(Key key) const {
+  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
+  detail::KeyRecord* k = impl_->key(key);
+  if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
+  return reinterpret_cast<const void* const*>(k->trampoline - 11);
+}
 
 Result<ThreadScope> Runtime::registerThread(std::string_view name) {
   return detail::catchOutOfMemory("registerThread", [&]() -> Result<ThreadScope> {
@@ -179,7 +188,7 @@ RuntimeStats Runtime::stats() const {
   Impl& m = *impl_;
   RuntimeStats s;
   {
-    std::lock_guard<std::mutex> lock(m.textMutex);
+    std::lock_guard<detail::FairMutex> lock(m.textMutex);
     for (const auto& k : m.keys) {
       if (k.live) ++s.keys;
       s.siteMetadataBytes += k.sites.capacity() * sizeof(uint32_t);

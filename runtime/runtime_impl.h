@@ -13,6 +13,7 @@
 
 #include "code_arena.h"
 #include "cross_core_sync.h"
+#include "fair_mutex.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "quiescence.h"
@@ -52,7 +53,8 @@ struct KeyRecord {
   bool live = false;
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
-  uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned
+  uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
+                             // 8-byte target cell sits at entry - 11
   MiVector<uint32_t> sites;
   MiString name;
 };
@@ -95,7 +97,7 @@ struct Runtime::Impl {
   uintptr_t safepointStubRx = 0;
 
   // ---- registry, all under textMutex ----
-  mutable std::mutex textMutex;
+  mutable detail::FairMutex textMutex;
   detail::MiVector<detail::KeyRecord> keys;   // index = key id; [0] unused
   detail::MiVector<detail::SiteRecord> sites;  // index = site id; [0] unused
   detail::MiVector<uint32_t> freeSites;

@@ -50,8 +50,9 @@ struct Options {
 
   // Quiescence: the default bound for synchronize() and blob reclamation.
   std::chrono::milliseconds graceDeadline{10000};
-  // Spin this long before sleeping on the futex while waiting for a grace period.
-  std::chrono::microseconds graceSpin{50};
+  // Spin this long before sleeping on the futex while waiting for a grace period (only
+  // while every pending thread has a CPU of its own: as liburcu, spin briefly, then sleep).
+  std::chrono::microseconds graceSpin{3};
   // Retired callbacks and blobs are processed by a background thread; when false the
   // runtime owns no thread and the embedder calls barrier()/poll().
   bool backgroundReclaimer = true;

@@ -102,8 +102,11 @@ class Runtime {
   // a whole first: on error nothing is written.
   Status updateBatch(std::span<const KeyUpdate> updates);
   Result<const void*> target(Key key) const;
-  // Entry of the key's out-of-line `jmp rel32` stub, callable from C++.
+  // Entry of the key's out-of-line `jmp rel32` stub, callable from C++ (a fixed code address).
   Result<const void*> trampoline(Key key) const;
+  // The key's target cell (read-only, 8-byte aligned, never moves): updated in the same
+  // phase as the sites, so C++ can call the current target with one predicted indirect call.
+  Result<const void* const*> targetCell(Key key) const;
 
   // --- code ---------------------------------------------------------------------------
   Result<CodeReservation> reserveCode(size_t size);

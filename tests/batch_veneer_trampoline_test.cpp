@@ -1,0 +1,311 @@
+// Batches (10,000 sites retargeted with one cross-core sync), the veneer path for targets
+// beyond rel32 reach, and the trampoline path (C++ calling through a StaticCall).
+#include <sys/mman.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "disasm.h"
+#include "patchcall/jit.h"
+#include "patchcall/static_call.h"
+
+namespace patchcall {
+namespace {
+
+using test::Decoded;
+using test::decodeAt;
+namespace x86 = asmjit::x86;
+using Clock = std::chrono::steady_clock;
+
+uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
+
+Result<Runtime> makeRuntime(Options o = {}) { return Runtime::create(std::move(o)); }
+
+const void* installReturner(Runtime& rt, int id) {
+  jit::Assembler a(rt);
+  a.mov(x86::eax, id);
+  a.ret();
+  Result<Blob> b = jit::install(a);
+  EXPECT_TRUE(b.isOk()) << b.status().toString();
+  return b.isOk() ? b->code : nullptr;
+}
+
+// `sub rsp,8 ; call <site> ; add rsp,8 ; ret`, returning the blob; the site is sites()[0].
+struct Caller {
+  Blob blob;
+  const uint8_t* site = nullptr;
+  int operator()() const { return reinterpret_cast<int (*)()>(blob.code)(); }
+};
+Caller installCaller(Runtime& rt, Key key) {
+  jit::Assembler a(rt);
+  a.sub(x86::rsp, 8);
+  EXPECT_TRUE(jit::emitCall(a, key).isOk());
+  a.add(x86::rsp, 8);
+  a.ret();
+  uint32_t offset = a.sites().at(0).offset;
+  Result<Blob> b = jit::install(a);
+  EXPECT_TRUE(b.isOk()) << b.status().toString();
+  if (!b.isOk()) return {};
+  return Caller{*b, static_cast<const uint8_t*>(b->code) + offset};
+}
+
+// Checks one Direct site against its key; returns false (and reports) on a mismatch.
+bool checkDirectSite(Runtime& rt, const uint8_t* site, Key key, size_t index) {
+  const void* target = rt.target(key).value();
+  Decoded d = decodeAt(site);
+  bool good = d.ok && d.opcode == 0xE8 && d.isCall && (addr(site) + 1) % 4 == 0 && d.target == addr(target);
+  EXPECT_TRUE(good) << "site #" << index << " at " << static_cast<const void*>(site) << " (key " << key.id
+                    << "): decoded '" << d.text << "', expected call to " << target;
+  Result<SiteInfo> info = rt.site(site);
+  EXPECT_TRUE(info.isOk() && info->key == key && info->target == target)
+      << "site #" << index << ": registry disagrees: " << (info.isOk() ? "" : info.status().toString());
+  return good;
+}
+
+// ---- batches -------------------------------------------------------------------------------
+
+struct SiteField {
+  std::vector<const uint8_t*> sites;
+  std::vector<Key> keyOf;
+};
+
+// `count` Direct sites in one blob, site i bound to keys[i % keys.size()], with 0..2 NOPs
+// between sites so the padding varies.
+SiteField emitSites(Runtime& rt, const std::vector<Key>& keys, size_t count) {
+  jit::Assembler a(rt);
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t n = 0; n < i % 3; ++n) a.nop();
+    EXPECT_TRUE(jit::emitCall(a, keys[i % keys.size()]).isOk());
+  }
+  a.ret();
+  std::vector<SiteSpec> specs = a.sites();
+  Result<Blob> b = jit::install(a);
+  EXPECT_TRUE(b.isOk()) << b.status().toString();
+  SiteField f;
+  if (!b.isOk()) return f;
+  for (const SiteSpec& s : specs) {
+    f.sites.push_back(static_cast<const uint8_t*>(b->code) + s.offset);
+    f.keyOf.push_back(s.key);
+  }
+  return f;
+}
+
+void batchRetargetAndDecode(size_t keyCount, size_t siteCount) {
+  Result<Runtime> r = makeRuntime();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  Runtime& rt = *r;
+  const void* targets[3] = {installReturner(rt, 1), installReturner(rt, 2), installReturner(rt, 3)};
+  std::vector<Key> keys;
+  for (size_t k = 0; k < keyCount; ++k) {
+    Result<Key> key = rt.createKey(targets[0]);
+    ASSERT_TRUE(key.isOk()) << key.status().toString();
+    keys.push_back(*key);
+  }
+  SiteField f = emitSites(rt, keys, siteCount);
+  ASSERT_EQ(f.sites.size(), siteCount);
+  ASSERT_EQ(rt.stats().sites, siteCount);
+
+  for (int round = 1; round <= 2; ++round) {
+    std::vector<KeyUpdate> batch;
+    for (size_t k = 0; k < keys.size(); ++k) batch.push_back({keys[k], targets[(k + round) % 3]});
+    RuntimeStats before = rt.stats();
+    Clock::time_point t0 = Clock::now();
+    Status s = rt.updateBatch(batch);
+    double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    RuntimeStats after = rt.stats();
+    EXPECT_EQ(after.syncs - before.syncs, 1u) << "a batch of Direct sites must cost exactly one cross-core sync";
+    EXPECT_EQ(after.updates - before.updates, keyCount);
+    EXPECT_GE(after.siteWrites - before.siteWrites, siteCount);
+    std::printf("updateBatch: %zu keys, %zu sites in %.0f us\n", keyCount, siteCount, us);
+
+    size_t bad = 0;
+    for (size_t i = 0; i < f.sites.size() && bad < 10; ++i) bad += !checkDirectSite(rt, f.sites[i], f.keyOf[i], i);
+    ASSERT_EQ(bad, 0u) << "round " << round;
+    for (size_t k = 0; k < keys.size(); ++k) EXPECT_EQ(rt.target(keys[k]).value(), targets[(k + round) % 3]);
+  }
+}
+
+TEST(Batch, TenThousandSitesOverManyKeysOneSync) { batchRetargetAndDecode(100, 10000); }
+TEST(Batch, TenThousandSitesOfOneKeyOneSync) { batchRetargetAndDecode(1, 10000); }
+
+// ---- veneers -------------------------------------------------------------------------------
+
+// An RX page more than 4 GiB away from the whole arena, holding `mov eax, id ; ret` at +0
+// (id 0xFA1) and +16 (id 0xFA2).
+class FarCode {
+ public:
+  explicit FarCode(const ArenaInfo& arena) {
+    auto lo = addr(arena.rxBase), hi = lo + arena.size;
+    constexpr uint64_t kGiB = uint64_t{1} << 30;
+    for (uint64_t step = 8; step <= 256 && page_ == nullptr; step *= 2) {
+      for (int64_t sign : {1, -1}) {
+        uint64_t hint = sign > 0 ? hi + step * kGiB : lo - step * kGiB;
+        if (sign < 0 && lo < step * kGiB + (uint64_t{1} << 32)) continue;
+        void* p = mmap(reinterpret_cast<void*>(hint & ~uint64_t{4095}), 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == MAP_FAILED) continue;
+        uint64_t a = addr(p);
+        if ((a > hi && a - hi > 4 * kGiB) || (a < lo && lo - a > 4 * kGiB)) {
+          page_ = static_cast<uint8_t*>(p);
+          break;
+        }
+        munmap(p, 4096);
+      }
+    }
+    if (page_ == nullptr) return;
+    const uint8_t code[2][6] = {{0xB8, 0xA1, 0x0F, 0, 0, 0xC3}, {0xB8, 0xA2, 0x0F, 0, 0, 0xC3}};
+    std::memset(page_, 0xCC, 4096);
+    std::memcpy(page_, code[0], 6);
+    std::memcpy(page_ + 16, code[1], 6);
+    mprotect(page_, 4096, PROT_READ | PROT_EXEC);
+  }
+  ~FarCode() {
+    if (page_ != nullptr) munmap(page_, 4096);
+  }
+  bool ok() const { return page_ != nullptr; }
+  const void* fn(int i) const { return page_ + 16 * i; }
+
+ private:
+  uint8_t* page_ = nullptr;
+};
+
+bool inArena(const ArenaInfo& a, uint64_t p) { return p >= addr(a.rxBase) && p < addr(a.rxBase) + a.size; }
+
+// The veneer at `v`: `jmp qword [rip+0]` followed by the far target.
+void expectVeneerTo(const void* v, const void* far) {
+  Decoded d = decodeAt(v);
+  auto* b = static_cast<const uint8_t*>(v);
+  EXPECT_TRUE(d.ok && b[0] == 0xFF && b[1] == 0x25 && d.length == 6) << "veneer at " << v << " decodes as " << d.text;
+  uint64_t quad = 0;
+  std::memcpy(&quad, b + 6, 8);
+  EXPECT_EQ(quad, addr(far)) << "veneer at " << v << " jumps elsewhere";
+}
+
+TEST(Veneer, FarTargetIsReachedThroughASharedVeneer) {
+  Result<Runtime> r = makeRuntime();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  Runtime& rt = *r;
+  ArenaInfo arena = rt.arenaInfo();
+  FarCode far(arena);
+  ASSERT_TRUE(far.ok()) << "could not map a page > 4 GiB away from the arena at " << arena.rxBase;
+
+  const void* near = installReturner(rt, 7);
+  Result<Key> key = rt.createKey(near);
+  Result<Key> key2 = rt.createKey(near);
+  ASSERT_TRUE(key.isOk() && key2.isOk());
+  Caller c = installCaller(rt, *key), c2 = installCaller(rt, *key2);
+  ASSERT_EQ(c(), 7);
+  uint64_t veneersBefore = rt.stats().veneers;
+
+  Result<const void*> old = rt.update(*key, far.fn(0));
+  ASSERT_TRUE(old.isOk()) << old.status().toString();
+  Decoded d = decodeAt(c.site);
+  ASSERT_TRUE(d.isCall && d.opcode == 0xE8) << d.text;
+  EXPECT_TRUE(inArena(arena, d.target)) << "the site should call a veneer inside the arena, decoded " << d.text;
+  expectVeneerTo(reinterpret_cast<const void*>(d.target), far.fn(0));
+  EXPECT_EQ(rt.site(c.site)->target, far.fn(0)) << "SiteInfo::target names the final target, not the veneer";
+  EXPECT_EQ(c(), 0xFA1);
+  auto tramp = reinterpret_cast<int (*)()>(const_cast<void*>(rt.trampoline(*key).value()));
+  EXPECT_EQ(tramp(), 0xFA1) << "the trampoline reaches the far target too";
+  EXPECT_EQ(rt.stats().veneers, veneersBefore + 1);
+
+  // A second key to the same far target shares the veneer.
+  ASSERT_TRUE(rt.update(*key2, far.fn(0)).isOk());
+  EXPECT_EQ(decodeAt(c2.site).target, d.target) << "one veneer per far target";
+  EXPECT_EQ(rt.stats().veneers, veneersBefore + 1);
+  EXPECT_EQ(c2(), 0xFA1);
+
+  // Another far target: a second veneer; back to a near target: no veneer at all.
+  ASSERT_TRUE(rt.update(*key, far.fn(1)).isOk());
+  EXPECT_EQ(c(), 0xFA2);
+  EXPECT_EQ(rt.stats().veneers, veneersBefore + 2);
+  ASSERT_TRUE(rt.update(*key, near).isOk());
+  EXPECT_EQ(decodeAt(c.site).target, addr(near));
+  EXPECT_EQ(c(), 7);
+}
+
+TEST(Veneer, DisabledVeneersRefuseFarTargetsAndLeaveTheSite) {
+  Options o;
+  o.allowVeneers = false;
+  Result<Runtime> r = makeRuntime(o);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  Runtime& rt = *r;
+  FarCode far(rt.arenaInfo());
+  ASSERT_TRUE(far.ok());
+  const void* near = installReturner(rt, 7);
+  Result<Key> key = rt.createKey(near);
+  ASSERT_TRUE(key.isOk());
+  Caller c = installCaller(rt, *key);
+  auto* tramp = static_cast<const uint8_t*>(rt.trampoline(*key).value());
+  std::vector<uint8_t> siteBefore(c.site, c.site + 5), trampBefore(tramp, tramp + 5);
+  RuntimeStats before = rt.stats();
+
+  Result<const void*> res = rt.update(*key, far.fn(0));
+  ASSERT_FALSE(res.isOk());
+  EXPECT_EQ(res.code(), Error::kOutOfRange) << res.status().toString();
+  EXPECT_FALSE(res.status().message().empty());
+  EXPECT_EQ(std::vector<uint8_t>(c.site, c.site + 5), siteBefore) << "the site was modified";
+  EXPECT_EQ(std::vector<uint8_t>(tramp, tramp + 5), trampBefore) << "the trampoline was modified";
+  EXPECT_EQ(rt.target(*key).value(), near);
+  EXPECT_EQ(rt.stats().siteWrites, before.siteWrites);
+  EXPECT_EQ(rt.stats().veneers, 0u);
+  EXPECT_EQ(c(), 7);
+}
+
+// ---- trampolines -----------------------------------------------------------------------------
+
+__attribute__((noinline)) int square(int x) { return x * x; }
+__attribute__((noinline)) int cube(int x) { return x * x * x; }
+
+// The trampoline is `jmp rel32` with an aligned rel32, to the target or a veneer for it.
+void expectTrampolineTo(const void* tramp, const void* target) {
+  Decoded d = decodeAt(tramp);
+  EXPECT_EQ(d.opcode, 0xE9) << d.text;
+  EXPECT_EQ((addr(tramp) + 1) % 4, 0u) << "trampoline rel32 unaligned at " << tramp;
+  uint64_t dest = d.target;
+  auto* v = reinterpret_cast<const uint8_t*>(dest);
+  if (v[0] == 0xFF && v[1] == 0x25) std::memcpy(&dest, v + 6, 8);  // through a veneer
+  EXPECT_EQ(dest, addr(target)) << "trampoline decodes as " << d.text;
+}
+
+TEST(Trampoline, StaticCallFromCxxSeesUpdates) {
+  Result<Runtime> r = makeRuntime();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  Runtime& rt = *r;
+  Result<StaticCall<int(int)>> sc = StaticCall<int(int)>::create(rt, &square, "power");
+  ASSERT_TRUE(sc.isOk()) << sc.status().toString();
+  EXPECT_EQ((*sc)(3), 9);
+  EXPECT_EQ(sc->trampoline()(4), 16);
+  expectTrampolineTo(reinterpret_cast<const void*>(sc->trampoline()), reinterpret_cast<const void*>(&square));
+
+  // A JIT site bound to the same key (edi passes straight through to the target).
+  Caller c = installCaller(rt, sc->key());
+  auto jitPower = reinterpret_cast<int (*)(int)>(c.blob.code);
+  EXPECT_EQ(jitPower(5), 25);
+
+  Result<StaticCall<int(int)>::Fn> old = sc->update(&cube);
+  ASSERT_TRUE(old.isOk()) << old.status().toString();
+  EXPECT_EQ(*old, &square);
+  EXPECT_EQ(sc->target(), &cube);
+  EXPECT_EQ((*sc)(3), 27);
+  EXPECT_EQ(jitPower(5), 125);
+  expectTrampolineTo(reinterpret_cast<const void*>(sc->trampoline()), reinterpret_cast<const void*>(&cube));
+
+  // Many flips, each observed at once by the next call from C++.
+  for (int i = 0; i < 200; ++i) {
+    bool toSquare = i % 2 == 0;
+    ASSERT_TRUE(sc->update(toSquare ? &square : &cube).isOk());
+    ASSERT_EQ((*sc)(2), toSquare ? 4 : 8) << "flip " << i;
+    ASSERT_EQ(jitPower(2), toSquare ? 4 : 8) << "flip " << i;
+  }
+}
+
+}  // namespace
+}  // namespace patchcall

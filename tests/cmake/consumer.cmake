@@ -1,0 +1,18 @@
+# FindPackageConsumer: installs this build tree into a prefix inside the build dir, then
+# configures, builds and runs tests/consumer (find_package(patchcall CONFIG REQUIRED))
+# against it. Proves the exported targets and the package config (asmjit, mimalloc) work.
+set(_consumer_link_flags "")
+if(PATCHCALL_SANITIZE)
+  set(_consumer_link_flags "-fsanitize=${PATCHCALL_SANITIZE}")
+endif()
+add_test(NAME FindPackageConsumer
+  COMMAND ${CMAKE_COMMAND}
+    -DBUILD_DIR=${PROJECT_BINARY_DIR}
+    -DSOURCE_DIR=${CMAKE_CURRENT_SOURCE_DIR}/consumer
+    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer-work
+    -DGENERATOR=${CMAKE_GENERATOR}
+    -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
+    -DBUILD_TYPE=$<CONFIG>
+    -DLINK_FLAGS=${_consumer_link_flags}
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+set_tests_properties(FindPackageConsumer PROPERTIES TIMEOUT 300 LABELS "packaging")

@@ -1,0 +1,40 @@
+# ctest driver for FindPackageConsumer (cmake -P): install the build tree into a prefix,
+# then configure, build and run tests/consumer against it.
+# Inputs: BUILD_DIR, SOURCE_DIR (this folder), WORK_DIR, GENERATOR, CXX_COMPILER,
+# BUILD_TYPE, LINK_FLAGS (sanitizer builds).
+foreach(v BUILD_DIR SOURCE_DIR WORK_DIR)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+
+function(step)
+  string(REPLACE ";" " " cmd "${ARGN}")
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "FAILED (${rc}): ${cmd}\n${out}\n${err}")
+  endif()
+  message(STATUS "ok: ${cmd}\n${out}")
+endfunction()
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+set(prefix "${WORK_DIR}/prefix")
+set(build "${WORK_DIR}/build")
+set(configure_args -S "${SOURCE_DIR}" -B "${build}" "-DCMAKE_PREFIX_PATH=${prefix}")
+if(GENERATOR)
+  list(APPEND configure_args -G "${GENERATOR}")
+endif()
+if(CXX_COMPILER)
+  list(APPEND configure_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+endif()
+if(BUILD_TYPE)
+  list(APPEND configure_args "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}")
+endif()
+if(LINK_FLAGS)
+  list(APPEND configure_args "-DCMAKE_EXE_LINKER_FLAGS=${LINK_FLAGS}")
+endif()
+
+step("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
+step("${CMAKE_COMMAND}" ${configure_args})
+step("${CMAKE_COMMAND}" --build "${build}")
+step("${build}/consumer")
