@@ -1,0 +1,150 @@
+// patchcall-stress — emission of the checking caller loops.
+#include "callers.h"
+
+#include <algorithm>
+#include <cstddef>
+
+#ifdef PATCHCALL_TEST_HOOKS
+#include "patchcall/testing.h"
+#endif
+
+namespace stress {
+namespace {
+
+using namespace asmjit;
+using patchcall::SiteForm;
+using patchcall::Status;
+
+constexpr uint32_t kPollEvery = 8;
+
+Status asmStatus(Error err) {
+  if (err == kErrorOk) return Status::ok();
+  return Status(patchcall::Error::kEmitFailed, std::string("asmjit: ") + DebugUtils::errorAsString(err));
+}
+
+struct Emitted {
+  std::vector<uint32_t> begin, end, call;  // offsets per site of the group
+};
+
+// rbx = iterations left, r14 = frame, r15 = key cells, r12 = `pre` across the call.
+Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
+                 uint32_t first, uint32_t count, void (*toggleStall)(), Emitted* out) {
+  using namespace asmjit::x86;
+  // Six pushes + 8 keep rsp 16-byte aligned at every call below (entry rsp is 8 mod 16).
+  for (const Gp& r : {rbx, rbp, r12, r13, r14, r15}) PATCHCALL_TRY(asmStatus(a.push(r)));
+  PATCHCALL_TRY(asmStatus(a.sub(rsp, 8)));
+  PATCHCALL_TRY(asmStatus(a.mov(r14, rdi)));
+  PATCHCALL_TRY(asmStatus(a.mov(rbx, rsi)));
+  PATCHCALL_TRY(asmStatus(a.mov(r15, qword_ptr(r14, offsetof(CallerFrame, cells)))));
+  Label loop = a.newLabel(), exit = a.newLabel();
+  std::vector<Label> fail(count);
+  for (Label& l : fail) l = a.newLabel();
+  PATCHCALL_TRY(asmStatus(a.align(AlignMode::kCode, 16)));
+  PATCHCALL_TRY(asmStatus(a.bind(loop)));
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t site = first + i;
+    int32_t cell = static_cast<int32_t>(plan.key[site] * sizeof(KeyCells));
+    if (i % kPollEvery == 0) PATCHCALL_TRY(patchcall::jit::emitSafepointPoll(a));
+    PATCHCALL_TRY(asmStatus(a.mov(r12, qword_ptr(r15, cell + offsetof(KeyCells, end)))));
+    out->begin.push_back(static_cast<uint32_t>(a.offset()));
+    patchcall::Key key = keys[plan.key[site]];
+    SiteForm form = plan.form[site];
+#ifdef PATCHCALL_TEST_HOOKS
+    if (form == SiteForm::kToggle && toggleStall != nullptr) {
+      PATCHCALL_TRY(patchcall::testing::emitToggleWithStall(a, key, toggleStall));
+    } else
+#endif
+    {
+      (void)toggleStall;
+      PATCHCALL_TRY(patchcall::jit::emitCall(a, key, form));
+    }
+    out->call.push_back(a.sites().back().offset);
+    out->end.push_back(static_cast<uint32_t>(a.offset()));
+    PATCHCALL_TRY(asmStatus(a.mov(rdx, qword_ptr(r15, cell + offsetof(KeyCells, begin)))));
+    // valid iff (returned - pre) <= (post - pre), unsigned: one compare covers both bounds
+    PATCHCALL_TRY(asmStatus(a.sub(rax, r12)));
+    PATCHCALL_TRY(asmStatus(a.sub(rdx, r12)));
+    PATCHCALL_TRY(asmStatus(a.cmp(rax, rdx)));
+    PATCHCALL_TRY(asmStatus(a.ja(fail[i])));
+  }
+  PATCHCALL_TRY(asmStatus(a.dec(rbx)));
+  PATCHCALL_TRY(asmStatus(a.jnz(loop)));
+  PATCHCALL_TRY(asmStatus(a.xor_(eax, eax)));
+  PATCHCALL_TRY(asmStatus(a.bind(exit)));
+  PATCHCALL_TRY(asmStatus(a.add(rsp, 8)));
+  for (const Gp& r : {r15, r14, r13, r12, rbp, rbx}) PATCHCALL_TRY(asmStatus(a.pop(r)));
+  PATCHCALL_TRY(asmStatus(a.ret()));
+  // Cold: one stub per site records what it saw and returns the site's index + 1.
+  for (uint32_t i = 0; i < count; ++i) {
+    PATCHCALL_TRY(asmStatus(a.bind(fail[i])));
+    PATCHCALL_TRY(asmStatus(a.add(rax, r12)));
+    PATCHCALL_TRY(asmStatus(a.add(rdx, r12)));
+    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, returned)), rax)));
+    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, pre)), r12)));
+    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, post)), rdx)));
+    PATCHCALL_TRY(asmStatus(a.mov(eax, i + 1)));
+    PATCHCALL_TRY(asmStatus(a.jmp(exit)));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+bool CallerCode::build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
+                       int groupSize, void (*toggleStall)(), std::string* error) {
+  auto total = static_cast<uint32_t>(plan.form.size());
+  for (uint32_t first = 0; first < total; first += static_cast<uint32_t>(groupSize)) {
+    uint32_t count = std::min<uint32_t>(static_cast<uint32_t>(groupSize), total - first);
+    patchcall::jit::Assembler a(rt);
+    Emitted e;
+    if (Status s = emitGroup(a, keys, plan, first, count, toggleStall, &e); !s.isOk()) {
+      *error = "emitting caller group at site " + std::to_string(first) + ": " + s.toString();
+      return false;
+    }
+    patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+    if (!blob) {
+      *error = "installing caller group at site " + std::to_string(first) + ": " + blob.status().toString();
+      return false;
+    }
+    CallerGroup g;
+    g.fn = reinterpret_cast<CallerFn>(blob->code);
+    g.blob = *blob;
+    g.firstSite = first;
+    g.count = count;
+    auto base = reinterpret_cast<uintptr_t>(blob->code);
+    for (uint32_t i = 0; i < count; ++i) {
+      SiteMeta m{base + e.begin[i], base + e.end[i], base + e.call[i], first + i, plan.key[first + i],
+                 plan.form[first + i]};
+      sites_.push_back(m);
+      ++g.perForm[static_cast<int>(m.form)];
+    }
+    groups_.push_back(g);
+  }
+  sorted_ = sites_;
+  std::sort(sorted_.begin(), sorted_.end(), [](const SiteMeta& x, const SiteMeta& y) { return x.begin < y.begin; });
+  return true;
+}
+
+const SiteMeta* CallerCode::siteAt(uintptr_t address) const {
+  auto it = std::upper_bound(sorted_.begin(), sorted_.end(), address,
+                             [](uintptr_t a, const SiteMeta& m) { return a < m.begin; });
+  if (it == sorted_.begin()) return nullptr;
+  --it;
+  return address < it->end ? &*it : nullptr;
+}
+
+const SiteMeta* CallerCode::siteReturningTo(uintptr_t returnAddress) const {
+  // A call's return address is the byte after it: inside the site, or its end.
+  if (const SiteMeta* m = siteAt(returnAddress - 1); m != nullptr) return m;
+  return nullptr;
+}
+
+bool CallerCode::contains(uintptr_t address) const {
+  for (const CallerGroup& g : groups_) {
+    auto b = reinterpret_cast<uintptr_t>(g.blob.code);
+    if (address >= b && address < b + g.blob.size) return true;
+  }
+  return false;
+}
+
+}  // namespace stress

@@ -1,0 +1,30 @@
+// patchcall-stress — the hidden fault switch (builds with PATCHCALL_TEST_HOOKS only).
+//
+//   --fault=skip-sync   updates skip the cross-core sync after their code writes
+//   --fault=skip-grace  the toggle's grace-period rule is off; implies --widen-race
+//   --widen-race        makes the toggle race easy to hit without breaking the protocol:
+//                       - toggle sites get a stall call between the toggle and call A; every
+//                         kStallEvery-th pass sleeps, so a thread sits exactly where the race
+//                         needs it (it has chosen call A) for a few updates;
+//                       - the toggle's (non-atomic) rel32 rewrite sleeps after its first byte,
+//                         so call A stays torn long enough for such a thread to run it;
+//                       - pool targets are spread 0x110 bytes apart, so a torn rel32 lands
+//                         in int3 padding and traps instead of reaching another target.
+// With the grace period on, the updater waits for the stalled thread before it rewrites
+// call A: a widened run must still report zero violations. With it off, the stalled thread
+// runs a torn call A: the run must report violations and exit 1.
+#pragma once
+
+#include <string>
+
+#include "options.h"
+
+namespace stress {
+
+// Applies the fault and widening hooks; returns false (with a message) when the build has
+// no test hooks and a fault was asked for.
+bool applyFaults(const Options& options, std::string* error);
+// The stall for toggle sites when the race is widened, else nullptr.
+void (*toggleStallHook(const Options& options))();
+
+}  // namespace stress

@@ -1,0 +1,47 @@
+// patchcall-stress — command-line options.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "patchcall/options.h"
+
+namespace stress {
+
+// Which site forms a run exercises; kMixed rotates direct, toggle, breakpoint over the sites.
+enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
+
+// Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).
+enum class Fault { kNone, kSkipSync, kSkipGrace };
+
+struct Options {
+  int threads = 4;
+  int sites = 1000;
+  int keys = 120;
+  FormChoice form = FormChoice::kMixed;
+  double seconds = 10;
+  double updateRate = 0;  // updates per second over all forms; 0 = as fast as possible
+  int batch = 8;          // keys per updateBatch call
+  bool retire = false;
+  uint64_t seed = 1;
+  std::string jsonPath;
+  bool progress = false;  // forced on by --progress; otherwise only when stderr is a tty
+  // Hidden (test builds): break the protocol, or widen the toggle race without breaking it.
+  Fault fault = Fault::kNone;
+  bool widenRace = false;
+  int groupSize = 128;  // sites per JIT caller function (hidden tuning knob)
+
+  // The forms this run uses, in site-rotation order.
+  std::vector<patchcall::SiteForm> forms() const;
+};
+
+// Parses argv. On --help prints the usage and returns an exit code of 0; on a bad option
+// prints a message naming it and returns 2. Otherwise returns nullopt and fills `out`.
+std::optional<int> parseOptions(int argc, char** argv, Options* out);
+
+const char* formName(patchcall::SiteForm form);
+const char* faultName(Fault fault);
+
+}  // namespace stress

@@ -1,0 +1,53 @@
+// patchcall-stress — per-key version cells and the rule that decides whether a call was valid.
+//
+// Every target is JIT code returning `tag(key, version)` = (key index + 1) << 32 | version in
+// rax. For each key the updater publishes two cells (64-bit, tagged the same way):
+//
+//   begin  the newest version an update has STARTED to install   (stored before any write)
+//   end    the newest version whose update has COMPLETED           (stored after update() returned)
+//
+// Updater, for one key moving from version v to v+1:
+//   begin := v+1  ->  [pool mode: the target's data cell := v+1]  ->  rt.updateBatch(...)  ->  end := v+1
+//
+// Caller, around every call through a site of that key:
+//   pre := end  ->  call  ->  post := begin  ->  valid iff  pre <= returned <= post  (as 64-bit
+//   numbers, which also checks the key half: another key's tag is off by >= 2^32)
+//
+// Why every version in [pre, post] was current at some moment between the two reads, and
+// why a correct protocol never returns anything else:
+//  * Lower bound. `end == pre` was stored after update(pre) returned, i.e. after its last
+//    cross-core sync, which serialized every core after the last code write of that update.
+//    The caller's read of `end` comes after that serialization in its own instruction stream,
+//    so every instruction it fetches from then on (the toggle, the call, the int3 the
+//    breakpoint protocol may show) belongs to version pre or later. A thread already between
+//    a toggle and its call read `pre` before the toggle, so the old call it still makes is a
+//    version >= pre as well: that is exactly what the toggle's grace-period rule protects.
+//  * Upper bound. Every write that can make a site call version w (the rel32, the toggle flip,
+//    the trap-table entry the SIGTRAP handler emulates) is a store issued after `begin := w`.
+//    x86 stores become visible in program order, so a caller that ran version w's code and
+//    then reads `begin` (program order after the call returned) reads w or later.
+//  * Versions are consecutive per key (a key appears at most once per batch), so the interval
+//    is exactly the set of versions that were current during [pre read, post read].
+// A stale call (executing a target older than pre), a torn rel32 (landing anywhere else), a
+// wrong key, or running a freed (int3-filled) target all fall outside the interval or trap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace stress {
+
+inline uint64_t tag(uint32_t keyIndex, uint32_t version) {
+  return (uint64_t{keyIndex} + 1) << 32 | version;
+}
+inline uint32_t tagKey(uint64_t t) { return static_cast<uint32_t>(t >> 32) - 1; }
+inline uint32_t tagVersion(uint64_t t) { return static_cast<uint32_t>(t); }
+
+// The JIT callers read these with plain 64-bit loads at [base + 16*key] and [base + 16*key + 8].
+struct alignas(16) KeyCells {
+  std::atomic<uint64_t> end;    // +0: last completed version ("pre" is read from here)
+  std::atomic<uint64_t> begin;  // +8: last started version  ("post" is read from here)
+};
+static_assert(sizeof(KeyCells) == 16);
+
+}  // namespace stress

@@ -1,0 +1,48 @@
+# ctest entries for the stress/retarget driver (bench/stress/, issue 5). Each run is a few
+# seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures.
+if(NOT PATCHCALL_BUILD_BENCH)
+  return()
+endif()
+set(PATCHCALL_STRESS_CHECK ${PROJECT_SOURCE_DIR}/bench/stress/check_run.cmake)
+set(PATCHCALL_STRESS_OUT ${CMAKE_CURRENT_BINARY_DIR}/stress-out)
+file(MAKE_DIRECTORY ${PATCHCALL_STRESS_OUT})
+
+# name, expected exit status, driver arguments (a CMake list), extra -D checks (a CMake list)
+function(patchcall_stress_test name expect args checks)
+  set(defs)
+  foreach(c IN LISTS checks)
+    list(APPEND defs -D${c})
+  endforeach()
+  string(REPLACE ";" "\\;" escaped "${args}")
+  add_test(NAME ${name}
+           COMMAND ${CMAKE_COMMAND} -DSTRESS=$<TARGET_FILE:patchcall-stress> "-DARGS=${escaped}"
+                   -DEXPECT_EXIT=${expect} ${defs} -P ${PATCHCALL_STRESS_CHECK})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 120)
+endfunction()
+
+add_test(NAME Stress_Help COMMAND patchcall-stress --help)
+set_tests_properties(Stress_Help PROPERTIES PASS_REGULAR_EXPRESSION "--update-rate.*--retire.*--json")
+patchcall_stress_test(Stress_BadFormExits2 2 "--form;sideways" "")
+patchcall_stress_test(Stress_BadThreadsExits2 2 "--threads;0" "")
+patchcall_stress_test(Stress_UnknownOptionExits2 2 "--frobnicate" "")
+
+# Clean runs: zero violations, exit 0, and enough work done that "zero" means something.
+patchcall_stress_test(Stress_CleanMixedRetire 0
+  "--threads;3;--sites;300;--keys;30;--form;mixed;--retire;--seconds;3;--update-rate;30000"
+  "JSON=${PATCHCALL_STRESS_OUT}/clean-mixed-retire.json;MIN_UPDATES=3000;MIN_FREED=50;MIN_CALLS=1000000")
+# More caller threads than this 2-core machine has cores: preempted callers hold up grace periods.
+patchcall_stress_test(Stress_CleanOversubscribedMixed 0
+  "--threads;6;--sites;240;--keys;24;--form;mixed;--seconds;3"
+  "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=3000;MIN_CALLS=1000000")
+
+if(PATCHCALL_TEST_HOOKS)
+  # The toggle race made easy to hit (a stalled thread between toggle and call A, a slow torn
+  # rewrite): with the grace-period rule on, the protocol still holds ...
+  patchcall_stress_test(Stress_WidenedToggleRaceHolds 0
+    "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--widen-race"
+    "JSON=${PATCHCALL_STRESS_OUT}/widened-toggle.json;MIN_GRACE_WAITS=10;MIN_UPDATES=50")
+  # ... and with the rule skipped the driver must see the torn calls and exit 1.
+  patchcall_stress_test(Stress_FaultSkipGraceIsDetected 1
+    "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--fault=skip-grace"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-grace.json;MIN_VIOLATIONS=1")
+endif()
