@@ -1,0 +1,474 @@
+// patchcall — the C API (include/patchcall/patchcall.h) over the C++ API.
+//
+// The C++ API reports every failure as a Status and throws nothing of its own; the one
+// exception that can still escape it is std::bad_alloc from a standard container or string,
+// which each entry point turns into PATCHCALL_E_OUT_OF_MEMORY. Messages are copied into a
+// fixed per-thread buffer, so reporting an error never allocates.
+#include "patchcall/patchcall.h"
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "patchcall/quiescence.h"
+#include "patchcall/runtime.h"
+#include "patchcall/status.h"
+
+struct patchcall_runtime {
+  patchcall::Runtime rt;
+};
+
+struct patchcall_thread {
+  patchcall::ThreadScope scope;
+  std::thread::id owner;
+};
+
+namespace {
+
+using patchcall::Error;
+using patchcall::Status;
+
+static_assert(PATCHCALL_OK == static_cast<int>(Error::kOk));
+static_assert(PATCHCALL_E_NULL_TARGET == static_cast<int>(Error::kNullTarget));
+static_assert(PATCHCALL_E_MISALIGNED_TARGET == static_cast<int>(Error::kMisalignedTarget));
+static_assert(PATCHCALL_E_OUT_OF_RANGE == static_cast<int>(Error::kOutOfRange));
+static_assert(PATCHCALL_E_ARENA_EXHAUSTED == static_cast<int>(Error::kArenaExhausted));
+static_assert(PATCHCALL_E_REENTRANT_UPDATE == static_cast<int>(Error::kReentrantUpdate));
+static_assert(PATCHCALL_E_UNKNOWN_SITE == static_cast<int>(Error::kUnknownSite));
+static_assert(PATCHCALL_E_UNKNOWN_KEY == static_cast<int>(Error::kUnknownKey));
+static_assert(PATCHCALL_E_SYNC_UNSUPPORTED == static_cast<int>(Error::kSyncUnsupported));
+static_assert(PATCHCALL_E_MAP_FAILED == static_cast<int>(Error::kMapFailed));
+static_assert(PATCHCALL_E_TIMEOUT == static_cast<int>(Error::kTimeout));
+static_assert(PATCHCALL_E_NOT_REGISTERED == static_cast<int>(Error::kNotRegistered));
+static_assert(PATCHCALL_E_INVALID_ARGUMENT == static_cast<int>(Error::kInvalidArgument));
+static_assert(PATCHCALL_E_STILL_TARGETED == static_cast<int>(Error::kStillTargeted));
+static_assert(PATCHCALL_E_DOUBLE_RETIRE == static_cast<int>(Error::kDoubleRetire));
+static_assert(PATCHCALL_E_OUT_OF_MEMORY == static_cast<int>(Error::kOutOfMemory));
+static_assert(PATCHCALL_E_TOO_MANY_THREADS == static_cast<int>(Error::kTooManyThreads));
+static_assert(PATCHCALL_E_TOO_MANY_SITES == static_cast<int>(Error::kTooManySites));
+static_assert(PATCHCALL_E_EMIT_FAILED == static_cast<int>(Error::kEmitFailed));
+static_assert(PATCHCALL_E_WOULD_DEADLOCK == static_cast<int>(Error::kWouldDeadlock));
+static_assert(PATCHCALL_E_RETIRED_TARGET == static_cast<int>(Error::kRetiredTarget));
+static_assert(PATCHCALL_E_UNSUPPORTED_SITE == static_cast<int>(Error::kUnsupportedSite));
+static_assert(PATCHCALL_ERROR_COUNT == static_cast<int>(Error::kUnsupportedSite) + 1);
+
+static_assert(PATCHCALL_SITE_DIRECT == static_cast<int>(patchcall::SiteForm::kDirect));
+static_assert(PATCHCALL_SITE_TOGGLE == static_cast<int>(patchcall::SiteForm::kToggle));
+static_assert(PATCHCALL_SITE_BREAKPOINT == static_cast<int>(patchcall::SiteForm::kBreakpoint));
+static_assert(PATCHCALL_SITE_AUTO == static_cast<int>(patchcall::SiteForm::kAuto));
+static_assert(PATCHCALL_SYNC_AUTO == static_cast<int>(patchcall::SyncMethod::kAuto));
+static_assert(PATCHCALL_SYNC_MEMBARRIER == static_cast<int>(patchcall::SyncMethod::kMembarrier));
+static_assert(PATCHCALL_SYNC_MPROTECT_IPI == static_cast<int>(patchcall::SyncMethod::kMprotectIpi));
+
+thread_local char tlsMessage[1024];
+
+int succeed() {
+  tlsMessage[0] = '\0';
+  return PATCHCALL_OK;
+}
+
+int fail(int code, const char* message) {
+  std::snprintf(tlsMessage, sizeof tlsMessage, "%s", message);
+  return code;
+}
+
+int fail(const Status& s) { return fail(static_cast<int>(s.code()), s.message().c_str()); }
+
+int report(const Status& s) { return s.isOk() ? succeed() : fail(s); }
+
+int outOfMemory(const char* function) {
+  std::snprintf(tlsMessage, sizeof tlsMessage, "%s: out of memory", function);
+  return PATCHCALL_E_OUT_OF_MEMORY;
+}
+
+int nullArgument(const char* function, const char* what) {
+  std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %s is NULL", function, what);
+  return PATCHCALL_E_INVALID_ARGUMENT;
+}
+
+// Runs an entry point's body; an allocation failure anywhere below becomes an error code.
+template <typename Body>
+int guarded(const char* function, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return outOfMemory(function);
+  }
+}
+
+std::optional<std::chrono::milliseconds> deadlineOf(int64_t ms) {
+  if (ms < 0) return std::nullopt;
+  return std::chrono::milliseconds(ms);
+}
+
+bool validForm(int form) { return form >= PATCHCALL_SITE_DIRECT && form <= PATCHCALL_SITE_AUTO; }
+
+// Copies C site specs; INVALID_ARGUMENT for a form outside the enum.
+int convertSites(const char* function, const patchcall_site_spec* sites, size_t count,
+                 std::vector<patchcall::SiteSpec>* out) {
+  if (count != 0 && sites == nullptr) return nullArgument(function, "sites");
+  out->reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (!validForm(sites[i].form)) {
+      std::snprintf(tlsMessage, sizeof tlsMessage, "%s: site %zu has form %d, not a patchcall_site_form", function, i,
+                    sites[i].form);
+      return PATCHCALL_E_INVALID_ARGUMENT;
+    }
+    out->push_back({sites[i].offset, patchcall::Key{sites[i].key}, static_cast<patchcall::SiteForm>(sites[i].form)});
+  }
+  return PATCHCALL_OK;
+}
+
+patchcall_blob toC(const patchcall::Blob& b) { return patchcall_blob{b.id, b.code, b.size}; }
+
+}  // namespace
+
+extern "C" {
+
+const char* patchcall_strerror(int code) {
+  if (code < 0 || code >= PATCHCALL_ERROR_COUNT) return "unknown error";
+  return patchcall::errorName(static_cast<Error>(code));
+}
+
+const char* patchcall_last_error_message(void) { return tlsMessage; }
+
+// ---- runtime ----------------------------------------------------------------------------------
+
+void patchcall_options_init(patchcall_options* o) {
+  if (o == nullptr) return;
+  const patchcall::Options d;
+  std::memset(o, 0, sizeof *o);
+  o->struct_size = sizeof *o;
+  o->arena_size = d.arenaSize;
+  o->arena_hint = d.arenaHint;
+  o->allow_veneers = d.allowVeneers ? 1 : 0;
+  o->target_alignment = d.targetAlignment;
+  o->sync = static_cast<int>(d.sync);
+  o->grace_deadline_ms = static_cast<uint32_t>(d.graceDeadline.count());
+  o->grace_spin_us = static_cast<uint32_t>(d.graceSpin.count());
+  o->background_reclaimer = d.backgroundReclaimer ? 1 : 0;
+  o->max_threads = d.maxThreads;
+  o->max_sites = d.maxSites;
+  o->max_keys = d.maxKeys;
+}
+
+int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime** out) {
+  return guarded("patchcall_runtime_create", [&] {
+    if (out == nullptr) return nullArgument("patchcall_runtime_create", "out");
+    *out = nullptr;
+    patchcall::Options o;
+    if (options != nullptr) {
+      if (options->struct_size != sizeof(patchcall_options)) {
+        return fail(PATCHCALL_E_INVALID_ARGUMENT,
+                    "patchcall_runtime_create: options.struct_size does not match this library; "
+                    "fill the options with patchcall_options_init first");
+      }
+      if (options->sync < PATCHCALL_SYNC_AUTO || options->sync > PATCHCALL_SYNC_MPROTECT_IPI) {
+        return fail(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_runtime_create: options.sync is not a patchcall_sync_method");
+      }
+      o.arenaSize = options->arena_size;
+      o.arenaHint = options->arena_hint;
+      o.allowVeneers = options->allow_veneers != 0;
+      o.targetAlignment = options->target_alignment;
+      o.sync = static_cast<patchcall::SyncMethod>(options->sync);
+      o.graceDeadline = std::chrono::milliseconds(options->grace_deadline_ms);
+      o.graceSpin = std::chrono::microseconds(options->grace_spin_us);
+      o.backgroundReclaimer = options->background_reclaimer != 0;
+      o.maxThreads = options->max_threads;
+      o.maxSites = options->max_sites;
+      o.maxKeys = options->max_keys;
+      if (auto observer = options->patch_observer) {
+        void* user = options->patch_observer_user;
+        o.patchObserver = [observer, user](const patchcall::PatchEvent& e) {
+          patchcall_patch_event ce{e.site, e.newTarget, static_cast<int>(e.form)};
+          observer(user, &ce);
+        };
+      }
+      if (auto sink = options->diagnostic_sink) {
+        void* user = options->diagnostic_user;
+        o.diagnosticSink = [sink, user](const std::string& m) { sink(user, m.c_str()); };
+      }
+    }
+    patchcall::Result<patchcall::Runtime> rt = patchcall::Runtime::create(std::move(o));
+    if (!rt) return fail(rt.status());
+    auto* handle = new (std::nothrow) patchcall_runtime{std::move(*rt)};
+    if (handle == nullptr) return outOfMemory("patchcall_runtime_create");
+    *out = handle;
+    return succeed();
+  });
+}
+
+void patchcall_runtime_destroy(patchcall_runtime* rt) { delete rt; }
+
+int patchcall_arena_info_get(const patchcall_runtime* rt, patchcall_arena_info* out) {
+  if (rt == nullptr) return nullArgument("patchcall_arena_info_get", "rt");
+  if (out == nullptr) return nullArgument("patchcall_arena_info_get", "out");
+  patchcall::ArenaInfo a = rt->rt.arenaInfo();
+  *out = patchcall_arena_info{a.rxBase, a.rwBase, a.size, a.used, a.distanceFromText, a.nearText ? 1 : 0,
+                              static_cast<int>(a.sync)};
+  return succeed();
+}
+
+int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out) {
+  if (rt == nullptr) return nullArgument("patchcall_stats_get", "rt");
+  if (out == nullptr) return nullArgument("patchcall_stats_get", "out");
+  patchcall::RuntimeStats s = rt->rt.stats();
+  *out = patchcall_stats{s.keys,          s.sites,          s.blobs,           s.veneers,          s.updates,
+                         s.siteWrites,    s.syncs,          s.trapsEmulated,   s.gracePeriods,     s.toggleGraceWaits,
+                         s.callbacksRetired, s.callbacksRun, s.blobsRetired,   s.blobsFreed,       s.blobsPinnedByStacks,
+                         s.siteMetadataBytes};
+  return succeed();
+}
+
+const volatile uint8_t* patchcall_safepoint_flag(const patchcall_runtime* rt) {
+  return rt == nullptr ? nullptr : rt->rt.safepointFlag();
+}
+
+const void* patchcall_safepoint_stub(const patchcall_runtime* rt) {
+  return rt == nullptr ? nullptr : rt->rt.safepointStub();
+}
+
+// ---- threads and quiescence -----------------------------------------------------------------
+
+int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall_thread** out) {
+  return guarded("patchcall_thread_register", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_thread_register", "rt");
+    if (out == nullptr) return nullArgument("patchcall_thread_register", "out");
+    *out = nullptr;
+    auto* handle = new (std::nothrow) patchcall_thread{};
+    if (handle == nullptr) return outOfMemory("patchcall_thread_register");
+    patchcall::Result<patchcall::ThreadScope> scope = rt->rt.registerThread(name != nullptr ? name : "");
+    if (!scope) {
+      delete handle;
+      return fail(scope.status());
+    }
+    handle->scope = std::move(*scope);
+    handle->owner = std::this_thread::get_id();
+    *out = handle;
+    return succeed();
+  });
+}
+
+int patchcall_thread_unregister(patchcall_thread* thread) {
+  if (thread == nullptr) return nullArgument("patchcall_thread_unregister", "thread");
+  if (thread->owner != std::this_thread::get_id()) {
+    return fail(PATCHCALL_E_INVALID_ARGUMENT,
+                "patchcall_thread_unregister: called from another thread; a thread unregisters itself");
+  }
+  thread->scope.reset();
+  delete thread;
+  return succeed();
+}
+
+void patchcall_safepoint(void) { patchcall::safepoint(); }
+
+int patchcall_offline(void) {
+  return guarded("patchcall_offline", [] { return report(patchcall::goOffline()); });
+}
+
+int patchcall_online(void) {
+  return guarded("patchcall_online", [] { return report(patchcall::goOnline()); });
+}
+
+int patchcall_thread_is_registered(void) { return patchcall::isThreadRegistered() ? 1 : 0; }
+
+int patchcall_synchronize(patchcall_runtime* rt, int64_t deadline_ms) {
+  return guarded("patchcall_synchronize", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_synchronize", "rt");
+    return report(rt->rt.synchronize(deadlineOf(deadline_ms)));
+  });
+}
+
+int patchcall_barrier(patchcall_runtime* rt, int64_t deadline_ms) {
+  return guarded("patchcall_barrier", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_barrier", "rt");
+    return report(rt->rt.barrier(deadlineOf(deadline_ms)));
+  });
+}
+
+size_t patchcall_poll(patchcall_runtime* rt) {
+  if (rt == nullptr) return 0;
+  try {
+    return rt->rt.poll();
+  } catch (const std::bad_alloc&) {
+    outOfMemory("patchcall_poll");
+    return 0;
+  }
+}
+
+int patchcall_retire_callback(patchcall_runtime* rt, void (*callback)(void* user), void* user) {
+  return guarded("patchcall_retire_callback", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_retire_callback", "rt");
+    if (callback == nullptr) return nullArgument("patchcall_retire_callback", "callback");
+    return report(rt->rt.retire([callback, user] { callback(user); }));
+  });
+}
+
+// ---- keys -------------------------------------------------------------------------------------
+
+int patchcall_key_create(patchcall_runtime* rt, const void* initial_target, const char* name, patchcall_key* out) {
+  return guarded("patchcall_key_create", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_create", "rt");
+    if (out == nullptr) return nullArgument("patchcall_key_create", "out");
+    *out = 0;
+    patchcall::Result<patchcall::Key> key = rt->rt.createKey(initial_target, name != nullptr ? name : "");
+    if (!key) return fail(key.status());
+    *out = key->id;
+    return succeed();
+  });
+}
+
+int patchcall_key_destroy(patchcall_runtime* rt, patchcall_key key) {
+  return guarded("patchcall_key_destroy", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_destroy", "rt");
+    return report(rt->rt.destroyKey(patchcall::Key{key}));
+  });
+}
+
+int patchcall_key_update(patchcall_runtime* rt, patchcall_key key, const void* target, const void** old_target) {
+  return guarded("patchcall_key_update", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_update", "rt");
+    patchcall::Result<const void*> previous = rt->rt.update(patchcall::Key{key}, target);
+    if (!previous) return fail(previous.status());
+    if (old_target != nullptr) *old_target = *previous;
+    return succeed();
+  });
+}
+
+int patchcall_key_update_batch(patchcall_runtime* rt, const patchcall_update_entry* updates, size_t count) {
+  return guarded("patchcall_key_update_batch", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_update_batch", "rt");
+    if (count != 0 && updates == nullptr) return nullArgument("patchcall_key_update_batch", "updates");
+    std::vector<patchcall::KeyUpdate> batch;
+    batch.reserve(count);
+    for (size_t i = 0; i < count; ++i) batch.push_back({patchcall::Key{updates[i].key}, updates[i].target});
+    return report(rt->rt.updateBatch(batch));
+  });
+}
+
+int patchcall_key_target(const patchcall_runtime* rt, patchcall_key key, const void** out) {
+  return guarded("patchcall_key_target", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_target", "rt");
+    if (out == nullptr) return nullArgument("patchcall_key_target", "out");
+    patchcall::Result<const void*> t = rt->rt.target(patchcall::Key{key});
+    if (!t) return fail(t.status());
+    *out = *t;
+    return succeed();
+  });
+}
+
+int patchcall_key_trampoline(const patchcall_runtime* rt, patchcall_key key, const void** out) {
+  return guarded("patchcall_key_trampoline", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_key_trampoline", "rt");
+    if (out == nullptr) return nullArgument("patchcall_key_trampoline", "out");
+    patchcall::Result<const void*> t = rt->rt.trampoline(patchcall::Key{key});
+    if (!t) return fail(t.status());
+    *out = *t;
+    return succeed();
+  });
+}
+
+// ---- code ---------------------------------------------------------------------------------------
+
+int patchcall_code_install(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
+                           size_t site_count, patchcall_blob* out) {
+  return guarded("patchcall_code_install", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_code_install", "rt");
+    if (out == nullptr) return nullArgument("patchcall_code_install", "out");
+    *out = patchcall_blob{0, nullptr, 0};
+    if (bytes == nullptr && size != 0) return nullArgument("patchcall_code_install", "bytes");
+    std::vector<patchcall::SiteSpec> specs;
+    if (int e = convertSites("patchcall_code_install", sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    patchcall::Result<patchcall::Blob> blob = rt->rt.installCode(std::span<const uint8_t>(bytes, size), specs);
+    if (!blob) return fail(blob.status());
+    *out = toC(*blob);
+    return succeed();
+  });
+}
+
+int patchcall_code_reserve(patchcall_runtime* rt, size_t size, patchcall_reservation* out) {
+  return guarded("patchcall_code_reserve", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_code_reserve", "rt");
+    if (out == nullptr) return nullArgument("patchcall_code_reserve", "out");
+    *out = patchcall_reservation{nullptr, nullptr, 0};
+    patchcall::Result<patchcall::CodeReservation> r = rt->rt.reserveCode(size);
+    if (!r) return fail(r.status());
+    *out = patchcall_reservation{r->rx, r->rw, r->size};
+    return succeed();
+  });
+}
+
+int patchcall_code_commit(patchcall_runtime* rt, const patchcall_reservation* reservation,
+                          const patchcall_site_spec* sites, size_t site_count, patchcall_blob* out) {
+  return guarded("patchcall_code_commit", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_code_commit", "rt");
+    if (reservation == nullptr) return nullArgument("patchcall_code_commit", "reservation");
+    if (out == nullptr) return nullArgument("patchcall_code_commit", "out");
+    *out = patchcall_blob{0, nullptr, 0};
+    std::vector<patchcall::SiteSpec> specs;
+    if (int e = convertSites("patchcall_code_commit", sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    patchcall::CodeReservation r{reservation->rx, reservation->rw, reservation->size};
+    patchcall::Result<patchcall::Blob> blob = rt->rt.commitCode(r, specs);
+    if (!blob) return fail(blob.status());
+    *out = toC(*blob);
+    return succeed();
+  });
+}
+
+int patchcall_code_abandon(patchcall_runtime* rt, const patchcall_reservation* reservation) {
+  if (rt == nullptr) return nullArgument("patchcall_code_abandon", "rt");
+  if (reservation == nullptr) return nullArgument("patchcall_code_abandon", "reservation");
+  if (reservation->rx == nullptr) return fail(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_code_abandon: empty reservation");
+  patchcall::ArenaInfo a = rt->rt.arenaInfo();
+  auto base = static_cast<const uint8_t*>(a.rxBase);
+  if (reservation->rx < base || reservation->rx + reservation->size > base + a.size) {
+    return fail(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_code_abandon: not a reservation of this runtime's arena");
+  }
+  rt->rt.abandonCode(patchcall::CodeReservation{reservation->rx, reservation->rw, reservation->size});
+  return succeed();
+}
+
+int patchcall_blob_retire(patchcall_runtime* rt, patchcall_blob blob) {
+  return guarded("patchcall_blob_retire", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_blob_retire", "rt");
+    return report(rt->rt.retire(patchcall::Blob{blob.id, blob.code, blob.size}));
+  });
+}
+
+// ---- sites ----------------------------------------------------------------------------------------
+
+int patchcall_site_info_get(const patchcall_runtime* rt, const void* address, patchcall_site_info* out) {
+  return guarded("patchcall_site_info_get", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_site_info_get", "rt");
+    if (out == nullptr) return nullArgument("patchcall_site_info_get", "out");
+    patchcall::Result<patchcall::SiteInfo> s = rt->rt.site(address);
+    if (!s) return fail(s.status());
+    *out = patchcall_site_info{s->address, s->key.id, static_cast<int>(s->form), s->target, s->foreign ? 1 : 0};
+    return succeed();
+  });
+}
+
+int patchcall_foreign_site_register(patchcall_runtime* rt, void* call_instruction, patchcall_key key) {
+  return guarded("patchcall_foreign_site_register", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_foreign_site_register", "rt");
+    return report(rt->rt.registerForeignSite(call_instruction, patchcall::Key{key}));
+  });
+}
+
+int patchcall_foreign_site_unregister(patchcall_runtime* rt, void* call_instruction) {
+  return guarded("patchcall_foreign_site_unregister", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_foreign_site_unregister", "rt");
+    return report(rt->rt.unregisterForeignSite(call_instruction));
+  });
+}
+
+#ifdef PATCHCALL_TEST_HOOKS
+// For tests/c_api: lets a C test's operator new interposer raise std::bad_alloc, so the
+// OUT_OF_MEMORY mapping is exercised without C++ in the test. Not in the public header.
+[[noreturn]] void patchcall_testing_throw_bad_alloc(void) { throw std::bad_alloc(); }
+#endif
+
+}  // extern "C"

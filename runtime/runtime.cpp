@@ -21,6 +21,7 @@ detail::TestHooks* detail::testHooks() noexcept {
 namespace testing {
 void setSkipToggleGrace(bool skip) { detail::testHooks()->skipToggleGrace.store(skip); }
 void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
+void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 }  // namespace testing
 #endif

@@ -2,6 +2,9 @@
 //
 //   --fault=skip-sync   updates skip the cross-core sync after their code writes
 //   --fault=skip-grace  the toggle's grace-period rule is off; implies --widen-race
+//   --fault=skip-retire-grace  retired blobs are freed (int3-filled) at once, without a grace
+//                       period or stack scan: a caller preempted inside an old target resumes
+//                       on int3 (use with --retire)
 //   --widen-race        makes the toggle race easy to hit without breaking the protocol:
 //                       - toggle sites get a stall call between the toggle and call A; every
 //                         kStallEvery-th pass sleeps, so a thread sits exactly where the race

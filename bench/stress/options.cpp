@@ -89,6 +89,7 @@ const char* faultName(Fault fault) {
     case Fault::kNone: return "none";
     case Fault::kSkipSync: return "skip-sync";
     case Fault::kSkipGrace: return "skip-grace";
+    case Fault::kSkipRetireGrace: return "skip-retire-grace";
   }
   return "?";
 }
@@ -173,8 +174,9 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       std::string_view f = v;
       if (f == "skip-sync") o->fault = Fault::kSkipSync;
       else if (f == "skip-grace") o->fault = Fault::kSkipGrace, o->widenRace = true;
+      else if (f == "skip-retire-grace") o->fault = Fault::kSkipRetireGrace;
       else if (f == "none") o->fault = Fault::kNone;
-      else return bad("--fault expects skip-sync, skip-grace or none, got '" + std::string(f) + "'");
+      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace or none, got '" + std::string(f) + "'");
     } else if (name == "--widen-race" && flag()) {
       o->widenRace = true;
 #endif

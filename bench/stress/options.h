@@ -14,7 +14,7 @@ namespace stress {
 enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
 
 // Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).
-enum class Fault { kNone, kSkipSync, kSkipGrace };
+enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace };
 
 struct Options {
   int threads = 4;

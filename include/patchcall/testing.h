@@ -15,6 +15,8 @@ namespace patchcall::testing {
 void setSkipToggleGrace(bool skip);
 // Skips the cross-core sync after code writes.
 void setSkipSync(bool skip);
+// Frees retired blobs at once (no grace period, no stack scan): breaks invariant 4.
+void setSkipRetireGrace(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
 // Emits a toggle site with a call to `stall` between the toggle and call A, so a test can

@@ -2,6 +2,11 @@
 # seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures.
 if(NOT PATCHCALL_BUILD_BENCH)
   return()
+  # Retired target blobs freed without a grace period: a caller preempted inside an old
+  # target resumes on int3 fill, which the driver must report (invariant 4 is observable).
+  patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1
+    "--threads;6;--sites;60;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;20000;--fault=skip-retire-grace"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
 endif()
 set(PATCHCALL_STRESS_CHECK ${PROJECT_SOURCE_DIR}/bench/stress/check_run.cmake)
 set(PATCHCALL_STRESS_OUT ${CMAKE_CURRENT_BINARY_DIR}/stress-out)
@@ -45,4 +50,9 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipGraceIsDetected 1
     "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--fault=skip-grace"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-grace.json;MIN_VIOLATIONS=1")
+  # Retired target blobs freed without a grace period: a caller preempted inside an old
+  # target resumes on int3 fill, which the driver must report (invariant 4 is observable).
+  patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1
+    "--threads;6;--sites;60;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;20000;--fault=skip-retire-grace"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
 endif()

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Goal table for patchcall_bench results (issues 2, 3 and 4).
+
+Reads Google Benchmark JSON (--benchmark_format=json or --benchmark_out=FILE) and prints a
+markdown table: for each goal the two figures, their ratio, the goal and PASS/MISS.
+
+  build/bench/patchcall_bench --benchmark_repetitions=3 \
+      --benchmark_report_aggregates_only=true --benchmark_out=bench.json
+  python3 bench/ratios.py bench.json
+
+With repetitions the chosen aggregate (--stat, default median) is used; without, the single
+run (or the median of repeated runs). Figures use real time (every benchmark is UseRealTime);
+--time cpu uses CPU time instead, a useful cross-check on a busy machine (it leaves out time
+the thread spent preempted, and also time blocked in the kernel, so it understates syncs).
+Python 3 standard library only.
+"""
+import argparse
+import json
+import re
+import statistics
+import sys
+
+UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def base_name(name):
+    """BM_GracePeriod/1/min_time:0.200/real_time -> BM_GracePeriod/1"""
+    parts = [p for p in name.split("/") if not re.match(r"^(real_time|manual_time|min_time:.*|iterations:.*|repeats:.*|threads:.*)$", p)]
+    return "/".join(parts)
+
+
+class Results:
+    def __init__(self, doc, stat, time_kind):
+        self.context = doc.get("context", {})
+        self.time_kind = time_kind
+        runs, aggregates = {}, {}
+        for b in doc.get("benchmarks", []):
+            if b.get("error_occurred"):
+                continue
+            name = base_name(b.get("run_name", b["name"]))
+            if b.get("run_type") == "aggregate":
+                if b.get("aggregate_name") == stat:
+                    aggregates[name] = b
+            else:
+                runs.setdefault(name, []).append(b)
+        self.entries = dict(aggregates)
+        for name, group in runs.items():
+            if name not in self.entries:
+                self.entries[name] = self._combine(group, stat)
+        self.errors = sorted({base_name(b.get("run_name", b["name"])) + ": " + b.get("error_message", "")
+                              for b in doc.get("benchmarks", []) if b.get("error_occurred")})
+
+    @staticmethod
+    def _combine(group, stat):
+        if len(group) == 1:
+            return group[0]
+        pick = statistics.median if stat == "median" else statistics.mean
+        out = dict(group[0])
+        for key, value in group[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = pick([g[key] for g in group if key in g])
+        return out
+
+    def has(self, name):
+        return name in self.entries
+
+    def time_ns(self, name):
+        """Time of one benchmark iteration, in ns."""
+        e = self.entries[name]
+        return e[self.time_kind + "_time"] * UNIT_NS[e.get("time_unit", "ns")]
+
+    def per_item_ns(self, name):
+        """Time per processed item (one call, one loop iteration), in ns."""
+        e = self.entries[name]
+        ips = e.get("items_per_second")
+        if not ips:
+            return self.time_ns(name)
+        items_per_iteration = ips * e["real_time"] * UNIT_NS[e.get("time_unit", "ns")] * 1e-9
+        return self.time_ns(name) / items_per_iteration
+
+    def counter(self, name, key):
+        return self.entries[name][key]
+
+
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return "%.2f ms" % (ns / 1e6)
+    if ns >= 1e3:
+        return "%.2f us" % (ns / 1e3)
+    if ns >= 10:
+        return "%.1f ns" % ns
+    return "%.2f ns" % ns
+
+
+class Goal:
+    """a / b compared with `limit` (<= unless at_least; None: shown for information only);
+    figures are (label, value, formatter)."""
+
+    def __init__(self, title, a, b, limit, at_least=False):
+        self.title, self.a, self.b, self.limit, self.at_least = title, a, b, limit, at_least
+
+
+def goals(r):
+    memb = "BM_Membarrier_SyncCore"
+    out = []
+
+    def per_call(name):
+        return (name, lambda: r.per_item_ns(name), fmt_ns)
+
+    def per_iter(name):
+        return (name, lambda: r.time_ns(name), fmt_ns)
+
+    out.append(Goal("Direct site vs hard-wired call", per_call("BM_Call_Site"), per_call("BM_Call_Direct"), 1.02))
+    out.append(Goal("Trampoline vs hard-wired call", per_call("BM_Call_Trampoline"), per_call("BM_Call_Direct"), 1.10))
+    out.append(Goal("Trampoline stub (jmp rel32) vs hard-wired call", per_call("BM_Call_TrampolineStub"),
+                    per_call("BM_Call_Direct"), None))
+    out.append(Goal("Retpoline vs Direct site", per_call("BM_Call_Retpoline"), per_call("BM_Call_Site"), 3.0, at_least=True))
+    out.append(Goal("Update of one site vs one membarrier", per_iter("BM_Update_OneSite"), per_iter(memb), 1.2))
+    n = 10000
+    out.append(Goal("Batch of 10,000 vs 2 membarriers + 30 ns/site", per_iter("BM_Update_Batch/%d" % n),
+                    ("2 x %s + %d x 30 ns" % (memb, n), lambda: 2 * r.time_ns(memb) + 30.0 * n, fmt_ns), 1.0))
+    out.append(Goal("Registry metadata per site (1M sites) vs 32 bytes",
+                    ("BM_Registry_BytesPerSite bytes_per_site", lambda: r.counter("BM_Registry_BytesPerSite", "bytes_per_site"),
+                     lambda v: "%.1f B" % v),
+                    ("32 bytes", lambda: 32.0, lambda v: "%.0f B" % v), 1.0))
+    out.append(Goal("JIT loop with safepoint poll vs without", per_call("BM_SafepointPoll_Loop"), per_call("BM_Loop_NoPoll"), 1.02))
+    for threads in (1, 2, 4, 8):
+        out.append(Goal("Grace period, %d reader thread%s, vs liburcu-qsbr" % (threads, "s" if threads > 1 else ""),
+                        per_iter("BM_GracePeriod/%d" % threads), per_iter("BM_Urcu_GracePeriod/%d" % threads), 1.0))
+    out.append(Goal("Toggle site vs Direct site", per_call("BM_Call_ToggleSite"), per_call("BM_Call_Site"), 1.05))
+    out.append(Goal("Breakpoint update vs one membarrier", per_iter("BM_Update_Breakpoint"), per_iter(memb), 3.5))
+    out.append(Goal("Toggle update excluding its grace wait vs one membarrier",
+                    ("BM_Update_Toggle excl_grace_ns", lambda: r.counter("BM_Update_Toggle", "excl_grace_ns"), fmt_ns),
+                    per_iter(memb), 2.5))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="?", default="-", help="benchmark JSON file ('-' for stdin)")
+    ap.add_argument("--stat", choices=["median", "mean"], default="median", help="aggregate to use with repetitions")
+    ap.add_argument("--time", choices=["real", "cpu"], default="real", help="real (default) or cpu time")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed or a figure is missing")
+    args = ap.parse_args()
+
+    text = sys.stdin.read() if args.json == "-" else open(args.json, encoding="utf-8").read()
+    # Console output may precede the JSON when stdout was captured with --benchmark_format=json.
+    doc = json.loads(text[text.index("{"):])
+    r = Results(doc, args.stat, args.time)
+
+    ctx = r.context
+    print("Run: %s, %s CPUs at %s MHz, load average %s; %s of %s time%s." % (
+        ctx.get("date", "?"), ctx.get("num_cpus", "?"), ctx.get("mhz_per_cpu", "?"),
+        " / ".join("%.2f" % x for x in ctx.get("load_avg", [])) or "?", args.stat, args.time,
+        ", %s repetitions" % ctx["repetitions"] if "repetitions" in ctx else ""))
+    print()
+    print("| Goal | Figure A | Figure B | A / B | Goal | Result |")
+    print("|---|---|---|---|---|---|")
+    missed = 0
+    for g in goals(r):
+        goal = "-" if g.limit is None else "%s %.2f" % (">=" if g.at_least else "<=", g.limit)
+        try:
+            a, b = g.a[1](), g.b[1]()
+        except KeyError as e:
+            print("| %s | %s | %s | - | %s | MISSING (%s) |" % (g.title, g.a[0], g.b[0], goal, e))
+            missed += 0 if g.limit is None else 1
+            continue
+        ratio = a / b if b else float("inf")
+        if g.limit is None:
+            verdict = "info"
+        else:
+            ok = ratio >= g.limit if g.at_least else ratio <= g.limit
+            missed += 0 if ok else 1
+            verdict = "PASS" if ok else "MISS"
+        print("| %s | %s: %s | %s: %s | %.3f | %s | %s |" % (
+            g.title, g.a[0], g.a[2](a), g.b[0], g.b[2](b), ratio, goal, verdict))
+    if r.errors:
+        print()
+        for e in r.errors:
+            print("- benchmark error: " + e)
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+/* patchcall — C API (C11; also usable from C++).
+ *
+ * A thin layer over the C++ API (patchcall/runtime.h): the same objects behind opaque
+ * handles, the same error codes (the values of patchcall::Error) as plain ints. Every
+ * function that can fail returns PATCHCALL_OK (0) or an error code, and leaves a message
+ * meant for a log in patchcall_last_error_message() (per thread). Nothing is ever thrown
+ * or aborted on: even an allocation failure comes back as PATCHCALL_E_OUT_OF_MEMORY.
+ *
+ *   patchcall_runtime* rt;
+ *   if (patchcall_runtime_create(NULL, &rt) != PATCHCALL_OK) { log(patchcall_last_error_message()); }
+ *   patchcall_key key;
+ *   patchcall_key_create(rt, (const void*)&slow_path, "my.key", &key);
+ *   ... install code whose call sites are bound to `key` (patchcall_code_install) ...
+ *   patchcall_key_update(rt, key, (const void*)&fast_path, NULL);   // every site follows
+ *
+ * Code addresses are `const void*`. ISO C does not define converting a function pointer to
+ * `void*` (POSIX does); PATCHCALL_FN(f) converts through uintptr_t, which stays clean under
+ * -Wpedantic.
+ *
+ * Threads that execute code with safepoint polls, or that may be inside code that is about
+ * to be retired, must be registered (patchcall_thread_register) and must pass safepoints
+ * (patchcall_safepoint, or the polls in JIT code) or go offline around blocking calls.
+ */
+#ifndef PATCHCALL_PATCHCALL_H
+#define PATCHCALL_PATCHCALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PATCHCALL_FN(f) ((const void*)(uintptr_t)(f))
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+/* Values are those of patchcall::Error and never change. */
+enum patchcall_error {
+  PATCHCALL_OK = 0,
+  PATCHCALL_E_NULL_TARGET = 1,        /* target address is null */
+  PATCHCALL_E_MISALIGNED_TARGET = 2,  /* target not a multiple of options.target_alignment */
+  PATCHCALL_E_OUT_OF_RANGE = 3,       /* target beyond rel32 reach and veneers are disabled */
+  PATCHCALL_E_ARENA_EXHAUSTED = 4,    /* no room left in the code arena */
+  PATCHCALL_E_REENTRANT_UPDATE = 5,   /* update from under the text mutex (e.g. a patch observer) */
+  PATCHCALL_E_UNKNOWN_SITE = 6,       /* address is not a registered call site */
+  PATCHCALL_E_UNKNOWN_KEY = 7,        /* key is invalid or was destroyed */
+  PATCHCALL_E_SYNC_UNSUPPORTED = 8,   /* kernel refused membarrier SYNC_CORE (sync = MEMBARRIER) */
+  PATCHCALL_E_MAP_FAILED = 9,         /* memfd / mmap of the arena failed */
+  PATCHCALL_E_TIMEOUT = 10,           /* a bounded wait expired (the message names the thread) */
+  PATCHCALL_E_NOT_REGISTERED = 11,    /* calling thread is not registered */
+  PATCHCALL_E_INVALID_ARGUMENT = 12,  /* any other malformed argument (NULL handle, bad size, ...) */
+  PATCHCALL_E_STILL_TARGETED = 13,    /* blob still targeted by a key / key still has sites */
+  PATCHCALL_E_DOUBLE_RETIRE = 14,     /* blob was already retired */
+  PATCHCALL_E_OUT_OF_MEMORY = 15,     /* an allocation failed */
+  PATCHCALL_E_TOO_MANY_THREADS = 16,  /* options.max_threads reached */
+  PATCHCALL_E_TOO_MANY_SITES = 17,    /* options.max_sites reached */
+  PATCHCALL_E_EMIT_FAILED = 18,       /* asmjit emission failed (C++ jit/ only; no C function returns it) */
+  PATCHCALL_E_WOULD_DEADLOCK = 19,    /* e.g. synchronize from inside a retire callback */
+  PATCHCALL_E_RETIRED_TARGET = 20,    /* target lies in retired or freed arena memory */
+  PATCHCALL_E_UNSUPPORTED_SITE = 21   /* foreign site is not a 5-byte E8 call */
+};
+#define PATCHCALL_ERROR_COUNT 22
+
+/* A short, static description of an error code ("unknown key"); "unknown error" for values
+ * outside the enum. Never NULL. */
+const char* patchcall_strerror(int code);
+
+/* The message of the calling thread's most recent failed call ("" after a successful one),
+ * as written by the C++ API: it names the key, address or thread involved. Valid until the
+ * thread's next patchcall_* call. Never NULL. */
+const char* patchcall_last_error_message(void);
+
+/* ---- runtime ----------------------------------------------------------------------------- */
+
+typedef struct patchcall_runtime patchcall_runtime;
+
+enum patchcall_site_form {
+  PATCHCALL_SITE_DIRECT = 0,      /* E8 rel32 with a 4-byte aligned rel32 */
+  PATCHCALL_SITE_TOGGLE = 1,      /* dual call selected by a 2-byte toggle */
+  PATCHCALL_SITE_BREAKPOINT = 2,  /* any 5-byte E8 call, patched with the int3 protocol */
+  PATCHCALL_SITE_AUTO = 3         /* emission only (C++ jit/); not valid in a site spec */
+};
+
+enum patchcall_sync_method {
+  PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback */
+  PATCHCALL_SYNC_MEMBARRIER = 1,  /* membarrier only; create fails if the kernel refuses */
+  PATCHCALL_SYNC_MPROTECT_IPI = 2
+};
+
+/* One code write, reported under the runtime's text mutex. */
+typedef struct patchcall_patch_event {
+  const void* site;        /* first byte of the patched instruction */
+  const void* new_target;  /* where it now calls (a veneer when the target is far) */
+  int form;                /* enum patchcall_site_form */
+} patchcall_patch_event;
+
+/* Fill with patchcall_options_init before changing fields; fields mirror patchcall::Options. */
+typedef struct patchcall_options {
+  size_t struct_size;            /* sizeof(patchcall_options), set by patchcall_options_init */
+  size_t arena_size;             /* bytes, in [64 KiB, 2 GiB) */
+  const void* arena_hint;        /* NULL: within rel32 reach of the executable's text */
+  int allow_veneers;             /* nonzero: far targets go through veneers */
+  uint32_t target_alignment;     /* targets must be multiples of this (power of two) */
+  int sync;                      /* enum patchcall_sync_method */
+  uint32_t grace_deadline_ms;    /* default bound of synchronize / barrier / reclamation */
+  uint32_t grace_spin_us;        /* spin before sleeping while waiting for a grace period */
+  int background_reclaimer;      /* zero: no runtime thread; call patchcall_barrier / _poll */
+  uint32_t max_threads, max_sites, max_keys;
+  /* Called under the text mutex for every site or trampoline write; it must not update
+   * keys (that returns PATCHCALL_E_REENTRANT_UPDATE). NULL: none. */
+  void (*patch_observer)(void* user, const patchcall_patch_event* event);
+  void* patch_observer_user;
+  /* Receives diagnostics (a stuck thread, a refused membarrier). NULL: stderr. */
+  void (*diagnostic_sink)(void* user, const char* message);
+  void* diagnostic_user;
+} patchcall_options;
+
+/* The defaults of patchcall::Options. */
+void patchcall_options_init(patchcall_options* options);
+
+/* options may be NULL (defaults). On success *out is a runtime to pass to
+ * patchcall_runtime_destroy; on failure *out is NULL. */
+int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime** out);
+/* Unregister threads first. NULL is accepted. */
+void patchcall_runtime_destroy(patchcall_runtime* rt);
+
+typedef struct patchcall_arena_info {
+  const void* rx_base;
+  const void* rw_base;
+  size_t size, used;
+  int64_t distance_from_text;
+  int near_text;  /* nonzero: every target in the executable is rel32-reachable */
+  int sync;       /* enum patchcall_sync_method create() settled on */
+} patchcall_arena_info;
+
+typedef struct patchcall_stats {
+  uint64_t keys, sites, blobs, veneers;
+  uint64_t updates, site_writes, syncs;
+  uint64_t traps_emulated;
+  uint64_t grace_periods, toggle_grace_waits;
+  uint64_t callbacks_retired, callbacks_run;
+  uint64_t blobs_retired, blobs_freed, blobs_pinned_by_stacks;
+  uint64_t site_metadata_bytes;
+} patchcall_stats;
+
+int patchcall_arena_info_get(const patchcall_runtime* rt, patchcall_arena_info* out);
+int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out);
+/* The byte JIT polls compare with zero, and the shared poll slow path (for C code
+ * generators that emit their own polls). NULL for a NULL runtime. */
+const volatile uint8_t* patchcall_safepoint_flag(const patchcall_runtime* rt);
+const void* patchcall_safepoint_stub(const patchcall_runtime* rt);
+
+/* ---- threads and quiescence -------------------------------------------------------------- */
+
+typedef struct patchcall_thread patchcall_thread;
+
+/* Registers the calling thread (name may be NULL). A thread belongs to one runtime at a
+ * time. Errors: TOO_MANY_THREADS, INVALID_ARGUMENT (already registered). */
+int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall_thread** out);
+/* Must run on the registering thread (INVALID_ARGUMENT otherwise; the handle stays valid).
+ * Frees the handle on success. */
+int patchcall_thread_unregister(patchcall_thread* thread);
+
+/* Announces a quiescent state: the caller holds no reference to anything retired before
+ * this point. A no-op for unregistered threads. A few instructions unless a grace period
+ * is waiting for this thread. */
+void patchcall_safepoint(void);
+/* Around blocking calls. Errors: NOT_REGISTERED, INVALID_ARGUMENT (already offline/online). */
+int patchcall_offline(void);
+int patchcall_online(void);
+int patchcall_thread_is_registered(void);
+
+/* Waits for a grace period. deadline_ms < 0: options.grace_deadline_ms. Errors: TIMEOUT
+ * (the message names the stuck thread), WOULD_DEADLOCK (inside a retire callback). */
+int patchcall_synchronize(patchcall_runtime* rt, int64_t deadline_ms);
+/* Waits until everything retired before the call has been processed (callbacks run, blobs
+ * freed). Errors: TIMEOUT (e.g. a blob still on some stack), WOULD_DEADLOCK. */
+int patchcall_barrier(patchcall_runtime* rt, int64_t deadline_ms);
+/* Manual mode: processes what completed grace periods allow; returns how many callbacks
+ * ran plus blobs freed. */
+size_t patchcall_poll(patchcall_runtime* rt);
+
+/* Runs callback(user) after a grace period, never under the text mutex, on the reclaimer
+ * thread (or in barrier / poll). */
+int patchcall_retire_callback(patchcall_runtime* rt, void (*callback)(void* user), void* user);
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+typedef uint32_t patchcall_key; /* 0 is never a valid key */
+
+/* name may be NULL. Errors: NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE, RETIRED_TARGET,
+ * ARENA_EXHAUSTED, INVALID_ARGUMENT (max_keys), REENTRANT_UPDATE. */
+int patchcall_key_create(patchcall_runtime* rt, const void* initial_target, const char* name, patchcall_key* out);
+/* Errors: UNKNOWN_KEY, STILL_TARGETED (sites are bound to it). */
+int patchcall_key_destroy(patchcall_runtime* rt, patchcall_key key);
+/* Retargets the key's trampoline and every site bound to it (one cross-core sync).
+ * old_target may be NULL. Errors: UNKNOWN_KEY, NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE,
+ * RETIRED_TARGET, REENTRANT_UPDATE, TIMEOUT (toggle sites waiting for a grace period). */
+int patchcall_key_update(patchcall_runtime* rt, patchcall_key key, const void* target, const void** old_target);
+
+typedef struct patchcall_update_entry {
+  patchcall_key key;
+  const void* target;
+} patchcall_update_entry;
+/* All or nothing: validated first (a key twice is INVALID_ARGUMENT), then written with one
+ * sync per protocol phase. count 0 is a no-op; updates may be NULL only then. */
+int patchcall_key_update_batch(patchcall_runtime* rt, const patchcall_update_entry* updates, size_t count);
+int patchcall_key_target(const patchcall_runtime* rt, patchcall_key key, const void** out);
+/* Entry of the key's `jmp rel32` stub: cast it to the callee's function pointer type and
+ * call it from C; it always reaches the key's current target. */
+int patchcall_key_trampoline(const patchcall_runtime* rt, patchcall_key key, const void** out);
+
+/* ---- code ---------------------------------------------------------------------------------- */
+
+typedef struct patchcall_blob {
+  uint32_t id;  /* 0 is never a valid blob */
+  void* code;   /* RX address of the first byte (64-byte aligned) */
+  size_t size;
+} patchcall_blob;
+
+/* A call site inside code being installed: offset of its first byte (the E8, or the toggle
+ * for PATCHCALL_SITE_TOGGLE). DIRECT needs (code + offset + 1) % 4 == 0; blobs are 64-byte
+ * aligned, so (offset + 1) % 4 == 0. The rel32 bytes are written by patchcall. */
+typedef struct patchcall_site_spec {
+  uint32_t offset;
+  patchcall_key key;
+  int form; /* enum patchcall_site_form, not AUTO */
+} patchcall_site_spec;
+
+/* Copies position-independent `bytes` into the arena, binds each site to its key's current
+ * target and makes the code visible to every core. Errors: INVALID_ARGUMENT (size 0, a
+ * site that overlaps or is not an E8 / toggle, AUTO form), UNKNOWN_KEY, ARENA_EXHAUSTED,
+ * TOO_MANY_SITES, OUT_OF_RANGE. */
+int patchcall_code_install(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
+                           size_t site_count, patchcall_blob* out);
+
+/* For code that must know its final address (rip-relative references out of the blob):
+ * reserve, write the code for `rx` through `rw`, then commit (or abandon). */
+typedef struct patchcall_reservation {
+  uint8_t* rx;
+  uint8_t* rw;
+  size_t size;
+} patchcall_reservation;
+int patchcall_code_reserve(patchcall_runtime* rt, size_t size, patchcall_reservation* out);
+int patchcall_code_commit(patchcall_runtime* rt, const patchcall_reservation* reservation,
+                          const patchcall_site_spec* sites, size_t site_count, patchcall_blob* out);
+/* Frees an uncommitted reservation: exactly what patchcall_code_reserve returned (only a
+ * range outside the arena is detected: INVALID_ARGUMENT). */
+int patchcall_code_abandon(patchcall_runtime* rt, const patchcall_reservation* reservation);
+
+/* Frees the blob after a grace period once no key targets it and no registered thread's
+ * stack holds an address inside it (freed code is filled with int3). Errors:
+ * STILL_TARGETED (update the key first), DOUBLE_RETIRE, INVALID_ARGUMENT (not a blob). */
+int patchcall_blob_retire(patchcall_runtime* rt, patchcall_blob blob);
+
+/* ---- sites ------------------------------------------------------------------------------- */
+
+typedef struct patchcall_site_info {
+  const void* address;
+  patchcall_key key;
+  int form;
+  const void* target;  /* what the site's active call decodes to now */
+  int foreign;
+} patchcall_site_info;
+
+/* Error: UNKNOWN_SITE. */
+int patchcall_site_info_get(const patchcall_runtime* rt, const void* address, patchcall_site_info* out);
+/* An existing 5-byte E8 call in code patchcall did not emit (e.g. compiled C); patched with
+ * the breakpoint protocol through /proc/self/mem. Errors: UNSUPPORTED_SITE (not E8),
+ * UNKNOWN_KEY, INVALID_ARGUMENT (NULL, inside the arena, already registered), OUT_OF_RANGE. */
+int patchcall_foreign_site_register(patchcall_runtime* rt, void* call_instruction, patchcall_key key);
+/* Error: UNKNOWN_SITE. The instruction keeps its current target. */
+int patchcall_foreign_site_unregister(patchcall_runtime* rt, void* call_instruction);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* PATCHCALL_PATCHCALL_H */
