@@ -92,8 +92,7 @@ Result<uintptr_t> Runtime::Impl::veneerFor(uintptr_t target) {
   return *v;
 }
 
-Result<uintptr_t> Runtime::Impl::reachable(uintptr_t next, uintptr_t target) {
-  if (fitsRel32(next, target)) return target;
+Result<uintptr_t> Runtime::Impl::reachableViaVeneer(uintptr_t next, uintptr_t target) {
   if (!options.allowVeneers) {
     return Status(Error::kOutOfRange, "target " + hex(target) + " is out of rel32 reach of the call ending at " +
                                           hex(next) + " and veneers are disabled");
@@ -188,11 +187,6 @@ void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   } else {
     std::memcpy(rw, bytes, n);
   }
-}
-
-void Runtime::Impl::storeRel32(uintptr_t rel32Address, uintptr_t destination) {
-  auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
-  write(rel32Address, &rel, 4);  // aligned by construction: one 32-bit store
 }
 
 void Runtime::Impl::notify(uintptr_t site, uintptr_t target, SiteForm form) const {

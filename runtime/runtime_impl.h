@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -122,7 +123,12 @@ struct Runtime::Impl {
   Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
   Result<uintptr_t> veneerFor(uintptr_t target);
   // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer).
-  Result<uintptr_t> reachable(uintptr_t next, uintptr_t target);
+  Result<uintptr_t> reachable(uintptr_t next, uintptr_t target) {
+    int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
+    if (d >= INT32_MIN && d <= INT32_MAX) return target;  // the common case, inline
+    return reachableViaVeneer(next, target);
+  }
+  Result<uintptr_t> reachableViaVeneer(uintptr_t next, uintptr_t target);
   Result<uint32_t> addSite(uintptr_t address, uint32_t key, SiteForm form, uint8_t flags);
   void removeSites(const detail::MiVector<uint32_t>& ids);
   void freeBlobLocked(uint32_t id);  // unregister its sites, int3-fill, release
@@ -131,7 +137,11 @@ struct Runtime::Impl {
 
   // code writes (textMutex held)
   void write(uintptr_t rx, const void* bytes, size_t n);
-  void storeRel32(uintptr_t rel32Address, uintptr_t destination);  // aligned: one store
+  // A Direct site's or trampoline's rel32 (always in the arena, 4-byte aligned): one store.
+  void storeRel32(uintptr_t rel32Address, uintptr_t destination) {
+    auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
+    __atomic_store_n(reinterpret_cast<int32_t*>(arena->toRw(reinterpret_cast<void*>(rel32Address))), rel, __ATOMIC_RELAXED);
+  }
   void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
 
   // the update path (retargeter.cpp)
