@@ -68,6 +68,11 @@ void printSummary(const RunReport& r) {
               o.threads, o.sites, o.keys, o.batch,
               o.updateRate > 0 ? human(o.updateRate).append("/s").c_str() : "max",
               o.retire ? "retire on" : "retire off", r.seconds);
+  const patchcall::ArenaInfo& a = r.arena;
+  std::printf("arena: %zu MiB at %p, %+.2f GiB from the executable's text (%s), sync: %s\n", a.size >> 20, a.rxBase,
+              static_cast<double>(a.distanceFromText) / (1024.0 * 1024 * 1024),
+              a.nearText ? "C++ targets reachable by rel32" : "far: C++ targets go through veneers",
+              a.sync == patchcall::SyncMethod::kMembarrier ? "membarrier SYNC_CORE" : "mprotect-IPI fallback");
   if (o.fault != Fault::kNone || o.widenRace) {
     std::printf("fault injection: %s%s\n", faultName(o.fault), o.widenRace ? " + widened toggle race" : "");
   }
