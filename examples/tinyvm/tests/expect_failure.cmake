@@ -1,0 +1,10 @@
+# ctest helper: `tinyvm run PROGRAM` must exit 2 and print EXPECT on stderr.
+execute_process(COMMAND ${TINYVM} run ${PROGRAM} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 2)
+  message(FATAL_ERROR "expected exit status 2, got ${rc}\nstdout: ${out}\nstderr: ${err}")
+endif()
+string(FIND "${err}" "${EXPECT}" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "expected '${EXPECT}' in stderr, got:\n${err}")
+endif()
+message(STATUS "ok: ${err}")
