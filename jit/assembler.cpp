@@ -17,7 +17,7 @@ int64_t rel(uintptr_t from, uintptr_t to) { return static_cast<int64_t>(to) - st
 
 }  // namespace
 
-Assembler::Assembler(Runtime& rt) : asmjit::x86::Assembler(&holder), rt_(&rt) {}
+Assembler::Assembler(Runtime& rt) : asmjit::x86::Assembler(&holder), rt_(&rt) { holder.setErrorHandler(&errors_); }
 
 Status Assembler::recordError(asmjit::Error err) {
   if (err == asmjit::kErrorOk) return Status::ok();
@@ -92,6 +92,15 @@ Result<Blob> install(Assembler& a) {
     PATCHCALL_TRY(a.recordError(code.flatten()));
     PATCHCALL_TRY(a.recordError(code.resolveUnresolvedLinks()));
     a.finalized_ = true;
+  }
+  if (a.errors_.first != asmjit::kErrorOk) {
+    return Status(Error::kEmitFailed, std::string("install: asmjit refused an instruction earlier (") +
+                                          asmjit::DebugUtils::errorAsString(a.errors_.first) + ": " + a.errors_.message +
+                                          "); the code would lack it");
+  }
+  if (code.hasUnresolvedLinks()) {
+    return Status(Error::kEmitFailed, "install: " + std::to_string(code.unresolvedLinkCount()) +
+                                          " jump(s) to labels that were never bound");
   }
   size_t size = code.codeSize();
   if (size == 0) return Status(Error::kInvalidArgument, "install: no code was emitted");

@@ -146,6 +146,10 @@ CodeArena::~CodeArena() {
 
 Result<uint8_t*> CodeArena::allocate(size_t size) {
   if (size == 0) return Status(Error::kInvalidArgument, "cannot allocate 0 bytes of code");
+  if (size > size_) {
+    return Status(Error::kArenaExhausted, std::to_string(size) + " bytes of code do not fit in an arena of " +
+                                              std::to_string(size_) + " bytes");
+  }
   size_t need = roundUp(size);
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto it = free_.begin(); it != free_.end(); ++it) {

@@ -46,22 +46,44 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
 }  // namespace
 
 Result<CodeReservation> Runtime::reserveCode(size_t size) {
-  Result<uint8_t*> rx = impl_->arena->allocate(size);
-  if (!rx) return rx.status();
-  return CodeReservation{*rx, impl_->arena->toRw(*rx), size};
+  return detail::catchOutOfMemory("reserveCode", [&]() -> Result<CodeReservation> {
+    Result<uint8_t*> rx = impl_->arena->allocate(size);
+    if (!rx) return rx.status();
+    try {
+      std::lock_guard<std::mutex> lock(impl_->reservationsMutex);
+      impl_->reservations.emplace(reinterpret_cast<uintptr_t>(*rx), size);
+    } catch (const std::bad_alloc&) {
+      impl_->arena->release(*rx, size);
+      throw;
+    }
+    return CodeReservation{*rx, impl_->arena->toRw(*rx), size};
+  });
 }
 
+// Only an outstanding reservation is released; anything else (a committed blob, a forged or
+// repeated handle) is ignored, so live code is never int3-filled by mistake.
 void Runtime::abandonCode(const CodeReservation& r) {
-  if (r.rx != nullptr) impl_->arena->release(r.rx, r.size);
+  {
+    std::lock_guard<std::mutex> lock(impl_->reservationsMutex);
+    auto it = impl_->reservations.find(reinterpret_cast<uintptr_t>(r.rx));
+    if (it == impl_->reservations.end() || it->second != r.size) return;
+    impl_->reservations.erase(it);
+  }
+  impl_->arena->release(r.rx, r.size);
 }
 
 Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteSpec> specs) {
   return detail::catchOutOfMemory("commitCode", [&]() -> Result<Blob> {
     Impl& m = *impl_;
-    if (r.rx == nullptr || !m.arena->contains(r.rx) || r.size == 0) {
-      return Status(Error::kInvalidArgument, "commitCode: not a reservation of this runtime's arena");
+    {
+      std::lock_guard<std::mutex> lock(m.reservationsMutex);
+      auto it = m.reservations.find(reinterpret_cast<uintptr_t>(r.rx));
+      if (it == m.reservations.end() || it->second != r.size || r.rw != m.arena->toRw(r.rx)) {
+        return Status(Error::kInvalidArgument,
+                      "commitCode: not an outstanding reservation of this runtime (forged, already committed or abandoned)");
+      }
     }
-    if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "commitCode called under the text mutex");
+    PATCHCALL_TRY(m.refuseReentry("commitCode"));
     detail::MiVector<SiteSpec> sorted(specs.begin(), specs.end());
     std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
 
@@ -132,6 +154,10 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       blob.sites.push_back(*id);
     }
     m.blobs.push_back(std::move(blob));
+    {
+      std::lock_guard<std::mutex> lock(m.reservationsMutex);
+      m.reservations.erase(reinterpret_cast<uintptr_t>(r.rx));  // node free: cannot throw
+    }
     m.sync.sync();  // every core sees the complete new code before anyone is handed it
     return Blob{blobId, r.rx, r.size};
   });
@@ -151,6 +177,7 @@ Result<Blob> Runtime::installCode(std::span<const uint8_t> bytes, std::span<cons
 Status Runtime::retire(Blob blob) {
   return detail::catchOutOfMemory("retire", [&]() -> Status {
     Impl& m = *impl_;
+    PATCHCALL_TRY(m.refuseReentry("retire(Blob)"));
     {
       std::lock_guard<detail::FairMutex> lock(m.textMutex);
       if (blob.id == 0 || blob.id >= m.blobs.size() || m.blobs[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
@@ -176,7 +203,7 @@ Status Runtime::retire(Blob blob) {
 Result<SiteInfo> Runtime::site(const void* address) const {
   return detail::catchOutOfMemory("site", [&]() -> Result<SiteInfo> {
     Impl& m = *impl_;
-    std::lock_guard<detail::FairMutex> lock(m.textMutex);
+    auto lock = m.readLock();
     auto a = reinterpret_cast<uintptr_t>(address);
     uint32_t id = 0;
     if (auto f = m.foreignSites.find(a); f != m.foreignSites.end()) {
@@ -200,6 +227,7 @@ Result<SiteInfo> Runtime::site(const void* address) const {
 Status Runtime::registerForeignSite(void* callInstruction, Key key) {
   return detail::catchOutOfMemory("registerForeignSite", [&]() -> Status {
     Impl& m = *impl_;
+    PATCHCALL_TRY(m.refuseReentry("registerForeignSite"));
     auto a = reinterpret_cast<uintptr_t>(callInstruction);
     if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
     if (m.arena->contains(callInstruction)) {
@@ -222,15 +250,26 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
       m.foreignSites.emplace(a, *id);
       target = k->target;
     }
-    // Point the foreign call at the key's current target with the breakpoint protocol.
+    // Point the foreign call at the key's current target with the breakpoint protocol. The
+    // update fails before its first write (validation, a toggle's grace-period timeout), so
+    // on failure the registration is simply rolled back.
     KeyUpdate u{key, target};
-    return m.retarget(std::span<const KeyUpdate>(&u, 1), nullptr);
+    Status patched = m.retarget(std::span<const KeyUpdate>(&u, 1), nullptr);
+    if (!patched.isOk()) {
+      std::lock_guard<detail::FairMutex> lock(m.textMutex);
+      if (auto it = m.foreignSites.find(a); it != m.foreignSites.end()) {
+        m.removeSites(detail::MiVector<uint32_t>{it->second});
+        m.foreignSites.erase(it);
+      }
+    }
+    return patched;
   });
 }
 
 Status Runtime::unregisterForeignSite(void* callInstruction) {
   return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
     Impl& m = *impl_;
+    PATCHCALL_TRY(m.refuseReentry("unregisterForeignSite"));
     std::lock_guard<detail::FairMutex> lock(m.textMutex);
     auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
     if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <map>
 #include <new>
-#include <mimalloc.h>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -13,9 +12,14 @@
 
 namespace patchcall::detail {
 
-// mimalloc-backed allocator that reports exhaustion as std::bad_alloc. (Debian's mimalloc
-// is built as C, so mi_stl_allocator aborts on exhaustion instead.) The exception never
-// leaves the library: every public entry point converts it to Error::kOutOfMemory.
+// Metadata memory: mimalloc loaded privately (see metadata.cpp), libc as a fallback.
+void* metadataAllocate(size_t size, size_t alignment) noexcept;
+void metadataFree(void* p) noexcept;
+bool metadataUsesMimalloc() noexcept;
+
+// Allocator that reports exhaustion as std::bad_alloc. (mimalloc's own STL allocator aborts
+// on exhaustion in Debian's C build.) The exception never leaves the library: every public
+// entry point converts it to Error::kOutOfMemory.
 template <typename T>
 struct MiAllocator {
   using value_type = T;
@@ -23,11 +27,11 @@ struct MiAllocator {
   template <typename U>
   MiAllocator(const MiAllocator<U>&) noexcept {}  // NOLINT: rebinding is implicit by design
   T* allocate(size_t n) {
-    void* p = n > SIZE_MAX / sizeof(T) ? nullptr : mi_malloc_aligned(n * sizeof(T), alignof(T));
+    void* p = n > SIZE_MAX / sizeof(T) ? nullptr : metadataAllocate(n * sizeof(T), alignof(T));
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
-  void deallocate(T* p, size_t) noexcept { mi_free(p); }
+  void deallocate(T* p, size_t) noexcept { metadataFree(p); }
   template <typename U>
   bool operator==(const MiAllocator<U>&) const noexcept { return true; }
 };
@@ -49,7 +53,11 @@ auto catchOutOfMemory(const char* what, F&& body) noexcept -> decltype(body()) {
   try {
     return body();
   } catch (const std::bad_alloc&) {
-    return Status(Error::kOutOfMemory, std::string(what) + ": metadata allocation failed (out of memory)");
+    try {
+      return Status(Error::kOutOfMemory, std::string(what) + ": metadata allocation failed (out of memory)");
+    } catch (const std::bad_alloc&) {
+      return Status(Error::kOutOfMemory, std::string());  // not even the message fits: the code alone
+    }
   }
 }
 

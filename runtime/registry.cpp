@@ -12,7 +12,7 @@ namespace patchcall {
 
 using detail::SiteRecord;
 
-thread_local bool detail::tlsHoldsTextMutex = false;
+thread_local const void* detail::tlsTextMutexOwner = nullptr;
 
 namespace {
 constexpr size_t kPoolChunk = 4096;

@@ -47,27 +47,25 @@ int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
   return static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
 }
 
+// Holds the text mutex and marks this thread as its owner (see Impl::refuseReentry).
 class TextMutexGuard {
  public:
-  explicit TextMutexGuard(detail::FairMutex& m) : lock_(m) { detail::tlsHoldsTextMutex = true; }
-  ~TextMutexGuard() { detail::tlsHoldsTextMutex = false; }
-  void unlock() { detail::tlsHoldsTextMutex = false; lock_.unlock(); }
-  void lock() { lock_.lock(); detail::tlsHoldsTextMutex = true; }
+  TextMutexGuard(detail::FairMutex& m, const void* owner) : lock_(m), owner_(owner) { detail::tlsTextMutexOwner = owner_; }
+  ~TextMutexGuard() { detail::tlsTextMutexOwner = nullptr; }
+  void unlock() { detail::tlsTextMutexOwner = nullptr; lock_.unlock(); }
+  void lock() { lock_.lock(); detail::tlsTextMutexOwner = owner_; }
  private:
   std::unique_lock<detail::FairMutex> lock_;
+  const void* owner_;
 };
 
 }  // namespace
 
 Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous) {
-  if (detail::tlsHoldsTextMutex) {
-    return Status(Error::kReentrantUpdate,
-                  "update called while this thread holds the text mutex (from a patch observer or "
-                  "another callback that runs under it); defer the update until it returns");
-  }
+  PATCHCALL_TRY(refuseReentry("update"));
   if (updates.empty()) return Status::ok();
   detail::TestHooks* hooks = detail::testHooks();
-  TextMutexGuard guard(textMutex);
+  TextMutexGuard guard(textMutex, this);
 
   Plan plan;
   while (true) {

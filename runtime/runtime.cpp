@@ -79,7 +79,7 @@ Result<Runtime> Runtime::create(Options options) {
 Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name) {
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     Impl& m = *impl_;
-    if (detail::tlsHoldsTextMutex) return Status(Error::kReentrantUpdate, "createKey called under the text mutex");
+    PATCHCALL_TRY(m.refuseReentry("createKey"));
     std::lock_guard<detail::FairMutex> lock(m.textMutex);
     PATCHCALL_TRY(m.validateTarget(initialTarget));
     if (m.keys.size() > m.options.maxKeys) {
@@ -108,6 +108,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
 
 Status Runtime::destroyKey(Key key) {
   Impl& m = *impl_;
+  PATCHCALL_TRY(m.refuseReentry("destroyKey"));
   std::lock_guard<detail::FairMutex> lock(m.textMutex);
   detail::KeyRecord* k = m.key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "destroyKey: key " + std::to_string(key.id) + " is not live");
@@ -133,14 +134,14 @@ Status Runtime::updateBatch(std::span<const KeyUpdate> updates) {
 }
 
 Result<const void*> Runtime::target(Key key) const {
-  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
+  auto lock = impl_->readLock();
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
   return k->target;
 }
 
 Result<const void*> Runtime::trampoline(Key key) const {
-  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
+  auto lock = impl_->readLock();
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
   return reinterpret_cast<const void*>(k->trampoline);
@@ -149,7 +150,7 @@ Result<const void*> Runtime::trampoline(Key key) const {
 // ---- quiescence ----------------------------------------------------------------------------
 
 Result<const void* const*> Runtime::targetCell(Key key) const {
-  std::lock_guard<detail::FairMutex> lock(impl_->textMutex);
+  auto lock = impl_->readLock();
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
   return reinterpret_cast<const void* const*>(k->trampoline - 11);
@@ -172,10 +173,11 @@ Status Runtime::retire(std::function<void()> callback) {
 }
 
 Status Runtime::barrier(std::optional<std::chrono::milliseconds> deadline) {
+  PATCHCALL_TRY(impl_->refuseReentry("barrier"));  // freeing blobs needs the text mutex
   return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
 }
 
-size_t Runtime::poll() { return impl_->reclaimer->poll(); }
+size_t Runtime::poll() { return impl_->textMutexHeldHere() ? 0 : impl_->reclaimer->poll(); }
 
 // ---- introspection ----------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ RuntimeStats Runtime::stats() const {
   Impl& m = *impl_;
   RuntimeStats s;
   {
-    std::lock_guard<detail::FairMutex> lock(m.textMutex);
+    auto lock = m.readLock();
     for (const auto& k : m.keys) {
       if (k.live) ++s.keys;
       s.siteMetadataBytes += k.sites.capacity() * sizeof(uint32_t);

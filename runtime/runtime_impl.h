@@ -79,7 +79,8 @@ struct SlotPool {
   }
 };
 
-extern thread_local bool tlsHoldsTextMutex;
+// The Runtime::Impl whose text mutex this thread holds (a patch observer runs under it).
+extern thread_local const void* tlsTextMutexOwner;
 
 class Reclaimer;
 
@@ -116,6 +117,23 @@ struct Runtime::Impl {
   std::atomic<uint64_t> updateCount{0}, siteWrites{0}, toggleGraceWaits{0};
 
   ~Impl();
+
+  // Re-entry from code that runs under the text mutex (a patch observer): mutating entry
+  // points refuse with kReentrantUpdate; read-only ones read without relocking.
+  bool textMutexHeldHere() const noexcept { return detail::tlsTextMutexOwner == this; }
+  Status refuseReentry(const char* what) const {
+    if (!textMutexHeldHere()) return Status::ok();
+    return Status(Error::kReentrantUpdate, std::string(what) +
+                                               " called while this thread holds the text mutex (from a patch observer); "
+                                               "defer it until the update returns");
+  }
+  std::unique_lock<detail::FairMutex> readLock() const {
+    return textMutexHeldHere() ? std::unique_lock<detail::FairMutex>() : std::unique_lock<detail::FairMutex>(textMutex);
+  }
+
+  // Outstanding reservations (reserveCode .. commitCode/abandonCode): rx -> size.
+  std::mutex reservationsMutex;
+  detail::MiMap<uintptr_t, size_t> reservations;
 
   // registry helpers (textMutex held)
   detail::KeyRecord* key(Key k);

@@ -13,6 +13,7 @@
 
 #include <asmjit/x86.h>
 
+#include <string>
 #include <vector>
 
 #include "patchcall/runtime.h"
@@ -59,9 +60,19 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   struct SlowPath {
     asmjit::Label slow, back;
   };
+  // Remembers the first error asmjit reported, so install() refuses code that silently
+  // lacks an instruction the caller did not check.
+  struct ErrorRecorder : asmjit::ErrorHandler {
+    asmjit::Error first = asmjit::kErrorOk;
+    std::string message;
+    void handleError(asmjit::Error err, const char* msg, asmjit::BaseEmitter*) override {
+      if (first == asmjit::kErrorOk) first = err, message = msg != nullptr ? msg : "";
+    }
+  };
   Status recordError(asmjit::Error err);
 
   Runtime* rt_;
+  ErrorRecorder errors_;
   std::vector<SiteSpec> sites_;
   std::vector<Fixup> fixups_;
   std::vector<SlowPath> slowPaths_;

@@ -64,9 +64,9 @@ static inline int capi_finish(const char* suite) {
 /* ---- call targets ---------------------------------------------------------------------------- */
 
 /* noinline + distinct bodies so every target has its own address. */
-__attribute__((noinline)) int capi_target_one(void) { return 1; }
-__attribute__((noinline)) int capi_target_two(void) { return 2; }
-__attribute__((noinline)) int capi_target_three(void) { return 3; }
+__attribute__((noinline, aligned(16))) int capi_target_one(void) { return 1; }
+__attribute__((noinline, aligned(16))) int capi_target_two(void) { return 2; }
+__attribute__((noinline, aligned(16))) int capi_target_three(void) { return 3; }
 
 typedef int (*capi_int_fn)(void);
 
