@@ -242,6 +242,10 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
         zombies_.clear();
       }
       gpMutex_.unlock();
+      // A follower that lost the try_lock race may be asleep on the last completion; wake
+      // it now that the mutex is free so it can lead its own grace period at once.
+      gpDone_.fetch_add(1, std::memory_order_release);
+      futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
       break;
     }
     uint32_t seen = gpDone_.load(std::memory_order_acquire);

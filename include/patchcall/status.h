@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <variant>
@@ -35,6 +36,7 @@ enum class Error : int {
 };
 
 const char* errorName(Error e) noexcept;
+inline std::ostream& operator<<(std::ostream& os, Error e) { return os << errorName(e); }
 
 // A status: an error code plus a message written for the runtime engineer reading a log.
 class [[nodiscard]] Status {
