@@ -189,6 +189,13 @@ void Quiescence::setScanSet(const ScanSet* set) {
   pendingScan_ = set;
 }
 
+void Quiescence::announceCompletion() noexcept {
+  gpDone_.fetch_add(1, std::memory_order_seq_cst);
+  // Dekker with the follower (followers_++ then FUTEX_WAIT checks gpDone_): a follower we do
+  // not see here has not slept yet and will find gpDone_ changed. No syscall without one.
+  if (followers_.load(std::memory_order_seq_cst) != 0) futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+}
+
 void Quiescence::wakeWaiter() noexcept {
   if (waiting_.exchange(0, std::memory_order_relaxed) != 0) {
     futex(&waiting_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
@@ -244,8 +251,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
       gpMutex_.unlock();
       // A follower that lost the try_lock race may be asleep on the last completion; wake
       // it now that the mutex is free so it can lead its own grace period at once.
-      gpDone_.fetch_add(1, std::memory_order_release);
-      futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+      announceCompletion();
       break;
     }
     uint32_t seen = gpDone_.load(std::memory_order_acquire);
@@ -259,7 +265,9 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
                   std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(10)))
                   .count();
     timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    followers_.fetch_add(1, std::memory_order_seq_cst);
     futex(&gpDone_, FUTEX_WAIT_PRIVATE, seen, &ts);
+    followers_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (stepOffline) (void)online(self);
   return status;
@@ -292,7 +300,7 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
     // Spin only while every pending thread can run beside us; otherwise spinning just
     // takes the CPU a pending reader needs to reach its safepoint.
     if (now < spinUntil && pending.size() < cpus_) {
-      for (int i = 0; i < 32; ++i) cpuRelax();
+      cpuRelax();  // one pause per check: on AMD a pause is ~65 cycles already
       continue;
     }
     // Sleep. Readers acknowledge with a seq_cst store and then read waiting_, so after
@@ -316,8 +324,7 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   } else {
     seq_.fetch_sub(1, std::memory_order_seq_cst);  // not completed: back to idle
   }
-  gpDone_.fetch_add(1, std::memory_order_release);  // followers re-check (and may lead)
-  futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+  announceCompletion();  // followers re-check (and may lead)
   return status;
 }
 

@@ -84,6 +84,7 @@ class Quiescence {
   bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;
   std::string describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const;
   void wakeWaiter() noexcept;
+  void announceCompletion() noexcept;
 
   Config config_;
   size_t cpus_ = 1;  // CPUs this process may run on (spin policy)
@@ -98,6 +99,7 @@ class Quiescence {
   alignas(64) std::atomic<uint64_t> seq_{0};
   std::atomic<uint64_t> gracePeriods_{0};
   alignas(64) std::atomic<uint32_t> gpDone_{0};  // futex word bumped as each grace period ends
+  std::atomic<uint32_t> followers_{0};            // callers asleep on gpDone_
 
   std::timed_mutex gpMutex_;       // one grace period at a time
   const ScanSet* pendingScan_ = nullptr;  // under gpMutex_
