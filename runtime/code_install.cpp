@@ -195,7 +195,13 @@ Status Runtime::retire(Blob blob) {
       }
       b.state = BlobState::kRetired;
     }
-    m.reclaimer->retireBlob(blob.id);
+    try {
+      m.reclaimer->retireBlob(blob.id);
+    } catch (const std::bad_alloc&) {
+      std::lock_guard<detail::FairMutex> lock(m.textMutex);
+      m.blobs[blob.id].state = BlobState::kLive;  // not queued: leave it live for a retry
+      throw;
+    }
     return Status::ok();
   });
 }

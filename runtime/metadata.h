@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <new>
 #include <string>
@@ -38,6 +39,9 @@ struct MiAllocator {
 
 template <typename T>
 using MiVector = std::vector<T, MiAllocator<T>>;
+
+template <typename T>
+using MiDeque = std::deque<T, MiAllocator<T>>;
 
 template <typename K, typename V>
 using MiMap = std::map<K, V, std::less<K>, MiAllocator<std::pair<const K, V>>>;

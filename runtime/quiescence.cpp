@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <new>
 #include <thread>
 
@@ -75,7 +78,13 @@ Quiescence::~Quiescence() {
                           "' is still registered; unregister threads first");
     }
   }
-  if (threads_.empty()) delete counterBlock_;
+  if (threads_.empty()) {
+    delete counterBlock_;
+  } else {
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(counterBlock_);  // leaked on purpose, see quiescence.h
+#endif
+  }
 }
 
 size_t Quiescence::registeredThreads() const {
@@ -241,14 +250,14 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
   // caller whose grace period is done returns at once instead of queueing on the mutex.
   Status status;
   while (!completed(snap)) {
-    if (gpMutex_.try_lock()) {
+    if (std::unique_lock<std::timed_mutex> leader(gpMutex_, std::try_to_lock); leader.owns_lock()) {
       while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
       {
         std::lock_guard<std::mutex> lock(threadsMutex_);
         for (ThreadRecord* z : zombies_) delete z;
         zombies_.clear();
       }
-      gpMutex_.unlock();
+      leader.unlock();
       // A follower that lost the try_lock race may be asleep on the last completion; wake
       // it now that the mutex is free so it can lead its own grace period at once.
       announceCompletion();
@@ -275,12 +284,12 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
 
 Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   using Clock = std::chrono::steady_clock;
-  seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
-  MiVector<ThreadRecord*> pending;
+  MiVector<ThreadRecord*> pending;  // copied before anything is armed: may run out of memory
   {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     pending = threads_;
   }
+  seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
   activeScan_.store(pendingScan_, std::memory_order_release);
   uint64_t target = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
   *pollFlag_ = 1;  // JIT polls now take their slow path
@@ -291,10 +300,14 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
     if (pending.empty()) break;
     auto now = Clock::now();
     if (now >= end) {
-      std::string msg;
-      for (ThreadRecord* r : pending) msg += (msg.empty() ? "" : "\n") + describeStuck(r, now - start);
-      if (config_.diagnostics) config_.diagnostics(msg);
-      status = Status(Error::kTimeout, msg);
+      try {
+        std::string msg;
+        for (ThreadRecord* r : pending) msg += (msg.empty() ? "" : "\n") + describeStuck(r, now - start);
+        if (config_.diagnostics) config_.diagnostics(msg);
+        status = Status(Error::kTimeout, msg);
+      } catch (const std::bad_alloc&) {
+        status = Status(Error::kTimeout, std::string());  // the grace period must still be disarmed
+      }
       break;
     }
     // Spin only while every pending thread can run beside us; otherwise spinning just

@@ -2,6 +2,7 @@
 #include "reclaimer.h"
 
 #include <algorithm>
+#include <cstddef>
 
 #include "runtime_impl.h"
 #include "test_hooks.h"
@@ -52,97 +53,110 @@ bool Reclaimer::idle() {
   return callbacks_.empty() && blobs_.empty() && !roundActive_.load();
 }
 
+// Allocation discipline: everything that can run out of memory happens before any queue or
+// round is changed, so an out-of-memory leaves every retired callback and blob queued.
 Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_point deadline) {
   std::lock_guard<std::mutex> processing(processMutex_);
   Quiescence& q = *rt_.quiescence;
 
-  MiVector<PendingCallback> batch;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(callbacks_);
-    if (round_.blobs.empty() && !blobs_.empty()) {
-      round_.blobs.swap(blobs_);
-      roundActive_.store(true);
-    }
-  }
-  if (!round_.blobs.empty() && round_.scan == nullptr) {
-    // Ranges of this round's blobs, published with the next grace period.
-    auto set = std::make_unique<ScanSet>();
+  // 1. No scan in flight: track the newly retired blobs too and publish a scan set of all
+  //    tracked ranges with the next grace period.
+  if (round_.scan == nullptr) {
+    size_t taken;
+    MiVector<uint32_t> ids(round_.blobs);
     {
-      std::lock_guard<FairMutex> text(rt_.textMutex);
-      MiVector<std::pair<uintptr_t, uintptr_t>> ranges;
-      for (uint32_t id : round_.blobs) ranges.emplace_back(rt_.blobs[id].rx, rt_.blobs[id].rx + rt_.blobs[id].size);
-      std::sort(ranges.begin(), ranges.end());
-      for (auto& r : ranges) set->begin.push_back(r.first), set->end.push_back(r.second);
+      std::lock_guard<std::mutex> lock(mutex_);
+      taken = blobs_.size();
+      ids.insert(ids.end(), blobs_.begin(), blobs_.end());
     }
-    set->hit = std::make_unique<std::atomic<uint8_t>[]>(set->begin.size());
-    for (size_t i = 0; i < set->begin.size(); ++i) set->hit[i].store(0);
-    q.setScanSet(set.get());
-    round_.scan = std::move(set);
-    round_.snap = q.snapshot();
+    if (!ids.empty()) {
+      auto set = std::make_unique<ScanSet>();
+      MiVector<std::pair<uintptr_t, uintptr_t>> ranges;
+      ranges.reserve(ids.size());
+      {
+        std::lock_guard<FairMutex> text(rt_.textMutex);
+        for (uint32_t id : ids) ranges.emplace_back(rt_.blobs[id].rx, rt_.blobs[id].rx + rt_.blobs[id].size);
+      }
+      std::sort(ranges.begin(), ranges.end());
+      set->begin.reserve(ranges.size());
+      set->end.reserve(ranges.size());
+      for (auto& r : ranges) set->begin.push_back(r.first), set->end.push_back(r.second);
+      set->hit = std::make_unique<std::atomic<uint8_t>[]>(ranges.size());
+      for (size_t i = 0; i < ranges.size(); ++i) set->hit[i].store(0);
+      // Nothing below allocates.
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        blobs_.erase(blobs_.begin(), blobs_.begin() + static_cast<std::ptrdiff_t>(taken));
+      }
+      round_.blobs.swap(ids);
+      roundActive_.store(true);
+      q.setScanSet(set.get());
+      round_.scan = std::move(set);
+      round_.snap = q.snapshot();
+    }
   }
 
+  // 2. Wait for the newest grace period anything queued needs.
   Status waited;
-  if (wait && !(testHooks() != nullptr && testHooks()->skipRetireGrace.load())) {
+  TestHooks* hooks = testHooks();
+  bool skipGrace = hooks != nullptr && hooks->skipRetireGrace.load();
+  if (wait && !skipGrace) {
     uint64_t need = round_.scan ? round_.snap : 0;
-    for (auto& c : batch) need = std::max(need, c.snap);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!callbacks_.empty()) need = std::max(need, callbacks_.back().snap);
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (need != 0) waited = q.waitFor(need, std::max(left, std::chrono::milliseconds(0)));
   }
 
+  // 3. Run the callbacks whose grace period completed, oldest first, one at a time.
   size_t done = 0;
-  MiVector<PendingCallback> notYet;
-  for (auto& c : batch) {
-    if (!q.completed(c.snap)) {
-      notYet.push_back(std::move(c));
-      continue;
+  while (true) {
+    std::function<void()> callback;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (callbacks_.empty() || !q.completed(callbacks_.front().snap)) break;
+      callback = std::move(callbacks_.front().callback);
+      callbacks_.pop_front();
     }
     tlsInRetireCallback = true;
-    c.callback();
+    callback();
     tlsInRetireCallback = false;
     callbacksRun_.fetch_add(1, std::memory_order_relaxed);
     ++done;
   }
-  if (!notYet.empty()) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    callbacks_.insert(callbacks_.begin(), std::make_move_iterator(notYet.begin()),
-                      std::make_move_iterator(notYet.end()));
-  }
-  TestHooks* hooks = testHooks();
-  bool skipGrace = hooks != nullptr && hooks->skipRetireGrace.load();
+
+  // 4. The scan's grace period completed: free what no stack referenced.
   if (round_.scan && (skipGrace || q.completed(round_.snap))) done += finishRound();
   if (!waited.isOk()) return waited;
   return done;
 }
 
-// The round's grace period completed: every thread scanned its stack. Free the blobs no
-// stack referenced; the rest wait for another round.
+// Every thread scanned its stack during the round's grace period. Free the blobs no stack
+// referenced; the pinned ones stay tracked (in place, no allocation) for the next round.
 size_t Reclaimer::finishRound() {
   rt_.quiescence->setScanSet(nullptr);
   const ScanSet& set = *round_.scan;
-  MiVector<uint32_t> pinned;
-  size_t freed = 0;
+  size_t freed = 0, kept = 0;
   {
     std::lock_guard<FairMutex> text(rt_.textMutex);
     for (uint32_t id : round_.blobs) {
       uintptr_t rx = rt_.blobs[id].rx;
       size_t i = static_cast<size_t>(std::lower_bound(set.begin.begin(), set.begin.end(), rx) - set.begin.begin());
       if (set.hit[i].load(std::memory_order_relaxed) != 0) {
-        pinned.push_back(id);
+        round_.blobs[kept++] = id;
         continue;
       }
       rt_.freeBlobLocked(id);
       ++freed;
     }
   }
+  round_.blobs.resize(kept);
+  round_.scan.reset();
+  roundActive_.store(kept != 0);
   blobsFreed_.fetch_add(freed, std::memory_order_relaxed);
-  blobsPinned_.fetch_add(pinned.size(), std::memory_order_relaxed);
-  round_ = BlobRound();
-  roundActive_.store(false);
-  if (!pinned.empty()) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    blobs_.insert(blobs_.end(), pinned.begin(), pinned.end());
-  }
+  blobsPinned_.fetch_add(kept, std::memory_order_relaxed);
   return freed;
 }
 

@@ -44,7 +44,7 @@ class Reclaimer {
     uint64_t snap;
     std::function<void()> callback;
   };
-  struct BlobRound {  // blobs whose stack scan rides on grace period `snap`
+  struct BlobRound {  // tracked blobs; a scan set rides on grace period `snap` when set
     uint64_t snap = 0;
     MiVector<uint32_t> blobs;
     std::unique_ptr<ScanSet> scan;
@@ -60,7 +60,7 @@ class Reclaimer {
   Runtime::Impl& rt_;
   std::mutex mutex_;  // queues below
   std::condition_variable wake_;
-  MiVector<PendingCallback> callbacks_;
+  MiDeque<PendingCallback> callbacks_;  // oldest first; processed in place
   MiVector<uint32_t> blobs_;
   bool stopping_ = false;
 

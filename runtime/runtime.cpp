@@ -165,7 +165,9 @@ Result<ThreadScope> Runtime::registerThread(std::string_view name) {
 }
 
 Status Runtime::synchronize(std::optional<std::chrono::milliseconds> deadline) {
-  return impl_->quiescence->synchronize(deadline.value_or(impl_->options.graceDeadline));
+  return detail::catchOutOfMemory("synchronize", [&] {
+    return impl_->quiescence->synchronize(deadline.value_or(impl_->options.graceDeadline));
+  });
 }
 
 Status Runtime::retire(std::function<void()> callback) {
@@ -174,10 +176,19 @@ Status Runtime::retire(std::function<void()> callback) {
 
 Status Runtime::barrier(std::optional<std::chrono::milliseconds> deadline) {
   PATCHCALL_TRY(impl_->refuseReentry("barrier"));  // freeing blobs needs the text mutex
-  return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
+  return detail::catchOutOfMemory("barrier", [&] {
+    return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
+  });
 }
 
-size_t Runtime::poll() { return impl_->textMutexHeldHere() ? 0 : impl_->reclaimer->poll(); }
+size_t Runtime::poll() {
+  if (impl_->textMutexHeldHere()) return 0;
+  try {
+    return impl_->reclaimer->poll();
+  } catch (const std::bad_alloc&) {
+    return 0;  // nothing was lost: queues are only changed after allocating (reclaimer.cpp)
+  }
+}
 
 // ---- introspection ----------------------------------------------------------------------------
 
