@@ -302,7 +302,10 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
     if (now >= end) {
       try {
         std::string msg;
-        for (ThreadRecord* r : pending) msg += (msg.empty() ? "" : "\n") + describeStuck(r, now - start);
+        for (ThreadRecord* r : pending) {
+          if (!msg.empty()) msg += '\n';
+          msg += describeStuck(r, now - start);
+        }
         if (config_.diagnostics) config_.diagnostics(msg);
         status = Status(Error::kTimeout, msg);
       } catch (const std::bad_alloc&) {
