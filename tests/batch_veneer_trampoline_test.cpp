@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "disasm.h"
+#include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/static_call.h"
 
@@ -27,14 +28,7 @@ uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
 Result<Runtime> makeRuntime(Options o = {}) { return Runtime::create(std::move(o)); }
 
-const void* installReturner(Runtime& rt, int id) {
-  jit::Assembler a(rt);
-  a.mov(x86::eax, id);
-  a.ret();
-  Result<Blob> b = jit::install(a);
-  EXPECT_TRUE(b.isOk()) << b.status().toString();
-  return b.isOk() ? b->code : nullptr;
-}
+using test::installReturner;
 
 // `sub rsp,8 ; call <site> ; add rsp,8 ; ret`, returning the blob; the site is sites()[0].
 struct Caller {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "patchcall/jit.h"
+#include "jit_targets.h"
 
 namespace patchcall {
 namespace {
@@ -63,15 +64,7 @@ struct Shared {
   }
 };
 
-// `mov eax, id ; ret`
-const void* installReturner(Runtime& rt, int id) {
-  jit::Assembler a(rt);
-  a.mov(x86::eax, id);
-  a.ret();
-  Result<Blob> b = jit::install(a);
-  EXPECT_TRUE(b.isOk()) << b.status().toString();
-  return b.isOk() ? b->code : nullptr;
-}
+using test::installReturner;
 
 // sub rsp,8 ; poll ; call <site bound to key> ; add rsp,8 ; ret
 using CallerFn = int (*)();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "disasm.h"
+#include "jit_targets.h"
 #include "patchcall/jit.h"
 
 namespace patchcall {
@@ -22,14 +23,7 @@ constexpr double kMaxBytesPerSite = 32;
 
 double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-const void* installReturner(Runtime& rt, int id) {
-  jit::Assembler a(rt);
-  a.mov(x86::eax, id);
-  a.ret();
-  Result<Blob> b = jit::install(a);
-  EXPECT_TRUE(b.isOk()) << b.status().toString();
-  return b.isOk() ? b->code : nullptr;
-}
+using test::installReturner;
 
 TEST(Scale, MillionSitesThousandKeysOneBatch) {
   Result<Runtime> r = Runtime::create();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "disasm.h"
+#include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/testing.h"
 
@@ -34,23 +35,7 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// n targets in one blob; target i is `mov eax, idBase + i ; ret`.
-std::vector<const void*> installTargets(Runtime& rt, int n, int idBase) {
-  jit::Assembler a(rt);
-  std::vector<size_t> offsets;
-  for (int i = 0; i < n; ++i) {
-    a.align(asmjit::AlignMode::kCode, 16);
-    offsets.push_back(a.offset());
-    a.mov(x86::eax, idBase + i);
-    a.ret();
-  }
-  Result<Blob> b = jit::install(a);
-  EXPECT_TRUE(b.isOk()) << b.status().toString();
-  std::vector<const void*> out;
-  if (!b) return out;
-  for (size_t off : offsets) out.push_back(static_cast<const uint8_t*>(b->code) + off);
-  return out;
-}
+using test::installTargets;
 
 int idOf(const void* target) {  // reads the imm32 of `mov eax, imm32`
   int v;
