@@ -158,9 +158,14 @@ void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
     tlsSafepoint.seen = g;
     return;
   }
+  // Scan before acknowledging (see header). The scan lock lets a finishing grace period
+  // wait out a scan that loaded the set just before it was withdrawn (a thread that came
+  // back online mid-period scans although the period no longer waits for it).
+  lockSpin(r->scanLock);
   if (const ScanSet* set = activeScan_.load(std::memory_order_acquire); set != nullptr) {
-    set->scan(currentStackPointer(), r->stackHi);  // before acknowledging: see header
+    set->scan(currentStackPointer(), r->stackHi);
   }
+  unlockSpin(r->scanLock);
   // seq_cst (xchg): with the waiter's seq_cst store to waiting_, either it sees this
   // acknowledgement on its re-check or we see waiting_ == 1 and wake it (Dekker).
   r->ctr.store(g, std::memory_order_seq_cst);
@@ -333,7 +338,15 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   }
   waiting_.store(0, std::memory_order_relaxed);
   *pollFlag_ = 0;
-  activeScan_.store(nullptr, std::memory_order_release);
+  if (activeScan_.exchange(nullptr, std::memory_order_seq_cst) != nullptr) {
+    // Wait out any scan still using the set: after this, nobody can see it (its owner may
+    // free it as soon as we return).
+    std::lock_guard<std::mutex> lock(threadsMutex_);
+    for (ThreadRecord* r : threads_) {
+      lockSpin(r->scanLock);
+      unlockSpin(r->scanLock);
+    }
+  }
   if (status.isOk()) {
     seq_.fetch_add(1, std::memory_order_seq_cst);  // even: completed
     gracePeriods_.fetch_add(1, std::memory_order_relaxed);

@@ -165,6 +165,10 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     for (const BreakpointWrite& w : round) {
       int64_t slot = traps.publish(w.site, w.destination);
       slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
+    }
+    // Every entry is visible before any int3 it covers (the handler relies on it).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (const BreakpointWrite& w : round) {
       static const uint8_t kInt3 = 0xCC;
       write(w.site, &kInt3, 1);
     }

@@ -46,21 +46,28 @@ void onSigtrap(int sig, siginfo_t* info, void* ctx) {
   // An int3 reports SI_KERNEL with rip just past the 0xCC byte.
   if (info != nullptr && info->si_code == SI_KERNEL) {
     auto site = static_cast<uintptr_t>(rip) - 1;
-    uintptr_t target = 0;
-    if (TrapTable::instance().lookup(site, &target)) {
-      rsp -= 8;  // emulate `call target` from the site
-      *reinterpret_cast<uintptr_t*>(rsp) = site + 5;
-      rip = static_cast<greg_t>(target);
-      gEmulated.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // The round finished between the trap and this lookup (the handler can run long after
-    // the int3 if the thread is preempted): the int3 we trapped on has been replaced by the
-    // first byte of the complete new call, so re-execute it. Only a patcher swaps an int3
-    // for E8; a debugger's or the program's own int3 is still 0xCC and is chained.
-    if (*reinterpret_cast<const volatile uint8_t*>(site) == 0xE8) {
-      rip = static_cast<greg_t>(site);
-      return;
+    // The handler can run long after the int3 (the thread may be preempted), so the round
+    // that wrote it may be over -- and a later round of the same site may have begun. A few
+    // passes settle it: an entry means a round is on (emulate the call); E8 means the int3
+    // was replaced by the complete new call (re-execute it); 0xCC without an entry can be a
+    // new round between publishing and our lookup (rounds publish before writing int3), so
+    // look again. Only a patcher swaps an int3 for E8; a debugger's or the program's own
+    // int3 stays 0xCC with no entry and is chained.
+    for (int pass = 0; pass < 3; ++pass) {
+      uintptr_t target = 0;
+      if (TrapTable::instance().lookup(site, &target)) {
+        rsp -= 8;  // emulate `call target` from the site
+        *reinterpret_cast<uintptr_t*>(rsp) = site + 5;
+        rip = static_cast<greg_t>(target);
+        gEmulated.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      uint8_t byte = __atomic_load_n(reinterpret_cast<const uint8_t*>(site), __ATOMIC_ACQUIRE);
+      if (byte == 0xE8) {
+        rip = static_cast<greg_t>(site);
+        return;
+      }
+      if (byte != 0xCC) break;
     }
   }
   chain(sig, info, ctx);
