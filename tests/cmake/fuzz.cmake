@@ -1,0 +1,28 @@
+# The libFuzzer target over the public API (tests/fuzz/, docs/sanitizers.md "Fuzzing").
+#  - ApiFuzz_ReplayCorpus: this build (any compiler) replays the seed corpus through the same
+#    harness without libFuzzer, so every seed (and any reproducer added to the corpus) keeps
+#    passing its invariants.
+#  - ApiFuzz_Short: when clang++ is available, a separate clang build of the fuzzer with
+#    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_SECONDS (45 s).
+set(PATCHCALL_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+set(PATCHCALL_FUZZ_SECONDS 45 CACHE STRING "Length of the ApiFuzz_Short ctest run, in seconds")
+
+add_executable(api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/api_fuzz.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_support.cpp
+               ${PATCHCALL_FUZZ_DIR}/fuzz_fixtures.cpp ${PATCHCALL_FUZZ_DIR}/replay_main.cpp)
+target_compile_options(api_fuzz_replay PRIVATE -Wall -Wextra)
+target_link_libraries(api_fuzz_replay PRIVATE patchcall patchcall_testsupport Threads::Threads)
+add_test(NAME ApiFuzz_ReplayCorpus COMMAND api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/corpus)
+set_tests_properties(ApiFuzz_ReplayCorpus PROPERTIES TIMEOUT 120 LABELS "fuzz")
+
+find_program(PATCHCALL_CLANGXX NAMES clang++ clang++-14)
+find_program(PATCHCALL_CLANG NAMES clang clang-14)
+if(PATCHCALL_CLANGXX AND PATCHCALL_CLANG)
+  add_test(NAME ApiFuzz_Short
+           COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PATCHCALL_FUZZ_DIR} -DBUILD_DIR=${CMAKE_BINARY_DIR}/fuzz-build
+                   -DCXX=${PATCHCALL_CLANGXX} -DCC=${PATCHCALL_CLANG} -DSECONDS=${PATCHCALL_FUZZ_SECONDS}
+                   -P ${PATCHCALL_FUZZ_DIR}/run_short.cmake)
+  # Includes building the fuzz target the first time (about 2 minutes on 2 cores).
+  set_tests_properties(ApiFuzz_Short PROPERTIES TIMEOUT 600 LABELS "fuzz")
+else()
+  message(STATUS "clang++ not found: ApiFuzz_Short is not registered (apt-get install clang)")
+endif()

@@ -1,0 +1,57 @@
+// Shared helpers for the hardening_*_test.cpp files (bad inputs, resource exhaustion, signals).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "patchcall/jit.h"
+
+namespace patchcall::hardening {
+
+inline Status statusOf(const Status& s) { return s; }
+template <typename T>
+Status statusOf(const Result<T>& r) {
+  return r.status();
+}
+
+// Asserts the exact error code and a non-empty message, for a Status or a Result<T>.
+#define HARDENING_EXPECT_ERROR(expr, error)                                           \
+  do {                                                                                \
+    auto&& result_ = (expr);                                                          \
+    ::patchcall::Status status_ = ::patchcall::hardening::statusOf(result_);          \
+    EXPECT_EQ(status_.code(), error) << #expr ": " << status_.toString();             \
+    if (!status_.isOk()) {                                                            \
+      EXPECT_FALSE(status_.message().empty()) << #expr ": empty message";             \
+    }                                                                                 \
+  } while (0)
+
+// Options for a runtime without a background thread and without stderr diagnostics.
+inline Options quietManualOptions() {
+  Options o;
+  o.backgroundReclaimer = false;
+  o.diagnosticSink = [](const std::string&) {};
+  return o;
+}
+
+// `mov eax, value ; ret` installed in the arena.
+inline Result<Blob> installReturner(Runtime& rt, int value) {
+  jit::Assembler a(rt);
+  a.mov(asmjit::x86::eax, value);
+  a.ret();
+  return jit::install(a);
+}
+
+// `sub rsp, 8 ; call <key> (form) ; add rsp, 8 ; ret`.
+inline Result<Blob> installCaller(Runtime& rt, Key key, SiteForm form = SiteForm::kDirect) {
+  jit::Assembler a(rt);
+  a.sub(asmjit::x86::rsp, 8);
+  PATCHCALL_TRY(jit::emitCall(a, key, form));
+  a.add(asmjit::x86::rsp, 8);
+  a.ret();
+  return jit::install(a);
+}
+
+inline int callInt(const void* code) { return reinterpret_cast<int (*)()>(const_cast<void*>(code))(); }
+
+}  // namespace patchcall::hardening
