@@ -1,5 +1,5 @@
 // Bad inputs of the public API not covered by tests/bad_input_test.cpp and the area tests:
-// docs/bad-input.md lists every (function, bad input, Error) row and the test that checks it.
+// README.md "Bad-input table" lists every (function, bad input, Error) row and the test that checks it.
 // Each failure must be the exact error, carry a message, and leave the runtime usable.
 #include <linux/filter.h>
 #include <linux/seccomp.h>
