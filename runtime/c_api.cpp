@@ -31,38 +31,6 @@ namespace {
 using patchcall::Error;
 using patchcall::Status;
 
-static_assert(PATCHCALL_OK == static_cast<int>(Error::kOk));
-static_assert(PATCHCALL_E_NULL_TARGET == static_cast<int>(Error::kNullTarget));
-static_assert(PATCHCALL_E_MISALIGNED_TARGET == static_cast<int>(Error::kMisalignedTarget));
-static_assert(PATCHCALL_E_OUT_OF_RANGE == static_cast<int>(Error::kOutOfRange));
-static_assert(PATCHCALL_E_ARENA_EXHAUSTED == static_cast<int>(Error::kArenaExhausted));
-static_assert(PATCHCALL_E_REENTRANT_UPDATE == static_cast<int>(Error::kReentrantUpdate));
-static_assert(PATCHCALL_E_UNKNOWN_SITE == static_cast<int>(Error::kUnknownSite));
-static_assert(PATCHCALL_E_UNKNOWN_KEY == static_cast<int>(Error::kUnknownKey));
-static_assert(PATCHCALL_E_SYNC_UNSUPPORTED == static_cast<int>(Error::kSyncUnsupported));
-static_assert(PATCHCALL_E_MAP_FAILED == static_cast<int>(Error::kMapFailed));
-static_assert(PATCHCALL_E_TIMEOUT == static_cast<int>(Error::kTimeout));
-static_assert(PATCHCALL_E_NOT_REGISTERED == static_cast<int>(Error::kNotRegistered));
-static_assert(PATCHCALL_E_INVALID_ARGUMENT == static_cast<int>(Error::kInvalidArgument));
-static_assert(PATCHCALL_E_STILL_TARGETED == static_cast<int>(Error::kStillTargeted));
-static_assert(PATCHCALL_E_DOUBLE_RETIRE == static_cast<int>(Error::kDoubleRetire));
-static_assert(PATCHCALL_E_OUT_OF_MEMORY == static_cast<int>(Error::kOutOfMemory));
-static_assert(PATCHCALL_E_TOO_MANY_THREADS == static_cast<int>(Error::kTooManyThreads));
-static_assert(PATCHCALL_E_TOO_MANY_SITES == static_cast<int>(Error::kTooManySites));
-static_assert(PATCHCALL_E_EMIT_FAILED == static_cast<int>(Error::kEmitFailed));
-static_assert(PATCHCALL_E_WOULD_DEADLOCK == static_cast<int>(Error::kWouldDeadlock));
-static_assert(PATCHCALL_E_RETIRED_TARGET == static_cast<int>(Error::kRetiredTarget));
-static_assert(PATCHCALL_E_UNSUPPORTED_SITE == static_cast<int>(Error::kUnsupportedSite));
-static_assert(PATCHCALL_ERROR_COUNT == static_cast<int>(Error::kUnsupportedSite) + 1);
-
-static_assert(PATCHCALL_SITE_DIRECT == static_cast<int>(patchcall::SiteForm::kDirect));
-static_assert(PATCHCALL_SITE_TOGGLE == static_cast<int>(patchcall::SiteForm::kToggle));
-static_assert(PATCHCALL_SITE_BREAKPOINT == static_cast<int>(patchcall::SiteForm::kBreakpoint));
-static_assert(PATCHCALL_SITE_AUTO == static_cast<int>(patchcall::SiteForm::kAuto));
-static_assert(PATCHCALL_SYNC_AUTO == static_cast<int>(patchcall::SyncMethod::kAuto));
-static_assert(PATCHCALL_SYNC_MEMBARRIER == static_cast<int>(patchcall::SyncMethod::kMembarrier));
-static_assert(PATCHCALL_SYNC_MPROTECT_IPI == static_cast<int>(patchcall::SyncMethod::kMprotectIpi));
-
 thread_local char tlsMessage[1024];
 
 int succeed() {
