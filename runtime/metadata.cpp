@@ -27,11 +27,6 @@ void* libcAligned(size_t size, size_t alignment) {
 
 Allocator load() {
   Allocator a{&libcAligned, &std::free, false};
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // Sanitizer builds: libc, so ASan checks metadata accesses and TSan sees the allocator's
-  // synchronization (mimalloc's cross-thread reuse is invisible to it).
-  return a;
-#endif
   if (void* lib = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL)) {
     void* m = dlsym(lib, "mi_malloc_aligned");
     void* f = dlsym(lib, "mi_free");

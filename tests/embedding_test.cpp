@@ -26,11 +26,7 @@ TEST(Embedding, ProcessMallocIsNotReplacedByMimalloc) {
     EXPECT_EQ(lib.find("mimalloc"), std::string::npos)
         << symbol << " resolves to " << lib << ": linking patchcall replaced the embedding process's allocator";
   }
-  // mimalloc is in the process nonetheless (loaded privately for the runtime's metadata),
-  // except in sanitizer builds, which use libc on purpose (runtime/metadata.cpp).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "sanitizer build: metadata uses libc";
-#endif
+  // mimalloc is in the process nonetheless (loaded privately for the runtime's metadata).
   void* mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
   EXPECT_NE(mi, nullptr) << "libmimalloc.so.2 is not loaded: metadata fell back to libc";
   if (mi != nullptr) dlclose(mi);

@@ -425,9 +425,6 @@ void mimallocDryChild() {
 
 TEST(HardeningExhaustionDeathTest, MimallocOutOfMemoryIsAnErrorAtEveryEntryPoint) {
   if (!Mimalloc::load().ok()) GTEST_SKIP() << "libmimalloc.so.2 not loadable: metadata comes from libc";
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "sanitizer build: metadata comes from libc (runtime/metadata.cpp); RLIMIT_AS tests cover OOM";
-#endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(mimallocDryChild(), ::testing::ExitedWithCode(0), "mimalloc dry: 0 failures");
 }
