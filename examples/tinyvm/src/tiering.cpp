@@ -53,6 +53,19 @@ int64_t Vm::interpret(const Function& f, const int64_t* args) {
       [] { patchcall::safepoint(); });
 }
 
+void Vm::recordCompiledLocked(FunctionState& fs, const Function* f, const patchcall::Blob& blob,
+                              const JitReport& report) {
+  fs.code = blob;
+  fs.compiledVersion = f;
+  fs.siteOffsets = report.siteOffsets;
+  counters_->compiles.fetch_add(1);
+  counters_->sites.fetch_add(report.sites);
+  counters_->fixedCalls.fetch_add(report.fixedCalls);
+  counters_->hardwiredFallbacks.fetch_add(report.hardwiredFallbacks);
+  counters_->polls.fetch_add(report.polls);
+  counters_->codeBytes.fetch_add(report.codeSize);
+}
+
 // Compiles the current definition (unless already done), points the key at the code and
 // retires the stub. Returns the live code, or nullptr when the function stays in tier 0.
 const void* Vm::tierUpLocked(uint32_t index) {
@@ -82,15 +95,7 @@ const void* Vm::tierUpLocked(uint32_t index) {
     if (!retired) log("tinyvm: retiring the stub of '" + f->name + "' failed: " + retired.toString());
     fs.stub = {};
   }
-  fs.code = *blob;
-  fs.compiledVersion = f;
-  fs.siteOffsets = report.siteOffsets;
-  counters_->compiles.fetch_add(1);
-  counters_->sites.fetch_add(report.sites);
-  counters_->fixedCalls.fetch_add(report.fixedCalls);
-  counters_->hardwiredFallbacks.fetch_add(report.hardwiredFallbacks);
-  counters_->polls.fetch_add(report.polls);
-  counters_->codeBytes.fetch_add(report.codeSize);
+  recordCompiledLocked(fs, f, *blob, report);
   log("tinyvm: tier-up " + f->name + " v" + std::to_string(f->version) + " after " +
       std::to_string(fs.tier0Calls.load()) + " call(s): " + std::to_string(report.codeSize) + " bytes at " +
       hex(blob->code) + ", " + std::to_string(report.sites) + " site(s)");
@@ -136,15 +141,7 @@ Status Vm::compileAllHardwiredLocked() {
     if (!previous) return previous.status();
     PATCHCALL_TRY(rt_.retire(fs.stub));
     fs.stub = {};
-    fs.code = *blob;
-    fs.compiledVersion = f;
-    fs.siteOffsets = report.siteOffsets;
-    counters_->compiles.fetch_add(1);
-    counters_->sites.fetch_add(report.sites);
-    counters_->fixedCalls.fetch_add(report.fixedCalls);
-    counters_->hardwiredFallbacks.fetch_add(report.hardwiredFallbacks);
-    counters_->polls.fetch_add(report.polls);
-    counters_->codeBytes.fetch_add(report.codeSize);
+    recordCompiledLocked(fs, f, *blob, report);
   }
   return Status::ok();
 }

@@ -28,6 +28,8 @@
 
 namespace tinyvm {
 
+struct JitReport;
+
 enum class Tiering {
   kLazy,       // compile on the first call
   kThreshold,  // interpret the first `threshold` calls, then compile
@@ -118,6 +120,8 @@ class Vm {
   patchcall::Result<patchcall::Blob> installStubLocked(uint32_t index);  // stubs.cpp
   const void* tierUpLocked(uint32_t index);                              // nullptr: stays in tier 0
   patchcall::Status compileAllHardwiredLocked();
+  // The key now targets `blob`: remember it as the function's code and count it.
+  void recordCompiledLocked(FunctionState& fs, const Function* f, const patchcall::Blob& blob, const JitReport& report);
   int64_t interpret(const Function& f, const int64_t* args);
   int64_t callThroughKey(uint32_t index, const int64_t* args, uint32_t argc);
   void log(const std::string& line) const;
