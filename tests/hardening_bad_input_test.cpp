@@ -32,10 +32,10 @@ using hardening::installReturner;
 using hardening::quietManualOptions;
 using namespace std::chrono_literals;
 
-__attribute__((noinline)) int cxxOne() { return 1; }
-__attribute__((noinline)) int cxxTwo() { return 2; }
-const void* fnOne() { return reinterpret_cast<const void*>(&cxxOne); }
-const void* fnTwo() { return reinterpret_cast<const void*>(&cxxTwo); }
+using hardening::cxxOne;
+using hardening::cxxTwo;
+using hardening::fnOne;
+using hardening::fnTwo;
 
 Runtime makeRuntime(Options o = quietManualOptions()) {
   Result<Runtime> r = Runtime::create(std::move(o));

@@ -52,6 +52,12 @@ inline Result<Blob> installCaller(Runtime& rt, Key key, SiteForm form = SiteForm
   return jit::install(a);
 }
 
+// Two distinct C++ targets (noinline: each has its own address, shared by every test file).
+__attribute__((noinline)) inline int cxxOne() { return 1; }
+__attribute__((noinline)) inline int cxxTwo() { return 2; }
+inline const void* fnOne() { return reinterpret_cast<const void*>(&cxxOne); }
+inline const void* fnTwo() { return reinterpret_cast<const void*>(&cxxTwo); }
+
 inline int callInt(const void* code) { return reinterpret_cast<int (*)()>(const_cast<void*>(code))(); }
 
 }  // namespace patchcall::hardening
