@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,53 @@ CodeArena::~CodeArena() {
   if (rx_ != nullptr) munmap(rx_, size_);
   if (rw_ != nullptr) munmap(rw_, size_);
   if (fd_ >= 0) close(fd_);
+  dropForkCopy();
+}
+
+// Runs in the parent before fork() with the arena and the text mutex held, so no byte below
+// touched_ changes during the copy. Never-touched bytes are zero in both memfds.
+Status CodeArena::prepareForkCopy() {
+  dropForkCopy();
+  int fd = memfd_create("patchcall-code", MFD_CLOEXEC);
+  if (fd < 0) return Status(Error::kMapFailed, std::string("fork: memfd_create for the child's code copy: ") + std::strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
+    Status s(Error::kMapFailed, std::string("fork: ftruncate of the child's code copy: ") + std::strerror(errno));
+    close(fd);
+    return s;
+  }
+  for (size_t done = 0; done < touched_;) {
+    ssize_t n = pwrite(fd, rw_ + done, touched_ - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status s(Error::kMapFailed, "fork: copying " + std::to_string(touched_) + " bytes of code for the child failed: " +
+                                      std::strerror(n < 0 ? errno : ENOSPC));
+      close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  forkFd_ = fd;
+  return Status::ok();
+}
+
+// The child: replace both views with the copy, at the same addresses (every pointer into
+// the arena -- sites, blobs, trampolines, the poll flag -- stays valid).
+Status CodeArena::adoptForkCopy() noexcept {
+  new (&mutex_) std::mutex();  // the parent's other threads may have held it; none exist here
+  if (forkFd_ < 0) return Status(Error::kMapFailed, "fork: no copy of the code was made for the child");
+  if (mmap(rw_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED ||
+      mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED) {
+    return Status(Error::kMapFailed, std::string("fork: mapping the child's code copy failed: ") + std::strerror(errno));
+  }
+  close(fd_);
+  fd_ = forkFd_;
+  forkFd_ = -1;
+  return Status::ok();
+}
+
+void CodeArena::dropForkCopy() noexcept {
+  if (forkFd_ >= 0) close(forkFd_);
+  forkFd_ = -1;
 }
 
 Result<uint8_t*> CodeArena::allocate(size_t size) {
@@ -158,6 +206,7 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
     free_.erase(it);
     if (rest != 0) free_.emplace(offset + need, rest);
     used_ += need;
+    touched_ = std::max(touched_, offset + need);
     std::memset(rw_ + offset, 0xCC, need);
     return rx_ + offset;
   }

@@ -40,6 +40,17 @@ class CodeArena {
   void release(uint8_t* rx, size_t size);
   size_t used() const;
 
+  // fork(): the parent, with the arena locked (lockForFork), copies every byte ever handed
+  // out into a new memfd before fork() (prepareForkCopy); the child maps that copy over both
+  // views at the same addresses (adoptForkCopy), the parent closes it (dropForkCopy). The copy
+  // is made before the parent can write again, so the child sees one consistent moment.
+  void lockForFork() { mutex_.lock(); }
+  void unlockForFork() { mutex_.unlock(); }
+  Status prepareForkCopy();
+  Status adoptForkCopy() noexcept;  // child; also resets the lock
+  void dropForkCopy() noexcept;     // parent
+  size_t touched() const noexcept { return touched_; }
+
   int64_t distanceFromText() const noexcept { return distanceFromText_; }
   bool nearText() const noexcept { return nearText_; }
 
@@ -57,6 +68,8 @@ class CodeArena {
   mutable std::mutex mutex_;
   MiMap<size_t, size_t> free_;  // offset -> length, coalesced
   size_t used_ = 0;
+  size_t touched_ = 0;  // high-water mark: bytes at and above it were never handed out
+  int forkFd_ = -1;     // the child's copy, between prepareForkCopy and adopt/drop
 };
 
 // Bounds of the main executable's text (from /proc/self/maps), for placement and range checks.

@@ -47,6 +47,7 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
 
 Result<CodeReservation> Runtime::reserveCode(size_t size) {
   return detail::catchOutOfMemory("reserveCode", [&]() -> Result<CodeReservation> {
+    PATCHCALL_TRY(impl_->checkOwnProcess());
     Result<uint8_t*> rx = impl_->arena->allocate(size);
     if (!rx) return rx.status();
     try {
@@ -63,6 +64,7 @@ Result<CodeReservation> Runtime::reserveCode(size_t size) {
 // Only an outstanding reservation is released; anything else (a committed blob, a forged or
 // repeated handle) is ignored, so live code is never int3-filled by mistake.
 void Runtime::abandonCode(const CodeReservation& r) {
+  if (!impl_->checkOwnProcess().isOk()) return;  // the int3 fill would land in the parent's code
   {
     std::lock_guard<std::mutex> lock(impl_->reservationsMutex);
     auto it = impl_->reservations.find(reinterpret_cast<uintptr_t>(r.rx));
@@ -84,6 +86,7 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       }
     }
     PATCHCALL_TRY(m.refuseReentry("commitCode"));
+    PATCHCALL_TRY(m.checkOwnProcess());
     detail::MiVector<SiteSpec> sorted(specs.begin(), specs.end());
     std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
 
@@ -178,6 +181,7 @@ Status Runtime::retire(Blob blob) {
   return detail::catchOutOfMemory("retire", [&]() -> Status {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("retire(Blob)"));
+    PATCHCALL_TRY(m.checkOwnProcess());
     {
       std::lock_guard<detail::FairMutex> lock(m.textMutex);
       if (blob.id == 0 || blob.id >= m.blobs.size() || m.blobs[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
@@ -234,6 +238,7 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
   return detail::catchOutOfMemory("registerForeignSite", [&]() -> Status {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("registerForeignSite"));
+    PATCHCALL_TRY(m.checkOwnProcess());
     auto a = reinterpret_cast<uintptr_t>(callInstruction);
     if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
     if (m.arena->contains(callInstruction)) {
@@ -276,6 +281,7 @@ Status Runtime::unregisterForeignSite(void* callInstruction) {
   return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("unregisterForeignSite"));
+    PATCHCALL_TRY(m.checkOwnProcess());
     std::lock_guard<detail::FairMutex> lock(m.textMutex);
     auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
     if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");

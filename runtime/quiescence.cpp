@@ -149,6 +149,28 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
   }
 }
 
+void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
+  new (&gpMutex_) std::timed_mutex();
+  new (&threadsMutex_) std::mutex();
+  ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;
+  for (ThreadRecord* r : threads_) {
+    if (r != self) delete r;  // its thread does not exist here; nobody else points to it
+  }
+  for (ThreadRecord* r : zombies_) delete r;
+  zombies_.clear();
+  threads_.clear();
+  if (self != nullptr) {
+    threads_.push_back(self);  // capacity is left from the parent: no allocation
+    self->scanLock.store(0, std::memory_order_relaxed);  // a parent's waiter may have held it
+  }
+  uint64_t s = seq_.load(std::memory_order_relaxed);
+  if ((s & 1) != 0) seq_.store(s - 1, std::memory_order_relaxed);  // did not complete here
+  activeScan_.store(nullptr, std::memory_order_relaxed);
+  waiting_.store(0, std::memory_order_relaxed);
+  followers_.store(0, std::memory_order_relaxed);
+  if (codeIsOurs) *pollFlag_ = 0;  // else the byte may still be the parent's
+}
+
 void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) == 0) return;  // offline: nothing to report
   uint64_t g = gpCounter_.load(std::memory_order_acquire);

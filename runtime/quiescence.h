@@ -79,6 +79,11 @@ class Quiescence {
   uint64_t gracePeriods() const noexcept { return gracePeriods_.load(std::memory_order_relaxed); }
   size_t registeredThreads() const;
 
+  // fork(), in the child: only the forking thread exists there. Drops every other thread's
+  // record, abandons a grace period that was running in the parent (its leader is gone) and
+  // resets the locks and futex words other threads may have held.
+  void afterForkInChild(bool codeIsOurs) noexcept;
+
  private:
   Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
   bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;

@@ -3,14 +3,47 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <new>
 
 #include "runtime_impl.h"
 #include "test_hooks.h"
 
 namespace patchcall::detail {
 
-Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt) {
+namespace {
+// The reclaimer whose process() runs on this thread (a retire callback may fork).
+thread_local const Reclaimer* tlsProcessing = nullptr;
+}  // namespace
+
+Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(background) {
   if (background) thread_ = std::thread([this] { backgroundLoop(); });
+}
+
+void Reclaimer::lockForFork() {
+  if (tlsProcessing != this) processMutex_.lock();
+  mutex_.lock();
+}
+
+void Reclaimer::unlockForFork() {
+  mutex_.unlock();
+  if (tlsProcessing != this) processMutex_.unlock();
+}
+
+Status Reclaimer::afterForkInChild(bool startThread) noexcept {
+  // The parent's reclaimer thread and any waiters on these do not exist here.
+  new (&mutex_) std::mutex();
+  if (tlsProcessing != this) new (&processMutex_) std::mutex();
+  new (&wake_) std::condition_variable();
+  new (&thread_) std::thread();  // forget the parent's thread without joining it
+  if (!startThread || !background_ || stopping_) return Status::ok();
+  try {
+    thread_ = std::thread([this] { backgroundLoop(); });
+  } catch (const std::exception& e) {
+    background_ = false;
+    return Status(Error::kOutOfMemory, std::string("fork: the child's background reclaimer could not start (") + e.what() +
+                                           "); call barrier()/poll() in the child");
+  }
+  return Status::ok();
 }
 
 Reclaimer::~Reclaimer() { stop(); }
@@ -57,6 +90,11 @@ bool Reclaimer::idle() {
 // round is changed, so an out-of-memory leaves every retired callback and blob queued.
 Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_point deadline) {
   std::lock_guard<std::mutex> processing(processMutex_);
+  struct Marker {
+    const Reclaimer* saved;
+    explicit Marker(const Reclaimer* r) : saved(tlsProcessing) { tlsProcessing = r; }
+    ~Marker() { tlsProcessing = saved; }
+  } marker(this);
   Quiescence& q = *rt_.quiescence;
 
   // 1. No scan in flight: track the newly retired blobs too and publish a scan set of all

@@ -33,6 +33,13 @@ class Reclaimer {
   // Processes what already-completed grace periods allow; never waits.
   size_t poll();
 
+  // fork(): the parent holds both locks across fork() so the queues and the blob round are
+  // consistent in the child (waits for a process() pass in flight, which is bounded by its
+  // deadline). The child resets them and starts its own background thread.
+  void lockForFork();
+  void unlockForFork();
+  Status afterForkInChild(bool startThread) noexcept;
+
   uint64_t callbacksRetired() const { return callbacksRetired_.load(); }
   uint64_t callbacksRun() const { return callbacksRun_.load(); }
   uint64_t blobsRetired() const { return blobsRetired_.load(); }
@@ -70,6 +77,7 @@ class Reclaimer {
 
   std::atomic<uint64_t> callbacksRetired_{0}, callbacksRun_{0};
   std::atomic<uint64_t> blobsRetired_{0}, blobsFreed_{0}, blobsPinned_{0};
+  bool background_;
   std::thread thread_;
 };
 

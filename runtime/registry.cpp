@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
 
@@ -31,6 +32,7 @@ std::string hex(uintptr_t v) {
 }  // namespace
 
 Runtime::Impl::~Impl() {
+  detail::untrackForFork(this);  // no fork may copy a runtime being torn down
   if (reclaimer) reclaimer->stop();
   reclaimer.reset();
   quiescence.reset();

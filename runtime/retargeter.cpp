@@ -63,6 +63,7 @@ class TextMutexGuard {
 
 Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous) {
   PATCHCALL_TRY(refuseReentry("update"));
+  PATCHCALL_TRY(checkOwnProcess());
   if (updates.empty()) return Status::ok();
   detail::TestHooks* hooks = detail::testHooks();
   TextMutexGuard guard(textMutex, this);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
 #include "safepoint_stub.h"
@@ -70,8 +71,19 @@ Result<Runtime> Runtime::create(Options options) {
     impl->blobs.emplace_back();
     impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
     impl->sync.sync();
+    impl->forkState.ownerPid = getpid();
+    detail::trackForFork(impl.get());
     return Runtime(std::move(impl));
   });
+}
+
+Status Runtime::Impl::checkOwnProcess() const {
+  if (!forkState.childFailure.isOk()) return forkState.childFailure;
+  pid_t pid = getpid();  // a system call (~50 ns): only on paths that write code
+  if (pid == forkState.ownerPid) return Status::ok();
+  return Status(Error::kForkedChild, "process " + std::to_string(pid) + " was created without fork()'s atfork handlers " +
+                                         "(vfork, clone or a raw fork system call) and still maps the code of process " +
+                                         std::to_string(forkState.ownerPid) + "; it cannot write code");
 }
 
 // ---- keys ------------------------------------------------------------------------------
@@ -80,6 +92,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("createKey"));
+    PATCHCALL_TRY(m.checkOwnProcess());
     std::lock_guard<detail::FairMutex> lock(m.textMutex);
     PATCHCALL_TRY(m.validateTarget(initialTarget));
     if (m.keys.size() > m.options.maxKeys) {
@@ -109,6 +122,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
 Status Runtime::destroyKey(Key key) {
   Impl& m = *impl_;
   PATCHCALL_TRY(m.refuseReentry("destroyKey"));
+  PATCHCALL_TRY(m.checkOwnProcess());
   std::lock_guard<detail::FairMutex> lock(m.textMutex);
   detail::KeyRecord* k = m.key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "destroyKey: key " + std::to_string(key.id) + " is not live");
@@ -176,13 +190,14 @@ Status Runtime::retire(std::function<void()> callback) {
 
 Status Runtime::barrier(std::optional<std::chrono::milliseconds> deadline) {
   PATCHCALL_TRY(impl_->refuseReentry("barrier"));  // freeing blobs needs the text mutex
+  PATCHCALL_TRY(impl_->checkOwnProcess());
   return detail::catchOutOfMemory("barrier", [&] {
     return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
   });
 }
 
 size_t Runtime::poll() {
-  if (impl_->textMutexHeldHere()) return 0;
+  if (impl_->textMutexHeldHere() || !impl_->checkOwnProcess().isOk()) return 0;
   try {
     return impl_->reclaimer->poll();
   } catch (const std::bad_alloc&) {

@@ -4,6 +4,8 @@
 // Retire callbacks and grace-period waits never run under it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <climits>
 #include <condition_variable>
@@ -84,6 +86,15 @@ extern thread_local const void* tlsTextMutexOwner;
 
 class Reclaimer;
 
+// fork() bookkeeping (fork_safety.cpp).
+struct ForkState {
+  pid_t ownerPid = 0;   // the process whose code this runtime writes
+  Status childFailure;  // set in a child whose copy could not be made: mutating calls refuse
+  // Handed from the prepare handler to the parent/child handler (same thread, one fork).
+  Status copy;
+  bool wentOffline = false, textHeldBefore = false;
+};
+
 }  // namespace detail
 
 struct Runtime::Impl {
@@ -93,6 +104,7 @@ struct Runtime::Impl {
   std::unique_ptr<detail::Quiescence> quiescence;
   std::unique_ptr<detail::Reclaimer> reclaimer;
   int procMemFd = -1;  // /proc/self/mem, for foreign sites
+  detail::ForkState forkState;
 
   // Runtime page at the start of the arena: poll flag and safepoint stub.
   uintptr_t pollFlagRx = 0;
@@ -127,6 +139,10 @@ struct Runtime::Impl {
                                                " called while this thread holds the text mutex (from a patch observer); "
                                                "defer it until the update returns");
   }
+  // Refuses code writes in a process that does not own this runtime's code: a child made
+  // without fork()'s atfork handlers (vfork, clone, a raw fork system call) still maps the
+  // parent's arena, or a fork child whose copy failed.
+  Status checkOwnProcess() const;
   std::unique_lock<detail::FairMutex> readLock() const {
     return textMutexHeldHere() ? std::unique_lock<detail::FairMutex>() : std::unique_lock<detail::FairMutex>(textMutex);
   }

@@ -27,6 +27,7 @@ const char* errorName(Error e) noexcept {
     case Error::kWouldDeadlock: return "would deadlock";
     case Error::kRetiredTarget: return "retired target";
     case Error::kUnsupportedSite: return "unsupported site";
+    case Error::kForkedChild: return "child process without its own copy";
   }
   return "unknown error";
 }

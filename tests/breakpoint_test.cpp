@@ -34,11 +34,9 @@ uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
 using test::installTargets;
 
-int idOf(const void* target) {  // the imm32 of `mov eax, imm32`
-  int v;
-  std::memcpy(&v, static_cast<const uint8_t*>(target) + 1, 4);
-  return v;
-}
+using test::idOf;
+using test::mapForeignCode;
+using test::ForeignPage;
 
 struct SiteFn {
   Fn fn = nullptr;
@@ -336,46 +334,6 @@ TEST(BreakpointTrapChainDeathTest, UnownedInt3WithoutPreviousHandlerKillsLikeSIG
 }
 
 // ---- foreign sites: a call in code the runtime did not emit ------------------------------------
-
-// `sub rsp, 8 ; call rel32 ; add rsp, 8 ; ret` on a private page mapped near `anchor`
-// (within rel32 reach), written before it becomes RX. Returns nullptr if no page was found.
-uint8_t* mapForeignCode(const void* anchor, const void* initialTarget) {
-  const uintptr_t kStep = uintptr_t{2} << 20;
-  uintptr_t base = reinterpret_cast<uintptr_t>(anchor) & ~(kStep - 1);
-  for (uintptr_t d = 1; d < 256; ++d) {
-    for (int sign : {-1, 1}) {
-      uintptr_t at = sign < 0 ? base - d * kStep : base + d * kStep;
-      void* p = mmap(reinterpret_cast<void*>(at), 4096, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-      if (p == MAP_FAILED) continue;
-      if (reinterpret_cast<uintptr_t>(p) != at) {
-        munmap(p, 4096);
-        continue;
-      }
-      auto* code = static_cast<uint8_t*>(p);
-      const uint8_t prologue[4] = {0x48, 0x83, 0xEC, 0x08}, epilogue[5] = {0x48, 0x83, 0xC4, 0x08, 0xC3};
-      std::memset(code, 0xCC, 4096);
-      std::memcpy(code, prologue, 4);
-      code[4] = 0xE8;
-      auto rel = static_cast<int32_t>(reinterpret_cast<intptr_t>(initialTarget) - reinterpret_cast<intptr_t>(code + 9));
-      std::memcpy(code + 5, &rel, 4);
-      std::memcpy(code + 9, epilogue, 5);
-      if (mprotect(code, 4096, PROT_READ | PROT_EXEC) != 0) {
-        munmap(p, 4096);
-        return nullptr;
-      }
-      return code;
-    }
-  }
-  return nullptr;
-}
-
-struct ForeignPage {
-  uint8_t* code = nullptr;
-  ~ForeignPage() {
-    if (code != nullptr) munmap(code, 4096);
-  }
-};
 
 TEST(ForeignSite, RegisteredCallFollowsTheKeyUntilUnregistered) {
   Result<Runtime> rt = Runtime::create();

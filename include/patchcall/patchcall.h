@@ -58,9 +58,10 @@ enum patchcall_error {
   PATCHCALL_E_EMIT_FAILED = 18,       /* asmjit emission failed (C++ jit/ only; no C function returns it) */
   PATCHCALL_E_WOULD_DEADLOCK = 19,    /* e.g. synchronize from inside a retire callback */
   PATCHCALL_E_RETIRED_TARGET = 20,    /* target lies in retired or freed arena memory */
-  PATCHCALL_E_UNSUPPORTED_SITE = 21   /* foreign site is not a 5-byte E8 call */
+  PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site is not a 5-byte E8 call */
+  PATCHCALL_E_FORKED_CHILD = 22       /* process made without fork()'s atfork handlers (vfork, clone) */
 };
-#define PATCHCALL_ERROR_COUNT 22
+#define PATCHCALL_ERROR_COUNT 23
 
 /* A short, static description of an error code ("unknown key"); "unknown error" for values
  * outside the enum. Never NULL. */

@@ -33,6 +33,7 @@ enum class Error : int {
   kWouldDeadlock,        // e.g. synchronize() from inside a retire callback or while online-blocked
   kRetiredTarget,        // target lies in retired or freed arena memory
   kUnsupportedSite,      // foreign site is not a 5-byte E8 call
+  kForkedChild,          // called in a process made without fork()'s atfork handlers (vfork, clone)
 };
 
 const char* errorName(Error e) noexcept;

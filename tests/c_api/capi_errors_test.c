@@ -14,6 +14,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "capi_check.h"
 
@@ -343,6 +346,25 @@ static void remaining_codes(void) {
   patchcall_runtime_destroy(rt);
 }
 
+/* FORKED_CHILD: a child made by a raw fork system call (no atfork handlers, as with vfork
+ * or clone) still maps the parent's code; the child reports the code it got as its exit
+ * status. */
+static void forked_child_without_atfork(void) {
+  patchcall_runtime* rt = capi_new_runtime();
+  patchcall_key key;
+  CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "raw-fork", &key), PATCHCALL_OK);
+  long pid = syscall(SYS_fork);
+  if (pid == 0) syscall(SYS_exit_group, patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_two), NULL));
+  CHECK(pid > 0);
+  int status = 0;
+  CHECK(waitpid((pid_t)pid, &status, 0) == (pid_t)pid && WIFEXITED(status));
+  CHECK_CODE(WEXITSTATUS(status), PATCHCALL_E_FORKED_CHILD);
+  const void* target = NULL;
+  CHECK_CODE(patchcall_key_target(rt, key, &target), PATCHCALL_OK);
+  CHECK(target == PATCHCALL_FN(capi_target_one));
+  patchcall_runtime_destroy(rt);
+}
+
 static void every_code_was_seen(void) {
   for (int code = 0; code < PATCHCALL_ERROR_COUNT; ++code) {
     if (code == PATCHCALL_E_EMIT_FAILED) continue;
@@ -363,6 +385,7 @@ int main(void) {
   RUN(allocation_failures);
   RUN(thread_limit);
   RUN(remaining_codes);
+  RUN(forked_child_without_atfork);
   RUN(every_code_was_seen);
   return capi_finish("CApi_ErrorCodes");
 }

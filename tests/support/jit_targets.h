@@ -11,5 +11,24 @@ namespace patchcall::test {
 const void* installReturner(Runtime& rt, int id);
 // n targets in one blob; target i is `mov eax, idBase + i ; ret`, each 16-byte aligned.
 std::vector<const void*> installTargets(Runtime& rt, int n, int idBase);
+// The imm32 of a target's `mov eax, imm32` (what calling it returns).
+int idOf(const void* target);
+
+// A JIT function `int fn()` that returns what its one site (bound to a key) returns.
+struct SiteCaller {
+  int (*fn)() = nullptr;
+  const uint8_t* site = nullptr;  // first byte of the site (the toggle for kToggle)
+};
+// One caller per key, all in one blob, each site of the given form.
+std::vector<SiteCaller> installCallers(Runtime& rt, const std::vector<Key>& keys, SiteForm form);
+
+// `sub rsp, 8 ; call rel32 initialTarget ; add rsp, 8 ; ret` on a private page within rel32
+// reach of `anchor`, made RX after it is written: code patchcall did not emit (the call is
+// at +4). nullptr when no page was found.
+uint8_t* mapForeignCode(const void* anchor, const void* initialTarget);
+struct ForeignPage {
+  uint8_t* code = nullptr;
+  ~ForeignPage();
+};
 
 }  // namespace patchcall::test

@@ -1,0 +1,118 @@
+// patchcall — atfork handlers: prepare (parent, before fork), parent, child.
+#include "fork_safety.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "reclaimer.h"
+#include "runtime_impl.h"
+
+namespace patchcall::detail {
+namespace {
+
+std::mutex gRuntimesMutex;                // held from prepare until the parent/child handler
+std::vector<Runtime::Impl*> gRuntimes;    // live runtimes, in creation order
+std::once_flag gAtforkOnce;
+
+// The handlers run on the forking thread with gRuntimesMutex held from prepare to the end,
+// so they pass per-runtime state through Impl::forkState.
+void prepare() noexcept {
+  gRuntimesMutex.lock();
+  for (Runtime::Impl* r : gRuntimes) {
+    Runtime::Impl& rt = *r;
+    ForkState& p = rt.forkState;
+    // A grace period in flight may wait for this thread: be quiescent while we wait for locks.
+    ThreadRecord* self = currentThread();
+    if (self != nullptr && self->domain == rt.quiescence.get() && self->ctr.load() != 0) {
+      p.wentOffline = rt.quiescence->offline(self).isOk();
+    }
+    // Lock order as everywhere else: reclaimer, then text mutex, then the arena's locks.
+    rt.reclaimer->lockForFork();
+    p.textHeldBefore = rt.textMutexHeldHere();
+    if (!p.textHeldBefore) rt.textMutex.lock();
+    rt.reservationsMutex.lock();
+    rt.arena->lockForFork();
+    // Breakpoint rounds run only under a text mutex, so with every text mutex held no other
+    // thread is inside one: the process-wide trap table holds no other thread's entries.
+    try {
+      p.copy = rt.arena->prepareForkCopy();
+    } catch (const std::bad_alloc&) {
+      p.copy = Status(Error::kOutOfMemory, std::string());
+    }
+  }
+}
+
+void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
+  rt.arena->unlockForFork();
+  rt.reservationsMutex.unlock();
+  if (!p.textHeldBefore) rt.textMutex.unlock();
+  rt.reclaimer->unlockForFork();
+  if (p.wentOffline) (void)rt.quiescence->online(currentThread());
+}
+
+void parent() noexcept {
+  for (size_t i = gRuntimes.size(); i-- > 0;) {
+    Runtime::Impl& rt = *gRuntimes[i];
+    rt.arena->dropForkCopy();
+    rt.forkState.copy = Status::ok();
+    unlockAfterFork(rt, rt.forkState);
+  }
+  gRuntimesMutex.unlock();
+}
+
+void child() noexcept {
+  pid_t pid = getpid();
+  for (Runtime::Impl* r : gRuntimes) {
+    Runtime::Impl& rt = *r;
+    ForkState& p = rt.forkState;
+    p.ownerPid = pid;
+    Status s = p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
+    p.copy = Status::ok();
+    if (s.isOk()) {
+      // The parent's /proc/self/mem names the parent: foreign sites are patched here.
+      int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+      if (rt.procMemFd >= 0) close(rt.procMemFd);
+      rt.procMemFd = fd;
+    }
+    // Without its own copy the child must not write code (it would be the parent's).
+    rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk());
+    new (&rt.reservationsMutex) std::mutex();
+    rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
+    if (!p.textHeldBefore) rt.textMutex.unlock();
+    Status reclaimer = rt.reclaimer->afterForkInChild(/*startThread=*/s.isOk());
+    if (s.isOk()) s = reclaimer;
+    if (!s.isOk()) {
+      p.childFailure = s;  // every mutating call of this runtime refuses from now on
+      if (rt.options.diagnosticSink) {
+        try {
+          rt.options.diagnosticSink("patchcall: fork: the child's runtime is unusable: " + s.message());
+        } catch (...) {
+        }
+      }
+    }
+    if (p.wentOffline) (void)rt.quiescence->online(currentThread());
+  }
+  new (&gRuntimesMutex) std::mutex();
+}
+
+}  // namespace
+
+void trackForFork(Runtime::Impl* rt) {
+  std::call_once(gAtforkOnce, [] { pthread_atfork(&prepare, &parent, &child); });
+  std::lock_guard<std::mutex> lock(gRuntimesMutex);
+  gRuntimes.push_back(rt);
+}
+
+void untrackForFork(Runtime::Impl* rt) noexcept {
+  std::lock_guard<std::mutex> lock(gRuntimesMutex);
+  gRuntimes.erase(std::remove(gRuntimes.begin(), gRuntimes.end(), rt), gRuntimes.end());
+}
+
+}  // namespace patchcall::detail

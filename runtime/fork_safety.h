@@ -1,0 +1,20 @@
+// patchcall — fork(): a child gets a private, consistent copy of everything patchcall owns.
+//
+// Process-wide state (documented in the README's "Process-wide state"): the list of live
+// runtimes below and one pthread_atfork registration. Before fork() the forking thread steps
+// offline and takes, for every runtime, the reclaimer's locks, the text mutex and the arena
+// lock (so no update, install, breakpoint round or reclamation is half done), then copies the
+// arena's used bytes into a new memfd. The child maps the copy over both views at the same
+// addresses, reopens /proc/self/mem, forgets the parent's other threads and restarts its
+// reclaimer; the parent drops the copy. Neither process's later writes reach the other.
+#pragma once
+
+#include "patchcall/runtime.h"
+
+namespace patchcall::detail {
+
+// Adds a runtime to the list the atfork handlers walk (registering them on first use).
+void trackForFork(Runtime::Impl* rt);
+void untrackForFork(Runtime::Impl* rt) noexcept;
+
+}  // namespace patchcall::detail

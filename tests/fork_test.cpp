@@ -1,0 +1,373 @@
+// fork(): the child gets a private, consistent copy of everything patchcall owns, and
+// neither process's updates reach the other's code, registry or trap table.
+#include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "jit_targets.h"
+#include "patchcall/jit.h"
+#include "patchcall/runtime.h"
+#include "quiescence_util.h"
+
+using namespace patchcall;
+using namespace std::chrono_literals;
+using test::idOf;
+using test::installCallers;
+using test::installTargets;
+using test::SiteCaller;
+
+namespace {
+
+// In a child, failures are printed and turned into a non-zero exit status.
+#define CHILD_CHECK(cond, ...)                                \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      std::fprintf(stderr, "child %d: ", getpid());          \
+      std::fprintf(stderr, __VA_ARGS__);                      \
+      std::fprintf(stderr, " [%s:%d]\n", __FILE__, __LINE__); \
+      return 1;                                               \
+    }                                                         \
+  } while (0)
+
+// Forks, runs `body` in the child and returns its wait status description ("exit 0" when it
+// succeeded). The child never returns into gtest.
+std::string waitDescribed(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return "waitpid failed";
+  }
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+  return "unknown status";
+}
+
+pid_t forkChild(const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::fflush(stderr);
+    _exit(body());
+  }
+  return pid;
+}
+
+std::string runInChild(const std::function<int()>& body) {
+  pid_t pid = forkChild(body);
+  if (pid < 0) return std::string("fork failed: ") + std::strerror(errno);
+  return waitDescribed(pid);
+}
+
+// Everything a child's site must agree on: what it returns when called, what it decodes to
+// and what the registry says.
+int checkSite(Runtime& rt, Key key, const SiteCaller& c, const void* want, const char* who) {
+  Result<const void*> t = rt.target(key);
+  CHILD_CHECK(t.isOk() && *t == want, "%s: registry target %p, want %p", who, t.isOk() ? *t : nullptr, want);
+  Result<SiteInfo> info = rt.site(c.site);
+  CHILD_CHECK(info.isOk() && info->target == want, "%s: site decodes to %p, want %p", who,
+              info.isOk() ? info->target : nullptr, want);
+  int got = c.fn();
+  CHILD_CHECK(got == idOf(want), "%s: site call returned %d, want %d", who, got, idOf(want));
+  return 0;
+}
+
+struct Pipe {
+  int fd[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(pipe(fd), 0); }
+  ~Pipe() {
+    for (int f : fd) if (f >= 0) close(f);
+  }
+  bool send() const { char c = 1; return write(fd[1], &c, 1) == 1; }
+  bool receive() const { char c; return read(fd[0], &c, 1) == 1; }
+};
+
+class ForkForms : public ::testing::TestWithParam<SiteForm> {};
+
+TEST_P(ForkForms, ChildUpdateLeavesTheParentsCodeAndRegistryAlone) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 3, 100);
+  ASSERT_EQ(t.size(), 3u);
+  Result<Key> key = rt->createKey(t[0], "forked");
+  ASSERT_TRUE(key.isOk());
+  std::vector<SiteCaller> c = installCallers(*rt, {*key}, GetParam());
+  ASSERT_EQ(c.size(), 1u);
+
+  std::string child = runInChild([&] {
+    Result<const void*> old = rt->update(*key, t[1]);
+    CHILD_CHECK(old.isOk(), "update in the child: %s", old.status().toString().c_str());
+    return checkSite(*rt, *key, c[0], t[1], "child after its update");
+  });
+  EXPECT_EQ(child, "exit 0");
+  EXPECT_EQ(checkSite(*rt, *key, c[0], t[0], "parent after the child's update"), 0)
+      << "the child's update reached the parent";
+  // And the parent's own updates keep working.
+  ASSERT_TRUE(rt->update(*key, t[2]).isOk());
+  EXPECT_EQ(checkSite(*rt, *key, c[0], t[2], "parent after its own update"), 0);
+}
+
+TEST_P(ForkForms, ParentUpdateAfterForkLeavesTheChildAlone) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 2, 200);
+  Result<Key> key = rt->createKey(t[0], "forked");
+  ASSERT_TRUE(key.isOk());
+  std::vector<SiteCaller> c = installCallers(*rt, {*key}, GetParam());
+  ASSERT_EQ(c.size(), 1u);
+  Pipe updated;
+  pid_t pid = forkChild([&] {
+    CHILD_CHECK(updated.receive(), "no word from the parent");
+    return checkSite(*rt, *key, c[0], t[0], "child after the parent's update");
+  });
+  ASSERT_GT(pid, 0);
+  Status s = rt->update(*key, t[1]).status();
+  updated.send();
+  EXPECT_TRUE(s.isOk()) << s.toString();
+  EXPECT_EQ(waitDescribed(pid), "exit 0") << "the parent's update reached the child";
+  EXPECT_EQ(checkSite(*rt, *key, c[0], t[1], "parent"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllForms, ForkForms,
+                         ::testing::Values(SiteForm::kDirect, SiteForm::kToggle, SiteForm::kBreakpoint),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case SiteForm::kDirect: return std::string("Direct");
+                             case SiteForm::kToggle: return std::string("Toggle");
+                             default: return std::string("Breakpoint");
+                           }
+                         });
+
+// The parent's breakpoint rounds write int3 into its own code only: a child calling the same
+// sites never traps on an int3 its (copied) trap table knows nothing about.
+TEST(Fork, ChildCallsSitesWhileTheParentRunsBreakpointUpdates) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 2, 300);
+  std::vector<Key> keys;
+  for (int i = 0; i < 8; ++i) keys.push_back(*rt->createKey(t[0]));
+  std::vector<SiteCaller> c = installCallers(*rt, keys, SiteForm::kBreakpoint);
+  ASSERT_EQ(c.size(), keys.size());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> updates{0};
+  std::thread updater([&] {
+    for (uint64_t i = 0; !stop.load(); ++i) {
+      for (Key k : keys) (void)rt->update(k, t[i % 2]);
+      updates.fetch_add(1);
+    }
+  });
+  for (int child = 0; child < 6; ++child) {
+    std::string result = runInChild([&] {
+      auto end = std::chrono::steady_clock::now() + 150ms;
+      uint64_t calls = 0;
+      while (std::chrono::steady_clock::now() < end) {
+        for (const SiteCaller& s : c) {
+          int got = s.fn();
+          CHILD_CHECK(got == idOf(t[0]) || got == idOf(t[1]), "call returned %d", got);
+          ++calls;
+        }
+      }
+      CHILD_CHECK(calls > 1000, "only %llu calls", static_cast<unsigned long long>(calls));
+      return 0;
+    });
+    EXPECT_EQ(result, "exit 0") << "child " << child;
+  }
+  stop = true;
+  updater.join();
+  EXPECT_GT(updates.load(), 10u) << "the parent's updater barely ran";
+  EXPECT_GT(rt->stats().trapsEmulated + updates.load(), 0u);
+}
+
+// 50 forks while another thread retargets keys of every form: each child finds every site
+// decoding to (and calling) the target its own registry names, and can update on its own.
+TEST(Fork, FiftyForksWhileAnotherThreadUpdatesEveryChildConsistent) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 4, 400);
+  std::vector<Key> keys;
+  std::vector<SiteCaller> callers;
+  for (SiteForm form : {SiteForm::kDirect, SiteForm::kToggle, SiteForm::kBreakpoint}) {
+    std::vector<Key> ks;
+    for (int i = 0; i < 4; ++i) ks.push_back(*rt->createKey(t[0]));
+    std::vector<SiteCaller> cs = installCallers(*rt, ks, form);
+    ASSERT_EQ(cs.size(), ks.size());
+    keys.insert(keys.end(), ks.begin(), ks.end());
+    callers.insert(callers.end(), cs.begin(), cs.end());
+  }
+  std::atomic<bool> stop{false};
+  std::thread updater([&] {
+    std::vector<KeyUpdate> batch;
+    for (uint64_t i = 0; !stop.load(); ++i) {
+      batch.clear();
+      for (size_t k = 0; k < keys.size(); ++k) batch.push_back({keys[k], t[(i + k) % 4]});
+      (void)rt->updateBatch(batch);
+    }
+  });
+  for (int n = 0; n < 50; ++n) {
+    std::string result = runInChild([&] {
+      for (size_t k = 0; k < keys.size(); ++k) {
+        Result<const void*> want = rt->target(keys[k]);
+        CHILD_CHECK(want.isOk(), "target: %s", want.status().toString().c_str());
+        if (checkSite(*rt, keys[k], callers[k], *want, "child") != 0) return 1;
+      }
+      for (size_t k = 0; k < keys.size(); ++k) {
+        CHILD_CHECK(rt->update(keys[k], t[3]).isOk(), "child update of key %zu", k);
+        if (checkSite(*rt, keys[k], callers[k], t[3], "child after its update") != 0) return 1;
+      }
+      return 0;
+    });
+    ASSERT_EQ(result, "exit 0") << "fork " << n;
+  }
+  stop = true;
+  updater.join();
+}
+
+TEST(Fork, ForeignSitesArePatchedInTheChildOnly) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 3, 500);
+  test::ForeignPage page{test::mapForeignCode(rt->arenaInfo().rxBase, t[0])};
+  ASSERT_NE(page.code, nullptr) << "no free page within reach of the arena";
+  auto fn = reinterpret_cast<int (*)()>(page.code);
+  Result<Key> key = rt->createKey(t[1], "foreign");
+  ASSERT_TRUE(key.isOk());
+  ASSERT_TRUE(rt->registerForeignSite(page.code + 4, *key).isOk());
+  ASSERT_EQ(fn(), idOf(t[1]));
+
+  Pipe updated;
+  pid_t pid = forkChild([&] {
+    CHILD_CHECK(fn() == idOf(t[1]), "child starts with %d", fn());
+    CHILD_CHECK(rt->update(*key, t[2]).isOk(), "child update");
+    CHILD_CHECK(fn() == idOf(t[2]), "child's foreign call after its update returns %d", fn());
+    CHILD_CHECK(updated.receive(), "no word from the parent");
+    CHILD_CHECK(fn() == idOf(t[2]), "the parent's update reached the child's text: %d", fn());
+    return 0;
+  });
+  ASSERT_GT(pid, 0);
+  // Let the child update first; the parent's text must not follow it.
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(fn(), idOf(t[1])) << "the child's update patched the parent's text";
+  EXPECT_TRUE(rt->update(*key, t[0]).isOk());
+  EXPECT_EQ(fn(), idOf(t[0]));
+  updated.send();
+  EXPECT_EQ(waitDescribed(pid), "exit 0");
+}
+
+int plainFunction() { return 7; }
+
+// In a frame of its own: the Assembler remembers the blob's address, and a stale copy on
+// the caller's frame would pin the blob through the conservative stack scan.
+__attribute__((noinline)) Result<Blob> installReturnerBlob(Runtime& rt, int value) {
+  jit::Assembler a(rt);
+  a.mov(asmjit::x86::eax, value);
+  a.ret();
+  return jit::install(a);
+}
+
+// The child owns a working runtime: install, update, retire, synchronize and barrier, with
+// the background reclaimer running again and a thread of its own registered.
+TEST(Fork, ChildInstallsUpdatesRetiresAndSynchronizesOnItsOwn) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  Result<ThreadScope> self = rt->registerThread("forker");
+  ASSERT_TRUE(self.isOk());
+  Result<Key> key = rt->createKey(reinterpret_cast<const void*>(&plainFunction), "k");
+  ASSERT_TRUE(key.isOk());
+  std::vector<SiteCaller> c = installCallers(*rt, {*key}, SiteForm::kDirect);
+  ASSERT_EQ(c.size(), 1u);
+  ASSERT_EQ(c[0].fn(), 7);
+
+  std::string result = runInChild([&] {
+    Result<Blob> blob = installReturnerBlob(*rt, 42);
+    CHILD_CHECK(blob.isOk(), "install in the child: %s", blob.status().toString().c_str());
+    CHILD_CHECK(rt->update(*key, blob->code).isOk(), "update in the child");
+    CHILD_CHECK(c[0].fn() == 42, "site returns %d", c[0].fn());
+    std::atomic<bool> stop{false};
+    std::thread reader([&] {  // a registered thread of the child's own
+      Result<ThreadScope> s = rt->registerThread("child-reader");
+      if (!s) return;
+      while (!stop.load()) safepoint();
+    });
+    CHILD_CHECK(rt->update(*key, reinterpret_cast<const void*>(&plainFunction)).isOk(), "update back");
+    uint64_t freedBefore = rt->stats().blobsFreed;
+    Status retired = rt->retire(*blob);
+    CHILD_CHECK(retired.isOk(), "retire in the child: %s", retired.toString().c_str());
+    blob.value() = Blob{};  // the conservative stack scan would see the handle's address
+    qtest::scrubDeadStack();
+    Status sync = rt->synchronize(2000ms);
+    CHILD_CHECK(sync.isOk(), "synchronize in the child: %s", sync.toString().c_str());
+    auto end = std::chrono::steady_clock::now() + 5s;
+    while (rt->stats().blobsFreed == freedBefore && std::chrono::steady_clock::now() < end) {
+      safepoint();  // this thread is registered: the reclaimer's grace period waits for it
+      std::this_thread::sleep_for(1ms);
+    }
+    stop = true;
+    reader.join();
+    RuntimeStats st = rt->stats();
+    CHILD_CHECK(st.blobsFreed > freedBefore, "the child's background reclaimer freed nothing (%llu grace periods, %llu pinned)",
+                static_cast<unsigned long long>(st.gracePeriods), static_cast<unsigned long long>(st.blobsPinnedByStacks));
+    CHILD_CHECK(rt->barrier(2000ms).isOk(), "barrier in the child");
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_EQ(c[0].fn(), 7) << "the child's updates reached the parent";
+}
+
+// Threads other than the forking one do not exist in the child: its grace periods must not
+// wait for them (a registered parent thread that never passes a safepoint would hold them up).
+TEST(Fork, ChildGracePeriodsDoNotWaitForTheParentsOtherThreads) {
+  Options o;
+  o.graceDeadline = 3000ms;
+  Result<Runtime> rt = Runtime::create(o);
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::atomic<bool> registered{false}, stop{false};
+  std::thread stuck([&] {
+    Result<ThreadScope> s = rt->registerThread("parent-only");
+    registered = true;
+    while (!stop.load()) std::this_thread::sleep_for(1ms);  // online, never a safepoint
+  });
+  while (!registered.load()) std::this_thread::sleep_for(1ms);
+  std::string result = runInChild([&] {
+    auto start = std::chrono::steady_clock::now();
+    Status s = rt->synchronize(1000ms);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    CHILD_CHECK(s.isOk(), "synchronize in the child waited for a thread it does not have: %s", s.toString().c_str());
+    CHILD_CHECK(ms < 500, "synchronize took %lld ms", static_cast<long long>(ms));
+    return 0;
+  });
+  stop = true;
+  stuck.join();
+  EXPECT_EQ(result, "exit 0");
+}
+
+// A child made without fork()'s atfork handlers (a raw fork system call, as vfork or clone
+// users get) shares the parent's code: patching from it is refused, not done to the parent.
+TEST(Fork, ChildWithoutAtforkHandlersIsRefused) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 2, 600);
+  Result<Key> key = rt->createKey(t[0], "shared");
+  ASSERT_TRUE(key.isOk());
+  std::vector<SiteCaller> c = installCallers(*rt, {*key}, SiteForm::kDirect);
+  ASSERT_EQ(c.size(), 1u);
+  long pid = syscall(SYS_fork);
+  if (pid == 0) {
+    Result<const void*> r = rt->update(*key, t[1]);
+    bool refused = !r.isOk() && r.code() == Error::kForkedChild;
+    if (!refused) std::fprintf(stderr, "raw-fork child: update returned %s\n", r.status().toString().c_str());
+    syscall(SYS_exit_group, refused ? 0 : 1);
+  }
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(waitDescribed(static_cast<pid_t>(pid)), "exit 0");
+  EXPECT_EQ(c[0].fn(), idOf(t[0])) << "a child without atfork handlers patched the parent's code";
+}
+
+}  // namespace
