@@ -175,7 +175,6 @@ Status CodeArena::prepareForkCopy() {
 // The child: replace both views with the copy, at the same addresses (every pointer into
 // the arena -- sites, blobs, trampolines, the poll flag -- stays valid).
 Status CodeArena::adoptForkCopy() noexcept {
-  new (&mutex_) std::mutex();  // the parent's other threads may have held it; none exist here
   if (forkFd_ < 0) return Status(Error::kMapFailed, "fork: no copy of the code was made for the child");
   if (mmap(rw_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED ||
       mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 
 #include "metadata.h"
 #include "patchcall/status.h"
@@ -47,7 +48,8 @@ class CodeArena {
   void lockForFork() { mutex_.lock(); }
   void unlockForFork() { mutex_.unlock(); }
   Status prepareForkCopy();
-  Status adoptForkCopy() noexcept;  // child; also resets the lock
+  Status adoptForkCopy() noexcept;  // child
+  void resetLockAfterFork() noexcept { new (&mutex_) std::mutex(); }  // child: held by prepare
   void dropForkCopy() noexcept;     // parent
   size_t touched() const noexcept { return touched_; }
 

@@ -13,6 +13,7 @@
 
 #include "reclaimer.h"
 #include "runtime_impl.h"
+#include "test_hooks.h"
 
 namespace patchcall::detail {
 namespace {
@@ -41,8 +42,10 @@ void prepare() noexcept {
     rt.arena->lockForFork();
     // Breakpoint rounds run only under a text mutex, so with every text mutex held no other
     // thread is inside one: the process-wide trap table holds no other thread's entries.
+    TestHooks* hooks = testHooks();
+    p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
     try {
-      p.copy = rt.arena->prepareForkCopy();
+      if (!p.copySkipped) p.copy = rt.arena->prepareForkCopy();
     } catch (const std::bad_alloc&) {
       p.copy = Status(Error::kOutOfMemory, std::string());
     }
@@ -73,9 +76,9 @@ void child() noexcept {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
     p.ownerPid = pid;
-    Status s = p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
+    Status s = p.copySkipped ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
     p.copy = Status::ok();
-    if (s.isOk()) {
+    if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here.
       int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
       if (rt.procMemFd >= 0) close(rt.procMemFd);
@@ -83,6 +86,7 @@ void child() noexcept {
     }
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk());
+    rt.arena->resetLockAfterFork();
     new (&rt.reservationsMutex) std::mutex();
     rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
     if (!p.textHeldBefore) rt.textMutex.unlock();

@@ -1,6 +1,7 @@
 # Runs patchcall-stress once and checks its exit status and JSON figures (ctest helper).
 #   cmake -DSTRESS=<exe> -DARGS="a;b;c" -DEXPECT_EXIT=<n> [-DJSON=<file>]
 #         [-DMIN_UPDATES=n] [-DMIN_FREED=n] [-DMIN_CALLS=n] [-DMIN_GRACE_WAITS=n] [-DMIN_VIOLATIONS=n]
+#         [-DMIN_FORK_CHILDREN=n]
 #         -P check_run.cmake
 # EXPECT_EXIT is the exact exit status wanted (0 clean, 1 violations, 2 bad option).
 cmake_minimum_required(VERSION 3.25)
@@ -46,6 +47,9 @@ if(DEFINED MIN_CALLS)
 endif()
 if(DEFINED MIN_FREED)
   check_at_least("total;blobs_freed" ${MIN_FREED})
+endif()
+if(DEFINED MIN_FORK_CHILDREN)
+  check_at_least("total;fork_children" ${MIN_FORK_CHILDREN})
 endif()
 if(DEFINED MIN_GRACE_WAITS)
   check_at_least("total;toggle_grace_waits" ${MIN_GRACE_WAITS})

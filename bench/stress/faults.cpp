@@ -38,6 +38,7 @@ bool applyFaults(const Options& o, std::string* error) {
   patchcall::testing::setSkipSync(o.fault == Fault::kSkipSync);
   patchcall::testing::setSkipToggleGrace(o.fault == Fault::kSkipGrace);
   patchcall::testing::setSkipRetireGrace(o.fault == Fault::kSkipRetireGrace);
+  patchcall::testing::setSkipForkCopy(o.fault == Fault::kSkipForkCopy);
   patchcall::testing::setBetweenByteWrites(o.widenRace ? &widenTear : nullptr);
   return true;
 #else

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <random>
 #include <thread>
 
 #include "caller_threads.h"
@@ -15,6 +14,9 @@
 #include "checker.h"
 #include "faults.h"
 #include "options.h"
+#include "forks.h"
+#include "plan.h"
+#include "world.h"
 #include "report.h"
 #include "targets.h"
 #include "updater.h"
@@ -27,33 +29,6 @@ constexpr int kExitViolation = 1, kExitBadOption = 2, kExitRuntimeError = 3;
 int fail(const std::string& msg) {
   std::fprintf(stderr, "patchcall-stress: %s\n", msg.c_str());
   return kExitRuntimeError;
-}
-
-struct Plan {
-  std::vector<patchcall::SiteForm> keyForm;
-  std::vector<std::vector<uint32_t>> keysOfForm;  // per entry of Options::forms()
-  SitePlan sites;
-};
-
-// Keys get the forms in rotation; so do sites, and each site is bound to the next key of its
-// form (keys of a form shuffled by the seed), so every key has sites when sites >= keys.
-Plan makePlan(const Options& o) {
-  std::vector<patchcall::SiteForm> forms = o.forms();
-  Plan p;
-  p.keysOfForm.resize(forms.size());
-  for (int k = 0; k < o.keys; ++k) {
-    p.keyForm.push_back(forms[static_cast<size_t>(k) % forms.size()]);
-    p.keysOfForm[static_cast<size_t>(k) % forms.size()].push_back(static_cast<uint32_t>(k));
-  }
-  std::mt19937_64 rng(o.seed);
-  for (auto& keys : p.keysOfForm) std::shuffle(keys.begin(), keys.end(), rng);
-  std::vector<size_t> next(forms.size(), 0);
-  for (int s = 0; s < o.sites; ++s) {
-    size_t f = static_cast<size_t>(s) % forms.size();
-    p.sites.form.push_back(forms[f]);
-    p.sites.key.push_back(p.keysOfForm[f][next[f]++ % p.keysOfForm[f].size()]);
-  }
-  return p;
 }
 
 int run(const Options& o) {
@@ -75,38 +50,22 @@ int run(const Options& o) {
   if (!created) return fail("Runtime::create: " + created.status().toString());
   patchcall::Runtime& rt = *created;
 
-  Plan plan = makePlan(o);
-  TargetSource targets(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace);
-  std::vector<const void*> initial;
-  if (!targets.init(&initial, &err)) return fail(err);
-  std::vector<patchcall::Key> keys;
-  auto cells = std::make_unique<KeyCells[]>(static_cast<size_t>(o.keys));
-  for (int k = 0; k < o.keys; ++k) {
-    auto key = rt.createKey(initial[static_cast<size_t>(k)], "stress." + std::to_string(k));
-    if (!key) return fail("createKey: " + key.status().toString());
-    keys.push_back(*key);
-    cells[k].end.store(tag(static_cast<uint32_t>(k), 0));
-    cells[k].begin.store(tag(static_cast<uint32_t>(k), 0));
-  }
-  CallerCode code;
-  if (!code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), &err)) return fail(err);
+  World world;
+  if (!world.build(rt, o, "stress.", &err)) return fail(err);
+  const Plan& plan = world.plan;
   patchcall::ArenaInfo arena = rt.arenaInfo();
-  checker.attach(&code, cells.get(), arena.rxBase, arena.size);
+  checker.attach(&world.code, world.cells.get(), arena.rxBase, arena.size);
 
-  CallerThreads callers(rt, code, cells.get(), o.threads, o.seed);
+  CallerThreads callers(rt, world.code, world.cells.get(), o.threads, o.seed);
   if (!callers.start(&err)) return fail(err);
-  Updaters updaters(rt, keys, cells.get(), targets);
+  Updaters updaters(rt, world.keys, world.cells.get(), *world.targets);
   std::vector<patchcall::SiteForm> forms = o.forms();
-  std::vector<UpdaterConfig> configs;
-  for (size_t f = 0; f < forms.size(); ++f) {
-    UpdaterConfig c{forms[f], plan.keysOfForm[f], o.batch, o.updateRate / static_cast<double>(forms.size()),
-                    o.seed + 1 + f};
-    configs.push_back(std::move(c));
-  }
+  ForkDriver forks(rt, world, o);
 
   using Clock = std::chrono::steady_clock;
   auto start = Clock::now(), deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
-  updaters.start(std::move(configs));
+  updaters.start(world.updaterConfigs(o));
+  forks.start();
   auto lastTime = start;
   uint64_t lastCalls = 0, lastUpdates = 0;
   while (Clock::now() < deadline && !updaters.failed()) {
@@ -121,6 +80,7 @@ int run(const Options& o) {
     }
     lastTime = now, lastCalls = c, lastUpdates = u;
   }
+  forks.stop();     // waits for every child
   updaters.stop();  // first: an update may be waiting for the callers' safepoints
   callers.stop();
   auto end = Clock::now();
@@ -163,7 +123,10 @@ int run(const Options& o) {
     r.calls += t.calls;
     r.threads.push_back(t);
   }
-  r.violations = checker.total();
+  r.forkChildren = forks.children();
+  r.forkFailures = forks.failures();
+  if (!forks.error().empty() && r.error.empty()) r.error = forks.error();
+  r.violations = checker.total() + r.forkFailures;
   r.details = checker.details();
   r.exitCode = r.violations != 0 ? kExitViolation : !r.error.empty() ? kExitRuntimeError : 0;
   printSummary(r);

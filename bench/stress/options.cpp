@@ -26,6 +26,9 @@ them, and checks every call's result against the versions that were current duri
   --retire           every update installs fresh target blobs and retires the old ones
                      (freed blobs are int3-filled: running one is a violation)
   --seed N           seed for key assignment and update order (default 1)
+  --fork N           fork N children during the run; each checks that every inherited site
+                     decodes to its registry's target, then runs a short stress of its own
+                     (fresh keys, code and threads in its copy) that must see 0 violations
   --json FILE        write the summary figures as JSON
   --progress         live progress line on stderr even when it is not a terminal
   --help             this text
@@ -90,6 +93,7 @@ const char* faultName(Fault fault) {
     case Fault::kSkipSync: return "skip-sync";
     case Fault::kSkipGrace: return "skip-grace";
     case Fault::kSkipRetireGrace: return "skip-retire-grace";
+    case Fault::kSkipForkCopy: return "skip-fork-copy";
   }
   return "?";
 }
@@ -124,6 +128,8 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
     if (name == "--help" || name == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (name == "--fork") {
+      if (!need(v) || !parseInt(name, v, 0, 1000, &o->forks, &err)) return bad(err);
     } else if (name == "--threads") {
       if (!need(v) || !parseInt(name, v, 1, 1024, &o->threads, &err)) return bad(err);
     } else if (name == "--sites") {
@@ -175,8 +181,9 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       if (f == "skip-sync") o->fault = Fault::kSkipSync;
       else if (f == "skip-grace") o->fault = Fault::kSkipGrace, o->widenRace = true;
       else if (f == "skip-retire-grace") o->fault = Fault::kSkipRetireGrace;
+      else if (f == "skip-fork-copy") o->fault = Fault::kSkipForkCopy;
       else if (f == "none") o->fault = Fault::kNone;
-      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace or none, got '" + std::string(f) + "'");
+      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy or none, got '" + std::string(f) + "'");
     } else if (name == "--widen-race" && flag()) {
       o->widenRace = true;
 #endif

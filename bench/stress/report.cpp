@@ -105,6 +105,10 @@ void printSummary(const RunReport& r) {
   std::printf("\n                   cpu ns/call (check included)");
   for (const ThreadReport& t : r.threads) std::printf(" %.2f", t.cpuNsPerCall);
   std::printf("\n");
+  if (r.options.forks > 0) {
+    std::printf("fork children %llu, failed %llu (each checked its inherited sites and ran a stress of its own)\n",
+                static_cast<unsigned long long>(r.forkChildren), static_cast<unsigned long long>(r.forkFailures));
+  }
   if (!r.error.empty()) std::printf("\nRUN FAILED: %s\n", r.error.c_str());
   std::printf("\n%s: %llu violations\n", r.violations == 0 && r.error.empty() ? "PASS" : "FAIL",
               static_cast<unsigned long long>(r.violations));
@@ -147,11 +151,11 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
   std::fprintf(f, ", \"calls\": %llu, \"calls_per_s\": %.1f, \"calls_per_s_per_thread\": %.1f, \"violations\": %llu, "
                   "\"grace_periods\": %llu, \"toggle_grace_waits\": %llu, \"emulated_traps\": %llu, "
                   "\"blobs_retired\": %llu, \"blobs_freed\": %llu, \"blobs_pinned_by_stacks\": %llu, "
-                  "\"syncs\": %llu, \"site_writes\": %llu},\n",
+                  "\"syncs\": %llu, \"site_writes\": %llu, \"fork_children\": %llu, \"fork_failures\": %llu},\n",
                u(r.calls), static_cast<double>(r.calls) / r.seconds, perThread, u(r.violations),
                u(r.runtime.gracePeriods), u(r.runtime.toggleGraceWaits), u(r.runtime.trapsEmulated),
                u(r.runtime.blobsRetired), u(r.runtime.blobsFreed), u(r.runtime.blobsPinnedByStacks), u(r.runtime.syncs),
-               u(r.runtime.siteWrites));
+               u(r.runtime.siteWrites), u(r.forkChildren), u(r.forkFailures));
   std::fprintf(f, "  \"threads\": [");
   for (size_t i = 0; i < r.threads.size(); ++i) {
     const ThreadReport& t = r.threads[i];

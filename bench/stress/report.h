@@ -43,6 +43,7 @@ struct RunReport {
   patchcall::RuntimeStats runtime;
   patchcall::ArenaInfo arena;
   uint64_t updates = 0, calls = 0, violations = 0, blobsRetired = 0;
+  uint64_t forkChildren = 0, forkFailures = 0;  // --fork: children run, children that failed
   Latency latency;
   std::vector<Violation> details;
   std::string error;  // a runtime failure that ended the run early

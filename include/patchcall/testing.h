@@ -17,6 +17,8 @@ void setSkipToggleGrace(bool skip);
 void setSkipSync(bool skip);
 // Frees retired blobs at once (no grace period, no stack scan): breaks invariant 4.
 void setSkipRetireGrace(bool skip);
+// A fork() child keeps mapping the parent's code (no private copy): the two patch each other.
+void setSkipForkCopy(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
 // Emits a toggle site with a call to `stall` between the toggle and call A, so a test can

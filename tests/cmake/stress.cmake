@@ -2,11 +2,6 @@
 # seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures.
 if(NOT PATCHCALL_BUILD_BENCH)
   return()
-  # Retired target blobs freed without a grace period: a caller preempted inside an old
-  # target resumes on int3 fill, which the driver must report (invariant 4 is observable).
-  patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1
-    "--threads;6;--sites;60;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;20000;--fault=skip-retire-grace"
-    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
 endif()
 set(PATCHCALL_STRESS_CHECK ${PROJECT_SOURCE_DIR}/bench/stress/check_run.cmake)
 set(PATCHCALL_STRESS_OUT ${CMAKE_CURRENT_BINARY_DIR}/stress-out)
@@ -40,7 +35,16 @@ patchcall_stress_test(Stress_CleanOversubscribedMixed 0
   "--threads;6;--sites;240;--keys;24;--form;mixed;--seconds;3"
   "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=3000;MIN_CALLS=1000000")
 
+# fork() during the run: every child checks its inherited sites and runs a stress of its own.
+patchcall_stress_test(Stress_CleanForkChildren 0
+  "--threads;3;--sites;240;--keys;24;--form;mixed;--retire;--seconds;3;--update-rate;30000;--fork;4"
+  "JSON=${PATCHCALL_STRESS_OUT}/clean-fork.json;MIN_FORK_CHILDREN=4;MIN_UPDATES=3000;MIN_CALLS=1000000")
+
 if(PATCHCALL_TEST_HOOKS)
+  # Children that keep sharing the parent's code (no private copy) must be caught.
+  patchcall_stress_test(Stress_FaultSkipForkCopyIsDetected 1
+    "--threads;3;--sites;240;--keys;24;--form;mixed;--seconds;3;--update-rate;30000;--fork;4;--fault=skip-fork-copy"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-fork-copy.json;MIN_VIOLATIONS=1")
   # The toggle race made easy to hit (a stalled thread between toggle and call A, a slow torn
   # rewrite): with the grace-period rule on, the protocol still holds ...
   patchcall_stress_test(Stress_WidenedToggleRaceHolds 0

@@ -1,0 +1,37 @@
+// patchcall-stress — building a run's world.
+#include "world.h"
+
+#include "faults.h"
+
+namespace stress {
+
+bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& keyPrefix, std::string* error) {
+  plan = makePlan(o);
+  targets = std::make_unique<TargetSource>(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace);
+  std::vector<const void*> initial;
+  if (!targets->init(&initial, error)) return false;
+  cells = std::make_unique<KeyCells[]>(static_cast<size_t>(o.keys));
+  for (int k = 0; k < o.keys; ++k) {
+    auto key = rt.createKey(initial[static_cast<size_t>(k)], keyPrefix + std::to_string(k));
+    if (!key) {
+      *error = "createKey: " + key.status().toString();
+      return false;
+    }
+    keys.push_back(*key);
+    cells[k].end.store(tag(static_cast<uint32_t>(k), 0));
+    cells[k].begin.store(tag(static_cast<uint32_t>(k), 0));
+  }
+  return code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), error);
+}
+
+std::vector<UpdaterConfig> World::updaterConfigs(const Options& o) const {
+  std::vector<patchcall::SiteForm> forms = o.forms();
+  std::vector<UpdaterConfig> configs;
+  for (size_t f = 0; f < forms.size(); ++f) {
+    configs.push_back(UpdaterConfig{forms[f], plan.keysOfForm[f], o.batch, o.updateRate / static_cast<double>(forms.size()),
+                                    o.seed + 1 + f});
+  }
+  return configs;
+}
+
+}  // namespace stress
