@@ -26,14 +26,17 @@ std::once_flag gAtforkOnce;
 // so they pass per-runtime state through Impl::forkState.
 void prepare() noexcept {
   gRuntimesMutex.lock();
+  // A grace period in flight (and the reclaimer pass that waits for it) may wait for this
+  // thread: be quiescent in every domain before waiting for any lock.
+  ThreadRecord* self = currentThread();
+  for (Runtime::Impl* r : gRuntimes) {
+    ForkState& p = r->forkState;
+    p.wentOffline = self != nullptr && self->domain == r->quiescence.get() && self->ctr.load() != 0 &&
+                    r->quiescence->offline(self).isOk();
+  }
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
-    // A grace period in flight may wait for this thread: be quiescent while we wait for locks.
-    ThreadRecord* self = currentThread();
-    if (self != nullptr && self->domain == rt.quiescence.get() && self->ctr.load() != 0) {
-      p.wentOffline = rt.quiescence->offline(self).isOk();
-    }
     // Lock order as everywhere else: reclaimer, then text mutex, then the arena's locks.
     rt.reclaimer->lockForFork();
     p.textHeldBefore = rt.textMutexHeldHere();
