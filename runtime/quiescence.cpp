@@ -15,6 +15,8 @@
 #include <new>
 #include <thread>
 
+#include "test_hooks.h"
+
 namespace patchcall {
 namespace detail {
 
@@ -362,6 +364,9 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
 // ---- public thread API -------------------------------------------------------------------
 
 void detail::safepointSlow() noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr) {
+    if (void (*hook)() = hooks->inSafepointSlow.load(std::memory_order_relaxed); hook != nullptr) hook();
+  }
   if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
     r->domain->safepointSlow(r);
   }

@@ -23,6 +23,7 @@ void setSkipToggleGrace(bool skip) { detail::testHooks()->skipToggleGrace.store(
 void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
+void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
 }  // namespace testing
 #endif
 

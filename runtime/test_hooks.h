@@ -12,6 +12,9 @@ struct TestHooks {
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
   // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
   std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
+  // Called first thing in every safepoint slow path, on the polling thread (for tests that
+  // dirty registers where JIT code's live state must survive).
+  std::atomic<void (*)()> inSafepointSlow{nullptr};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS

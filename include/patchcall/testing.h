@@ -19,6 +19,9 @@ void setSkipSync(bool skip);
 void setSkipRetireGrace(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
+// Called first thing in every safepoint slow path (a JIT poll's stub or safepoint()), on the
+// polling thread, before it reports its quiescent state; nullptr removes it.
+void setSafepointSlowHook(void (*hook)());
 // Emits a toggle site with a call to `stall` between the toggle and call A, so a test can
 // hold a chosen thread exactly where the toggle race needs it. `stall` must preserve every
 // register the surrounding JIT code relies on (test code keeps nothing live across it).
