@@ -15,6 +15,8 @@ struct TestHooks {
   // Called first thing in every safepoint slow path, on the polling thread (for tests that
   // dirty registers where JIT code's live state must survive).
   std::atomic<void (*)()> inSafepointSlow{nullptr};
+  // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
+  std::atomic<uint8_t> stateSave{0};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS
