@@ -5,8 +5,12 @@
 //   BM_GracePeriod/N       one Runtime::synchronize() while N registered readers loop
 //                          { readerWork(); safepoint(); } (the same readers as BM_Urcu_GracePeriod)
 //   BM_SafepointSlowPath   one poll whose slow path is taken (the flag held armed by a grace
-//                          period another thread waits for); avx512_live:1 keeps zmm0-31 and
-//                          k1-7 in use, so the stub saves and restores all of them
+//                          period another thread waits for). full:0 is a thread that already
+//                          acknowledged (what every poll of a hot loop costs until the grace
+//                          period ends); full:1 runs the stub's whole save/call/restore (the
+//                          polling thread is offline, so the C++ side returns at once: the
+//                          figure is the stub's cost without the acknowledgement's own work);
+//                          avx512_live:1 keeps zmm0-31 and k1-7 in use, so XSAVEC saves them
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -169,10 +173,14 @@ void BM_SafepointSlowPath(benchmark::State& state) {
   ArmedFlag flag(*rt);
   if (!flag.armed()) return state.SkipWithError("could not hold the poll flag armed");
   loop(1);  // the first slow path acknowledges the grace period; later ones find it acknowledged
+  // Offline, every poll finds the counter unseen: the stub saves, calls and restores each time.
+  const bool full = state.range(1) != 0;
+  if (full && !patchcall::goOffline()) return state.SkipWithError("goOffline failed");
   constexpr uint64_t kPolls = 1000;
   pcbench::LoopClock clock;
   for (auto _ : state) benchmark::DoNotOptimize(loop(kPolls));
   pcbench::reportPerItem(state, clock, kPolls, "ns_per_slow_path");
+  if (full) (void)patchcall::goOnline();
 }
 
 }  // namespace
@@ -180,5 +188,11 @@ void BM_SafepointSlowPath(benchmark::State& state) {
 BENCHMARK(BM_Safepoint)->UseRealTime();
 BENCHMARK(BM_Loop_NoPoll)->UseRealTime();
 BENCHMARK(BM_SafepointPoll_Loop)->UseRealTime();
-BENCHMARK(BM_SafepointSlowPath)->ArgName("avx512_live")->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_SafepointSlowPath)
+    ->ArgNames({"avx512_live", "full"})
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
+    ->UseRealTime();
 BENCHMARK(BM_GracePeriod)->Arg(1)->Arg(2)->Arg(4)->Arg(8)->UseRealTime()->MinTime(0.2);
