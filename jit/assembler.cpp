@@ -12,6 +12,8 @@ namespace {
 // Intel's recommended multi-byte NOPs, 1..3 bytes (all padding before a site needs).
 const uint8_t kNops[4][3] = {{}, {0x90}, {0x66, 0x90}, {0x0F, 0x1F, 0x00}};
 const uint8_t kCallPlaceholder[5] = {0xE8, 0, 0, 0, 0};
+// SysV red zone: the 128 bytes below rsp that leaf code may use without moving rsp.
+constexpr int32_t kRedZoneSize = 128;
 
 int64_t rel(uintptr_t from, uintptr_t to) { return static_cast<int64_t>(to) - static_cast<int64_t>(from); }
 
@@ -83,10 +85,14 @@ Result<Blob> install(Assembler& a) {
   if (a.installed_) return Status(Error::kInvalidArgument, "install: this Assembler was already installed");
   asmjit::CodeHolder& code = a.codeHolder();
   if (!a.finalized_) {  // once: install may be retried after e.g. kArenaExhausted
-    // Out-of-line poll slow paths: call the shared stub, resume after the poll.
+    // Out-of-line poll slow paths: step over the red zone (the call's return address and the
+    // stub's frame would land in it; lea leaves the flags alone), call the shared stub, step
+    // back, resume after the poll.
     for (const Assembler::SlowPath& p : a.slowPaths_) {
       PATCHCALL_TRY(a.recordError(a.bind(p.slow)));
+      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, -kRedZoneSize))));
       PATCHCALL_TRY(emitFixedCall(a, a.runtime().safepointStub()));
+      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, kRedZoneSize))));
       PATCHCALL_TRY(a.recordError(a.jmp(p.back)));
     }
     PATCHCALL_TRY(a.recordError(code.flatten()));

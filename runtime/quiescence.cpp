@@ -15,6 +15,8 @@
 #include <new>
 #include <thread>
 
+#include "test_hooks.h"
+
 namespace patchcall {
 namespace detail {
 
@@ -383,7 +385,24 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
 
 // ---- public thread API -------------------------------------------------------------------
 
+// No std::atomic member calls here: their always_inline bodies assume SSE and would not
+// inline into a general-registers-only function; __atomic builtins on the same object do.
+__attribute__((target("general-regs-only"))) bool detail::safepointPending() noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr) {
+    static_assert(sizeof hooks->inSafepointSlow == sizeof(void*));
+    const auto* hook = reinterpret_cast<void* const*>(&hooks->inSafepointSlow);
+    if (__atomic_load_n(hook, __ATOMIC_RELAXED) != nullptr) return true;  // the hook runs in the full path
+  }
+  const SafepointTls& t = tlsSafepoint;
+  if (t.gpCounter == nullptr) return false;
+  static_assert(sizeof(*t.gpCounter) == sizeof(uint64_t) && std::atomic<uint64_t>::is_always_lock_free);
+  return __atomic_load_n(reinterpret_cast<const uint64_t*>(t.gpCounter), __ATOMIC_RELAXED) != t.seen;
+}
+
 void detail::safepointSlow() noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr) {
+    if (void (*hook)() = hooks->inSafepointSlow.load(std::memory_order_relaxed); hook != nullptr) hook();
+  }
   if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
     r->domain->safepointSlow(r);
   }

@@ -118,4 +118,13 @@ ThreadRecord* currentThread() noexcept;
 // Set while a retire callback runs on this thread: synchronize() would deadlock there.
 extern thread_local bool tlsInRetireCallback;
 
+// True when safepointSlow() has work for the calling thread: the check safepoint() inlines
+// (the grace-period counter moved since the thread last reported), or a test hook is set.
+// The safepoint stub calls it before it saves any vector state, so it is compiled for
+// general registers only: a poll of a thread that already acknowledged (the flag stays armed
+// until every thread has) costs no XSAVE/XRSTOR. Caveat: inside a shared object the TLS read
+// is a __tls_get_addr call, whose rare slow path (after a dlopen changed the TLS generation)
+// is ordinary C code; executables get it relaxed to an fs: load.
+bool safepointPending() noexcept;
+
 }  // namespace patchcall::detail

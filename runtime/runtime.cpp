@@ -25,6 +25,13 @@ void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
+void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
+// patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
+// values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
+enum class SafepointSave : uint8_t;
+void setSafepointSave(SafepointSave save) { detail::testHooks()->stateSave.store(static_cast<uint8_t>(save)); }
+SafepointSave safepointSaveMethod(const Runtime& rt) { return static_cast<SafepointSave>(rt.impl()->stateSave.method); }
+uint32_t safepointSaveAreaSize(const Runtime& rt) { return rt.impl()->stateSave.areaSize; }
 }  // namespace testing
 #endif
 
@@ -63,7 +70,16 @@ Result<Runtime> Runtime::create(Options options) {
     impl->safepointStubRx = impl->pollFlagRx + 64;
     uint8_t* rw = impl->arena->toRw(*page);
     rw[0] = 0;
-    detail::encodeSafepointStub(rw + 64, &detail::safepointSlow);
+    auto wanted = detail::StateSave::kAuto;
+    if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) {
+      wanted = static_cast<detail::StateSave>(hooks->stateSave.load());
+    }
+    impl->stateSave = detail::detectStateSave(wanted);
+    size_t stubSize =
+        detail::encodeSafepointStub(rw + 64, impl->stateSave, &detail::safepointPending, &detail::safepointSlow);
+    if (stubSize > detail::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
+      return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
+    }
 
     detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink};
     impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);

@@ -20,6 +20,7 @@
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "quiescence.h"
+#include "safepoint_stub.h"
 
 namespace patchcall {
 
@@ -110,6 +111,7 @@ struct Runtime::Impl {
   // Runtime page at the start of the arena: poll flag and safepoint stub.
   uintptr_t pollFlagRx = 0;
   uintptr_t safepointStubRx = 0;
+  detail::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
 
   // ---- registry, all under textMutex ----
   mutable detail::FairMutex textMutex;

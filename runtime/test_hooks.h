@@ -13,6 +13,11 @@ struct TestHooks {
   std::atomic<bool> skipForkCopy{false};     // a fork child keeps sharing the parent's code
   // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
   std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
+  // Called first thing in every safepoint slow path, on the polling thread (for tests that
+  // dirty registers where JIT code's live state must survive).
+  std::atomic<void (*)()> inSafepointSlow{nullptr};
+  // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
+  std::atomic<uint8_t> stateSave{0};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS

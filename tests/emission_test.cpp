@@ -16,6 +16,7 @@
 
 #include "disasm.h"
 #include "patchcall/jit.h"
+#include "patchcall/testing.h"
 
 namespace patchcall {
 namespace {
@@ -287,7 +288,20 @@ bool ripMemoryOperand(const void* p, ZydisDisassembledInstruction* insn, uint64_
   return false;
 }
 
-// cmp byte [rip+flag], 0 ; jne slow  ...  slow: call safepointStub ; jmp back
+// `lea rsp, [rsp+disp]` at `p` (Zydis): how the slow path steps over the red zone and back.
+void expectLeaRsp(const uint8_t* p, int64_t disp, const std::string& where) {
+  ZydisDisassembledInstruction lea;
+  ASSERT_TRUE(ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, addr(p), p, 15, &lea))) << where;
+  EXPECT_EQ(lea.info.mnemonic, ZYDIS_MNEMONIC_LEA) << where << ": " << lea.text;
+  ASSERT_GE(lea.info.operand_count_visible, 2) << where << ": " << lea.text;
+  EXPECT_EQ(lea.operands[0].reg.value, ZYDIS_REGISTER_RSP) << where << ": " << lea.text;
+  EXPECT_EQ(lea.operands[1].mem.base, ZYDIS_REGISTER_RSP) << where << ": " << lea.text;
+  EXPECT_EQ(lea.operands[1].mem.index, ZYDIS_REGISTER_NONE) << where << ": " << lea.text;
+  EXPECT_EQ(lea.operands[1].mem.disp.value, disp) << where << ": " << lea.text;
+}
+
+// cmp byte [rip+flag], 0 ; jne slow  ...
+// slow: lea rsp, [rsp-128] ; call safepointStub ; lea rsp, [rsp+128] ; jmp back
 TEST_F(Emission, SafepointPollDecodes) {
   for (size_t k : {0, 1, 2, 3, 17, 58, 63}) {
     jit::Assembler a(rt());
@@ -322,11 +336,16 @@ TEST_F(Emission, SafepointPollDecodes) {
     ASSERT_TRUE(j.isRelative) << j.text;
     const uint8_t* resume = jneAt + j.length;
 
-    // The slow path calls the stub and jumps back right after the jne.
+    // The slow path steps below the red zone, calls the stub, steps back and jumps back
+    // right after the jne.
     auto* slow = reinterpret_cast<const uint8_t*>(j.target);
     ASSERT_TRUE(slow > resume && slow < code + b->size) << where << ": slow path " << hex(j.target) << " outside the blob";
-    expectCallTo(slow, rt().safepointStub(), where + " slow path");
-    Decoded back = decodeAt(slow + 5);
+    expectLeaRsp(slow, -128, where + " slow path entry");
+    const uint8_t* call = slow + decodeAt(slow).length;
+    expectCallTo(call, rt().safepointStub(), where + " slow path");
+    const uint8_t* up = call + 5;
+    expectLeaRsp(up, 128, where + " slow path exit");
+    Decoded back = decodeAt(up + decodeAt(up).length);
     EXPECT_TRUE(back.isRelative && !back.isCall) << back.text;
     EXPECT_EQ(back.target, addr(resume)) << where << ": slow path returns to " << back.text;
 
@@ -334,24 +353,57 @@ TEST_F(Emission, SafepointPollDecodes) {
   }
 }
 
-TEST_F(Emission, SafepointStubDecodesToRet) {
-  auto* p = static_cast<const uint8_t*>(rt().safepointStub());
-  const uint8_t* end = p + 1024;
-  int instructions = 0, calls = 0;
-  Decoded d;
-  std::string listing;
-  while (p < end) {
-    d = decodeAt(p);
-    ASSERT_TRUE(d.ok) << "undecodable byte " << hex(*p) << " at " << static_cast<const void*>(p) << " after:\n" << listing;
-    listing += "  " + d.text + "\n";
-    ++instructions;
-    calls += d.isCall;
-    p += d.length;
-    if (d.opcode == 0xC3) break;
+// The stub decodes to two calls (the pending check, the slow path) and a ret for every save instruction (forced through the test
+// hook; one the CPU lacks is skipped), and saves and restores with the instructions the runtime
+// reports (which also checks testing::SafepointSave matches the runtime's numbering).
+TEST_F(Emission, SafepointStubDecodesForEverySaveMethod) {
+  using testing::SafepointSave;
+  for (SafepointSave wanted : {SafepointSave::kAuto, SafepointSave::kXsavec, SafepointSave::kXsave, SafepointSave::kFxsave}) {
+    testing::setSafepointSave(wanted);
+    Result<Runtime> rt = Runtime::create();
+    testing::setSafepointSave(SafepointSave::kAuto);
+    ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+    SafepointSave method = testing::safepointSaveMethod(*rt);
+    if (wanted != SafepointSave::kAuto && method != wanted) {
+      std::printf("[ info ] %s: not supported here (the runtime picked %s)\n", testing::toString(wanted),
+                  testing::toString(method));
+      continue;
+    }
+    auto* p = static_cast<const uint8_t*>(rt->safepointStub());
+    const uint8_t* start = p;
+    const uint8_t* end = p + 1024;
+    int instructions = 0, calls = 0;
+    Decoded d;
+    std::string listing;
+    while (p < end) {
+      d = decodeAt(p);
+      ASSERT_TRUE(d.ok) << "undecodable byte " << hex(*p) << " at " << static_cast<const void*>(p) << " after:\n" << listing;
+      listing += "  " + d.text + "\n";
+      ++instructions;
+      calls += d.isCall;
+      p += d.length;
+      if (d.opcode == 0xC3) break;
+    }
+    std::string where = std::string("requested ") + testing::toString(wanted) + ", uses " + testing::toString(method);
+    EXPECT_EQ(d.opcode, 0xC3) << where << ": the stub does not end with ret within 1 KiB:\n" << listing;
+    EXPECT_LE(static_cast<size_t>(p - start), 320u) << where << ": larger than kSafepointStubMaxSize\n" << listing;
+    EXPECT_EQ(calls, 2) << where << ": expected the pending check and the slow path\n" << listing;
+    EXPECT_GT(instructions, 10) << where << "\n" << listing;
+    const char* save = method == SafepointSave::kXsavec ? "xsavec64 [rsp]"
+                       : method == SafepointSave::kXsave ? "xsave64 [rsp]"
+                                                         : "fxsave64 [rsp]";
+    const char* restore = method == SafepointSave::kFxsave ? "fxrstor64 [rsp]" : "xrstor64 [rsp]";
+    EXPECT_NE(listing.find(save), std::string::npos) << where << ": no " << save << "\n" << listing;
+    EXPECT_NE(listing.find(restore), std::string::npos) << where << ": no " << restore << "\n" << listing;
+    EXPECT_NE(listing.find("cld"), std::string::npos) << where << ": DF not cleared for the C++ call\n" << listing;
+    char sub[64];
+    std::snprintf(sub, sizeof sub, "sub rsp, 0x%X", testing::safepointSaveAreaSize(*rt));
+    EXPECT_NE(listing.find(sub), std::string::npos) << where << ": no '" << sub << "'\n" << listing;
+    if (method != SafepointSave::kFxsave) {
+      EXPECT_NE(listing.find("and rsp, 0xFFFFFFFFFFFFFFC0"), std::string::npos)
+          << where << ": the area is not 64-byte aligned\n" << listing;
+    }
   }
-  EXPECT_EQ(d.opcode, 0xC3) << "the stub does not end with ret within 1 KiB:\n" << listing;
-  EXPECT_EQ(calls, 1) << listing;
-  EXPECT_GT(instructions, 10) << listing;
 }
 
 // The poll's slow path really runs: with a grace period pending, JIT code calls the stub,

@@ -84,8 +84,23 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
 // kToggle emits the dual-call toggle; kBreakpoint emits the call where it stands;
 // kAuto is Direct when no padding is needed, else Breakpoint (no NOPs).
 Status emitCall(Assembler& a, Key key, SiteForm form = SiteForm::kDirect);
-// QSBR poll: `cmp byte [rip+flag], 0 ; jne slow` inline; the slow path (emitted at the end
-// of the code) calls the runtime's safepoint stub, which preserves all caller-saved state.
+// QSBR poll: `cmp byte [rip+flag], 0 ; jne slow` inline. The slow path, emitted at the end of
+// the code, is `lea rsp,[rsp-128] ; call <runtime's safepoint stub> ; lea rsp,[rsp+128] ;
+// jmp back`. When it runs, it preserves everything JIT code may keep live across the poll:
+//  - every general register: rax, rcx, rdx, rsi, rdi, r8-r11 are pushed by the stub; rbx, rbp,
+//    r12-r15 are kept by the C++ ABI; rsp comes back unchanged;
+//  - rflags: restored by popfq (DF included; the C++ side runs with DF clear). The status
+//    flags are those of the poll's own cmp on either path: no status flag is live across it;
+//  - the whole extended state that XCR0 enables (x87, MXCSR, xmm/ymm/zmm0-31, k0-7, and any
+//    other component such as PKRU or AMX tiles), saved with XSAVEC (XSAVE where the CPU has
+//    no XSAVEC) into a 64-byte aligned area on the stack and restored with XRSTOR; a CPU or
+//    OS without XSAVE gets FXSAVE: x87, MXCSR and xmm0-15, all such a CPU has;
+//  - the 128-byte red zone [rsp-128, rsp).
+// A thread that has already acknowledged the pending grace period (the flag stays armed until
+// every thread has) only gets the general registers and rflags saved: a general-registers-only
+// check finds nothing to do, so no vector state is touched. Stack below the red zone: up to
+// 152 bytes, plus the save area (sized from CPUID: 2,432 bytes with AVX-512 on this project's
+// machines) and the C++ safepoint frames when the slow path has work.
 Status emitSafepointPoll(Assembler& a);
 // A plain, unpatchable `call rel32` to a fixed address (the hard-wired baseline).
 Status emitFixedCall(Assembler& a, const void* target);

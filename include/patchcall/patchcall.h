@@ -148,7 +148,9 @@ typedef struct patchcall_stats {
 int patchcall_arena_info_get(const patchcall_runtime* rt, patchcall_arena_info* out);
 int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out);
 /* The byte JIT polls compare with zero, and the shared poll slow path (for C code
- * generators that emit their own polls). NULL for a NULL runtime. */
+ * generators that emit their own polls). The stub preserves every register, rflags and the
+ * whole XSAVE state; it does not move rsp first, so a poll that keeps the red zone calls it
+ * as `lea rsp,[rsp-128] ; call stub ; lea rsp,[rsp+128]`. NULL for a NULL runtime. */
 const volatile uint8_t* patchcall_safepoint_flag(const patchcall_runtime* rt);
 const void* patchcall_safepoint_stub(const patchcall_runtime* rt);
 

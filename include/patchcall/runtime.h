@@ -142,7 +142,9 @@ class Runtime {
   RuntimeStats stats() const;
   // The byte in the RX arena that JIT safepoint polls compare against zero.
   const volatile uint8_t* safepointFlag() const;
-  // Shared out-of-line slow path for JIT polls: saves caller-saved state, calls safepoint().
+  // Shared out-of-line slow path for JIT polls: saves the caller-saved registers, rflags and
+  // the whole XSAVE state, calls the safepoint slow path, restores them (see
+  // jit::emitSafepointPoll). Callers step rsp 128 bytes down first to keep the red zone.
   const void* safepointStub() const;
   Impl* impl() const noexcept { return impl_.get(); }
 

@@ -7,6 +7,10 @@
 #error "patchcall/testing.h needs a build with -DPATCHCALL_TEST_HOOKS=ON"
 #endif
 
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+
 #include "patchcall/jit.h"
 
 namespace patchcall::testing {
@@ -21,6 +25,25 @@ void setSkipRetireGrace(bool skip);
 void setSkipForkCopy(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
+// Called first thing in every safepoint slow path (a JIT poll's stub or safepoint()), on the
+// polling thread, before it reports its quiescent state; nullptr removes it. While one is set,
+// every JIT poll slow path takes the stub's full path (extended state saved around the C++).
+void setSafepointSlowHook(void (*hook)());
+
+// The instruction a runtime's safepoint stub saves the extended register state with.
+enum class SafepointSave : uint8_t { kAuto = 0, kXsavec, kXsave, kFxsave };
+inline const char* toString(SafepointSave save) {
+  static const char* const kNames[] = {"auto", "xsavec", "xsave", "fxsave"};
+  return static_cast<size_t>(save) < 4 ? kNames[static_cast<size_t>(save)] : "?";
+}
+inline std::ostream& operator<<(std::ostream& os, SafepointSave save) { return os << toString(save); }
+// Runtimes created from now on use `save` when the CPU and OS support it (else the best they
+// do); kAuto, the default, always picks the best. Lets tests run every stub encoding.
+void setSafepointSave(SafepointSave save);
+// What `rt`'s stub uses (never kAuto), and the bytes it reserves on the stack to save into.
+SafepointSave safepointSaveMethod(const Runtime& rt);
+uint32_t safepointSaveAreaSize(const Runtime& rt);
+
 // Emits a toggle site with a call to `stall` between the toggle and call A, so a test can
 // hold a chosen thread exactly where the toggle race needs it. `stall` must preserve every
 // register the surrounding JIT code relies on (test code keeps nothing live across it).
