@@ -70,13 +70,17 @@ Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)
 }
 
 Quiescence::~Quiescence() {
-  for (ThreadRecord* r : zombies_) delete r;
+  // Under lifetimeMutex(): a thread exiting (or resetting its scope) right now either finished
+  // unregistering already or finds domain == nullptr.
+  std::lock_guard<std::mutex> lifetime(lifetimeMutex());
+  for (ThreadRecord* r : zombies_) releaseRecord(r);
   for (ThreadRecord* r : threads_) {
     r->domain = nullptr;  // a ThreadScope outliving its runtime unregisters as a no-op
     if (config_.diagnostics) {
       config_.diagnostics("patchcall: runtime destroyed while thread '" + std::string(r->name) +
                           "' is still registered; unregister threads first");
     }
+    releaseRecord(r);  // the domain's reference; the scope's and the exit hook's remain
   }
   if (threads_.empty()) {
     delete counterBlock_;
@@ -113,9 +117,14 @@ Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
     r->stackLo = reinterpret_cast<uintptr_t>(lo);
     r->stackHi = r->stackLo + size;
   }
+  if (Status armed = armExitHook(r); !armed) {
+    delete r;
+    return armed;
+  }
   {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     if (threads_.size() >= config_.maxThreads) {
+      disarmExitHook(nullptr);
       delete r;
       return Status(Error::kTooManyThreads, "cannot register thread '" + std::string(name) +
                                                 "': Options::maxThreads (" +
@@ -141,7 +150,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
     threads_.erase(std::find(threads_.begin(), threads_.end(), r));
   }
   if (gpMutex_.try_lock()) {  // no grace period can hold a pointer to r
-    delete r;
+    releaseRecord(r);
     gpMutex_.unlock();
   } else {
     std::lock_guard<std::mutex> lock(threadsMutex_);
@@ -259,7 +268,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
       while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
       {
         std::lock_guard<std::mutex> lock(threadsMutex_);
-        for (ThreadRecord* z : zombies_) delete z;
+        for (ThreadRecord* z : zombies_) releaseRecord(z);
         zombies_.clear();
       }
       leader.unlock();
@@ -358,51 +367,5 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
 }
 
 }  // namespace detail
-
-// ---- public thread API -------------------------------------------------------------------
-
-void detail::safepointSlow() noexcept {
-  if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
-    r->domain->safepointSlow(r);
-  }
-}
-
-Status goOffline() noexcept {
-  detail::ThreadRecord* r = detail::tlsSafepoint.record;
-  if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOffline: the calling thread is not registered");
-  }
-  return r->domain->offline(r);
-}
-
-Status goOnline() noexcept {
-  detail::ThreadRecord* r = detail::tlsSafepoint.record;
-  if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOnline: the calling thread is not registered");
-  }
-  return r->domain->online(r);
-}
-
-bool isThreadRegistered() noexcept { return detail::tlsSafepoint.record != nullptr; }
-
-ThreadScope& ThreadScope::operator=(ThreadScope&& other) noexcept {
-  if (this != &other) {
-    reset();
-    record_ = other.record_;
-    other.record_ = nullptr;
-  }
-  return *this;
-}
-
-void ThreadScope::reset() noexcept {
-  if (record_ == nullptr) return;
-  if (record_->domain != nullptr) {
-    record_->domain->unregisterThread(record_);
-  } else {  // the runtime is gone
-    if (detail::tlsSafepoint.record == record_) detail::tlsSafepoint = detail::SafepointTls{};
-    delete record_;
-  }
-  record_ = nullptr;
-}
 
 }  // namespace patchcall

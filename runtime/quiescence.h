@@ -29,16 +29,30 @@ namespace patchcall::detail {
 
 class Quiescence;
 
+// Lifetime: three references, each dropped once (releaseRecord): the domain's (unregisterThread,
+// or ~Quiescence), the exit hook's (disarmed by an unregistration on the thread, or run at
+// thread exit) and the ThreadScope's. So a scope that outlives its thread, or a hook that runs
+// after the runtime is gone, never touches freed memory.
 struct ThreadRecord {
   std::atomic<uint64_t> ctr{0};         // 0: offline; else the last counter acknowledged
   std::atomic<uint32_t> scanLock{0};    // held while someone scans this thread's stack
   std::atomic<uintptr_t> offlineSp{0};  // stack pointer when it went offline
+  std::atomic<uint32_t> refs{3};
+  std::atomic<bool> exited{false};      // the thread ended while registered (set by the exit hook)
   bool dead = false;                    // unregistered; its stack is gone (under scanLock)
-  Quiescence* domain = nullptr;
+  Quiescence* domain = nullptr;         // nullptr once the runtime is gone (under lifetimeMutex())
   MiString name;
   pid_t tid = 0;
   uintptr_t stackLo = 0, stackHi = 0;
 };
+void releaseRecord(ThreadRecord* r) noexcept;
+
+// Guards ThreadRecord::domain against a runtime destroyed while its threads unregister or exit.
+std::mutex& lifetimeMutex() noexcept;
+// The calling thread's exit hook (a pthread key destructor, which runs after every C++
+// thread_local destructor): arm at registration, disarm when the thread unregisters itself.
+Status armExitHook(ThreadRecord* r) noexcept;
+void disarmExitHook(ThreadRecord* r) noexcept;
 
 // Code ranges awaiting reclamation; `hit[i]` is set when some stack holds an address in range i.
 struct ScanSet {
@@ -60,6 +74,8 @@ class Quiescence {
 
   Result<ThreadRecord*> registerThread(std::string_view name);
   void unregisterThread(ThreadRecord* record) noexcept;
+  // The exit hook: reports the thread by name, then unregisters it (lifetimeMutex() held).
+  void unregisterAtExit(ThreadRecord* record) noexcept;
   void safepointSlow(ThreadRecord* record) noexcept;
   Status offline(ThreadRecord* record) noexcept;
   Status online(ThreadRecord* record) noexcept;

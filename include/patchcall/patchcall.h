@@ -158,8 +158,14 @@ typedef struct patchcall_thread patchcall_thread;
 /* Registers the calling thread (name may be NULL). A thread belongs to one runtime at a
  * time. Errors: TOO_MANY_THREADS, INVALID_ARGUMENT (already registered). */
 int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall_thread** out);
-/* Must run on the registering thread (INVALID_ARGUMENT otherwise; the handle stays valid).
- * Frees the handle on success. */
+/* Must run on the registering thread (INVALID_ARGUMENT otherwise; the handle stays valid),
+ * unless that thread has exited. Frees the handle on success.
+ *
+ * Thread exit: a thread that ends while registered is unregistered on its way out (after
+ * its C++ thread_local destructors); the diagnostic sink gets one message naming it, and no
+ * grace period waits for it or scans its stack afterwards. Its handle is NOT freed then (it
+ * stays the caller's and never dangles): pass it to patchcall_thread_unregister from any
+ * thread, which frees it and returns OK. */
 int patchcall_thread_unregister(patchcall_thread* thread);
 
 /* Announces a quiescent state: the caller holds no reference to anything retired before

@@ -58,6 +58,12 @@ class Runtime;
 
 // RAII registration of the calling thread with a Runtime's quiescence domain
 // (Runtime::registerThread). A thread is registered with at most one runtime at a time.
+//
+// Thread exit: a thread that ends while still registered (its scope never reset, e.g. kept
+// in a heap object) is unregistered on its way out (a pthread key destructor, after every
+// thread_local destructor); the diagnostic sink gets one message naming it, and no grace
+// period waits for it or scans its stack afterwards. Its scope stays valid: active() turns
+// false and destroying it, on any thread, only frees the record.
 class ThreadScope {
  public:
   ThreadScope() = default;
@@ -66,9 +72,12 @@ class ThreadScope {
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
   ~ThreadScope() { reset(); }
-  // Unregister now (must be called on the registering thread).
+  // Unregister now. On the registering thread this ends the registration; on another thread
+  // (or after the runtime or the thread is gone) it only drops the handle: a registration
+  // whose thread is alive then ends when that thread exits.
   void reset() noexcept;
-  bool active() const noexcept { return record_ != nullptr; }
+  // Holds a registration whose thread has not exited.
+  bool active() const noexcept;
 
  private:
   friend class Runtime;
