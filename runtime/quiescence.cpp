@@ -25,22 +25,8 @@ namespace {
 
 constexpr uint64_t kStaleCounter = 1;  // never a live grace-period counter (those start at 2)
 
-inline void cpuRelax() noexcept { __builtin_ia32_pause(); }
-
-void lockSpin(std::atomic<uint32_t>& lock) noexcept {
-  for (int i = 0; lock.exchange(1, std::memory_order_acquire) != 0; ++i) {
-    if (i < 64) cpuRelax();
-    else std::this_thread::yield();
-  }
-}
-void unlockSpin(std::atomic<uint32_t>& lock) noexcept { lock.store(0, std::memory_order_release); }
-
 long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
-}
-
-uintptr_t currentStackPointer() noexcept {
-  return reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
 }
 
 }  // namespace
@@ -114,9 +100,11 @@ Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
     size_t size = 0;
     pthread_attr_getstack(&attr, &lo, &size);
     pthread_attr_destroy(&attr);
-    r->stackLo = reinterpret_cast<uintptr_t>(lo);
-    r->stackHi = r->stackLo + size;
+    r->home.lo = reinterpret_cast<uintptr_t>(lo);
+    r->home.hi = r->home.lo + size;
   }
+  r->home.state.store(kStackRunning, std::memory_order_relaxed);  // published with r (threadsMutex_)
+  r->home.runner.store(r->tid, std::memory_order_relaxed);
   if (Status armed = armExitHook(r); !armed) {
     delete r;
     return armed;
@@ -139,6 +127,7 @@ Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
 }
 
 void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
+  leaveStacks(r);  // before `dead`: a leader that sees dead (under scanLock) also sees the parked fiber
   lockSpin(r->scanLock);
   r->dead = true;
   r->ctr.store(0, std::memory_order_release);
@@ -172,7 +161,7 @@ void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
   // back online mid-period scans although the period no longer waits for it).
   lockSpin(r->scanLock);
   if (const ScanSet* set = activeScan_.load(std::memory_order_acquire); set != nullptr) {
-    set->scan(currentStackPointer(), r->stackHi);
+    scanCurrent(*set, r, currentStackPointer());  // [sp, hi) of the stack it runs on
   }
   unlockSpin(r->scanLock);
   // seq_cst (xchg): with the waiter's seq_cst store to waiting_, either it sees this
@@ -234,7 +223,9 @@ bool Quiescence::threadQuiescent(ThreadRecord* r, uint64_t target) noexcept {
   bool quiescent = r->dead || r->ctr.load(std::memory_order_acquire) == 0;
   if (!r->dead && quiescent) {
     if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed)) {
-      set->scan(r->offlineSp.load(std::memory_order_relaxed), r->stackHi);
+      // Its current stack from where it went offline (or, after an offline switchStack, from
+      // the incoming stack's saved sp): both written under the lock we hold.
+      scanCurrent(*set, r, r->offlineSp.load(std::memory_order_relaxed));
     }
   }
   unlockSpin(r->scanLock);
@@ -302,9 +293,12 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     pending = threads_;
+    // Published under threadsMutex_: a thread registered after this copy is not waited for,
+    // but its registration takes the mutex afterwards, so every switchStack it makes sees
+    // the set and scans both stacks (the argument in stacks.cpp relies on it).
+    activeScan_.store(pendingScan_, std::memory_order_release);
   }
   seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
-  activeScan_.store(pendingScan_, std::memory_order_release);
   uint64_t target = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
   *pollFlag_ = 1;  // JIT polls now take their slow path
   auto start = Clock::now(), spinUntil = start + config_.spin;
@@ -346,6 +340,10 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
     }
   }
   waiting_.store(0, std::memory_order_relaxed);
+  // Every thread has acknowledged (or is offline and scanned): now the parked stacks.
+  if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed); set != nullptr && status.isOk()) {
+    scanParkedStacks(*set);
+  }
   *pollFlag_ = 0;
   if (activeScan_.exchange(nullptr, std::memory_order_seq_cst) != nullptr) {
     // Wait out any scan still using the set: after this, nobody can see it (its owner may

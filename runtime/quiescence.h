@@ -22,6 +22,7 @@
 #include <string>
 
 #include "metadata.h"
+#include "stacks.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/status.h"
 
@@ -43,7 +44,9 @@ struct ThreadRecord {
   Quiescence* domain = nullptr;         // nullptr once the runtime is gone (under lifetimeMutex())
   MiString name;
   pid_t tid = 0;
-  uintptr_t stackLo = 0, stackHi = 0;
+  StackRecord home;                      // its pthread stack (bounds from pthread_getattr_np)
+  std::atomic<StackRecord*> current{&home};  // written by the thread (under scanLock while offline)
+  std::atomic<bool> unknownStackReported{false};  // one "call switchStack" diagnostic per thread
 };
 void releaseRecord(ThreadRecord* r) noexcept;
 
@@ -59,6 +62,7 @@ struct ScanSet {
   MiVector<uintptr_t> begin, end;  // sorted, disjoint
   std::unique_ptr<std::atomic<uint8_t>[]> hit;
   void scan(uintptr_t lo, uintptr_t hi) const noexcept;
+  void markAll() const noexcept;  // a stack that could not be read: pin everything
 };
 
 class Quiescence {
@@ -90,6 +94,10 @@ class Quiescence {
   // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
   void setScanSet(const ScanSet* set);
 
+  // Stacks (stacks.cpp).
+  StackTable& stacks() noexcept { return stacks_; }
+  Status switchStack(ThreadRecord* r, StackHandle to) noexcept;
+
   const std::atomic<uint64_t>& counter() const noexcept { return gpCounter_; }
   std::chrono::milliseconds defaultDeadline() const noexcept { return config_.deadline; }
   uint64_t gracePeriods() const noexcept { return gracePeriods_.load(std::memory_order_relaxed); }
@@ -99,6 +107,11 @@ class Quiescence {
   Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
   bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;
   std::string describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const;
+  // stacks.cpp: scans r's current stack from sp; a foreign sp pins all and is reported once.
+  void scanCurrent(const ScanSet& set, ThreadRecord* r, uintptr_t sp) noexcept;
+  void reportUnknownStack(ThreadRecord* r, uintptr_t sp, const StackRecord& known) noexcept;
+  void scanParkedStacks(const ScanSet& set) noexcept;  // the leader's pass, before withdrawal
+  void leaveStacks(ThreadRecord* r) noexcept;          // unregisterThread: park/free its stacks
   void wakeWaiter() noexcept;
   void announceCompletion() noexcept;
 
@@ -122,6 +135,7 @@ class Quiescence {
   mutable std::mutex threadsMutex_;
   MiVector<ThreadRecord*> threads_;
   MiVector<ThreadRecord*> zombies_;  // unregistered, freed when no grace period can see them
+  StackTable stacks_;
 };
 
 // The calling thread's record, if it is registered (any runtime).
