@@ -119,11 +119,14 @@ Status StackTable::remove(StackHandle h) {
     uint64_t word = parked;
     // Acquire: the scan we may have waited out is complete before the caller unmaps the stack.
     if (s->state.compare_exchange_weak(word, kStackFree, std::memory_order_acquire, std::memory_order_relaxed)) break;
-    if ((word & kStackStateMask) == kStackRunning) {
+    if (word == stackWord(h.generation, kStackRunning)) {
       return invalid("unregisterStack: stack '" + std::string(names_[h.index]) + "' is running on tid " +
                      std::to_string(s->runner.load()) + "; switch away from it first");
     }
-    if (i < 64) cpuRelax();  // a leader is scanning it: microseconds
+    if (word != stackWord(h.generation, kStackScanning) && word != parked) {
+      return invalid("unregisterStack: not a registered stack of this runtime (stale handle)");
+    }
+    if (i < 64) cpuRelax();  // a leader is scanning it (microseconds), or a spurious CAS failure
     else sched_yield();
   }
   byLo_.erase(s->lo);
