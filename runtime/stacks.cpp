@@ -136,8 +136,10 @@ Status StackTable::remove(StackHandle h) {
 
 std::string StackTable::nameOf(StackHandle h) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (h.index >= names_.size()) return "'?'";
-  return "'" + std::string(names_[h.index]) + "'";
+  std::string out(1, '\'');  // appended, not "'" + name: GCC 12 -Wrestrict false positive
+  out.append(h.index < names_.size() ? names_[h.index].c_str() : "?");
+  out.push_back('\'');
+  return out;
 }
 
 size_t StackTable::size() const {
