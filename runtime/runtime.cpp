@@ -22,6 +22,7 @@ namespace testing {
 void setSkipToggleGrace(bool skip) { detail::testHooks()->skipToggleGrace.store(skip); }
 void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
+void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 }  // namespace testing
 #endif

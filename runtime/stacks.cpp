@@ -9,6 +9,7 @@
 
 #include "quiescence.h"
 #include "runtime_impl.h"
+#include "test_hooks.h"
 
 namespace patchcall {
 namespace detail {
@@ -174,6 +175,7 @@ void Quiescence::reportUnknownStack(ThreadRecord* r, uintptr_t sp, const StackRe
 }
 
 void Quiescence::scanParkedStacks(const ScanSet& set) noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->skipStackScan.load()) return;
   {
     // Home stacks of threads running on a fiber. threadsMutex_ keeps the records alive; an
     // unregistering thread marks its home free (waiting out this scan) before it goes.
@@ -282,7 +284,9 @@ Status Quiescence::switchStack(ThreadRecord* r, StackHandle to) noexcept {
   // withdrawal of the set waits for that lock, so the set stays alive while we use it.
   if (activeScan_.load(std::memory_order_acquire) != nullptr) {
     if (!offline) lockSpin(r->scanLock);
-    if (const ScanSet* set = activeScan_.load(std::memory_order_acquire)) {
+    TestHooks* hooks = testHooks();
+    const ScanSet* set = activeScan_.load(std::memory_order_acquire);
+    if (set != nullptr && (hooks == nullptr || !hooks->skipStackScan.load(std::memory_order_relaxed))) {
       (void)scanStack(*set, *out, sp);  // a foreign sp pins all; reported below
       (void)scanStack(*set, *in, in->savedSp.load(std::memory_order_relaxed));
     }

@@ -10,6 +10,7 @@ struct TestHooks {
   std::atomic<bool> skipToggleGrace{false};  // break the toggle's grace-period rule
   std::atomic<bool> skipSync{false};         // break the cross-core sync after code writes
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
+  std::atomic<bool> skipStackScan{false};    // scan no parked stack, and none at a switch
   // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
   std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
 };

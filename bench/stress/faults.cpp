@@ -38,6 +38,7 @@ bool applyFaults(const Options& o, std::string* error) {
   patchcall::testing::setSkipSync(o.fault == Fault::kSkipSync);
   patchcall::testing::setSkipToggleGrace(o.fault == Fault::kSkipGrace);
   patchcall::testing::setSkipRetireGrace(o.fault == Fault::kSkipRetireGrace);
+  patchcall::testing::setSkipStackScan(o.fault == Fault::kSkipStackScan);
   patchcall::testing::setBetweenByteWrites(o.widenRace ? &widenTear : nullptr);
   return true;
 #else

@@ -14,6 +14,7 @@
 #include "callers.h"
 #include "checker.h"
 #include "faults.h"
+#include "fibers.h"
 #include "options.h"
 #include "report.h"
 #include "targets.h"
@@ -76,7 +77,8 @@ int run(const Options& o) {
   patchcall::Runtime& rt = *created;
 
   Plan plan = makePlan(o);
-  TargetSource targets(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace);
+  void (*yield)() = o.fibers > 0 ? &stressFiberYield : nullptr;
+  TargetSource targets(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace, o.retire ? yield : nullptr);
   std::vector<const void*> initial;
   if (!targets.init(&initial, &err)) return fail(err);
   std::vector<patchcall::Key> keys;
@@ -89,11 +91,11 @@ int run(const Options& o) {
     cells[k].begin.store(tag(static_cast<uint32_t>(k), 0));
   }
   CallerCode code;
-  if (!code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), &err)) return fail(err);
+  if (!code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), yield, &err)) return fail(err);
   patchcall::ArenaInfo arena = rt.arenaInfo();
   checker.attach(&code, cells.get(), arena.rxBase, arena.size);
 
-  CallerThreads callers(rt, code, cells.get(), o.threads, o.seed);
+  CallerThreads callers(rt, code, cells.get(), o.threads, o.seed, o.fibers);
   if (!callers.start(&err)) return fail(err);
   Updaters updaters(rt, keys, cells.get(), targets);
   std::vector<patchcall::SiteForm> forms = o.forms();
@@ -162,6 +164,10 @@ int run(const Options& o) {
     t.faults = c.faults;
     r.calls += t.calls;
     r.threads.push_back(t);
+  }
+  if (const FiberPool* fp = callers.fibers()) r.fiberSwitches = fp->switches(), r.fiberMigrations = fp->migrations();
+  for (const CallerStats& c : callers.stats()) {
+    if (!c.error.empty() && r.error.empty()) r.error = c.error;
   }
   r.violations = checker.total();
   r.details = checker.details();

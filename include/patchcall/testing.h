@@ -17,6 +17,9 @@ void setSkipToggleGrace(bool skip);
 void setSkipSync(bool skip);
 // Frees retired blobs at once (no grace period, no stack scan): breaks invariant 4.
 void setSkipRetireGrace(bool skip);
+// Scans no parked stack and none at switchStack (only each thread's current stack, as before
+// stacks were known): a parked fiber inside a retired blob no longer pins it.
+void setSkipStackScan(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
 // Emits a toggle site with a call to `stall` between the toggle and call A, so a test can
