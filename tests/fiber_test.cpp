@@ -268,4 +268,82 @@ TEST(FiberDeathTest, StackBelowThePthreadStackNotToldPinsEverythingWithoutFaults
       << "SIGSEGV here: the scan walked from the low stack up across unmapped memory";
 }
 
+// ---- an offline thread switches into a parked fiber ----------------------------------------
+
+struct OfflineSwitch {
+  ucontext_t fiber{}, host{};
+  StackHandle stack;
+  std::atomic<const void*> pointer{nullptr};
+  std::atomic<bool> parked{false}, resumed{false}, release{false};
+  Status out, back;
+};
+OfflineSwitch* gOffline = nullptr;
+
+__attribute__((noinline)) void offlineFiberMain() {
+  OfflineSwitch* o = gOffline;
+  volatile uintptr_t held = reinterpret_cast<uintptr_t>(o->pointer.exchange(nullptr));
+  o->out = switchToHomeStack();
+  o->parked = true;
+  swapcontext(&o->fiber, &o->host);  // parked holding `held`
+  o->resumed = true;                 // back on an offline thread: no safepoints here
+  waitUntil([&] { return o->release.load(); }, 15000ms);
+  held = 0;
+  (void)held;
+  scrubDeadStack();
+  o->back = switchToHomeStack();
+}
+
+// The leader scans an offline thread's current stack from its offline sp; after an offline
+// switch that must be the incoming stack's saved sp (not the sp it went offline with, which
+// lies on another stack: that would read nothing and pin everything, with a diagnostic).
+TEST(Fiber, OfflineThreadSwitchingIntoAParkedFiberIsScannedThere) {
+  MappedStack stack(kFiberStack);
+  ASSERT_TRUE(stack.ok());
+  DiagnosticLog log;
+  auto rt = Runtime::create(manualOptions(log));
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  Result<Blob> b = emitReturn(*rt, 4);
+  ASSERT_TRUE(b.isOk()) << b.status().toString();
+  OfflineSwitch o;
+  gOffline = &o;
+  o.pointer = static_cast<const uint8_t*>(b->code) + 2;
+  Result<StackHandle> h = rt->registerStack(stack.base(), stack.size(), "offline-fiber");
+  ASSERT_TRUE(h.isOk()) << h.status().toString();
+  o.stack = *h;
+  makeFiber(o.fiber, stack, &o.host, &offlineFiberMain);
+  TestThread host;
+  ASSERT_TRUE(host.registerWith(*rt, "offline-switcher").isOk());
+  Status in, off, on;
+  std::atomic<bool> stop{false}, backOnline{false};
+  OnExit releaseAll([&] { o.release = true, stop = true; });
+  ASSERT_TRUE(host.run([&] {
+    in = switchStack(o.stack);
+    swapcontext(&o.host, &o.fiber);  // the fiber parks, holding the pointer
+  }));
+  ASSERT_TRUE(o.parked.load() && in.isOk() && o.out.isOk()) << in.toString() << " / " << o.out.toString();
+  host.post([&] {
+    off = goOffline();
+    in = switchStack(o.stack);  // offline: offlineSp becomes the fiber's saved sp
+    swapcontext(&o.host, &o.fiber);
+    on = goOnline();
+    backOnline = true;
+    passSafepointsUntil(stop);
+  });
+  ASSERT_TRUE(waitUntil([&] { return o.resumed.load(); }));
+  ASSERT_TRUE(rt->retire(*b).isOk());
+  Status held = rt->barrier(300ms);
+  EXPECT_EQ(held.code(), Error::kTimeout) << "the offline thread's fiber holds a pointer: " << held.toString();
+  EXPECT_GT(rt->stats().blobsPinnedByStacks, 0u);
+  EXPECT_TRUE(log.matching("does not know").empty()) << "scanned from the wrong stack:\n" << log.all();
+  o.release = true;
+  ASSERT_TRUE(waitUntil([&] { return backOnline.load(); })) << "the fiber never returned to its host";
+  EXPECT_TRUE(on.isOk() && o.back.isOk()) << on.toString() << " / " << o.back.toString();
+  Status freed = rt->barrier(5000ms);
+  EXPECT_TRUE(freed.isOk()) << freed.toString() << "\n" << log.all();
+  EXPECT_TRUE(off.isOk() && in.isOk()) << off.toString() << " / " << in.toString();
+  stop = true;
+  ASSERT_TRUE(host.waitIdle());
+  EXPECT_TRUE(rt->unregisterStack(o.stack).isOk());
+}
+
 }  // namespace
