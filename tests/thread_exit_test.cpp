@@ -232,6 +232,34 @@ TEST(ThreadExit, ScopeDestroyedOnItsThreadAfterTheExitHookIsHarmless) {
   EXPECT_EQ(countExitDiagnostics(log), 1u) << log.all();
 }
 
+// reset() on another thread while the registering thread lives only drops the handle: the
+// thread stays registered (its TLS is untouched) until it exits, then the hook unregisters it.
+TEST(ThreadExit, ScopeResetOnAnotherThreadOnlyDropsTheHandle) {
+  DiagnosticLog log;
+  auto rt = Runtime::create(manualOptions(log));
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::unique_ptr<ThreadScope> kept;
+  std::atomic<int> phase{0};
+  Status reg;
+  bool stillRegistered = false;
+  std::thread t([&] {
+    reg = registerAndKeep(*rt, "reset-elsewhere", kept);
+    phase = 1;
+    waitUntil([&] { return phase.load() == 2; });
+    stillRegistered = isThreadRegistered();
+    safepoint();  // its record must still be alive
+  });
+  ASSERT_TRUE(waitUntil([&] { return phase.load() == 1; }));
+  ASSERT_TRUE(reg.isOk()) << reg.toString();
+  kept.reset();  // ~ThreadScope on the wrong thread
+  EXPECT_EQ(rt->synchronize(50ms).code(), Error::kTimeout) << "the registration ended on the wrong thread";
+  phase = 2;
+  t.join();
+  EXPECT_TRUE(stillRegistered);
+  EXPECT_TRUE(rt->synchronize(100ms).isOk()) << log.all();
+  EXPECT_FALSE(exitDiagnostics(log, "reset-elsewhere").empty()) << log.all();
+}
+
 // The runtime goes first (its threads' records lose their domain), then the thread exits
 // registered, then its scope is destroyed on another thread: nothing may touch freed memory.
 TEST(ThreadExit, RuntimeDestroyedBeforeTheThreadExits) {
