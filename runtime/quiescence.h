@@ -8,7 +8,10 @@
 //
 // Blob reclamation rides on grace periods: a ScanSet of retired code ranges is published
 // with the new counter, and every thread checks its own stack for addresses inside those
-// ranges before it acknowledges (offline threads are scanned by the waiter).
+// ranges before it acknowledges (offline threads are scanned by the waiter). "Its own stack"
+// is the stack it currently runs on (ThreadRecord::current); parked fiber stacks are scanned
+// by the leader once per such grace period, and by switchStack while one runs (stacks.h).
+// Threads that exit registered are unregistered by a pthread-key hook (thread_scope.cpp).
 #pragma once
 
 #include <sys/types.h>
