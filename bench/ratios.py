@@ -132,6 +132,11 @@ def goals(r):
     out.append(Goal("Toggle update excluding its grace wait vs one membarrier",
                     ("BM_Update_Toggle excl_grace_ns", lambda: r.counter("BM_Update_Toggle", "excl_grace_ns"), fmt_ns),
                     per_iter(memb), 2.5))
+    out.append(Goal("switchStack there and back (BM_FiberSwitch - BM_FiberSwitch_Bare) vs 20 ns",
+                    ("BM_FiberSwitch - BM_FiberSwitch_Bare",
+                     lambda: r.time_ns("BM_FiberSwitch") - r.time_ns("BM_FiberSwitch_Bare"), fmt_ns),
+                    ("20 ns", lambda: 20.0, fmt_ns), 1.0))
+    out.append(Goal("Fiber round trip told vs bare (info)", per_iter("BM_FiberSwitch"), per_iter("BM_FiberSwitch_Bare"), None))
     return out
 
 

@@ -94,6 +94,12 @@ patchcall_blob toC(const patchcall::Blob& b) { return patchcall_blob{b.id, b.cod
 
 }  // namespace
 
+namespace patchcall::detail {
+// For the C API's other translation units (c_api_stacks.cpp).
+int capiReport(const Status& s) { return report(s); }
+Runtime* capiRuntime(patchcall_runtime* rt) { return rt == nullptr ? nullptr : &rt->rt; }
+}  // namespace patchcall::detail
+
 extern "C" {
 
 const char* patchcall_strerror(int code) {
@@ -222,7 +228,9 @@ int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall
 
 int patchcall_thread_unregister(patchcall_thread* thread) {
   if (thread == nullptr) return nullArgument("patchcall_thread_unregister", "thread");
-  if (thread->owner != std::this_thread::get_id()) {
+  // A thread that exited registered was unregistered by the exit hook; its handle (still
+  // ours, never freed behind the caller's back) is released from whichever thread holds it.
+  if (thread->owner != std::this_thread::get_id() && thread->scope.active()) {
     return fail(PATCHCALL_E_INVALID_ARGUMENT,
                 "patchcall_thread_unregister: called from another thread; a thread unregisters itself");
   }

@@ -1,6 +1,9 @@
 // patchcall — the C API's numbers are the C++ API's: error codes, site forms, sync methods.
 // A compile-time check only; a mismatch fails the build, not a caller.
+#include <cstddef>
+
 #include "patchcall/options.h"
+#include "patchcall/quiescence.h"
 #include "patchcall/patchcall.h"
 #include "patchcall/status.h"
 
@@ -37,4 +40,8 @@ static_assert(PATCHCALL_SITE_AUTO == static_cast<int>(patchcall::SiteForm::kAuto
 static_assert(PATCHCALL_SYNC_AUTO == static_cast<int>(patchcall::SyncMethod::kAuto));
 static_assert(PATCHCALL_SYNC_MEMBARRIER == static_cast<int>(patchcall::SyncMethod::kMembarrier));
 static_assert(PATCHCALL_SYNC_MPROTECT_IPI == static_cast<int>(patchcall::SyncMethod::kMprotectIpi));
+// patchcall_stack is patchcall::StackHandle, field for field (c_api_stacks.cpp copies them).
+static_assert(sizeof(patchcall_stack) == sizeof(patchcall::StackHandle));
+static_assert(offsetof(patchcall_stack, index) == offsetof(patchcall::StackHandle, index));
+static_assert(offsetof(patchcall_stack, generation) == offsetof(patchcall::StackHandle, generation));
 }  // namespace

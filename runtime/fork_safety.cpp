@@ -106,6 +106,7 @@ void child() noexcept {
     }
     if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }
+  new (&lifetimeMutex()) std::mutex();  // thread records' lifetime lock (thread_scope.cpp)
   new (&gRuntimesMutex) std::mutex();
 }
 

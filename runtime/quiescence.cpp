@@ -27,22 +27,8 @@ namespace {
 
 constexpr uint64_t kStaleCounter = 1;  // never a live grace-period counter (those start at 2)
 
-inline void cpuRelax() noexcept { __builtin_ia32_pause(); }
-
-void lockSpin(std::atomic<uint32_t>& lock) noexcept {
-  for (int i = 0; lock.exchange(1, std::memory_order_acquire) != 0; ++i) {
-    if (i < 64) cpuRelax();
-    else std::this_thread::yield();
-  }
-}
-void unlockSpin(std::atomic<uint32_t>& lock) noexcept { lock.store(0, std::memory_order_release); }
-
 long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
-}
-
-uintptr_t currentStackPointer() noexcept {
-  return reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
 }
 
 }  // namespace
@@ -72,13 +58,17 @@ Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)
 }
 
 Quiescence::~Quiescence() {
-  for (ThreadRecord* r : zombies_) delete r;
+  // Under lifetimeMutex(): a thread exiting (or resetting its scope) right now either finished
+  // unregistering already or finds domain == nullptr.
+  std::lock_guard<std::mutex> lifetime(lifetimeMutex());
+  for (ThreadRecord* r : zombies_) releaseRecord(r);
   for (ThreadRecord* r : threads_) {
     r->domain = nullptr;  // a ThreadScope outliving its runtime unregisters as a no-op
     if (config_.diagnostics) {
       config_.diagnostics("patchcall: runtime destroyed while thread '" + std::string(r->name) +
                           "' is still registered; unregister threads first");
     }
+    releaseRecord(r);  // the domain's reference; the scope's and the exit hook's remain
   }
   if (threads_.empty()) {
     delete counterBlock_;
@@ -112,12 +102,19 @@ Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
     size_t size = 0;
     pthread_attr_getstack(&attr, &lo, &size);
     pthread_attr_destroy(&attr);
-    r->stackLo = reinterpret_cast<uintptr_t>(lo);
-    r->stackHi = r->stackLo + size;
+    r->home.lo = reinterpret_cast<uintptr_t>(lo);
+    r->home.hi = r->home.lo + size;
+  }
+  r->home.state.store(kStackRunning, std::memory_order_relaxed);  // published with r (threadsMutex_)
+  r->home.runner.store(r->tid, std::memory_order_relaxed);
+  if (Status armed = armExitHook(r); !armed) {
+    delete r;
+    return armed;
   }
   {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     if (threads_.size() >= config_.maxThreads) {
+      disarmExitHook(nullptr);
       delete r;
       return Status(Error::kTooManyThreads, "cannot register thread '" + std::string(name) +
                                                 "': Options::maxThreads (" +
@@ -132,6 +129,7 @@ Result<ThreadRecord*> Quiescence::registerThread(std::string_view name) {
 }
 
 void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
+  leaveStacks(r);  // before `dead`: a leader that sees dead (under scanLock) also sees the parked fiber
   lockSpin(r->scanLock);
   r->dead = true;
   r->ctr.store(0, std::memory_order_release);
@@ -143,7 +141,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
     threads_.erase(std::find(threads_.begin(), threads_.end(), r));
   }
   if (gpMutex_.try_lock()) {  // no grace period can hold a pointer to r
-    delete r;
+    releaseRecord(r);
     gpMutex_.unlock();
   } else {
     std::lock_guard<std::mutex> lock(threadsMutex_);
@@ -155,10 +153,8 @@ void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
   new (&gpMutex_) std::timed_mutex();
   new (&threadsMutex_) std::mutex();
   ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;
-  for (ThreadRecord* r : threads_) {
-    if (r != self) delete r;  // its thread does not exist here; nobody else points to it
-  }
-  for (ThreadRecord* r : zombies_) delete r;
+  // Other threads' records are left allocated (their scopes and exit hooks, which hold
+  // references, do not exist here): a few hundred bytes per thread, once per fork.
   zombies_.clear();
   threads_.clear();
   if (self != nullptr) {
@@ -171,6 +167,7 @@ void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
   waiting_.store(0, std::memory_order_relaxed);
   followers_.store(0, std::memory_order_relaxed);
   if (codeIsOurs) *pollFlag_ = 0;  // else the byte may still be the parent's
+  stacks_.afterForkInChild(self != nullptr ? self->current.load(std::memory_order_relaxed) : nullptr);
 }
 
 void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
@@ -187,7 +184,7 @@ void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
   // back online mid-period scans although the period no longer waits for it).
   lockSpin(r->scanLock);
   if (const ScanSet* set = activeScan_.load(std::memory_order_acquire); set != nullptr) {
-    set->scan(currentStackPointer(), r->stackHi);
+    scanCurrent(*set, r, currentStackPointer());  // [sp, hi) of the stack it runs on
   }
   unlockSpin(r->scanLock);
   // seq_cst (xchg): with the waiter's seq_cst store to waiting_, either it sees this
@@ -249,7 +246,9 @@ bool Quiescence::threadQuiescent(ThreadRecord* r, uint64_t target) noexcept {
   bool quiescent = r->dead || r->ctr.load(std::memory_order_acquire) == 0;
   if (!r->dead && quiescent) {
     if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed)) {
-      set->scan(r->offlineSp.load(std::memory_order_relaxed), r->stackHi);
+      // Its current stack from where it went offline (or, after an offline switchStack, from
+      // the incoming stack's saved sp): both written under the lock we hold.
+      scanCurrent(*set, r, r->offlineSp.load(std::memory_order_relaxed));
     }
   }
   unlockSpin(r->scanLock);
@@ -283,7 +282,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
       while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
       {
         std::lock_guard<std::mutex> lock(threadsMutex_);
-        for (ThreadRecord* z : zombies_) delete z;
+        for (ThreadRecord* z : zombies_) releaseRecord(z);
         zombies_.clear();
       }
       leader.unlock();
@@ -317,9 +316,12 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     pending = threads_;
+    // Published under threadsMutex_: a thread registered after this copy is not waited for,
+    // but its registration takes the mutex afterwards, so every switchStack it makes sees
+    // the set and scans both stacks (the argument in stacks.cpp relies on it).
+    activeScan_.store(pendingScan_, std::memory_order_release);
   }
   seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
-  activeScan_.store(pendingScan_, std::memory_order_release);
   uint64_t target = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
   *pollFlag_ = 1;  // JIT polls now take their slow path
   auto start = Clock::now(), spinUntil = start + config_.spin;
@@ -361,6 +363,10 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
     }
   }
   waiting_.store(0, std::memory_order_relaxed);
+  // Every thread has acknowledged (or is offline and scanned): now the parked stacks.
+  if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed); set != nullptr && status.isOk()) {
+    scanParkedStacks(*set);
+  }
   *pollFlag_ = 0;
   if (activeScan_.exchange(nullptr, std::memory_order_seq_cst) != nullptr) {
     // Wait out any scan still using the set: after this, nobody can see it (its owner may
@@ -382,68 +388,5 @@ Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
 }
 
 }  // namespace detail
-
-// ---- public thread API -------------------------------------------------------------------
-
-// No std::atomic member calls here: their always_inline bodies assume SSE and would not
-// inline into a general-registers-only function; __atomic builtins on the same object do.
-__attribute__((target("general-regs-only"))) bool detail::safepointPending() noexcept {
-  if (TestHooks* hooks = testHooks(); hooks != nullptr) {
-    static_assert(sizeof hooks->inSafepointSlow == sizeof(void*));
-    const auto* hook = reinterpret_cast<void* const*>(&hooks->inSafepointSlow);
-    if (__atomic_load_n(hook, __ATOMIC_RELAXED) != nullptr) return true;  // the hook runs in the full path
-  }
-  const SafepointTls& t = tlsSafepoint;
-  if (t.gpCounter == nullptr) return false;
-  static_assert(sizeof(*t.gpCounter) == sizeof(uint64_t) && std::atomic<uint64_t>::is_always_lock_free);
-  return __atomic_load_n(reinterpret_cast<const uint64_t*>(t.gpCounter), __ATOMIC_RELAXED) != t.seen;
-}
-
-void detail::safepointSlow() noexcept {
-  if (TestHooks* hooks = testHooks(); hooks != nullptr) {
-    if (void (*hook)() = hooks->inSafepointSlow.load(std::memory_order_relaxed); hook != nullptr) hook();
-  }
-  if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
-    r->domain->safepointSlow(r);
-  }
-}
-
-Status goOffline() noexcept {
-  detail::ThreadRecord* r = detail::tlsSafepoint.record;
-  if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOffline: the calling thread is not registered");
-  }
-  return r->domain->offline(r);
-}
-
-Status goOnline() noexcept {
-  detail::ThreadRecord* r = detail::tlsSafepoint.record;
-  if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOnline: the calling thread is not registered");
-  }
-  return r->domain->online(r);
-}
-
-bool isThreadRegistered() noexcept { return detail::tlsSafepoint.record != nullptr; }
-
-ThreadScope& ThreadScope::operator=(ThreadScope&& other) noexcept {
-  if (this != &other) {
-    reset();
-    record_ = other.record_;
-    other.record_ = nullptr;
-  }
-  return *this;
-}
-
-void ThreadScope::reset() noexcept {
-  if (record_ == nullptr) return;
-  if (record_->domain != nullptr) {
-    record_->domain->unregisterThread(record_);
-  } else {  // the runtime is gone
-    if (detail::tlsSafepoint.record == record_) detail::tlsSafepoint = detail::SafepointTls{};
-    delete record_;
-  }
-  record_ = nullptr;
-}
 
 }  // namespace patchcall

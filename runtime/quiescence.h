@@ -8,7 +8,10 @@
 //
 // Blob reclamation rides on grace periods: a ScanSet of retired code ranges is published
 // with the new counter, and every thread checks its own stack for addresses inside those
-// ranges before it acknowledges (offline threads are scanned by the waiter).
+// ranges before it acknowledges (offline threads are scanned by the waiter). "Its own stack"
+// is the stack it currently runs on (ThreadRecord::current); parked fiber stacks are scanned
+// by the leader once per such grace period, and by switchStack while one runs (stacks.h).
+// Threads that exit registered are unregistered by a pthread-key hook (thread_scope.cpp).
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +25,7 @@
 #include <string>
 
 #include "metadata.h"
+#include "stacks.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/status.h"
 
@@ -29,22 +33,39 @@ namespace patchcall::detail {
 
 class Quiescence;
 
+// Lifetime: three references, each dropped once (releaseRecord): the domain's (unregisterThread,
+// or ~Quiescence), the exit hook's (disarmed by an unregistration on the thread, or run at
+// thread exit) and the ThreadScope's. So a scope that outlives its thread, or a hook that runs
+// after the runtime is gone, never touches freed memory.
 struct ThreadRecord {
   std::atomic<uint64_t> ctr{0};         // 0: offline; else the last counter acknowledged
   std::atomic<uint32_t> scanLock{0};    // held while someone scans this thread's stack
   std::atomic<uintptr_t> offlineSp{0};  // stack pointer when it went offline
+  std::atomic<uint32_t> refs{3};
+  std::atomic<bool> exited{false};      // the thread ended while registered (set by the exit hook)
   bool dead = false;                    // unregistered; its stack is gone (under scanLock)
-  Quiescence* domain = nullptr;
+  Quiescence* domain = nullptr;         // nullptr once the runtime is gone (under lifetimeMutex())
   MiString name;
   pid_t tid = 0;
-  uintptr_t stackLo = 0, stackHi = 0;
+  StackRecord home;                      // its pthread stack (bounds from pthread_getattr_np)
+  std::atomic<StackRecord*> current{&home};  // written by the thread (under scanLock while offline)
+  std::atomic<bool> unknownStackReported{false};  // one "call switchStack" diagnostic per thread
 };
+void releaseRecord(ThreadRecord* r) noexcept;
+
+// Guards ThreadRecord::domain against a runtime destroyed while its threads unregister or exit.
+std::mutex& lifetimeMutex() noexcept;
+// The calling thread's exit hook (a pthread key destructor, which runs after every C++
+// thread_local destructor): arm at registration, disarm when the thread unregisters itself.
+Status armExitHook(ThreadRecord* r) noexcept;
+void disarmExitHook(ThreadRecord* r) noexcept;
 
 // Code ranges awaiting reclamation; `hit[i]` is set when some stack holds an address in range i.
 struct ScanSet {
   MiVector<uintptr_t> begin, end;  // sorted, disjoint
   std::unique_ptr<std::atomic<uint8_t>[]> hit;
   void scan(uintptr_t lo, uintptr_t hi) const noexcept;
+  void markAll() const noexcept;  // a stack that could not be read: pin everything
 };
 
 class Quiescence {
@@ -60,6 +81,8 @@ class Quiescence {
 
   Result<ThreadRecord*> registerThread(std::string_view name);
   void unregisterThread(ThreadRecord* record) noexcept;
+  // The exit hook: reports the thread by name, then unregisters it (lifetimeMutex() held).
+  void unregisterAtExit(ThreadRecord* record) noexcept;
   void safepointSlow(ThreadRecord* record) noexcept;
   Status offline(ThreadRecord* record) noexcept;
   Status online(ThreadRecord* record) noexcept;
@@ -73,6 +96,10 @@ class Quiescence {
   Status synchronize(std::chrono::milliseconds deadline) { return waitFor(snapshot(), deadline); }
   // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
   void setScanSet(const ScanSet* set);
+
+  // Stacks (stacks.cpp).
+  StackTable& stacks() noexcept { return stacks_; }
+  Status switchStack(ThreadRecord* r, StackHandle to) noexcept;
 
   const std::atomic<uint64_t>& counter() const noexcept { return gpCounter_; }
   std::chrono::milliseconds defaultDeadline() const noexcept { return config_.deadline; }
@@ -88,6 +115,11 @@ class Quiescence {
   Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
   bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;
   std::string describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const;
+  // stacks.cpp: scans r's current stack from sp; a foreign sp pins all and is reported once.
+  void scanCurrent(const ScanSet& set, ThreadRecord* r, uintptr_t sp) noexcept;
+  void reportUnknownStack(ThreadRecord* r, uintptr_t sp, const StackRecord& known) noexcept;
+  void scanParkedStacks(const ScanSet& set) noexcept;  // the leader's pass, before withdrawal
+  void leaveStacks(ThreadRecord* r) noexcept;          // unregisterThread: park/free its stacks
   void wakeWaiter() noexcept;
   void announceCompletion() noexcept;
 
@@ -111,6 +143,7 @@ class Quiescence {
   mutable std::mutex threadsMutex_;
   MiVector<ThreadRecord*> threads_;
   MiVector<ThreadRecord*> zombies_;  // unregistered, freed when no grace period can see them
+  StackTable stacks_;
 };
 
 // The calling thread's record, if it is registered (any runtime).

@@ -24,6 +24,7 @@ void setSkipToggleGrace(bool skip) { detail::testHooks()->skipToggleGrace.store(
 void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
+void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the

@@ -11,6 +11,7 @@ struct TestHooks {
   std::atomic<bool> skipSync{false};         // break the cross-core sync after code writes
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
   std::atomic<bool> skipForkCopy{false};     // a fork child keeps sharing the parent's code
+  std::atomic<bool> skipStackScan{false};    // scan no parked stack, and none at a switch
   // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
   std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
   // Called first thing in every safepoint slow path, on the polling thread (for tests that

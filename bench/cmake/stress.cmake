@@ -1,6 +1,8 @@
 # patchcall-stress: the retarget/stress driver (bench/stress/), built as <build>/bench/patchcall-stress.
 file(GLOB PATCHCALL_STRESS_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/stress/*.cpp)
-add_executable(patchcall-stress ${PATCHCALL_STRESS_SOURCES})
+# The fiber switch (--fibers) is shared with the benchmarks.
+add_executable(patchcall-stress ${PATCHCALL_STRESS_SOURCES} ${CMAKE_CURRENT_SOURCE_DIR}/support/fiber_switch.cpp)
+target_include_directories(patchcall-stress PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
 set_target_properties(patchcall-stress PROPERTIES
   OUTPUT_NAME patchcall-stress
   RUNTIME_OUTPUT_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})

@@ -7,17 +7,22 @@
 #include <chrono>
 
 #include "checker.h"
+#include "fibers.h"
 
 namespace stress {
 namespace {
 
 constexpr uint64_t kCallsPerRun = 8192;  // per call into a group: ~10-50 us, so C++ overhead is noise
 
+}  // namespace
+
 uint64_t threadCpuNs() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+namespace {
 
 uint64_t xorshift(uint64_t& s) {
   s ^= s << 13;
@@ -26,8 +31,8 @@ uint64_t xorshift(uint64_t& s) {
   return s;
 }
 
-// The loop proper. Everything that must survive a siglongjmp out of JIT code lives in `st`
-// and `rng` (memory), never in this frame's registers.
+}  // namespace
+
 __attribute__((noinline)) void runGroups(const CallerCode& code, CallerFrame& frame, FaultEscape& escape,
                                          CallerStats& st, uint64_t& rng, const std::atomic<bool>& stop) {
   const std::vector<CallerGroup>& groups = code.groups();
@@ -55,15 +60,16 @@ __attribute__((noinline)) void runGroups(const CallerCode& code, CallerFrame& fr
   }
 }
 
-}  // namespace
-
 CallerThreads::CallerThreads(patchcall::Runtime& rt, const CallerCode& code, const KeyCells* cells, int threads,
-                             uint64_t seed)
-    : rt_(rt), code_(code), cells_(cells), seed_(seed), stats_(static_cast<size_t>(threads)) {}
+                             uint64_t seed, int fibers)
+    : rt_(rt), code_(code), cells_(cells), seed_(seed), stats_(static_cast<size_t>(threads)) {
+  if (fibers > 0) fibers_ = std::make_unique<FiberPool>(rt, code, cells, fibers, seed, stop_);
+}
 
 CallerThreads::~CallerThreads() { stop(); }
 
 bool CallerThreads::start(std::string* error) {
+  if (fibers_ != nullptr && !fibers_->init(error)) return false;
   for (size_t i = 0; i < stats_.size(); ++i) threads_.emplace_back([this, i] { run(static_cast<int>(i)); });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (ready_.load() < static_cast<int>(stats_.size())) {
@@ -100,6 +106,11 @@ void CallerThreads::run(int index) {
   if (!scope) {
     st.error = "registerThread: " + scope.status().toString();
     ready_.fetch_add(1);
+    return;
+  }
+  if (fibers_ != nullptr) {
+    ready_.fetch_add(1);
+    fibers_->schedule(index, st);
     return;
   }
   FaultEscape escape;

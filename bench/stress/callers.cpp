@@ -22,13 +22,29 @@ Status asmStatus(Error err) {
   return Status(patchcall::Error::kEmitFailed, std::string("asmjit: ") + DebugUtils::errorAsString(err));
 }
 
+}  // namespace
+
+Status emitYieldPoint(patchcall::jit::Assembler& a, const asmjit::x86::Gp& frame, void (*yield)(), bool atEntry) {
+  using namespace asmjit::x86;
+  Label skip = a.newLabel();
+  PATCHCALL_TRY(asmStatus(a.dec(qword_ptr(frame, kYieldCountdownOffset))));
+  PATCHCALL_TRY(asmStatus(a.jnz(skip)));
+  if (atEntry) PATCHCALL_TRY(asmStatus(a.sub(rsp, 8)));  // rsp is 8 mod 16 at a function's entry
+  PATCHCALL_TRY(patchcall::jit::emitFixedCall(a, reinterpret_cast<const void*>(yield)));
+  if (atEntry) PATCHCALL_TRY(asmStatus(a.add(rsp, 8)));
+  PATCHCALL_TRY(asmStatus(a.bind(skip)));
+  return Status::ok();
+}
+
+namespace {
+
 struct Emitted {
   std::vector<uint32_t> begin, end, call;  // offsets per site of the group
 };
 
 // rbx = iterations left, r14 = frame, r15 = key cells, r12 = `pre` across the call.
 Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-                 uint32_t first, uint32_t count, void (*toggleStall)(), Emitted* out) {
+                 uint32_t first, uint32_t count, void (*toggleStall)(), void (*yield)(), Emitted* out) {
   using namespace asmjit::x86;
   // Six pushes + 8 keep rsp 16-byte aligned at every call below (entry rsp is 8 mod 16).
   for (const Gp& r : {rbx, rbp, r12, r13, r14, r15}) PATCHCALL_TRY(asmStatus(a.push(r)));
@@ -44,7 +60,10 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t site = first + i;
     int32_t cell = static_cast<int32_t>(plan.key[site] * sizeof(KeyCells));
-    if (i % kPollEvery == 0) PATCHCALL_TRY(patchcall::jit::emitSafepointPoll(a));
+    if (i % kPollEvery == 0) {
+      PATCHCALL_TRY(patchcall::jit::emitSafepointPoll(a));
+      if (yield != nullptr) PATCHCALL_TRY(emitYieldPoint(a, r14, yield, false));  // rsp is 16-aligned here
+    }
     PATCHCALL_TRY(asmStatus(a.mov(r12, qword_ptr(r15, cell + offsetof(KeyCells, end)))));
     out->begin.push_back(static_cast<uint32_t>(a.offset()));
     patchcall::Key key = keys[plan.key[site]];
@@ -91,13 +110,13 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
 }  // namespace
 
 bool CallerCode::build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-                       int groupSize, void (*toggleStall)(), std::string* error) {
+                       int groupSize, void (*toggleStall)(), void (*yield)(), std::string* error) {
   auto total = static_cast<uint32_t>(plan.form.size());
   for (uint32_t first = 0; first < total; first += static_cast<uint32_t>(groupSize)) {
     uint32_t count = std::min<uint32_t>(static_cast<uint32_t>(groupSize), total - first);
     patchcall::jit::Assembler a(rt);
     Emitted e;
-    if (Status s = emitGroup(a, keys, plan, first, count, toggleStall, &e); !s.isOk()) {
+    if (Status s = emitGroup(a, keys, plan, first, count, toggleStall, yield, &e); !s.isOk()) {
       *error = "emitting caller group at site " + std::to_string(first) + ": " + s.toString();
       return false;
     }

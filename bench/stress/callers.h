@@ -24,7 +24,10 @@ struct CallerFrame {
   uint64_t returned = 0;            // +8: rax of the failed call
   uint64_t pre = 0;                 // +16: `end` read before it
   uint64_t post = 0;                // +24: `begin` read after it
+  uint64_t yieldCountdown = 0;      // +32: --fibers: yield points left before the fiber yields
 };
+// Offset the emitted yield points decrement (callers.cpp, targets.cpp).
+constexpr int32_t kYieldCountdownOffset = 32;
 
 using CallerFn = uint64_t (*)(CallerFrame* frame, uint64_t iterations);
 
@@ -49,12 +52,20 @@ struct SitePlan {
   std::vector<uint32_t> key;              // per site: key index
 };
 
+// A yield point: `dec qword [frame + 32]; jnz skip; call yield; skip:`, with rsp stepped down
+// 8 around the call when `atEntry` (the first instruction of a function). Clobbers the
+// caller-saved registers.
+patchcall::Status emitYieldPoint(patchcall::jit::Assembler& a, const asmjit::x86::Gp& frame, void (*yield)(),
+                                 bool atEntry);
+
 class CallerCode {
  public:
   // Emits and installs every group. `keys` maps key index -> runtime key. `toggleStall`, when
   // set (fault tests), is called between each toggle and its call A to widen the toggle race.
+  // `yield`, when set (--fibers), is a yield point after every safepoint poll: decrement
+  // frame->yieldCountdown, call `yield` at zero.
   bool build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-             int groupSize, void (*toggleStall)(), std::string* error);
+             int groupSize, void (*toggleStall)(), void (*yield)(), std::string* error);
 
   const std::vector<CallerGroup>& groups() const { return groups_; }
   const std::vector<SiteMeta>& sites() const { return sites_; }

@@ -2,6 +2,7 @@
 #   cmake -DSTRESS=<exe> -DARGS="a;b;c" -DEXPECT_EXIT=<n> [-DJSON=<file>]
 #         [-DMIN_UPDATES=n] [-DMIN_FREED=n] [-DMIN_CALLS=n] [-DMIN_GRACE_WAITS=n] [-DMIN_VIOLATIONS=n]
 #         [-DMIN_FORK_CHILDREN=n]
+#         [-DMIN_MIGRATIONS=n] [-DMIN_PINNED=n]
 #         -P check_run.cmake
 # EXPECT_EXIT is the exact exit status wanted (0 clean, 1 violations, 2 bad option).
 cmake_minimum_required(VERSION 3.25)
@@ -53,6 +54,12 @@ if(DEFINED MIN_FORK_CHILDREN)
 endif()
 if(DEFINED MIN_GRACE_WAITS)
   check_at_least("total;toggle_grace_waits" ${MIN_GRACE_WAITS})
+endif()
+if(DEFINED MIN_MIGRATIONS)
+  check_at_least("total;fiber_migrations" ${MIN_MIGRATIONS})
+endif()
+if(DEFINED MIN_PINNED)
+  check_at_least("total;blobs_pinned_by_stacks" ${MIN_PINNED})
 endif()
 if(DEFINED MIN_VIOLATIONS)
   check_at_least("total;violations" ${MIN_VIOLATIONS})

@@ -39,6 +39,7 @@ bool applyFaults(const Options& o, std::string* error) {
   patchcall::testing::setSkipToggleGrace(o.fault == Fault::kSkipGrace);
   patchcall::testing::setSkipRetireGrace(o.fault == Fault::kSkipRetireGrace);
   patchcall::testing::setSkipForkCopy(o.fault == Fault::kSkipForkCopy);
+  patchcall::testing::setSkipStackScan(o.fault == Fault::kSkipStackScan);
   patchcall::testing::setBetweenByteWrites(o.widenRace ? &widenTear : nullptr);
   return true;
 #else

@@ -5,6 +5,9 @@
 //   --fault=skip-retire-grace  retired blobs are freed (int3-filled) at once, without a grace
 //                       period or stack scan: a caller preempted inside an old target resumes
 //                       on int3 (use with --retire)
+//   --fault=skip-stack-scan  patchcall scans no parked stack and none at a switch (only each
+//                       thread's current stack, as before stacks were known): a parked fiber
+//                       inside a retired target resumes on int3 (use with --fibers --retire)
 //   --widen-race        makes the toggle race easy to hit without breaking the protocol:
 //                       - toggle sites get a stall call between the toggle and call A; every
 //                         kStallEvery-th pass sleeps, so a thread sits exactly where the race

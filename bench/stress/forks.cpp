@@ -72,6 +72,7 @@ int ForkDriver::child() {
   co.sites = 96;
   co.keys = 12;
   co.forks = 0;
+  co.fibers = 0;  // the parent's fiber pool does not exist here
   co.updateRate = 0;
   co.seed = o_.seed + 1000;
   World world;
@@ -84,7 +85,7 @@ int ForkDriver::child() {
   uint64_t before = checker.total();
   patchcall::ArenaInfo arena = rt_.arenaInfo();
   checker.attach(&world.code, world.cells.get(), arena.rxBase, arena.size);
-  CallerThreads callers(rt_, world.code, world.cells.get(), co.threads, co.seed);
+  CallerThreads callers(rt_, world.code, world.cells.get(), co.threads, co.seed, co.fibers);
   if (!callers.start(&err)) {
     std::fprintf(stderr, "fork child: %s\n", err.c_str());
     return 3;

@@ -13,6 +13,7 @@
 #include "callers.h"
 #include "checker.h"
 #include "faults.h"
+#include "fibers.h"
 #include "options.h"
 #include "forks.h"
 #include "plan.h"
@@ -56,7 +57,7 @@ int run(const Options& o) {
   patchcall::ArenaInfo arena = rt.arenaInfo();
   checker.attach(&world.code, world.cells.get(), arena.rxBase, arena.size);
 
-  CallerThreads callers(rt, world.code, world.cells.get(), o.threads, o.seed);
+  CallerThreads callers(rt, world.code, world.cells.get(), o.threads, o.seed, o.fibers);
   if (!callers.start(&err)) return fail(err);
   Updaters updaters(rt, world.keys, world.cells.get(), *world.targets);
   std::vector<patchcall::SiteForm> forms = o.forms();
@@ -126,6 +127,10 @@ int run(const Options& o) {
   r.forkChildren = forks.children();
   r.forkFailures = forks.failures();
   if (!forks.error().empty() && r.error.empty()) r.error = forks.error();
+  if (const FiberPool* fp = callers.fibers()) r.fiberSwitches = fp->switches(), r.fiberMigrations = fp->migrations();
+  for (const CallerStats& c : callers.stats()) {
+    if (!c.error.empty() && r.error.empty()) r.error = c.error;
+  }
   r.violations = checker.total() + r.forkFailures;
   r.details = checker.details();
   r.exitCode = r.violations != 0 ? kExitViolation : !r.error.empty() ? kExitRuntimeError : 0;

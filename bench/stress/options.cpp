@@ -25,6 +25,9 @@ them, and checks every call's result against the versions that were current duri
   --batch N          keys per updateBatch call (default 8)
   --retire           every update installs fresh target blobs and retires the old ones
                      (freed blobs are int3-filled: running one is a violation)
+  --fibers N         the callers run on N fibers (registered stacks) that the caller
+                     threads schedule from one run queue: fibers switch at safepoint
+                     polls (with --retire also inside targets) and migrate between threads
   --seed N           seed for key assignment and update order (default 1)
   --fork N           fork N children during the run; each checks that every inherited site
                      decodes to its registry's target, then runs a short stress of its own
@@ -94,6 +97,7 @@ const char* faultName(Fault fault) {
     case Fault::kSkipGrace: return "skip-grace";
     case Fault::kSkipRetireGrace: return "skip-retire-grace";
     case Fault::kSkipForkCopy: return "skip-fork-copy";
+    case Fault::kSkipStackScan: return "skip-stack-scan";
   }
   return "?";
 }
@@ -155,6 +159,8 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       else if (f == "breakpoint") o->form = FormChoice::kBreakpoint;
       else if (f == "mixed") o->form = FormChoice::kMixed;
       else return bad("--form expects direct, toggle, breakpoint or mixed, got '" + std::string(f) + "'");
+    } else if (name == "--fibers") {
+      if (!need(v) || !parseInt(name, v, 0, 100000, &o->fibers, &err)) return bad(err);
     } else if (name == "--retire" && flag()) {
       o->retire = true;
     } else if (name == "--progress" && flag()) {
@@ -182,8 +188,10 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       else if (f == "skip-grace") o->fault = Fault::kSkipGrace, o->widenRace = true;
       else if (f == "skip-retire-grace") o->fault = Fault::kSkipRetireGrace;
       else if (f == "skip-fork-copy") o->fault = Fault::kSkipForkCopy;
+      else if (f == "skip-stack-scan") o->fault = Fault::kSkipStackScan;
       else if (f == "none") o->fault = Fault::kNone;
-      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy or none, got '" + std::string(f) + "'");
+      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy, skip-stack-scan or none, got '" +
+                      std::string(f) + "'");
     } else if (name == "--widen-race" && flag()) {
       o->widenRace = true;
 #endif

@@ -14,7 +14,7 @@ namespace stress {
 enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
 
 // Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).
-enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy };
+enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy, kSkipStackScan };
 
 struct Options {
   int threads = 4;
@@ -26,6 +26,7 @@ struct Options {
   int batch = 8;          // keys per updateBatch call
   bool retire = false;
   int forks = 0;  // children forked during the run, each running a short stress of its own
+  int fibers = 0;  // 0: callers run on their threads; else on this many fibers (fibers.h)
   uint64_t seed = 1;
   std::string jsonPath;
   bool progress = false;  // forced on by --progress; otherwise only when stderr is a tty

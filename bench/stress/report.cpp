@@ -73,6 +73,10 @@ void printSummary(const RunReport& r) {
               static_cast<double>(a.distanceFromText) / (1024.0 * 1024 * 1024),
               a.nearText ? "C++ targets reachable by rel32" : "far: C++ targets go through veneers",
               a.sync == patchcall::SyncMethod::kMembarrier ? "membarrier SYNC_CORE" : "mprotect-IPI fallback");
+  if (o.fibers > 0) {
+    std::printf("fibers: %d on %d threads, %llu resumes, %llu on another thread than the last\n", o.fibers, o.threads,
+                static_cast<unsigned long long>(r.fiberSwitches), static_cast<unsigned long long>(r.fiberMigrations));
+  }
   if (o.fault != Fault::kNone || o.widenRace) {
     std::printf("fault injection: %s%s\n", faultName(o.fault), o.widenRace ? " + widened toggle race" : "");
   }
@@ -125,13 +129,13 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(f, "{\n  \"config\": {\"threads\": %d, \"sites\": %d, \"keys\": %d, \"form\": \"%s\", \"seconds\": %g, "
                   "\"update_rate\": %s, \"batch\": %d, \"retire\": %s, \"seed\": %llu, \"fault\": \"%s\", "
-                  "\"widen_race\": %s, \"sync\": \"%s\", \"arena_near_text\": %s},\n",
+                  "\"widen_race\": %s, \"sync\": \"%s\", \"arena_near_text\": %s, \"fibers\": %d},\n",
                o.threads, o.sites, o.keys,
                o.form == FormChoice::kMixed ? "mixed" : formName(o.forms()[0]), o.seconds,
                o.updateRate > 0 ? std::to_string(o.updateRate).c_str() : "\"max\"", o.batch, o.retire ? "true" : "false",
                static_cast<unsigned long long>(o.seed), faultName(o.fault), o.widenRace ? "true" : "false",
                r.arena.sync == patchcall::SyncMethod::kMembarrier ? "membarrier" : "mprotect-ipi",
-               r.arena.nearText ? "true" : "false");
+               r.arena.nearText ? "true" : "false", o.fibers);
   std::fprintf(f, "  \"elapsed_s\": %.3f,\n  \"forms\": {\n", r.seconds);
   for (size_t i = 0; i < r.forms.size(); ++i) {
     const FormReport& x = r.forms[i];
@@ -151,11 +155,12 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
   std::fprintf(f, ", \"calls\": %llu, \"calls_per_s\": %.1f, \"calls_per_s_per_thread\": %.1f, \"violations\": %llu, "
                   "\"grace_periods\": %llu, \"toggle_grace_waits\": %llu, \"emulated_traps\": %llu, "
                   "\"blobs_retired\": %llu, \"blobs_freed\": %llu, \"blobs_pinned_by_stacks\": %llu, "
-                  "\"syncs\": %llu, \"site_writes\": %llu, \"fork_children\": %llu, \"fork_failures\": %llu},\n",
+                  "\"syncs\": %llu, \"site_writes\": %llu, \"fork_children\": %llu, \"fork_failures\": %llu, "
+                  "\"fiber_switches\": %llu, \"fiber_migrations\": %llu},\n",
                u(r.calls), static_cast<double>(r.calls) / r.seconds, perThread, u(r.violations),
                u(r.runtime.gracePeriods), u(r.runtime.toggleGraceWaits), u(r.runtime.trapsEmulated),
                u(r.runtime.blobsRetired), u(r.runtime.blobsFreed), u(r.runtime.blobsPinnedByStacks), u(r.runtime.syncs),
-               u(r.runtime.siteWrites), u(r.forkChildren), u(r.forkFailures));
+               u(r.runtime.siteWrites), u(r.forkChildren), u(r.forkFailures), u(r.fiberSwitches), u(r.fiberMigrations));
   std::fprintf(f, "  \"threads\": [");
   for (size_t i = 0; i < r.threads.size(); ++i) {
     const ThreadReport& t = r.threads[i];

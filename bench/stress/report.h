@@ -44,6 +44,7 @@ struct RunReport {
   patchcall::ArenaInfo arena;
   uint64_t updates = 0, calls = 0, violations = 0, blobsRetired = 0;
   uint64_t forkChildren = 0, forkFailures = 0;  // --fork: children run, children that failed
+  uint64_t fiberSwitches = 0, fiberMigrations = 0;  // --fibers: resumes, and resumes on another thread
   Latency latency;
   std::vector<Violation> details;
   std::string error;  // a runtime failure that ended the run early

@@ -1,6 +1,7 @@
 // patchcall-stress — target code: the fixed pool and the per-batch blobs of --retire.
 #include "targets.h"
 
+#include "callers.h"
 #include "versions.h"
 
 namespace stress {
@@ -27,8 +28,8 @@ bool padTo(patchcall::jit::Assembler& a, size_t stride) {
 
 }  // namespace
 
-TargetSource::TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread)
-    : rt_(rt), keys_(keys), retire_(retire), stride_(spread ? 0x110 : 16) {}
+TargetSource::TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread, void (*yield)())
+    : rt_(rt), keys_(keys), retire_(retire), stride_(spread ? 0x110 : 16), yield_(yield) {}
 
 TargetSource::~TargetSource() {
   if (current_ == nullptr) return;
@@ -79,7 +80,9 @@ bool TargetSource::emitBlob(const uint32_t* keys, const uint32_t* versions, size
   std::vector<size_t> offsets;
   for (size_t i = 0; i < n; ++i) {
     offsets.push_back(a.offset());
-    bool ok = a.mov(x86::rax, imm(tag(keys[i], versions[i]))) == kErrorOk && a.ret() == kErrorOk && padTo(a, stride_);
+    // r14 is the caller group's CallerFrame (callers.cpp keeps it there across every call).
+    bool ok = (yield_ == nullptr || emitYieldPoint(a, x86::r14, yield_, true).isOk()) &&
+              a.mov(x86::rax, imm(tag(keys[i], versions[i]))) == kErrorOk && a.ret() == kErrorOk && padTo(a, stride_);
     if (!ok) {
       *error = "emitting a target blob failed";
       return false;

@@ -27,7 +27,9 @@ class TargetSource {
 
   // `spread` places pool entries 0x110 bytes apart (fault tests): a torn rel32 between two
   // entries then lands on int3 padding instead of another valid entry.
-  TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread);
+  // `yield` (--fibers with --retire): every retire-mode target starts with a yield point, so a
+  // fiber parks with a return address into a target blob that is then retired.
+  TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread, void (*yield)() = nullptr);
   ~TargetSource();
 
   // Version 0 of every key; call once before creating the keys.
@@ -54,6 +56,7 @@ class TargetSource {
   uint32_t keys_;
   bool retire_;
   uint32_t stride_;
+  void (*yield_)();
   // Pool mode.
   std::unique_ptr<std::atomic<uint64_t>[]> cells_;  // [key * kPoolSize + entry]
   const uint8_t* pool_ = nullptr;

@@ -2,12 +2,15 @@
 #include "world.h"
 
 #include "faults.h"
+#include "fibers.h"
 
 namespace stress {
 
 bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& keyPrefix, std::string* error) {
   plan = makePlan(o);
-  targets = std::make_unique<TargetSource>(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace);
+  // --fibers: fibers yield after polls, and (with --retire) at the entry of every target.
+  void (*yield)() = o.fibers > 0 ? &stressFiberYield : nullptr;
+  targets = std::make_unique<TargetSource>(rt, static_cast<uint32_t>(o.keys), o.retire, o.widenRace, o.retire ? yield : nullptr);
   std::vector<const void*> initial;
   if (!targets->init(&initial, error)) return false;
   cells = std::make_unique<KeyCells[]>(static_cast<size_t>(o.keys));
@@ -21,7 +24,7 @@ bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& k
     cells[k].end.store(tag(static_cast<uint32_t>(k), 0));
     cells[k].begin.store(tag(static_cast<uint32_t>(k), 0));
   }
-  return code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), error);
+  return code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), yield, error);
 }
 
 std::vector<UpdaterConfig> World::updaterConfigs(const Options& o) const {

@@ -161,8 +161,14 @@ typedef struct patchcall_thread patchcall_thread;
 /* Registers the calling thread (name may be NULL). A thread belongs to one runtime at a
  * time. Errors: TOO_MANY_THREADS, INVALID_ARGUMENT (already registered). */
 int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall_thread** out);
-/* Must run on the registering thread (INVALID_ARGUMENT otherwise; the handle stays valid).
- * Frees the handle on success. */
+/* Must run on the registering thread (INVALID_ARGUMENT otherwise; the handle stays valid),
+ * unless that thread has exited. Frees the handle on success.
+ *
+ * Thread exit: a thread that ends while registered is unregistered on its way out (after
+ * its C++ thread_local destructors); the diagnostic sink gets one message naming it, and no
+ * grace period waits for it or scans its stack afterwards. Its handle is NOT freed then (it
+ * stays the caller's and never dangles): pass it to patchcall_thread_unregister from any
+ * thread, which frees it and returns OK. */
 int patchcall_thread_unregister(patchcall_thread* thread);
 
 /* Announces a quiescent state: the caller holds no reference to anything retired before
@@ -187,6 +193,43 @@ size_t patchcall_poll(patchcall_runtime* rt);
 /* Runs callback(user) after a grace period, never under the text mutex, on the reclaimer
  * thread (or in barrier / poll). */
 int patchcall_retire_callback(patchcall_runtime* rt, void (*callback)(void* user), void* user);
+
+/* ---- stacks (fibers, coroutines, M:N schedulers) ----------------------------------------- */
+
+/* Names a registered stack, or (patchcall_stack_home()) the calling thread's own pthread
+ * stack. A value: copy it freely; valid until patchcall_stack_unregister. Mirrors
+ * patchcall::StackHandle. */
+typedef struct patchcall_stack {
+  const void* table;
+  uint32_t index;
+  uint32_t generation;
+} patchcall_stack;
+
+/* Retired code is freed only when no stack holds an address inside it, so a runtime that
+ * switches stacks (ucontext, its own switch routine, fibers resumed on other threads) must
+ * tell patchcall:
+ *   - register every fiber stack before its first use (parked and empty);
+ *   - call patchcall_switch_stack(to) on the registered thread immediately before each
+ *     switch, from the function that switches (the stack it leaves is parked at the caller's
+ *     sp: what lies below that sp is not scanned), and patchcall_switch_stack(
+ *     patchcall_stack_home()) before switching back to the thread's own stack;
+ *   - unregister a stack (while parked) before unmapping it.
+ * Scanned: each thread's current stack from its sp (at its safepoint; from its offline sp
+ * while offline), every parked stack from the sp it was parked at (once per grace period
+ * that scans), and both stacks of a switch made while such a grace period runs. Registers
+ * and contexts saved off the stack (a heap ucontext_t) are not scanned. A thread found on a
+ * stack patchcall was not told about is never read outside its known stack: everything
+ * being retired stays pinned and the diagnostic sink gets one message for that thread.
+ * Cost of a switch: one CAS and a few stores (BM_FiberSwitch in README). */
+patchcall_stack patchcall_stack_home(void);
+/* [lo, lo + size). Errors: INVALID_ARGUMENT (NULL, empty, wrapping, overlaps a registered
+ * stack, NULL rt/out), OUT_OF_MEMORY. name may be NULL. */
+int patchcall_stack_register(patchcall_runtime* rt, void* lo, size_t size, const char* name, patchcall_stack* out);
+/* Errors: INVALID_ARGUMENT (running on a thread, stale or foreign handle, the home stack). */
+int patchcall_stack_unregister(patchcall_runtime* rt, patchcall_stack stack);
+/* Errors: NOT_REGISTERED, INVALID_ARGUMENT (stale or foreign handle; `to` running on another
+ * thread). Switching to the current stack is a no-op. */
+int patchcall_switch_stack(patchcall_stack to);
 
 /* ---- keys -------------------------------------------------------------------------------- */
 

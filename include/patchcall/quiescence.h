@@ -54,10 +54,55 @@ class OfflineScope {
   bool active_;
 };
 
+// ---- stacks: fibers, coroutines, M:N schedulers -------------------------------------------
+//
+// Retired code is freed only when no stack holds an address inside it, so patchcall must
+// know every stack a registered thread runs on (modelled on __sanitizer_start_switch_fiber
+// and GC_set_stackbottom). Each registered thread has a "home" stack (its pthread stack);
+// Runtime::registerStack adds others. A stack is running on one thread, or parked.
+//
+// What is scanned (conservatively, for addresses in retired blobs): a thread's current stack
+// from its sp up, at its safepoint (from its offline sp while offline); every parked stack
+// from the sp it was parked at, once per grace period that carries a scan; and, while such
+// a grace period runs, both stacks of every switch. Registers are not scanned: code
+// addresses kept only in callee-saved registers, or in a context saved off the stack (a
+// ucontext_t on the heap), are invisible, exactly as for threads. A scan never reads outside
+// a known stack: a thread found on a stack patchcall was not told about pins every blob
+// being retired and gets one diagnostic ("call switchStack").
+
+// Names a registered stack (Runtime::registerStack) or, as home(), the calling thread's own
+// pthread stack. A value; valid until unregisterStack (a stale handle is refused).
+struct StackHandle {
+  const void* table = nullptr;  // the owning runtime's stack table; nullptr: home() or invalid
+  uint32_t index = 0;
+  uint32_t generation = 0;  // 0: no registered stack
+  static constexpr uint32_t kHomeIndex = UINT32_MAX;
+  static constexpr StackHandle home() noexcept { return {nullptr, kHomeIndex, 0}; }
+  bool isHome() const noexcept { return table == nullptr && index == kHomeIndex; }
+  bool valid() const noexcept { return isHome() || (table != nullptr && generation != 0); }
+};
+
+// Call on a registered thread immediately before it switches to stack `to` (and again, with
+// StackHandle::home(), before it switches back to its pthread stack). The stack it leaves is
+// parked at the caller's sp: keep every frame that matters at or above that sp (call this
+// from the function that performs the switch, not from a callee that returns first).
+// `to` may have been parked by any thread (fibers migrate). Cost: one CAS and a few plain
+// stores (BM_FiberSwitch); while a grace period scans, both stacks are scanned here too.
+// Errors: kNotRegistered, kInvalidArgument (stale or foreign handle; `to` running on another
+// thread). Switching to the current stack is a no-op.
+Status switchStack(StackHandle to) noexcept;
+inline Status switchToHomeStack() noexcept { return switchStack(StackHandle::home()); }
+
 class Runtime;
 
 // RAII registration of the calling thread with a Runtime's quiescence domain
 // (Runtime::registerThread). A thread is registered with at most one runtime at a time.
+//
+// Thread exit: a thread that ends while still registered (its scope never reset, e.g. kept
+// in a heap object) is unregistered on its way out (a pthread key destructor, after every
+// thread_local destructor); the diagnostic sink gets one message naming it, and no grace
+// period waits for it or scans its stack afterwards. Its scope stays valid: active() turns
+// false and destroying it, on any thread, only frees the record.
 class ThreadScope {
  public:
   ThreadScope() = default;
@@ -66,9 +111,12 @@ class ThreadScope {
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
   ~ThreadScope() { reset(); }
-  // Unregister now (must be called on the registering thread).
+  // Unregister now. On the registering thread this ends the registration; on another thread
+  // (or after the runtime or the thread is gone) it only drops the handle: a registration
+  // whose thread is alive then ends when that thread exits.
   void reset() noexcept;
-  bool active() const noexcept { return record_ != nullptr; }
+  // Holds a registration whose thread has not exited.
+  bool active() const noexcept;
 
  private:
   friend class Runtime;

@@ -137,6 +137,17 @@ class Runtime {
   // Manual mode: process what a completed grace period allows, without waiting.
   size_t poll();
 
+  // --- stacks (fibers; see switchStack in quiescence.h) -----------------------------------
+  // Registers [lo, lo + size) as a stack registered threads may switch to: parked and empty
+  // (nothing on it is scanned until a thread switches away from it). Register before the
+  // first switch to it; the memory must stay mapped until unregisterStack returns.
+  // Errors: kInvalidArgument (null, empty, wrapping, or overlapping a registered stack),
+  // kOutOfMemory.
+  Result<StackHandle> registerStack(void* lo, size_t size, std::string_view name = {});
+  // Forgets a parked stack (waits out a scan of it in progress). Errors: kInvalidArgument
+  // (running on a thread, stale, foreign or home handle).
+  Status unregisterStack(StackHandle stack);
+
   // --- introspection --------------------------------------------------------------------
   ArenaInfo arenaInfo() const;
   RuntimeStats stats() const;

@@ -23,6 +23,9 @@ void setSkipSync(bool skip);
 void setSkipRetireGrace(bool skip);
 // A fork() child keeps mapping the parent's code (no private copy): the two patch each other.
 void setSkipForkCopy(bool skip);
+// Scans no parked stack and none at switchStack (only each thread's current stack, as before
+// stacks were known): a parked fiber inside a retired blob no longer pins it.
+void setSkipStackScan(bool skip);
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
 // Called first thing in every safepoint slow path (a JIT poll's stub or safepoint()), on the

@@ -21,7 +21,7 @@ function(patchcall_stress_test name expect args checks)
 endfunction()
 
 add_test(NAME Stress_Help COMMAND patchcall-stress --help)
-set_tests_properties(Stress_Help PROPERTIES PASS_REGULAR_EXPRESSION "--update-rate.*--retire.*--json")
+set_tests_properties(Stress_Help PROPERTIES PASS_REGULAR_EXPRESSION "--update-rate.*--retire.*--fibers.*--json")
 patchcall_stress_test(Stress_BadFormExits2 2 "--form;sideways" "")
 patchcall_stress_test(Stress_BadThreadsExits2 2 "--threads;0" "")
 patchcall_stress_test(Stress_UnknownOptionExits2 2 "--frobnicate" "")
@@ -59,4 +59,20 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1
     "--threads;6;--sites;60;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;20000;--fault=skip-retire-grace"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
+endif()
+
+# --fibers (issue 10): 1,000 fibers over 4 caller threads, switching at polls and inside
+# targets, migrating between threads, while target blobs are retired continuously. Parked
+# fibers hold return addresses into retired targets: they must be pinned (MIN_PINNED), none
+# may run freed code (0 violations), and the rest must still be freed (MIN_FREED).
+patchcall_stress_test(Stress_Fibers1000Over4ThreadsRetire 0
+  "--threads;4;--fibers;1000;--sites;240;--keys;24;--form;mixed;--retire;--seconds;4;--update-rate;20000"
+  "JSON=${PATCHCALL_STRESS_OUT}/fibers-retire.json;MIN_FREED=500;MIN_CALLS=1000000;MIN_MIGRATIONS=1000;MIN_PINNED=1")
+patchcall_stress_test(Stress_BadFibersExits2 2 "--fibers;-1" "")
+if(PATCHCALL_TEST_HOOKS)
+  # The same run with patchcall scanning no parked stack (as before stacks were known): a
+  # fiber resumes inside a freed target, which the driver must report.
+  patchcall_stress_test(Stress_FaultSkipStackScanIsDetected 1
+    "--threads;4;--fibers;1000;--sites;240;--keys;24;--form;mixed;--retire;--seconds;4;--update-rate;20000;--fault=skip-stack-scan"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-stack-scan.json;MIN_VIOLATIONS=1")
 endif()
