@@ -1,6 +1,7 @@
 // fork(): the child gets a private, consistent copy of everything patchcall owns, and
 // neither process's updates reach the other's code, registry or trap table.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -368,6 +369,44 @@ TEST(Fork, ChildWithoutAtforkHandlersIsRefused) {
   ASSERT_GT(pid, 0);
   EXPECT_EQ(waitDescribed(static_cast<pid_t>(pid)), "exit 0");
   EXPECT_EQ(c[0].fn(), idOf(t[0])) << "a child without atfork handlers patched the parent's code";
+}
+
+// A fiber stack running on another thread at the fork has no saved context in the child: it
+// is parked empty there, so the child can unregister it and its grace periods never wait.
+TEST(Fork, StackRunningOnAnotherThreadIsParkedEmptyInTheChild) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  const size_t kSize = 64 * 1024;
+  void* mem = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  Result<StackHandle> fiber = rt->registerStack(mem, kSize, "fiber-at-fork");
+  ASSERT_TRUE(fiber.isOk()) << fiber.status().toString();
+  std::atomic<int> state{0};
+  std::thread runner([&] {
+    Result<ThreadScope> s = rt->registerThread("runner");
+    if (!s) return;
+    // Told it runs on the fiber (the switch itself is not needed for this test); offline so
+    // the parent's grace periods do not wait for it.
+    if (!switchStack(*fiber).isOk() || !goOffline().isOk()) return;
+    state = 1;
+    while (state.load() != 2) std::this_thread::sleep_for(1ms);
+    (void)goOnline();
+    (void)switchToHomeStack();
+  });
+  while (state.load() != 1) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(rt->unregisterStack(*fiber).code(), Error::kInvalidArgument) << "running stacks are refused in the parent";
+  std::string result = runInChild([&] {
+    Status s = rt->unregisterStack(*fiber);
+    CHILD_CHECK(s.isOk(), "unregisterStack in the child: %s", s.toString().c_str());
+    Status g = rt->synchronize(1000ms);
+    CHILD_CHECK(g.isOk(), "synchronize in the child: %s", g.toString().c_str());
+    return 0;
+  });
+  state = 2;
+  runner.join();
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_TRUE(rt->unregisterStack(*fiber).isOk()) << "parked again in the parent";
+  munmap(mem, kSize);
 }
 
 }  // namespace
