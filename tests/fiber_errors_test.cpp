@@ -11,14 +11,6 @@ using namespace patchcall::qtest;
 
 namespace {
 
-Options manualOptions(DiagnosticLog& log) {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.graceDeadline = 5000ms;
-  o.diagnosticSink = log.sink();
-  return o;
-}
-
 void expectInvalid(const Status& s, const char* needle, const char* what) {
   EXPECT_EQ(s.code(), Error::kInvalidArgument) << what << ": " << s.toString();
   EXPECT_NE(s.message().find(needle), std::string::npos) << what << ": message should mention '" << needle

@@ -22,14 +22,6 @@ namespace {
 
 constexpr size_t kFiberStack = 256 * 1024;
 
-Options manualOptions(DiagnosticLog& log) {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.graceDeadline = 5000ms;
-  o.diagnosticSink = log.sink();
-  return o;
-}
-
 int plainTarget() { return 1; }
 
 std::string fail(const std::string& what, const Status& s) { return what + ": " + s.toString(); }

@@ -20,14 +20,6 @@ using namespace patchcall::qtest;
 
 namespace {
 
-Options manualOptions(DiagnosticLog& log, uint32_t maxThreads = 1024) {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.graceDeadline = 5000ms;
-  o.maxThreads = maxThreads;
-  o.diagnosticSink = log.sink();
-  return o;
-}
 
 TEST(QuiescenceErrors, OfflineAndOnlineNeedARegisteredThread) {
   TestThread t;  // never registered

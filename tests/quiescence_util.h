@@ -93,6 +93,16 @@ class DiagnosticLog {
   std::vector<std::string> messages_;
 };
 
+// A runtime without a background reclaimer (the test drives barrier()/poll()), reporting to `log`.
+inline Options manualOptions(DiagnosticLog& log, uint32_t maxThreads = 1024) {
+  Options o;
+  o.backgroundReclaimer = false;
+  o.graceDeadline = 5000ms;
+  o.maxThreads = maxThreads;
+  o.diagnosticSink = log.sink();
+  return o;
+}
+
 // A thread that runs tasks posted by the test, one at a time. Between tasks it blocks on a
 // condition variable WITHOUT passing a safepoint: when registered and online it holds up
 // grace periods, exactly like a reader stuck inside a read-side section.

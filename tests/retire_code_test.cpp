@@ -17,14 +17,6 @@ namespace {
 
 int plainTarget() { return 1; }
 
-Options manualOptions(DiagnosticLog& log) {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.graceDeadline = 5000ms;
-  o.diagnosticSink = log.sink();
-  return o;
-}
-
 // int f(): mov eax, value; ret
 Result<Blob> emitReturn(Runtime& rt, int value) {
   jit::Assembler a(rt);

@@ -26,14 +26,6 @@ namespace {
 
 constexpr const char* kExitMessage = "exited while registered";
 
-Options manualOptions(DiagnosticLog& log) {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.graceDeadline = 5000ms;
-  o.diagnosticSink = log.sink();
-  return o;
-}
-
 // A pthread on a stack the test maps and unmaps itself (glibc would cache its own stacks, so
 // a scan of a dead thread's stack would read stale but mapped memory and go unnoticed).
 class MappedStackThread {

@@ -8,6 +8,7 @@
 
 #include "checker.h"
 #include "fibers.h"
+#include "xorshift.h"
 
 namespace stress {
 namespace {
@@ -21,17 +22,6 @@ uint64_t threadCpuNs() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
-
-namespace {
-
-uint64_t xorshift(uint64_t& s) {
-  s ^= s << 13;
-  s ^= s >> 7;
-  s ^= s << 17;
-  return s;
-}
-
-}  // namespace
 
 __attribute__((noinline)) void runGroups(const CallerCode& code, CallerFrame& frame, FaultEscape& escape,
                                          CallerStats& st, uint64_t& rng, const std::atomic<bool>& stop) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "fiber_switch.h"
+#include "xorshift.h"
 
 namespace stress {
 
@@ -16,13 +17,6 @@ namespace {
 
 constexpr size_t kStackSize = 128 * 1024;  // the fault handler runs on it too
 constexpr size_t kGuard = 4096;            // PROT_NONE below each stack
-
-uint64_t xorshift(uint64_t& s) {
-  s ^= s << 13;
-  s ^= s >> 7;
-  s ^= s << 17;
-  return s;
-}
 
 }  // namespace
 
