@@ -28,7 +28,9 @@ void ForkDriver::run() {
   using Clock = std::chrono::steady_clock;
   auto spacing = std::chrono::duration<double>(o_.seconds / (o_.forks + 1));
   auto next = Clock::now();
-  for (int n = 0; n < o_.forks && !stop_.load(); ++n) {
+  // Every child is forked even when the run ends first (a loaded machine): once stop() is
+  // called the remaining ones follow without spacing, while callers and updaters still run.
+  for (int n = 0; n < o_.forks; ++n) {
     next += std::chrono::duration_cast<Clock::duration>(spacing);
     while (Clock::now() < next && !stop_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     std::fflush(stdout);

@@ -19,7 +19,7 @@ class ForkDriver {
   ForkDriver(patchcall::Runtime& rt, const World& world, const Options& o) : rt_(rt), world_(world), o_(o) {}
   ~ForkDriver() { stop(); }
   void start();  // spreads o.forks children over the run
-  void stop();   // joins; every child has been waited for
+  void stop();   // forks what is left at once, joins; every child has been waited for
   uint64_t children() const { return children_.load(); }
   uint64_t failures() const { return failures_.load(); }
   const std::string& error() const { return error_; }  // read after stop()
