@@ -264,13 +264,22 @@ TEST(Fork, ForeignSitesArePatchedInTheChildOnly) {
 
 int plainFunction() { return 7; }
 
-// In a frame of its own: the Assembler remembers the blob's address, and a stale copy on
-// the caller's frame would pin the blob through the conservative stack scan.
-__attribute__((noinline)) Result<Blob> installReturnerBlob(Runtime& rt, int value) {
+// In a frame of its own, which the caller scrubs once it returned: the Assembler and the
+// handles hold the blob's address, and a stale copy on a live frame would pin the blob
+// through the conservative stack scan. Installs `mov eax, 42`, points `key` (whose site `c`
+// calls) at it, checks the call, points the key back and retires the blob.
+__attribute__((noinline)) int installUseAndRetire(Runtime& rt, Key key, const SiteCaller& c) {
   jit::Assembler a(rt);
-  a.mov(asmjit::x86::eax, value);
+  a.mov(asmjit::x86::eax, 42);
   a.ret();
-  return jit::install(a);
+  Result<Blob> blob = jit::install(a);
+  CHILD_CHECK(blob.isOk(), "install in the child: %s", blob.status().toString().c_str());
+  CHILD_CHECK(rt.update(key, blob->code).isOk(), "update in the child");
+  CHILD_CHECK(c.fn() == 42, "site returns %d", c.fn());
+  CHILD_CHECK(rt.update(key, reinterpret_cast<const void*>(&plainFunction)).isOk(), "update back");
+  Status retired = rt.retire(*blob);
+  CHILD_CHECK(retired.isOk(), "retire in the child: %s", retired.toString().c_str());
+  return 0;
 }
 
 // The child owns a working runtime: install, update, retire, synchronize and barrier, with
@@ -287,22 +296,15 @@ TEST(Fork, ChildInstallsUpdatesRetiresAndSynchronizesOnItsOwn) {
   ASSERT_EQ(c[0].fn(), 7);
 
   std::string result = runInChild([&] {
-    Result<Blob> blob = installReturnerBlob(*rt, 42);
-    CHILD_CHECK(blob.isOk(), "install in the child: %s", blob.status().toString().c_str());
-    CHILD_CHECK(rt->update(*key, blob->code).isOk(), "update in the child");
-    CHILD_CHECK(c[0].fn() == 42, "site returns %d", c[0].fn());
+    uint64_t freedBefore = rt->stats().blobsFreed;
+    if (installUseAndRetire(*rt, *key, c[0]) != 0) return 1;
+    qtest::scrubDeadStack();  // that frame held the blob's address (and does at -O0 in copies)
     std::atomic<bool> stop{false};
     std::thread reader([&] {  // a registered thread of the child's own
       Result<ThreadScope> s = rt->registerThread("child-reader");
       if (!s) return;
       while (!stop.load()) safepoint();
     });
-    CHILD_CHECK(rt->update(*key, reinterpret_cast<const void*>(&plainFunction)).isOk(), "update back");
-    uint64_t freedBefore = rt->stats().blobsFreed;
-    Status retired = rt->retire(*blob);
-    CHILD_CHECK(retired.isOk(), "retire in the child: %s", retired.toString().c_str());
-    blob.value() = Blob{};  // the conservative stack scan would see the handle's address
-    qtest::scrubDeadStack();
     Status sync = rt->synchronize(2000ms);
     CHILD_CHECK(sync.isOk(), "synchronize in the child: %s", sync.toString().c_str());
     auto end = std::chrono::steady_clock::now() + 5s;
