@@ -366,6 +366,15 @@ TEST(Fork, ChildWithoutAtforkHandlersIsRefused) {
     Result<const void*> r = rt->update(*key, t[1]);
     bool refused = !r.isOk() && r.code() == Error::kForkedChild;
     if (!refused) std::fprintf(stderr, "raw-fork child: update returned %s\n", r.status().toString().c_str());
+    Status b = rt->barrier(100ms);
+    Result<CodeReservation> res = rt->reserveCode(64);
+    Result<Key> k2 = rt->createKey(t[1]);
+    if (b.code() != Error::kForkedChild || res.code() != Error::kForkedChild || k2.code() != Error::kForkedChild ||
+        rt->poll() != 0) {
+      std::fprintf(stderr, "raw-fork child: barrier %s, reserveCode %s, createKey %s\n", b.toString().c_str(),
+                   res.status().toString().c_str(), k2.status().toString().c_str());
+      refused = false;
+    }
     syscall(SYS_exit_group, refused ? 0 : 1);
   }
   ASSERT_GT(pid, 0);
