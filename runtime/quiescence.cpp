@@ -15,6 +15,7 @@
 #include <new>
 #include <thread>
 
+#include "deadline.h"
 #include "test_hooks.h"
 
 namespace patchcall {
@@ -269,7 +270,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
                   "grace period and must not wait for another");
   }
   if (completed(snap)) return Status::ok();
-  auto end = std::chrono::steady_clock::now() + deadline;
+  auto end = deadlineAfter(deadline);
   // A registered, online caller is quiescent while it waits: step offline for the duration.
   ThreadRecord* self = tlsSafepoint.record;
   bool stepOffline = self != nullptr && self->domain == this && self->ctr.load() != 0;

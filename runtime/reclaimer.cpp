@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <new>
 
+#include "deadline.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
 
@@ -202,7 +203,7 @@ Status Reclaimer::barrier(std::chrono::milliseconds deadline) {
   if (tlsInRetireCallback) {
     return Status(Error::kWouldDeadlock, "barrier() called from inside a retire callback");
   }
-  auto end = std::chrono::steady_clock::now() + deadline;
+  auto end = deadlineAfter(deadline);
   while (true) {
     Result<size_t> r = process(true, end);
     if (!r) return r.status();
@@ -232,7 +233,7 @@ void Reclaimer::backgroundLoop() {
       continue;
     }
     lock.unlock();
-    auto deadline = std::chrono::steady_clock::now() + rt_.quiescence->defaultDeadline();
+    auto deadline = deadlineAfter(rt_.quiescence->defaultDeadline());
     Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> { return process(true, deadline); });
     lock.lock();
     // Nothing freed (pinned blobs, or a timeout already reported): back off exponentially.

@@ -164,3 +164,31 @@ TEST(QuiescenceErrors, RuntimeDestroyedWhileAThreadIsRegistered) {
 }
 
 }  // namespace
+
+namespace {
+
+// now() + milliseconds::max() overflows: the largest deadline must mean "wait", not "time
+// out at once with a 0 ms diagnostic".
+TEST(QuiescenceDeadlines, LargestDeadlineWaitsForTheGracePeriodInsteadOfTimingOut) {
+  DiagnosticLog log;
+  auto rt = Runtime::create(manualOptions(log));
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::atomic<bool> stop{false}, registered{false};
+  std::thread reader([&] {
+    Result<ThreadScope> s = rt->registerThread("slow-reader");
+    registered = true;
+    passSafepointsUntil(stop, 2ms);  // holds every grace period up for a moment
+  });
+  ASSERT_TRUE(waitUntil([&] { return registered.load(); }));
+  Status s = rt->synchronize(std::chrono::milliseconds::max());
+  EXPECT_TRUE(s.isOk()) << "synchronize(milliseconds::max()): " << s.toString();
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(rt->retire([&] { ran = true; }).isOk());
+  Status b = rt->barrier(std::chrono::milliseconds::max());
+  EXPECT_TRUE(b.isOk()) << "barrier(milliseconds::max()): " << b.toString();
+  EXPECT_TRUE(ran.load());
+  stop = true;
+  reader.join();
+}
+
+}  // namespace
