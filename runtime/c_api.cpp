@@ -16,6 +16,7 @@
 #include "patchcall/quiescence.h"
 #include "patchcall/runtime.h"
 #include "patchcall/status.h"
+#include "runtime_impl.h"
 
 struct patchcall_runtime {
   patchcall::Runtime rt;
@@ -64,7 +65,20 @@ int guarded(const char* function, Body&& body) {
     return body();
   } catch (const std::bad_alloc&) {
     return outOfMemory(function);
+  } catch (const std::exception& e) {  // e.g. std::length_error: nothing unwinds into C
+    std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %s", function, e.what());
+    return PATCHCALL_E_INVALID_ARGUMENT;
+  } catch (...) {
+    std::snprintf(tlsMessage, sizeof tlsMessage, "%s: unexpected exception", function);
+    return PATCHCALL_E_INVALID_ARGUMENT;
   }
+}
+
+// A count no valid call can have (before anything is read or allocated for it).
+int tooMany(int code, const char* function, const char* what, size_t count, size_t limit) {
+  std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %zu %s exceed the runtime's limit of %zu (%s)", function, count, what,
+                limit, code == PATCHCALL_E_TOO_MANY_SITES ? "Options::maxSites" : "Options::maxKeys");
+  return code;
 }
 
 std::optional<std::chrono::milliseconds> deadlineOf(int64_t ms) {
@@ -75,9 +89,12 @@ std::optional<std::chrono::milliseconds> deadlineOf(int64_t ms) {
 bool validForm(int form) { return form >= PATCHCALL_SITE_DIRECT && form <= PATCHCALL_SITE_AUTO; }
 
 // Copies C site specs; INVALID_ARGUMENT for a form outside the enum.
-int convertSites(const char* function, const patchcall_site_spec* sites, size_t count,
+int convertSites(const char* function, const patchcall_runtime* rt, const patchcall_site_spec* sites, size_t count,
                  std::vector<patchcall::SiteSpec>* out) {
   if (count != 0 && sites == nullptr) return nullArgument(function, "sites");
+  if (size_t limit = rt->rt.impl()->options.maxSites; count > limit) {
+    return tooMany(PATCHCALL_E_TOO_MANY_SITES, function, "sites", count, limit);
+  }
   out->reserve(count);
   for (size_t i = 0; i < count; ++i) {
     if (!validForm(sites[i].form)) {
@@ -318,6 +335,10 @@ int patchcall_key_update_batch(patchcall_runtime* rt, const patchcall_update_ent
   return guarded("patchcall_key_update_batch", [&] {
     if (rt == nullptr) return nullArgument("patchcall_key_update_batch", "rt");
     if (count != 0 && updates == nullptr) return nullArgument("patchcall_key_update_batch", "updates");
+    // A batch holds each key at most once.
+    if (size_t limit = rt->rt.impl()->options.maxKeys; count > limit) {
+      return tooMany(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_key_update_batch", "updates", count, limit);
+    }
     std::vector<patchcall::KeyUpdate> batch;
     batch.reserve(count);
     for (size_t i = 0; i < count; ++i) batch.push_back({patchcall::Key{updates[i].key}, updates[i].target});
@@ -357,7 +378,7 @@ int patchcall_code_install(patchcall_runtime* rt, const uint8_t* bytes, size_t s
     *out = patchcall_blob{0, nullptr, 0};
     if (bytes == nullptr && size != 0) return nullArgument("patchcall_code_install", "bytes");
     std::vector<patchcall::SiteSpec> specs;
-    if (int e = convertSites("patchcall_code_install", sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    if (int e = convertSites("patchcall_code_install", rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
     patchcall::Result<patchcall::Blob> blob = rt->rt.installCode(std::span<const uint8_t>(bytes, size), specs);
     if (!blob) return fail(blob.status());
     *out = toC(*blob);
@@ -385,7 +406,7 @@ int patchcall_code_commit(patchcall_runtime* rt, const patchcall_reservation* re
     if (out == nullptr) return nullArgument("patchcall_code_commit", "out");
     *out = patchcall_blob{0, nullptr, 0};
     std::vector<patchcall::SiteSpec> specs;
-    if (int e = convertSites("patchcall_code_commit", sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    if (int e = convertSites("patchcall_code_commit", rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
     patchcall::CodeReservation r{reservation->rx, reservation->rw, reservation->size};
     patchcall::Result<patchcall::Blob> blob = rt->rt.commitCode(r, specs);
     if (!blob) return fail(blob.status());

@@ -365,6 +365,26 @@ static void forked_child_without_atfork(void) {
   patchcall_runtime_destroy(rt);
 }
 
+/* Absurd counts are refused before anything is read or allocated (they used to throw
+ * std::length_error through the C boundary: std::terminate). */
+static void absurd_counts_are_refused(void) {
+  patchcall_runtime* rt = capi_new_runtime();
+  patchcall_key key;
+  CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "k", &key), PATCHCALL_OK);
+  patchcall_update_entry one = {key, PATCHCALL_FN(capi_target_two)};
+  CHECK_CODE(patchcall_key_update_batch(rt, &one, SIZE_MAX), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("maxKeys");
+  patchcall_site_spec spec = {CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_DIRECT};
+  patchcall_blob blob;
+  CHECK_CODE(patchcall_code_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, &spec, SIZE_MAX, &blob),
+             PATCHCALL_E_TOO_MANY_SITES);
+  CHECK_MESSAGE_HAS("maxSites");
+  const void* target = NULL;
+  CHECK_CODE(patchcall_key_target(rt, key, &target), PATCHCALL_OK);
+  CHECK(target == PATCHCALL_FN(capi_target_one));
+  patchcall_runtime_destroy(rt);
+}
+
 static void every_code_was_seen(void) {
   for (int code = 0; code < PATCHCALL_ERROR_COUNT; ++code) {
     if (code == PATCHCALL_E_EMIT_FAILED) continue;
@@ -386,6 +406,7 @@ int main(void) {
   RUN(thread_limit);
   RUN(remaining_codes);
   RUN(forked_child_without_atfork);
+  RUN(absurd_counts_are_refused);
   RUN(every_code_was_seen);
   return capi_finish("CApi_ErrorCodes");
 }
