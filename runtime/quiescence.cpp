@@ -22,7 +22,7 @@ namespace patchcall {
 namespace detail {
 
 thread_local SafepointTls tlsSafepoint;
-thread_local bool tlsInRetireCallback = false;
+thread_local const Quiescence* tlsRetireCallbackDomain = nullptr;
 
 namespace {
 
@@ -264,7 +264,7 @@ std::string Quiescence::describeStuck(ThreadRecord* r, std::chrono::steady_clock
 }
 
 Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
-  if (tlsInRetireCallback) {
+  if (tlsRetireCallbackDomain == this) {
     return Status(Error::kWouldDeadlock,
                   "synchronize() called from inside a retire callback: the callback runs after a "
                   "grace period and must not wait for another");

@@ -148,8 +148,9 @@ class Quiescence {
 
 // The calling thread's record, if it is registered (any runtime).
 ThreadRecord* currentThread() noexcept;
-// Set while a retire callback runs on this thread: synchronize() would deadlock there.
-extern thread_local bool tlsInRetireCallback;
+// The domain whose retire callback runs on this thread (nullptr: none): that domain's
+// synchronize() and barrier() would deadlock there; another runtime's are fine.
+extern thread_local const Quiescence* tlsRetireCallbackDomain;
 
 // True when safepointSlow() has work for the calling thread: the check safepoint() inlines
 // (the grace-period counter moved since the thread last reported), or a test hook is set.

@@ -159,9 +159,10 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
       callback = std::move(callbacks_.front().callback);
       callbacks_.pop_front();
     }
-    tlsInRetireCallback = true;
+    const Quiescence* outer = tlsRetireCallbackDomain;  // a callback may drive another runtime's
+    tlsRetireCallbackDomain = &q;
     callback();
-    tlsInRetireCallback = false;
+    tlsRetireCallbackDomain = outer;
     callbacksRun_.fetch_add(1, std::memory_order_relaxed);
     ++done;
   }
@@ -200,7 +201,7 @@ size_t Reclaimer::finishRound() {
 }
 
 Status Reclaimer::barrier(std::chrono::milliseconds deadline) {
-  if (tlsInRetireCallback) {
+  if (tlsRetireCallbackDomain == rt_.quiescence.get()) {
     return Status(Error::kWouldDeadlock, "barrier() called from inside a retire callback");
   }
   auto end = deadlineAfter(deadline);

@@ -228,6 +228,26 @@ void expectWaitsInsideCallbacksRefused(bool background) {
   EXPECT_TRUE(after.isOk()) << after.toString();
 }
 
+// The refusal is per runtime: runtime A's callback may wait for runtime B's grace period.
+TEST(RetireCallbackErrors, AnotherRuntimesSynchronizeInsideACallbackIsFine) {
+  DiagnosticLog log;
+  auto a = Runtime::create(makeOptions(log, false));
+  auto b = Runtime::create(makeOptions(log, false));
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  std::atomic<bool> ran{false};
+  Status sync, barrier, own;
+  ASSERT_TRUE(a->retire([&] {
+                  sync = b->synchronize(1000ms);
+                  barrier = b->barrier(1000ms);
+                  own = a->synchronize(1000ms);
+                  ran = true;
+                }).isOk());
+  runCallbacks(*a, false, ran);
+  EXPECT_TRUE(sync.isOk()) << "B.synchronize() inside A's retire callback: " << sync.toString();
+  EXPECT_TRUE(barrier.isOk()) << "B.barrier() inside A's retire callback: " << barrier.toString();
+  EXPECT_EQ(own.code(), Error::kWouldDeadlock) << "A.synchronize() inside A's own callback: " << own.toString();
+}
+
 TEST(RetireCallbackErrors, SynchronizeInsideACallbackRunByBarrierWouldDeadlock) {
   expectWaitsInsideCallbacksRefused(false);
 }
