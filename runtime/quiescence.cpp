@@ -21,7 +21,7 @@
 namespace patchcall {
 namespace detail {
 
-thread_local SafepointTls tlsSafepoint;
+constinit thread_local SafepointTls tlsSafepoint;
 thread_local const Quiescence* tlsRetireCallbackDomain = nullptr;
 
 namespace {
