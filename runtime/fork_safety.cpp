@@ -86,6 +86,9 @@ void child() noexcept {
       int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
       if (rt.procMemFd >= 0) close(rt.procMemFd);
       rt.procMemFd = fd;
+      if (fd < 0 && !rt.foreignSites.empty()) {
+        s = Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
+      }
     }
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk());
@@ -112,10 +115,16 @@ void child() noexcept {
 
 }  // namespace
 
-void trackForFork(Runtime::Impl* rt) {
-  std::call_once(gAtforkOnce, [] { pthread_atfork(&prepare, &parent, &child); });
+Status trackForFork(Runtime::Impl* rt) {
+  static int registered = -1;
+  std::call_once(gAtforkOnce, [] { registered = pthread_atfork(&prepare, &parent, &child); });
+  if (registered != 0) {
+    return Status(Error::kOutOfMemory, "pthread_atfork failed (" + std::to_string(registered) +
+                                           "): patchcall cannot make fork() safe in this process");
+  }
   std::lock_guard<std::mutex> lock(gRuntimesMutex);
   gRuntimes.push_back(rt);
+  return Status::ok();
 }
 
 void untrackForFork(Runtime::Impl* rt) noexcept {

@@ -14,7 +14,8 @@
 namespace patchcall::detail {
 
 // Adds a runtime to the list the atfork handlers walk (registering them on first use).
-void trackForFork(Runtime::Impl* rt);
+// Fails (kOutOfMemory) only if pthread_atfork could not register the handlers.
+Status trackForFork(Runtime::Impl* rt);
 void untrackForFork(Runtime::Impl* rt) noexcept;
 
 }  // namespace patchcall::detail

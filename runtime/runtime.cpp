@@ -90,7 +90,7 @@ Result<Runtime> Runtime::create(Options options) {
     impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
     impl->sync.sync();
     impl->forkState.ownerPid = getpid();
-    detail::trackForFork(impl.get());
+    PATCHCALL_TRY(detail::trackForFork(impl.get()));
     return Runtime(std::move(impl));
   });
 }
