@@ -1,4 +1,6 @@
 // patchcall — installing code: reservations, committing sites, retiring blobs, foreign sites.
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -244,10 +246,13 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
     if (m.arena->contains(callInstruction)) {
       return Status(Error::kInvalidArgument, "registerForeignSite: the address is inside the arena; emit sites through jit/");
     }
-    if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
     const void* target = nullptr;
     {
       std::lock_guard<detail::FairMutex> lock(m.textMutex);
+      // A fork child opens its own /proc/self/mem only when it first needs it (fork_safety.cpp).
+      if (m.procMemFd < 0 && m.forkState.procMemLazy) m.procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+      m.forkState.procMemLazy = false;
+      if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
       detail::KeyRecord* k = m.key(key);
       if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
       if (*static_cast<const uint8_t*>(callInstruction) != 0xE8) {

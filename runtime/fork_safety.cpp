@@ -82,11 +82,13 @@ void child() noexcept {
     Status s = p.copySkipped ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
     p.copy = Status::ok();
     if (s.isOk() && !p.copySkipped) {
-      // The parent's /proc/self/mem names the parent: foreign sites are patched here.
-      int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+      // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
+      // foreign sites the open waits for the first registration (a fork stays cheaper).
       if (rt.procMemFd >= 0) close(rt.procMemFd);
-      rt.procMemFd = fd;
-      if (fd < 0 && !rt.foreignSites.empty()) {
+      rt.procMemFd = -1;
+      p.procMemLazy = rt.foreignSites.empty();
+      if (!p.procMemLazy) rt.procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+      if (!p.procMemLazy && rt.procMemFd < 0) {
         s = Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
       }
     }

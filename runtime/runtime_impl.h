@@ -94,7 +94,8 @@ struct ForkState {
   // Handed from the prepare handler to the parent/child handler (same thread, one fork).
   Status copy;
   bool wentOffline = false, textHeldBefore = false;
-  bool copySkipped = false;  // test hook: the child shares the parent's code, as before fork support
+  bool copySkipped = false;
+  bool procMemLazy = false;  // child without foreign sites: open /proc/self/mem on first need  // test hook: the child shares the parent's code, as before fork support
 };
 
 }  // namespace detail

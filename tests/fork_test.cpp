@@ -262,6 +262,29 @@ TEST(Fork, ForeignSitesArePatchedInTheChildOnly) {
   EXPECT_EQ(waitDescribed(pid), "exit 0");
 }
 
+// A child with no foreign site at the fork opens its own /proc/self/mem when it registers one:
+// the registration and later updates patch the child's text, never the parent's.
+TEST(Fork, ForeignSiteRegisteredInTheChildPatchesTheChildOnly) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = installTargets(*rt, 3, 700);
+  test::ForeignPage page{test::mapForeignCode(rt->arenaInfo().rxBase, t[0])};
+  ASSERT_NE(page.code, nullptr) << "no free page within reach of the arena";
+  auto fn = reinterpret_cast<int (*)()>(page.code);
+  Result<Key> key = rt->createKey(t[1], "child-foreign");
+  ASSERT_TRUE(key.isOk());
+  std::string result = runInChild([&] {
+    Status reg = rt->registerForeignSite(page.code + 4, *key);
+    CHILD_CHECK(reg.isOk(), "registerForeignSite in the child: %s", reg.toString().c_str());
+    CHILD_CHECK(fn() == idOf(t[1]), "child's call after registering returns %d", fn());
+    CHILD_CHECK(rt->update(*key, t[2]).isOk(), "child update");
+    CHILD_CHECK(fn() == idOf(t[2]), "child's call after its update returns %d", fn());
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_EQ(fn(), idOf(t[0])) << "the child's foreign-site writes reached the parent's text";
+}
+
 int plainFunction() { return 7; }
 
 // In a frame of its own, which the caller scrubs once it returned: the Assembler and the
