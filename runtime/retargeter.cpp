@@ -48,16 +48,25 @@ int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
 }
 
 // Holds the text mutex and marks this thread as its owner (see Impl::refuseReentry).
+// Restores the previous owner when it lets go: a patch observer of runtime A may update
+// runtime B, and A's marker must survive B's update.
 class TextMutexGuard {
  public:
-  TextMutexGuard(detail::FairMutex& m, const void* owner) : lock_(m), owner_(owner) { detail::tlsTextMutexOwner = owner_; }
-  ~TextMutexGuard() { detail::tlsTextMutexOwner = nullptr; }
-  void unlock() { detail::tlsTextMutexOwner = nullptr; lock_.unlock(); }
+  TextMutexGuard(detail::FairMutex& m, const void* owner)
+      : lock_(m), owner_(owner), previous_(detail::tlsTextMutexOwner) {
+    detail::tlsTextMutexOwner = owner_;
+  }
+  ~TextMutexGuard() { detail::tlsTextMutexOwner = previous_; }
+  void unlock() { detail::tlsTextMutexOwner = previous_; lock_.unlock(); }
   void lock() { lock_.lock(); detail::tlsTextMutexOwner = owner_; }
  private:
   std::unique_lock<detail::FairMutex> lock_;
   const void* owner_;
+  const void* previous_;
 };
+
+// Set while this thread holds the process-wide breakpoint round (its patch observers run then).
+thread_local bool tlsInTrapRound = false;
 
 }  // namespace
 
@@ -143,7 +152,22 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   // ---- 4-6. write; breakpoint sites go in rounds of at most TrapTable::kMaxBatch --------
   detail::TrapTable& traps = detail::TrapTable::instance();
   std::unique_lock<std::mutex> trapRound(traps.roundMutex(), std::defer_lock);
-  if (!plan.breakpoints.empty()) trapRound.lock();
+  if (!plan.breakpoints.empty() && tlsInTrapRound) {
+    // A patch observer of another runtime's breakpoint round: rounds are process-wide and
+    // never nest. Nothing is written yet.
+    return Status(Error::kReentrantUpdate, "update: breakpoint sites cannot be patched from a patch observer that runs "
+                                           "during another runtime's breakpoint round; defer it until that update returns");
+  }
+  struct RoundMarker {
+    bool set = false;
+    ~RoundMarker() {
+      if (set) tlsInTrapRound = false;
+    }
+  } roundMarker;
+  if (!plan.breakpoints.empty()) {
+    trapRound.lock();
+    tlsInTrapRound = roundMarker.set = true;
+  }
   size_t bpDone = 0;
   bool first = true;
   // Allocate before the first write: an out-of-memory must not interrupt a protocol.

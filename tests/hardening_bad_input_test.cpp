@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "jit_targets.h"
+
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -355,6 +357,57 @@ void observerCallsEveryEntryPoint() {
 TEST(HardeningBadInputDeathTest, EntryPointsCalledFromThePatchObserverReturn) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(observerCallsEveryEntryPoint(), ::testing::ExitedWithCode(0), "every entry point returned");
+}
+
+// A patch observer of runtime A that updates runtime B: B's update works when it needs no
+// breakpoint round (and A's re-entry marker survives it: a nested A update is still refused),
+// and is refused (kReentrantUpdate, nothing written) when both need the process-wide round.
+// In a child with an alarm: both cases used to deadlock.
+void observerUpdatesAnotherRuntime(SiteForm form) {
+  alarm(5);
+  Options ob = quietManualOptions();
+  Result<Runtime> b = Runtime::create(ob);
+  if (!b) _exit(10);
+  Result<Key> kb = b->createKey(fnOne());
+  if (!kb || test::installCallers(*b, {*kb}, form).size() != 1) _exit(11);
+  Runtime* a = nullptr;
+  Key ka;
+  bool inside = false;
+  Status fromObserverB, fromObserverA;
+  Options oa = quietManualOptions();
+  oa.patchObserver = [&](const PatchEvent&) {
+    if (inside || a == nullptr) return;
+    inside = true;
+    fromObserverB = b->update(*kb, fnTwo()).status();
+    fromObserverA = a->update(ka, fnOne()).status();
+  };
+  Result<Runtime> ra = Runtime::create(oa);
+  if (!ra) _exit(12);
+  Result<Key> k = ra->createKey(fnOne());
+  if (!k || test::installCallers(*ra, {*k}, form).size() != 1) _exit(13);
+  ka = *k;
+  a = &*ra;
+  Status outer = ra->update(ka, fnTwo()).status();
+  Result<const void*> bTarget = b->target(*kb);
+  std::fprintf(stderr, "outer %s; B from A's observer: %s; A from its own observer: %s; B's target is %s\n",
+               outer.toString().c_str(), fromObserverB.toString().c_str(), fromObserverA.toString().c_str(),
+               bTarget.isOk() && *bTarget == fnTwo() ? "new" : "old");
+  std::fflush(stderr);
+  bool ok = outer.isOk() && fromObserverA.code() == Error::kReentrantUpdate &&
+            (form == SiteForm::kBreakpoint ? fromObserverB.code() == Error::kReentrantUpdate && *bTarget == fnOne()
+                                           : fromObserverB.isOk() && *bTarget == fnTwo());
+  _exit(ok ? 0 : 1);
+}
+
+TEST(HardeningBadInputDeathTest, ObserverUpdatingAnotherRuntimeKeepsTheReentryMarker) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(observerUpdatesAnotherRuntime(SiteForm::kDirect), ::testing::ExitedWithCode(0), "B from A's observer: ok");
+}
+
+TEST(HardeningBadInputDeathTest, ObserverUpdatingAnotherRuntimesBreakpointSitesIsRefused) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(observerUpdatesAnotherRuntime(SiteForm::kBreakpoint), ::testing::ExitedWithCode(0),
+              "B from A's observer: re-entrant update");
 }
 
 // ---- jit:: ---------------------------------------------------------------------------------
