@@ -26,9 +26,13 @@ std::vector<SiteCaller> installCallers(Runtime& rt, const std::vector<Key>& keys
 // reach of `anchor`, made RX after it is written: code patchcall did not emit (the call is
 // at +4). nullptr when no page was found.
 uint8_t* mapForeignCode(const void* anchor, const void* initialTarget);
+// Owns the page (unmapped once): not copyable, so two copies cannot munmap it twice.
 struct ForeignPage {
-  uint8_t* code = nullptr;
+  explicit ForeignPage(uint8_t* c) : code(c) {}
+  ForeignPage(const ForeignPage&) = delete;
+  ForeignPage& operator=(const ForeignPage&) = delete;
   ~ForeignPage();
+  uint8_t* code = nullptr;
 };
 
 }  // namespace patchcall::test
