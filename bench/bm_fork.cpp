@@ -4,10 +4,15 @@
 //                       with --benchmark_filter=Fork for a clean baseline)
 //   BM_ForkChild/1      the same with a 256 MiB-arena runtime holding 10,000 sites alive: the
 //                       prepare handler copies the arena's used bytes into the child's memfd
-//   BM_ArenaCopy        that copy alone (pwrite of the same byte count into a fresh memfd)
-// The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/0 <= ArenaCopy
-// (plus the handlers' few syscalls).
+//   BM_ForkChild/2      the same process as /1 forked by a raw SYS_fork: no atfork handler runs
+//                       (the child only calls _exit), so /1 - /2 is exactly what patchcall's
+//                       handlers add to a fork of this process
+//   BM_ArenaCopy        the copy alone (memfd_create, ftruncate, pwrite of the same byte count,
+//                       close: the pages are freed at close as they are at the child's exit)
+// The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/2 <= ArenaCopy.
+// /1 - /0 also counts fork's own cost for the bigger process (the fixture's heap and mappings).
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,9 +52,9 @@ ForkFixture& forkFixture() {
   return *f;
 }
 
-void forkAndWait(benchmark::State& state) {
+void forkAndWait(benchmark::State& state, bool raw) {
   for (auto _ : state) {
-    pid_t pid = fork();
+    pid_t pid = raw ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
     if (pid == 0) _exit(0);
     if (pid < 0) return state.SkipWithError("fork failed");
     int status = 0;
@@ -58,14 +63,14 @@ void forkAndWait(benchmark::State& state) {
 }
 
 void BM_ForkChild(benchmark::State& state) {
-  if (state.range(0) == 1) {
+  if (state.range(0) != 0) {
     ForkFixture& f = forkFixture();
     if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
     state.counters["used_bytes"] = static_cast<double>(f.used);
   }
-  forkAndWait(state);
+  forkAndWait(state, /*raw=*/state.range(0) == 2);
 }
-BENCHMARK(BM_ForkChild)->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_ForkChild)->Arg(0)->Arg(1)->Arg(2)->UseRealTime();
 
 void BM_ArenaCopy(benchmark::State& state) {
   ForkFixture& f = forkFixture();

@@ -136,6 +136,10 @@ def goals(r):
                     ("BM_FiberSwitch - BM_FiberSwitch_Bare",
                      lambda: r.time_ns("BM_FiberSwitch") - r.time_ns("BM_FiberSwitch_Bare"), fmt_ns),
                     ("20 ns", lambda: 20.0, fmt_ns), 1.0))
+    out.append(Goal("What patchcall adds to a fork (BM_ForkChild/1 - BM_ForkChild/2) vs copying the used code",
+                    ("BM_ForkChild/1 - BM_ForkChild/2",
+                     lambda: r.time_ns("BM_ForkChild/1") - r.time_ns("BM_ForkChild/2"), fmt_ns),
+                    per_iter("BM_ArenaCopy"), 1.0))
     out.append(Goal("Fiber round trip told vs bare (info)", per_iter("BM_FiberSwitch"), per_iter("BM_FiberSwitch_Bare"), None))
     return out
 
