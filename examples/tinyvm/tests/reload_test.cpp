@@ -92,7 +92,16 @@ TEST(TinyVmReload, FourThreadsSwitchWithZeroWrongResultsAndOldCodeIsFreed) {
   patchcall::RuntimeStats s = vm->runtime().stats();
   EXPECT_EQ(s.blobsFreed, s.blobsRetired);
   EXPECT_GE(s.blobsRetired, 3u + 1u + 2u) << "3 first stubs, old scale code, 2 post-reload stubs";
-  EXPECT_EQ(*static_cast<const uint8_t*>(oldScale.code), 0xCC) << "old code at " << test::hex(oldScale.code) << " not freed";
+  // Freed code is int3-filled; but threads kept compiling after the old code was freed, and
+  // the arena's first fit may have handed its range to one of those blobs (seen under ASan).
+  std::string reusedBy;
+  for (uint32_t i = 0; i < vm->functionCount(); ++i) {
+    FunctionInfo f = vm->info(i);
+    if (f.code == oldScale.code || f.stub == oldScale.code) reusedBy = f.name + (f.code == oldScale.code ? " code" : " stub");
+  }
+  EXPECT_TRUE(*static_cast<const uint8_t*>(oldScale.code) == 0xCC || !reusedBy.empty())
+      << "old code at " << test::hex(oldScale.code) << " not freed (not int3-filled, and no live function starts there)";
+  if (!reusedBy.empty()) std::printf("reload: the old code's range now holds live %s\n", reusedBy.c_str());
   FunctionInfo newScale = vm->info(*base.program.find("scale"));
   EXPECT_EQ(newScale.version, 2u);
   EXPECT_EQ(newScale.tier, 1);
