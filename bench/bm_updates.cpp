@@ -13,6 +13,16 @@
 //   BM_Update_Breakpoint         one unaligned site, int3 protocol: 3 syncs
 //   BM_Update_Batch_Breakpoint/N N unaligned sites: 3 syncs per batch
 //   BM_Registry_BytesPerSite     registry metadata per site with 1,000,000 sites over 1,000 keys
+// Interleaved pairs (issue 12; per-round ratios as counters <pair>.p50/.min/.max, pairs.h):
+//   BM_UpdatePairs               rounds of blocks in rotating order: membarrier, one-site update,
+//                                breakpoint update, toggle update with its grace period already
+//                                elapsed (excl_grace); each block kBlock samples timed one by one,
+//                                its median the round's figure; ratios against the same round's
+//                                membarrier. excl_grace_ns is the median of all its samples.
+//   BM_BatchPairs                per round: updateBatch of 10,000 keys (median of 3), the same
+//                                10,000 keys updated one by one (10,000 update() calls), and the
+//                                mprotect flip (RW, store, RX) of each of 10,000 sites: measured
+//                                baselines for the batch row
 #include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -26,6 +36,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "pairs.h"
 
 namespace {
 
@@ -215,20 +226,21 @@ void BM_Update_Toggle(benchmark::State& state) {
 
   // The same update with its grace period already elapsed (synchronize() first, untimed):
   // the toggle protocol's own cost, two syncs and two stores.
-  constexpr int kSamples = 64;
-  std::chrono::nanoseconds total{0};
+  constexpr int kSamples = 2000;
+  std::vector<double> samples;
+  samples.reserve(kSamples);
   patchcall::RuntimeStats exclBefore = f.rt->stats();
   for (int i = 0; i < kSamples; ++i) {
     if (patchcall::Status s = f.rt->synchronize(); !s) return state.SkipWithError(("synchronize: " + s.toString()).c_str());
     const void* next = kTargets[(f.toggle.current == kTargets[0]) ? 1 : 0];
-    auto t0 = std::chrono::steady_clock::now();
-    patchcall::Result<const void*> r = f.rt->update(f.toggle.key, next);
-    total += std::chrono::steady_clock::now() - t0;
+    patchcall::Result<const void*> r = nullptr;
+    samples.push_back(pcbench::timeNs([&] { r = f.rt->update(f.toggle.key, next); }));
     if (!r) return state.SkipWithError(("update: " + r.status().toString()).c_str());
     f.toggle.current = next;
   }
   patchcall::RuntimeStats exclAfter = f.rt->stats();
-  state.counters["excl_grace_ns"] = static_cast<double>(total.count()) / kSamples;
+  state.counters["excl_grace_ns"] = pcbench::median(samples);  // median of kSamples
+  state.counters["excl_grace_samples"] = kSamples;
   // Must be 0: proves the excl_grace_ns samples never waited.
   state.counters["excl_grace_waits"] = static_cast<double>(exclAfter.toggleGraceWaits - exclBefore.toggleGraceWaits);
   verifyLoop(state, f.toggle);
@@ -304,6 +316,160 @@ void BM_Registry_BytesPerSite(benchmark::State& state) {
   state.counters["bytes_per_site"] = static_cast<double>(s.siteMetadataBytes) / static_cast<double>(s.sites);
 }
 
+// ---- interleaved pairs (issue 12) ------------------------------------------------------------
+
+constexpr int kUpdateRounds = 60, kBlock = 32;
+
+void BM_UpdatePairs(benchmark::State& state) {
+  UpdateFixture& f = fixture();
+  if (!ready(state, f)) return;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) != 0) {
+    return state.SkipWithError("membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) refused by the kernel");
+  }
+  pcbench::BusyPeer peer;
+  enum { kMemb, kOne, kBp, kToggleExcl, kKinds };
+  const char* names[kKinds] = {"membarrier", "one_site", "breakpoint", "toggle_excl_grace"};
+  std::vector<double> perRound[kKinds], allExcl;
+  std::string error;
+  patchcall::RuntimeStats before = f.rt->stats();
+  auto flip = [&](OneSite& s) {
+    const void* next = s.current == kTargets[0] ? kTargets[1] : kTargets[0];
+    patchcall::Result<const void*> r = f.rt->update(s.key, next);
+    if (!r && error.empty()) error = "update: " + r.status().toString();
+    s.current = next;
+  };
+  auto sample = [&](int kind) -> double {
+    switch (kind) {
+      case kMemb:
+        return pcbench::timeNs([&] {
+          if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) != 0 && error.empty()) error = "membarrier failed";
+        });
+      case kOne: return pcbench::timeNs([&] { flip(f.direct); });
+      case kBp: return pcbench::timeNs([&] { flip(f.breakpoint); });
+      default: {
+        if (patchcall::Status s = f.rt->synchronize(); !s && error.empty()) error = "synchronize: " + s.toString();
+        double ns = pcbench::timeNs([&] { flip(f.toggle); });
+        allExcl.push_back(ns);
+        return ns;
+      }
+    }
+  };
+  uint64_t exclWaitsBefore = 0, exclWaits = 0;
+  for (auto _ : state) {
+    for (int r = 0; r < kUpdateRounds && error.empty(); ++r) {
+      for (int j = 0; j < kKinds; ++j) {
+        int kind = (r % 2 == 0) ? (r + j) % kKinds : (r + kKinds - 1 - j) % kKinds;
+        std::vector<double> block;
+        if (kind == kToggleExcl) exclWaitsBefore = f.rt->stats().toggleGraceWaits;
+        for (int i = 0; i < kBlock; ++i) block.push_back(sample(kind));
+        if (kind == kToggleExcl) exclWaits += f.rt->stats().toggleGraceWaits - exclWaitsBefore;
+        perRound[kind].push_back(pcbench::median(block));
+      }
+    }
+  }
+  if (!error.empty()) return state.SkipWithError(error.c_str());
+  patchcall::RuntimeStats after = f.rt->stats();
+  for (int k = 0; k < kKinds; ++k) state.counters[std::string(names[k]) + "_ns"] = pcbench::median(perRound[k]);
+  for (int k = kOne; k < kKinds; ++k) {
+    pcbench::reportPairRatios(state, std::string(names[k]) + "/membarrier", perRound[k], perRound[kMemb]);
+  }
+  state.counters["excl_grace_ns"] = pcbench::median(allExcl);
+  state.counters["excl_grace_samples"] = static_cast<double>(allExcl.size());
+  state.counters["excl_grace_waits"] = static_cast<double>(exclWaits);  // must be 0
+  state.counters["syncs"] = static_cast<double>(after.syncs - before.syncs);
+  verifyLoop(state, f.direct);
+  verifyLoop(state, f.toggle);
+  verifyLoop(state, f.breakpoint);
+}
+
+// 10,000 call sites in plain memory, each flipped the naive way: mprotect its page RW, store
+// the rel32, mprotect it RX.
+struct MprotectSites {
+  static constexpr size_t kSiteBytes = 8;
+  uint8_t* mem = nullptr;
+  size_t bytes = 0, page = 0, count = 0;
+  explicit MprotectSites(size_t n) : count(n) {
+    page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    bytes = (n * kSiteBytes + page) / page * page;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return;
+    mem = static_cast<uint8_t*>(m);
+    std::memset(mem, 0xCC, bytes);
+    for (size_t i = 0; i < n; ++i) mem[i * kSiteBytes + 3] = 0xE8;  // E8 at +3: rel32 aligned at +4
+    if (mprotect(mem, bytes, PROT_READ | PROT_EXEC) != 0) mem = nullptr;
+  }
+  // Every site's rel32 := value; false if mprotect failed.
+  bool flipAll(int32_t value) {
+    for (size_t i = 0; i < count; ++i) {
+      uint8_t* site = mem + i * kSiteBytes;
+      auto* pg = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(site) & ~(page - 1));
+      if (mprotect(pg, page, PROT_READ | PROT_WRITE) != 0) return false;
+      __atomic_store_n(reinterpret_cast<int32_t*>(site + 4), value, __ATOMIC_RELAXED);
+      if (mprotect(pg, page, PROT_READ | PROT_EXEC) != 0) return false;
+    }
+    return true;
+  }
+};
+
+constexpr int kBatchRounds = 5;
+
+void BM_BatchPairs(benchmark::State& state) {
+  UpdateFixture& f = fixture();
+  if (!ready(state, f)) return;
+  constexpr size_t kCount = 10000;
+  KeyBatch* b = f.batchOf(SiteForm::kDirect, kCount);
+  if (b == nullptr) return state.SkipWithError(f.error.c_str());
+  static MprotectSites* naive = new MprotectSites(kCount);
+  if (naive->mem == nullptr) return state.SkipWithError("mmap/mprotect of the naive sites failed");
+  pcbench::BusyPeer peer;
+  std::vector<double> batchNs, singlesNs, mprotectNs;
+  std::string error;
+  auto batch = [&](int which) {
+    return pcbench::timeNs([&] {
+      if (patchcall::Status s = f.rt->updateBatch(b->batch[which]); !s && error.empty()) error = "updateBatch: " + s.toString();
+    });
+  };
+  for (auto _ : state) {
+    for (int r = 0; r < kBatchRounds && error.empty(); ++r) {
+      // The keys start at kTargets[0] (batch[1]'s targets) each round and end there.
+      auto singles = [&] {
+        singlesNs.push_back(pcbench::timeNs([&] {
+          for (const KeyUpdate& u : b->batch[0]) {
+            if (patchcall::Result<const void*> x = f.rt->update(u.key, u.target); !x && error.empty()) {
+              error = "update: " + x.status().toString();
+            }
+          }
+        }));
+      };
+      auto flips = [&] {
+        mprotectNs.push_back(pcbench::timeNs([&] {
+          if (!naive->flipAll(r % 2 == 0 ? 64 : 128) && error.empty()) error = "mprotect failed";
+        }));
+      };
+      std::vector<double> batches;
+      batches.push_back(batch(0));
+      batches.push_back(batch(1));
+      if (r % 2 == 0) {
+        singles();
+        batches.push_back(batch(1));
+        flips();
+      } else {
+        flips();
+        singles();
+        batches.push_back(batch(1));
+      }
+      batchNs.push_back(pcbench::median(batches));
+    }
+  }
+  if (!error.empty()) return state.SkipWithError(error.c_str());
+  state.counters["sites"] = kCount;
+  state.counters["batch_ns"] = pcbench::median(batchNs);
+  state.counters["singles_ns"] = pcbench::median(singlesNs);
+  state.counters["mprotect_ns"] = pcbench::median(mprotectNs);
+  pcbench::reportPairRatios(state, "batch/singles", batchNs, singlesNs);
+  pcbench::reportPairRatios(state, "batch/mprotect", batchNs, mprotectNs);
+}
+
 }  // namespace
 
 BENCHMARK(BM_Membarrier_SyncCore)->UseRealTime();
@@ -314,3 +480,5 @@ BENCHMARK(BM_Update_Toggle)->UseRealTime();
 BENCHMARK(BM_Update_Breakpoint)->UseRealTime();
 BENCHMARK(BM_Update_Batch_Breakpoint)->Arg(10000)->UseRealTime();
 BENCHMARK(BM_Registry_BytesPerSite)->UseRealTime()->Iterations(20);
+BENCHMARK(BM_UpdatePairs)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_BatchPairs)->UseRealTime()->Iterations(1);
