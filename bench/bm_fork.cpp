@@ -9,6 +9,9 @@
 //                       handlers add to a fork of this process
 //   BM_ArenaCopy        the copy alone (memfd_create, ftruncate, pwrite of the same byte count,
 //                       close: the pages are freed at close as they are at the child's exit)
+//   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork with
+//                       the handlers (/1), raw SYS_fork (/2), the arena copy; each block's median
+//                       is the round's figure; counter `added/copy` = (/1 - /2) / copy per round
 // The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/2 <= ArenaCopy.
 // /1 - /0 also counts fork's own cost for the bigger process (the fixture's heap and mappings).
 #include <sys/mman.h>
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "pairs.h"
 
 namespace {
 
@@ -96,6 +100,15 @@ void BM_ForkChild(benchmark::State& state) {
 }
 BENCHMARK(BM_ForkChild)->Arg(0)->Arg(1)->Arg(2)->UseRealTime();
 
+bool copyArena(const ForkFixture& f) {
+  const auto* src = static_cast<const uint8_t*>(f.rt->arenaInfo().rwBase);
+  int fd = memfd_create("bench-copy", MFD_CLOEXEC);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(f.rt->arenaInfo().size)) != 0) return false;
+  bool ok = pwrite(fd, src, f.used, 0) == static_cast<ssize_t>(f.used);
+  close(fd);
+  return ok;
+}
+
 void BM_ArenaCopy(benchmark::State& state) {
   ForkFixture& f = forkFixture();
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
@@ -109,5 +122,47 @@ void BM_ArenaCopy(benchmark::State& state) {
   state.counters["used_bytes"] = static_cast<double>(f.used);
 }
 BENCHMARK(BM_ArenaCopy)->UseRealTime();
+
+void BM_ForkPairs(benchmark::State& state) {
+  ForkFixture& f = forkFixture();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  constexpr int kRounds = 30, kBlock = 9;
+  std::vector<double> withHandlers, raw, copy;
+  bool failed = false;
+  auto forkOnce = [&](bool rawFork) {
+    return pcbench::timeNs([&] {
+      pid_t pid = rawFork ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
+      if (pid == 0) _exit(0);
+      if (pid < 0) {
+        failed = true;
+        return;
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+    });
+  };
+  for (auto _ : state) {
+    for (int r = 0; r < kRounds && !failed; ++r) {
+      for (int j = 0; j < 3; ++j) {
+        int kind = (r % 2 == 0) ? (r + j) % 3 : (r + 2 - j) % 3;
+        std::vector<double> block;
+        for (int i = 0; i < kBlock; ++i) {
+          block.push_back(kind == 2 ? pcbench::timeNs([&] { failed |= !copyArena(f); }) : forkOnce(kind == 1));
+        }
+        (kind == 0 ? withHandlers : kind == 1 ? raw : copy).push_back(pcbench::median(block));
+      }
+    }
+  }
+  if (failed) return state.SkipWithError("fork or the arena copy failed");
+  std::vector<double> added;
+  for (size_t i = 0; i < withHandlers.size(); ++i) added.push_back(withHandlers[i] - raw[i]);
+  state.counters["fork_handlers_ns"] = pcbench::median(withHandlers);
+  state.counters["fork_raw_ns"] = pcbench::median(raw);
+  state.counters["added_ns"] = pcbench::median(added);
+  state.counters["copy_ns"] = pcbench::median(copy);
+  state.counters["used_bytes"] = static_cast<double>(f.used);
+  pcbench::reportPairRatios(state, "added/copy", added, copy);
+}
+BENCHMARK(BM_ForkPairs)->UseRealTime()->Iterations(1);
 
 }  // namespace
