@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Goal table for patchcall_bench results (issues 2, 3 and 4).
+"""Goal table for patchcall_bench results (issues 2, 3 and 4), from ONE run.
+
+The README's table comes from scripts/bench-table (5 processes, interleaved pairs, sensitivity
+controls, load check); this script reads one JSON of the older sequential benchmarks.
 
 Reads Google Benchmark JSON (--benchmark_format=json or --benchmark_out=FILE) and prints a
 markdown table: for each goal the two figures, their ratio, the goal and PASS/MISS.
@@ -142,6 +145,10 @@ def goals(r):
                     per_iter("BM_ArenaCopy"), 1.0))
     out.append(Goal("Fork round trip with patchcall vs the same process forked without handlers (info)",
                     per_iter("BM_ForkChild/1"), per_iter("BM_ForkChild/2"), None))
+    tv = "BM_TinyVm_Fib_SitesOverHardwired"
+    out.append(Goal("tinyvm fib(20): site calls vs hard-wired calls (alternating calls)",
+                    (tv + " site_ns_per_call", lambda: r.counter(tv, "site_ns_per_call"), fmt_ns),
+                    (tv + " hardwired_ns_per_call", lambda: r.counter(tv, "hardwired_ns_per_call"), fmt_ns), 1.05))
     out.append(Goal("Fiber round trip told vs bare (info)", per_iter("BM_FiberSwitch"), per_iter("BM_FiberSwitch_Bare"), None))
     return out
 
