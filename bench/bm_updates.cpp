@@ -355,13 +355,18 @@ void BM_UpdatePairs(benchmark::State& state) {
     }
   };
   uint64_t exclWaitsBefore = 0, exclWaits = 0;
+  int apart = 0, placed = 0;  // samples after which the busy peer was on another CPU
   for (auto _ : state) {
     for (int r = 0; r < kUpdateRounds && error.empty(); ++r) {
       for (int j = 0; j < kKinds; ++j) {
         int kind = (r % 2 == 0) ? (r + j) % kKinds : (r + kKinds - 1 - j) % kKinds;
         std::vector<double> block;
         if (kind == kToggleExcl) exclWaitsBefore = f.rt->stats().toggleGraceWaits;
-        for (int i = 0; i < kBlock; ++i) block.push_back(sample(kind));
+        for (int i = 0; i < kBlock; ++i) {
+          block.push_back(sample(kind));
+          apart += sched_getcpu() != peer.cpu() ? 1 : 0;
+          ++placed;
+        }
         if (kind == kToggleExcl) exclWaits += f.rt->stats().toggleGraceWaits - exclWaitsBefore;
         perRound[kind].push_back(pcbench::median(block));
       }
@@ -377,6 +382,8 @@ void BM_UpdatePairs(benchmark::State& state) {
   state.counters["excl_grace_samples"] = static_cast<double>(allExcl.size());
   state.counters["excl_grace_waits"] = static_cast<double>(exclWaits);  // must be 0
   state.counters["syncs"] = static_cast<double>(after.syncs - before.syncs);
+  // Share of samples with the peer on another CPU: low means the syncs had no core to interrupt.
+  state.counters["peer_apart"] = placed > 0 ? static_cast<double>(apart) / placed : 0;
   verifyLoop(state, f.direct);
   verifyLoop(state, f.toggle);
   verifyLoop(state, f.breakpoint);

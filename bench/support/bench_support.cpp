@@ -117,8 +117,12 @@ bool emitSiteBlob(patchcall::Runtime& rt, const patchcall::Key* keys, size_t key
 
 BusyPeer::BusyPeer() {
   thread_ = std::thread([this] {
+    cpu_.store(sched_getcpu(), std::memory_order_relaxed);
     started_.store(true, std::memory_order_release);
-    while (!stop_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+    for (uint32_t i = 1; !stop_.load(std::memory_order_relaxed); ++i) {
+      __builtin_ia32_pause();
+      if ((i & 4095) == 0) cpu_.store(sched_getcpu(), std::memory_order_relaxed);
+    }
   });
   while (!started_.load(std::memory_order_acquire)) sched_yield();
 }

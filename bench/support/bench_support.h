@@ -94,8 +94,12 @@ class BusyPeer {
   ~BusyPeer();
   BusyPeer(const BusyPeer&) = delete;
   BusyPeer& operator=(const BusyPeer&) = delete;
+  // The CPU the peer last ran on (sampled every few thousand spins): a sync only interrupts a
+  // core when the peer is on another CPU than the caller, which a loaded machine may not allow.
+  int cpu() const { return cpu_.load(std::memory_order_relaxed); }
 
  private:
+  std::atomic<int> cpu_{-1};
   std::atomic<bool> stop_{false};
   std::atomic<bool> started_{false};
   std::thread thread_;
