@@ -13,6 +13,9 @@
 //                           through a function pointer (indirect call + jmp)
 //   BM_Call_FunctionPointer, BM_Call_Virtual, and BM_Call_Retpoline (a function pointer in a TU
 //                           built with -mindirect-branch=thunk)
+// These loops are latency-bound (each call waits for the previous result): they cannot see an
+// extra NOP or taken branch. The goal rows come from bm_call_pairs.cpp (throughput loops,
+// sensitivity controls, interleaved rounds) through scripts/bench-table.
 #include <string>
 
 #include "bench_support.h"

@@ -1,7 +1,8 @@
 // patchcall benchmarks — the liburcu-qsbr baseline for BM_GracePeriod (issue 3).
 //   BM_Urcu_GracePeriod/N  one synchronize_rcu() while N registered QSBR readers loop
 //                          { readerWork(); rcu_quiescent_state(); }
-// Its own TU: urcu's headers define many macros. _LGPL_SOURCE inlines rcu_quiescent_state(),
+// Sequential: the goal rows use BM_GracePairs (bm_grace_pairs.cpp), both domains against the
+// same readers, interleaved. Its own TU: urcu's headers define many macros. _LGPL_SOURCE inlines rcu_quiescent_state(),
 // as patchcall::safepoint() is inline.
 #include <string>
 
