@@ -11,7 +11,8 @@
 //                       close: the pages are freed at close as they are at the child's exit)
 //   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork with
 //                       the handlers (/1), raw SYS_fork (/2), the arena copy; each block's median
-//                       is the round's figure; counter `added/copy` = (/1 - /2) / copy per round
+//                       is the round's figure; `added/copy` = (/1 - /2 child start) / copy per
+//                       round, `added_round_trip/copy` the same with round trips (info)
 // The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/2 <= ArenaCopy.
 // /1 - /0 also counts fork's own cost for the bigger process (the fixture's heap and mappings).
 #include <sys/mman.h>
@@ -126,42 +127,64 @@ BENCHMARK(BM_ArenaCopy)->UseRealTime();
 void BM_ForkPairs(benchmark::State& state) {
   ForkFixture& f = forkFixture();
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  static auto* childStart = static_cast<volatile uint64_t*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
   constexpr int kRounds = 30, kBlock = 9;
-  std::vector<double> withHandlers, raw, copy;
+  // Per round, block medians: child start (fork() call to the child's first instruction, as
+  // BM_ForkChild's child_start_ns) and round trip, with handlers and raw; the arena copy.
+  std::vector<double> startWith, startRaw, tripWith, tripRaw, copy;
   bool failed = false;
-  auto forkOnce = [&](bool rawFork) {
+  auto forkOnce = [&](bool rawFork, double* start) {
     return pcbench::timeNs([&] {
+      uint64_t t0 = nowNs();
       pid_t pid = rawFork ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
-      if (pid == 0) _exit(0);
+      if (pid == 0) {
+        *childStart = nowNs();
+        _exit(0);
+      }
       if (pid < 0) {
         failed = true;
         return;
       }
       int status = 0;
       waitpid(pid, &status, 0);
+      *start = static_cast<double>(*childStart - t0);
     });
   };
   for (auto _ : state) {
     for (int r = 0; r < kRounds && !failed; ++r) {
       for (int j = 0; j < 3; ++j) {
         int kind = (r % 2 == 0) ? (r + j) % 3 : (r + 2 - j) % 3;
-        std::vector<double> block;
+        std::vector<double> trips, starts;
         for (int i = 0; i < kBlock; ++i) {
-          block.push_back(kind == 2 ? pcbench::timeNs([&] { failed |= !copyArena(f); }) : forkOnce(kind == 1));
+          double start = 0;
+          trips.push_back(kind == 2 ? pcbench::timeNs([&] { failed |= !copyArena(f); }) : forkOnce(kind == 1, &start));
+          starts.push_back(start);
         }
-        (kind == 0 ? withHandlers : kind == 1 ? raw : copy).push_back(pcbench::median(block));
+        if (kind == 2) {
+          copy.push_back(pcbench::median(trips));
+        } else {
+          (kind == 0 ? tripWith : tripRaw).push_back(pcbench::median(trips));
+          (kind == 0 ? startWith : startRaw).push_back(pcbench::median(starts));
+        }
       }
     }
   }
   if (failed) return state.SkipWithError("fork or the arena copy failed");
-  std::vector<double> added;
-  for (size_t i = 0; i < withHandlers.size(); ++i) added.push_back(withHandlers[i] - raw[i]);
-  state.counters["fork_handlers_ns"] = pcbench::median(withHandlers);
-  state.counters["fork_raw_ns"] = pcbench::median(raw);
-  state.counters["added_ns"] = pcbench::median(added);
+  std::vector<double> added, addedTrip;
+  for (size_t i = 0; i < startWith.size(); ++i) {
+    added.push_back(startWith[i] - startRaw[i]);
+    addedTrip.push_back(tripWith[i] - tripRaw[i]);
+  }
+  state.counters["child_start_handlers_ns"] = pcbench::median(startWith);
+  state.counters["child_start_raw_ns"] = pcbench::median(startRaw);
+  state.counters["added_ns"] = pcbench::median(added);  // on the way into the child
+  state.counters["added_round_trip_ns"] = pcbench::median(addedTrip);
   state.counters["copy_ns"] = pcbench::median(copy);
   state.counters["used_bytes"] = static_cast<double>(f.used);
   pcbench::reportPairRatios(state, "added/copy", added, copy);
+  pcbench::reportPairRatios(state, "added_round_trip/copy", addedTrip, copy);
 }
 BENCHMARK(BM_ForkPairs)->UseRealTime()->Iterations(1);
 
