@@ -192,12 +192,13 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
       slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
     }
     // Every entry is visible before any int3 it covers (the handler relies on it).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!round.empty()) traps.beginRound();
     for (const BreakpointWrite& w : round) {
       static const uint8_t kInt3 = 0xCC;
       write(w.site, &kInt3, 1);
     }
     syncAll();
+    if (!round.empty() && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
     // phase 2
     bool phase2 = !round.empty() || (first && !plan.toggles.empty());
     if (first) {
@@ -219,7 +220,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     }
     if (!round.empty()) {
       syncAll();
-      traps.clearSlots(slots.data(), slots.size());
+      traps.endRound(slots.data(), slots.size());
     }
     bpDone += bpCount;
     first = false;

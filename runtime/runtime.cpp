@@ -27,6 +27,8 @@ void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip);
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
+void setTrapHandlerHook(void (*hook)(int)) { detail::testHooks()->inTrapHandler.store(hook); }
+void setAfterBreakpointInt3Hook(void (*hook)()) { detail::testHooks()->afterBreakpointInt3.store(hook); }
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
 // values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
