@@ -8,6 +8,7 @@
 //   5. phase 2: flip the toggles (one aligned 2-byte store), breakpoint tails -> sync
 //   6. phase 3: breakpoint first bytes (E8)                         -> sync
 //   7. publish the new targets; remember each toggle's flip for its next update
+//   8. strict updates of keys with toggle sites: a grace period after the flip, lock dropped
 // A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
 #include <algorithm>
 #include <cstring>
@@ -70,7 +71,7 @@ thread_local bool tlsInTrapRound = false;
 
 }  // namespace
 
-Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous) {
+Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how) {
   PATCHCALL_TRY(refuseReentry("update"));
   PATCHCALL_TRY(checkOwnProcess());
   if (updates.empty()) return Status::ok();
@@ -229,15 +230,31 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   // ---- 7. publish ------------------------------------------------------------------------
   uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence->snapshot();
   for (const ToggleWrite& w : plan.toggles) toggleFlipSnap[w.siteId] = flipSnap;
+  bool strict = how.strict;
   for (size_t i = 0; i < updates.size(); ++i) {
     detail::KeyRecord* k = key(updates[i].key);
     if (previous != nullptr) previous[i] = k->target;
     k->target = updates[i].target;
+    strict = strict || k->strictUpdates;
   }
   updateCount.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites.fetch_add(plan.direct.size() + plan.toggles.size() + plan.breakpoints.size(),
                        std::memory_order_relaxed);
-  return Status::ok();
+
+  // ---- 8. strict: the grace period after the flip ---------------------------------------
+  // Only toggles need it: a thread past a toggle has no safepoint before its call, so once
+  // every thread has passed one since the flip, none can still select the old call.
+  if (!strict || plan.toggles.empty() || (hooks != nullptr && hooks->skipStrictGrace.load())) return Status::ok();
+  Key firstKey = updates[0].key;
+  guard.unlock();  // the update is complete; other updates need not wait for this one
+  if (trapRound.owns_lock()) trapRound.unlock();
+  Status waited = quiescence->waitFor(flipSnap, how.deadline.value_or(options.graceDeadline));
+  if (waited.isOk()) return waited;
+  return Status(waited.code(), "strict update of key " + std::to_string(firstKey.id) +
+                                   (updates.size() > 1 ? " (and the rest of its batch)" : "") +
+                                   ": the update has taken effect (every site calls the new target), but a thread "
+                                   "that passed a toggle before the flip may still enter the old target until its "
+                                   "next safepoint: " + waited.message());
 }
 
 }  // namespace patchcall

@@ -25,6 +25,7 @@ void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
+void setSkipStrictGrace(bool skip) { detail::testHooks()->skipStrictGrace.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
 void setTrapHandlerHook(void (*hook)(int)) { detail::testHooks()->inTrapHandler.store(hook); }
@@ -109,6 +110,10 @@ Status Runtime::Impl::checkOwnProcess() const {
 // ---- keys ------------------------------------------------------------------------------
 
 Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name) {
+  return createKey(initialTarget, name, KeyOptions{});
+}
+
+Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name, const KeyOptions& options) {
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("createKey"));
@@ -130,6 +135,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
     m.storeRel32(entry + 1, *dest);
     detail::KeyRecord k;
     k.live = true;
+    k.strictUpdates = options.strictUpdates;
     k.target = initialTarget;
     k.trampoline = entry;
     k.name = detail::MiString(name.data(), name.size());
@@ -154,17 +160,21 @@ Status Runtime::destroyKey(Key key) {
   return Status::ok();
 }
 
-Result<const void*> Runtime::update(Key key, const void* target) {
+Result<const void*> Runtime::update(Key key, const void* target) { return update(key, target, UpdateOptions{}); }
+
+Result<const void*> Runtime::update(Key key, const void* target, const UpdateOptions& options) {
   return detail::catchOutOfMemory("update", [&]() -> Result<const void*> {
     const void* previous = nullptr;
     KeyUpdate u{key, target};
-    PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous));
+    PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous, options));
     return previous;
   });
 }
 
-Status Runtime::updateBatch(std::span<const KeyUpdate> updates) {
-  return detail::catchOutOfMemory("updateBatch", [&] { return impl_->retarget(updates, nullptr); });
+Status Runtime::updateBatch(std::span<const KeyUpdate> updates) { return updateBatch(updates, UpdateOptions{}); }
+
+Status Runtime::updateBatch(std::span<const KeyUpdate> updates, const UpdateOptions& options) {
+  return detail::catchOutOfMemory("updateBatch", [&] { return impl_->retarget(updates, nullptr, options); });
 }
 
 Result<const void*> Runtime::target(Key key) const {

@@ -55,6 +55,7 @@ struct ToggleLayout {
 
 struct KeyRecord {
   bool live = false;
+  bool strictUpdates = false;  // KeyOptions::strictUpdates
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
   uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
@@ -183,7 +184,7 @@ struct Runtime::Impl {
   void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
 
   // the update path (retargeter.cpp)
-  Status retarget(std::span<const KeyUpdate> updates, const void** previous);
+  Status retarget(std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how = {});
 };
 
 }  // namespace patchcall

@@ -8,6 +8,7 @@ namespace patchcall::detail {
 
 struct TestHooks {
   std::atomic<bool> skipToggleGrace{false};  // break the toggle's grace-period rule
+  std::atomic<bool> skipStrictGrace{false};  // strict updates return without their grace period
   std::atomic<bool> skipSync{false};         // break the cross-core sync after code writes
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
   std::atomic<bool> skipForkCopy{false};     // a fork child keeps sharing the parent's code

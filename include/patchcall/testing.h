@@ -17,6 +17,9 @@ namespace patchcall::testing {
 
 // Turns the toggle's grace-period rule off (true) or back on (false).
 void setSkipToggleGrace(bool skip);
+// Strict updates (UpdateOptions::strict, KeyOptions::strictUpdates) return right after the
+// flip, without the grace period that makes them strict.
+void setSkipStrictGrace(bool skip);
 // Skips the cross-core sync after code writes.
 void setSkipSync(bool skip);
 // Frees retired blobs at once (no grace period, no stack scan): breaks invariant 4.
