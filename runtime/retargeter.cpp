@@ -1,7 +1,8 @@
 // patchcall — the update path, top to bottom.
 //
 //   1. refuse re-entry (an observer or callback already holds the text mutex)
-//   2. lock the text mutex; validate every key and target, plan every write (no write yet)
+//   2. lock the text mutex; validate every key and target, plan every write (no write yet,
+//      new veneers only planned); then write and sync the new veneers, count their users
 //   3. toggle sites flipped less than a grace period ago: drop the lock, wait, start over
 //   4. phase 1: Direct sites and trampolines (one aligned 4-byte store each), the inactive
 //      call of each toggle, int3 on each breakpoint site            -> sync
@@ -24,17 +25,20 @@ using detail::ToggleLayout;
 
 namespace {
 
+// `destination` is where the call points: `target`, or a veneer for it.
 struct DirectWrite {
   uintptr_t rel32, destination, site;
   SiteForm form;
+  uintptr_t target;
 };
 struct ToggleWrite {
   uint32_t siteId;
   uintptr_t site, rel32, destination;
   uint8_t flip[2];
+  uintptr_t target;
 };
 struct BreakpointWrite {
-  uintptr_t site, destination;
+  uintptr_t site, destination, target;
 };
 
 struct Plan {
@@ -77,6 +81,13 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   if (updates.empty()) return Status::ok();
   detail::TestHooks* hooks = detail::testHooks();
   TextMutexGuard guard(textMutex, this);
+  struct DropPlannedVeneers {  // every way out: a veneer planned and not written is forgotten
+    Runtime::Impl& m;
+    bool armed = true;  // off once published (the strict wait below runs unlocked)
+    ~DropPlannedVeneers() {
+      if (armed) m.dropPendingVeneers();
+    }
+  } dropPlanned{*this};
 
   Plan plan;
   while (true) {
@@ -85,6 +96,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     plan.toggles.clear();
     plan.breakpoints.clear();
     plan.graceNeeded = 0;
+    dropPendingVeneers();  // planned by an earlier pass or caller and never written
     plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
     uint64_t batchStamp = ++batchCounter;  // marks keys seen in this pass (duplicate check)
     for (size_t i = 0; i < updates.size(); ++i) {
@@ -102,20 +114,20 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
       auto target = reinterpret_cast<uintptr_t>(u.target);
       Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
       if (!tramp) return tramp.status();
-      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect});
+      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect, target});
       for (uint32_t id : k->sites) {
         const SiteRecord& s = sites[id];
         if (s.form == SiteForm::kDirect) {
           Result<uintptr_t> d = reachable(s.address + 5, target);
           if (!d) return d.status();
-          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect});
+          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect, target});
         } else if (s.form == SiteForm::kToggle) {
           ToggleLayout t = ToggleLayout::of(s);
           bool bActive = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB;
           uintptr_t inactive = bActive ? t.callA : t.callB;
           Result<uintptr_t> d = reachable(inactive + 5, target);
           if (!d) return d.status();
-          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}};
+          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}, target};
           if (!bActive) w.flip[0] = 0xEB, w.flip[1] = t.jumpToB;
           plan.toggles.push_back(w);
           auto flipped = toggleFlipSnap.find(id);
@@ -125,12 +137,13 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
         } else {
           Result<uintptr_t> d = reachable(s.address + 5, target);
           if (!d) return d.status();
-          plan.breakpoints.push_back({s.address, *d});
+          plan.breakpoints.push_back({s.address, *d, target});
         }
       }
     }
     // ---- 3. the toggle rule: a call is rewritten only a grace period after its last flip
     if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
+    dropPendingVeneers();
     toggleGraceWaits.fetch_add(1, std::memory_order_relaxed);
     guard.unlock();  // other keys' updates are not held up while this one waits
     Status waited = quiescence->waitFor(plan.graceNeeded, quiescence->defaultDeadline());
@@ -169,6 +182,18 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     trapRound.lock();
     tlsInTrapRound = roundMarker.set = true;
   }
+  // Validated. New veneers are written and synced before any call points at them; their
+  // references move before the first site write (allocation first).
+  publishPendingVeneers();
+  dropPlanned.armed = false;
+  auto eachCall = [&](auto&& f) {
+    for (const DirectWrite& w : plan.direct) f(w.rel32, w.destination, w.target);
+    for (const ToggleWrite& w : plan.toggles) f(w.rel32, w.destination, w.target);
+    for (const BreakpointWrite& w : plan.breakpoints) f(w.site + 1, w.destination, w.target);
+  };
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { reserveCallDestination(r, d, t); });
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { noteCallDestination(r, d, t); });
+
   size_t bpDone = 0;
   bool first = true;
   // Allocate before the first write: an out-of-memory must not interrupt a protocol.
@@ -237,6 +262,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     k->target = updates[i].target;
     strict = strict || k->strictUpdates;
   }
+  retireOrphanVeneers();  // every call that named them was rewritten and synced
   updateCount.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites.fetch_add(plan.direct.size() + plan.toggles.size() + plan.breakpoints.size(),
                        std::memory_order_relaxed);

@@ -127,9 +127,16 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
     if (!slot) return slot.status();
     // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
     uintptr_t entry = *slot + 11;
-    m.write(*slot, &initialTarget, 8);
+    m.dropPendingVeneers();
     Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
-    if (!dest) return dest.status();
+    if (!dest) {
+      m.dropPendingVeneers();
+      return dest.status();
+    }
+    m.publishPendingVeneers();  // a new veneer is written and synced before the jump names it
+    m.reserveCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.write(*slot, &initialTarget, 8);
     static const uint8_t kJmp = 0xE9;
     m.write(entry, &kJmp, 1);
     m.storeRel32(entry + 1, *dest);
@@ -266,8 +273,14 @@ RuntimeStats Runtime::stats() const {
   s.trapsEmulated = detail::TrapTable::instance().emulated();
   s.gracePeriods = m.quiescence->gracePeriods();
   s.toggleGraceWaits = m.toggleGraceWaits.load();
-  s.callbacksRetired = m.reclaimer->callbacksRetired();
-  s.callbacksRun = m.reclaimer->callbacksRun();
+  // The embedder's callbacks: veneers ride on the same queue (read in this order so the
+  // differences never go negative).
+  uint64_t veneersFreed = m.veneersFreed.load(std::memory_order_acquire);
+  s.veneersFreed = veneersFreed;
+  s.callbacksRun = m.reclaimer->callbacksRun() - std::min(veneersFreed, m.reclaimer->callbacksRun());
+  uint64_t veneersRetired = m.veneersRetired.load(std::memory_order_acquire);
+  s.veneersRetired = veneersRetired;
+  s.callbacksRetired = m.reclaimer->callbacksRetired() - std::min(veneersRetired, m.reclaimer->callbacksRetired());
   s.blobsRetired = m.reclaimer->blobsRetired();
   s.blobsFreed = m.reclaimer->blobsFreed();
   s.blobsPinnedByStacks = m.reclaimer->blobsPinned();

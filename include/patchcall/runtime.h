@@ -97,7 +97,10 @@ struct ArenaInfo {
 };
 
 struct RuntimeStats {
-  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;
+  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;  // veneers: live ones (some site uses each)
+  // Veneers no call names any more: retired (on the reclaimer's queue, not counted in
+  // callbacksRetired/Run) and freed after a grace period (barrier() waits for them too).
+  uint64_t veneersRetired = 0, veneersFreed = 0;
   uint64_t updates = 0, siteWrites = 0, syncs = 0;
   uint64_t trapsEmulated = 0;
   uint64_t gracePeriods = 0, toggleGraceWaits = 0;
