@@ -1,10 +1,11 @@
 #!/bin/sh
 # check.sh [WORKDIR] -- model-check toggle.pml with spin in both modes.
 #
-#   grace=off (-DGRACE=0): spin MUST find an assertion violation (torn call).
-#   grace=on  (-DGRACE=1): spin MUST verify the model with 0 errors.
-#   (sanity)  grace=on + PROBE_WRITER_DONE: the writer must be able to finish
-#             all updates, so the 0-error result is not vacuous.
+#   rule=off (-DRULE=0): spin MUST find an assertion violation (torn call).
+#   rule=on  (-DRULE=1): spin MUST verify the model with 0 errors.
+#   rule=on + SNAP_EARLY (snapshot before the flip): MUST find the torn call.
+#   (sanity) rule=on + PROBE_WRITER_DONE: the writer must be able to finish
+#            all updates, so the 0-error result is not vacuous.
 #
 # All generated files (pan.c, pan, *.trail) go to WORKDIR (default: a fresh
 # mktemp -d, removed on success); the source tree is never written to.
@@ -55,34 +56,43 @@ run_mode() {
 fail=0
 dump() { echo "---- pan output ($1) ----"; cat "$OUT"; echo "---- end ----"; }
 
-# 1. Grace period disabled: a torn displacement read must be found.
-run_mode grace_off -DGRACE=0
+# 1. Snapshot rule off: a torn displacement read must be found.
+run_mode rule_off -DRULE=0
 if [ -n "$ERRS" ] && [ "$ERRS" -ge 1 ] && grep -q "assertion violated (lo==hi)" "$OUT"; then
-    echo "grace=off: violation found (expected)"
+    echo "rule=off: torn call found (expected)"
     # Human-readable counterexample for the curious.
-    (cd "$WORK/grace_off" && "$SPIN" -DGRACE=0 -t -p toggle.pml >trail.txt 2>&1)
+    (cd "$WORK/rule_off" && "$SPIN" -DRULE=0 -t -p toggle.pml >trail.txt 2>&1)
 else
-    echo "grace=off: FAILED -- expected an assertion violation, got errors: ${ERRS:-?}"
-    dump grace=off; fail=1
+    echo "rule=off: FAILED -- expected an assertion violation, got errors: ${ERRS:-?}"
+    dump rule=off; fail=1
 fi
 
-# 2. Grace period enabled: must verify with zero errors.
-run_mode grace_on -DGRACE=1
+# 2. Snapshot rule on (shared, failing, rolled-back grace periods): verified.
+run_mode rule_on -DRULE=1
 if [ "$ERRS" = "0" ]; then
-    echo "grace=on: verified, 0 errors (expected)"
+    echo "rule=on: verified, 0 errors (expected)"
 else
-    echo "grace=on: FAILED -- expected errors: 0, got errors: ${ERRS:-?}"
-    dump grace=on; fail=1
+    echo "rule=on: FAILED -- expected errors: 0, got errors: ${ERRS:-?}"
+    dump rule=on; fail=1
 fi
 
-# 3. Non-vacuity: with the grace period on, the writer can complete every
-#    update (the probe assertion after its loop must be reachable).
-run_mode grace_on_probe -DGRACE=1 -DPROBE_WRITER_DONE
-if [ -n "$ERRS" ] && [ "$ERRS" -ge 1 ] && grep -q "assertion violated 0 " "$OUT"; then
-    echo "grace=on: writer completes all updates (non-vacuity sanity, expected)"
+# 3. The snapshot taken before the flip instead of after: a grace period that
+#    started before the flip satisfies it, and the torn call is back.
+run_mode snap_early -DRULE=1 -DSNAP_EARLY
+if [ -n "$ERRS" ] && [ "$ERRS" -ge 1 ] && grep -q "assertion violated (lo==hi)" "$OUT"; then
+    echo "rule=on, snapshot before the flip: torn call found (expected)"
 else
-    echo "grace=on: FAILED -- writer-completion probe not reached (errors: ${ERRS:-?})"
-    dump grace=on-probe; fail=1
+    echo "snapshot before the flip: FAILED -- expected an assertion violation, got errors: ${ERRS:-?}"
+    dump snap-early; fail=1
+fi
+
+# 4. Non-vacuity: with the rule on, the writer can complete every update.
+run_mode rule_on_probe -DRULE=1 -DPROBE_WRITER_DONE
+if [ -n "$ERRS" ] && [ "$ERRS" -ge 1 ] && grep -q "assertion violated 0 " "$OUT"; then
+    echo "rule=on: writer completes all updates (non-vacuity sanity, expected)"
+else
+    echo "rule=on: FAILED -- writer-completion probe not reached (errors: ${ERRS:-?})"
+    dump rule=on-probe; fail=1
 fi
 
 if [ "$fail" -eq 0 ] && [ "$CLEANUP" -eq 1 ]; then

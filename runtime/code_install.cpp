@@ -93,6 +93,11 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
     std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
 
     std::lock_guard<detail::FairMutex> lock(m.textMutex);
+    m.dropPendingVeneers();
+    struct DropPlannedVeneers {  // a refused commit writes no veneer
+      Runtime::Impl& m;
+      ~DropPlannedVeneers() { m.dropPendingVeneers(); }
+    } dropPlanned{m};
     detail::MiVector<uint8_t> flags(sorted.size());
     detail::MiVector<uintptr_t> destinations(sorted.size() * 2);
     // Validate everything before the first write or registration.
@@ -132,6 +137,22 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
     for (auto& [k, n] : perKey) m.keys[k].sites.reserve(m.keys[k].sites.size() + n);
     if (m.freeSites.size() < sorted.size()) m.sites.reserve(m.sites.size() + sorted.size() - m.freeSites.size());
     m.blobs.reserve(m.blobs.size() + 1);
+    // New veneers: written and synced before the code that calls them is handed out; then
+    // count the new calls' references (allocation first).
+    m.publishPendingVeneers();
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t i = 0; i < sorted.size(); ++i) {
+        uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + sorted[i].offset;
+        auto target = reinterpret_cast<uintptr_t>(m.keys[sorted[i].key.id].target);
+        bool toggle = sorted[i].form == SiteForm::kToggle;
+        detail::ToggleLayout t = detail::ToggleLayout::of(SiteRecord{at, 0, sorted[i].form, flags[i], 0});
+        for (int c = 0; c < (toggle ? 2 : 1); ++c) {
+          uintptr_t rel32 = (toggle ? (c == 0 ? t.callA : t.callB) : at) + 1;
+          if (pass == 0) m.reserveCallDestination(rel32, destinations[2 * i + c], target);
+          else m.noteCallDestination(rel32, destinations[2 * i + c], target);
+        }
+      }
+    }
     uint32_t blobId = static_cast<uint32_t>(m.blobs.size());
     m.blobByAddress.emplace(reinterpret_cast<uintptr_t>(r.rx), blobId);
     // Nobody executes this code yet: plain writes through the RW alias.

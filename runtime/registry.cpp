@@ -17,12 +17,6 @@ thread_local const void* detail::tlsTextMutexOwner = nullptr;
 
 namespace {
 constexpr size_t kPoolChunk = 4096;
-constexpr int64_t kRel32Min = INT32_MIN, kRel32Max = INT32_MAX;
-
-bool fitsRel32(uintptr_t next, uintptr_t target) {
-  int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
-  return d >= kRel32Min && d <= kRel32Max;
-}
 
 std::string hex(uintptr_t v) {
   char buf[32];
@@ -82,32 +76,6 @@ Result<uintptr_t> Runtime::Impl::slot(detail::SlotPool& pool, size_t slotSize) {
   return s;
 }
 
-Result<uintptr_t> Runtime::Impl::veneerFor(uintptr_t target) {
-  if (auto it = veneers.find(target); it != veneers.end()) return it->second;
-  Result<uintptr_t> v = slot(veneerPool, 16);
-  if (!v) return v.status();
-  // jmp qword [rip+0] ; .quad target ; int3 int3. Written before any site points here.
-  uint8_t code[16] = {0xFF, 0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xCC, 0xCC};
-  std::memcpy(code + 6, &target, 8);
-  write(*v, code, sizeof code);
-  veneers.emplace(target, *v);
-  return *v;
-}
-
-Result<uintptr_t> Runtime::Impl::reachableViaVeneer(uintptr_t next, uintptr_t target) {
-  if (!options.allowVeneers) {
-    return Status(Error::kOutOfRange, "target " + hex(target) + " is out of rel32 reach of the call ending at " +
-                                          hex(next) + " and veneers are disabled");
-  }
-  Result<uintptr_t> v = veneerFor(target);
-  if (!v) return v.status();
-  if (!fitsRel32(next, *v)) {
-    return Status(Error::kOutOfRange, "neither target " + hex(target) + " nor its veneer " + hex(*v) +
-                                          " is within rel32 reach of the call ending at " + hex(next));
-  }
-  return *v;
-}
-
 Result<uint32_t> Runtime::Impl::addSite(uintptr_t address, uint32_t k, SiteForm form, uint8_t flags) {
   if (liveSites >= options.maxSites) {
     return Status(Error::kTooManySites, "Options::maxSites (" + std::to_string(options.maxSites) + ") reached");
@@ -129,7 +97,15 @@ Result<uint32_t> Runtime::Impl::addSite(uintptr_t address, uint32_t k, SiteForm 
 void Runtime::Impl::removeSites(const detail::MiVector<uint32_t>& ids) {
   detail::MiVector<uint32_t> touchedKeys;
   for (uint32_t id : ids) {
-    touchedKeys.push_back(sites[id].key);
+    const SiteRecord& s = sites[id];
+    touchedKeys.push_back(s.key);
+    if ((s.flags & detail::kSiteForeign) == 0 && s.form == SiteForm::kToggle) {
+      detail::ToggleLayout t = detail::ToggleLayout::of(s);
+      forgetCall(t.callA + 1);
+      forgetCall(t.callB + 1);
+    } else if ((s.flags & detail::kSiteForeign) == 0) {
+      forgetCall(s.address + 1);
+    }  // a foreign site's code lives on and still calls its veneer: the reference stays
     sites[id].address = 0;
     toggleFlipSnap.erase(id);
   }
@@ -140,6 +116,7 @@ void Runtime::Impl::removeSites(const detail::MiVector<uint32_t>& ids) {
   }
   freeSites.insert(freeSites.end(), ids.begin(), ids.end());
   liveSites -= ids.size();
+  retireOrphanVeneers();  // the sites' code is unreachable already (freed blob)
 }
 
 void Runtime::Impl::freeBlobLocked(uint32_t id) {

@@ -1,13 +1,15 @@
 // patchcall — the update path, top to bottom.
 //
 //   1. refuse re-entry (an observer or callback already holds the text mutex)
-//   2. lock the text mutex; validate every key and target, plan every write (no write yet)
+//   2. lock the text mutex; validate every key and target, plan every write (no write yet,
+//      new veneers only planned); then write and sync the new veneers, count their users
 //   3. toggle sites flipped less than a grace period ago: drop the lock, wait, start over
 //   4. phase 1: Direct sites and trampolines (one aligned 4-byte store each), the inactive
 //      call of each toggle, int3 on each breakpoint site            -> sync
 //   5. phase 2: flip the toggles (one aligned 2-byte store), breakpoint tails -> sync
 //   6. phase 3: breakpoint first bytes (E8)                         -> sync
 //   7. publish the new targets; remember each toggle's flip for its next update
+//   8. strict updates of keys with toggle sites: a grace period after the flip, lock dropped
 // A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
 #include <algorithm>
 #include <cstring>
@@ -23,17 +25,20 @@ using detail::ToggleLayout;
 
 namespace {
 
+// `destination` is where the call points: `target`, or a veneer for it.
 struct DirectWrite {
   uintptr_t rel32, destination, site;
   SiteForm form;
+  uintptr_t target;
 };
 struct ToggleWrite {
   uint32_t siteId;
   uintptr_t site, rel32, destination;
   uint8_t flip[2];
+  uintptr_t target;
 };
 struct BreakpointWrite {
-  uintptr_t site, destination;
+  uintptr_t site, destination, target;
 };
 
 struct Plan {
@@ -70,12 +75,19 @@ thread_local bool tlsInTrapRound = false;
 
 }  // namespace
 
-Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous) {
+Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how) {
   PATCHCALL_TRY(refuseReentry("update"));
   PATCHCALL_TRY(checkOwnProcess());
   if (updates.empty()) return Status::ok();
   detail::TestHooks* hooks = detail::testHooks();
   TextMutexGuard guard(textMutex, this);
+  struct DropPlannedVeneers {  // every way out: a veneer planned and not written is forgotten
+    Runtime::Impl& m;
+    bool armed = true;  // off once published (the strict wait below runs unlocked)
+    ~DropPlannedVeneers() {
+      if (armed) m.dropPendingVeneers();
+    }
+  } dropPlanned{*this};
 
   Plan plan;
   while (true) {
@@ -84,6 +96,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     plan.toggles.clear();
     plan.breakpoints.clear();
     plan.graceNeeded = 0;
+    dropPendingVeneers();  // planned by an earlier pass or caller and never written
     plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
     uint64_t batchStamp = ++batchCounter;  // marks keys seen in this pass (duplicate check)
     for (size_t i = 0; i < updates.size(); ++i) {
@@ -101,20 +114,20 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
       auto target = reinterpret_cast<uintptr_t>(u.target);
       Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
       if (!tramp) return tramp.status();
-      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect});
+      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect, target});
       for (uint32_t id : k->sites) {
         const SiteRecord& s = sites[id];
         if (s.form == SiteForm::kDirect) {
           Result<uintptr_t> d = reachable(s.address + 5, target);
           if (!d) return d.status();
-          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect});
+          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect, target});
         } else if (s.form == SiteForm::kToggle) {
           ToggleLayout t = ToggleLayout::of(s);
           bool bActive = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB;
           uintptr_t inactive = bActive ? t.callA : t.callB;
           Result<uintptr_t> d = reachable(inactive + 5, target);
           if (!d) return d.status();
-          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}};
+          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}, target};
           if (!bActive) w.flip[0] = 0xEB, w.flip[1] = t.jumpToB;
           plan.toggles.push_back(w);
           auto flipped = toggleFlipSnap.find(id);
@@ -124,12 +137,13 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
         } else {
           Result<uintptr_t> d = reachable(s.address + 5, target);
           if (!d) return d.status();
-          plan.breakpoints.push_back({s.address, *d});
+          plan.breakpoints.push_back({s.address, *d, target});
         }
       }
     }
     // ---- 3. the toggle rule: a call is rewritten only a grace period after its last flip
     if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
+    dropPendingVeneers();
     toggleGraceWaits.fetch_add(1, std::memory_order_relaxed);
     guard.unlock();  // other keys' updates are not held up while this one waits
     Status waited = quiescence->waitFor(plan.graceNeeded, quiescence->defaultDeadline());
@@ -168,6 +182,18 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     trapRound.lock();
     tlsInTrapRound = roundMarker.set = true;
   }
+  // Validated. New veneers are written and synced before any call points at them; their
+  // references move before the first site write (allocation first).
+  publishPendingVeneers();
+  dropPlanned.armed = false;
+  auto eachCall = [&](auto&& f) {
+    for (const DirectWrite& w : plan.direct) f(w.rel32, w.destination, w.target);
+    for (const ToggleWrite& w : plan.toggles) f(w.rel32, w.destination, w.target);
+    for (const BreakpointWrite& w : plan.breakpoints) f(w.site + 1, w.destination, w.target);
+  };
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { reserveCallDestination(r, d, t); });
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { noteCallDestination(r, d, t); });
+
   size_t bpDone = 0;
   bool first = true;
   // Allocate before the first write: an out-of-memory must not interrupt a protocol.
@@ -192,12 +218,13 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
       slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
     }
     // Every entry is visible before any int3 it covers (the handler relies on it).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!round.empty()) traps.beginRound();
     for (const BreakpointWrite& w : round) {
       static const uint8_t kInt3 = 0xCC;
       write(w.site, &kInt3, 1);
     }
     syncAll();
+    if (!round.empty() && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
     // phase 2
     bool phase2 = !round.empty() || (first && !plan.toggles.empty());
     if (first) {
@@ -219,7 +246,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     }
     if (!round.empty()) {
       syncAll();
-      traps.clearSlots(slots.data(), slots.size());
+      traps.endRound(slots.data(), slots.size());
     }
     bpDone += bpCount;
     first = false;
@@ -228,15 +255,32 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   // ---- 7. publish ------------------------------------------------------------------------
   uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence->snapshot();
   for (const ToggleWrite& w : plan.toggles) toggleFlipSnap[w.siteId] = flipSnap;
+  bool strict = how.strict;
   for (size_t i = 0; i < updates.size(); ++i) {
     detail::KeyRecord* k = key(updates[i].key);
     if (previous != nullptr) previous[i] = k->target;
     k->target = updates[i].target;
+    strict = strict || k->strictUpdates;
   }
+  retireOrphanVeneers();  // every call that named them was rewritten and synced
   updateCount.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites.fetch_add(plan.direct.size() + plan.toggles.size() + plan.breakpoints.size(),
                        std::memory_order_relaxed);
-  return Status::ok();
+
+  // ---- 8. strict: the grace period after the flip ---------------------------------------
+  // Only toggles need it: a thread past a toggle has no safepoint before its call, so once
+  // every thread has passed one since the flip, none can still select the old call.
+  if (!strict || plan.toggles.empty() || (hooks != nullptr && hooks->skipStrictGrace.load())) return Status::ok();
+  Key firstKey = updates[0].key;
+  guard.unlock();  // the update is complete; other updates need not wait for this one
+  if (trapRound.owns_lock()) trapRound.unlock();
+  Status waited = quiescence->waitFor(flipSnap, how.deadline.value_or(options.graceDeadline));
+  if (waited.isOk()) return waited;
+  return Status(waited.code(), "strict update of key " + std::to_string(firstKey.id) +
+                                   (updates.size() > 1 ? " (and the rest of its batch)" : "") +
+                                   ": the update has taken effect (every site calls the new target), but a thread "
+                                   "that passed a toggle before the flip may still enter the old target until its "
+                                   "next safepoint: " + waited.message());
 }
 
 }  // namespace patchcall

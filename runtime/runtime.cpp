@@ -25,8 +25,11 @@ void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
+void setSkipStrictGrace(bool skip) { detail::testHooks()->skipStrictGrace.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
+void setTrapHandlerHook(void (*hook)(int)) { detail::testHooks()->inTrapHandler.store(hook); }
+void setAfterBreakpointInt3Hook(void (*hook)()) { detail::testHooks()->afterBreakpointInt3.store(hook); }
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
 // values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
@@ -107,6 +110,10 @@ Status Runtime::Impl::checkOwnProcess() const {
 // ---- keys ------------------------------------------------------------------------------
 
 Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name) {
+  return createKey(initialTarget, name, KeyOptions{});
+}
+
+Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name, const KeyOptions& options) {
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     Impl& m = *impl_;
     PATCHCALL_TRY(m.refuseReentry("createKey"));
@@ -120,14 +127,22 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
     if (!slot) return slot.status();
     // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
     uintptr_t entry = *slot + 11;
-    m.write(*slot, &initialTarget, 8);
+    m.dropPendingVeneers();
     Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
-    if (!dest) return dest.status();
+    if (!dest) {
+      m.dropPendingVeneers();
+      return dest.status();
+    }
+    m.publishPendingVeneers();  // a new veneer is written and synced before the jump names it
+    m.reserveCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.write(*slot, &initialTarget, 8);
     static const uint8_t kJmp = 0xE9;
     m.write(entry, &kJmp, 1);
     m.storeRel32(entry + 1, *dest);
     detail::KeyRecord k;
     k.live = true;
+    k.strictUpdates = options.strictUpdates;
     k.target = initialTarget;
     k.trampoline = entry;
     k.name = detail::MiString(name.data(), name.size());
@@ -152,17 +167,21 @@ Status Runtime::destroyKey(Key key) {
   return Status::ok();
 }
 
-Result<const void*> Runtime::update(Key key, const void* target) {
+Result<const void*> Runtime::update(Key key, const void* target) { return update(key, target, UpdateOptions{}); }
+
+Result<const void*> Runtime::update(Key key, const void* target, const UpdateOptions& options) {
   return detail::catchOutOfMemory("update", [&]() -> Result<const void*> {
     const void* previous = nullptr;
     KeyUpdate u{key, target};
-    PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous));
+    PATCHCALL_TRY(impl_->retarget(std::span<const KeyUpdate>(&u, 1), &previous, options));
     return previous;
   });
 }
 
-Status Runtime::updateBatch(std::span<const KeyUpdate> updates) {
-  return detail::catchOutOfMemory("updateBatch", [&] { return impl_->retarget(updates, nullptr); });
+Status Runtime::updateBatch(std::span<const KeyUpdate> updates) { return updateBatch(updates, UpdateOptions{}); }
+
+Status Runtime::updateBatch(std::span<const KeyUpdate> updates, const UpdateOptions& options) {
+  return detail::catchOutOfMemory("updateBatch", [&] { return impl_->retarget(updates, nullptr, options); });
 }
 
 Result<const void*> Runtime::target(Key key) const {
@@ -254,8 +273,14 @@ RuntimeStats Runtime::stats() const {
   s.trapsEmulated = detail::TrapTable::instance().emulated();
   s.gracePeriods = m.quiescence->gracePeriods();
   s.toggleGraceWaits = m.toggleGraceWaits.load();
-  s.callbacksRetired = m.reclaimer->callbacksRetired();
-  s.callbacksRun = m.reclaimer->callbacksRun();
+  // The embedder's callbacks: veneers ride on the same queue (read in this order so the
+  // differences never go negative).
+  uint64_t veneersFreed = m.veneersFreed.load(std::memory_order_acquire);
+  s.veneersFreed = veneersFreed;
+  s.callbacksRun = m.reclaimer->callbacksRun() - std::min(veneersFreed, m.reclaimer->callbacksRun());
+  uint64_t veneersRetired = m.veneersRetired.load(std::memory_order_acquire);
+  s.veneersRetired = veneersRetired;
+  s.callbacksRetired = m.reclaimer->callbacksRetired() - std::min(veneersRetired, m.reclaimer->callbacksRetired());
   s.blobsRetired = m.reclaimer->blobsRetired();
   s.blobsFreed = m.reclaimer->blobsFreed();
   s.blobsPinnedByStacks = m.reclaimer->blobsPinned();

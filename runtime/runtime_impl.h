@@ -55,6 +55,7 @@ struct ToggleLayout {
 
 struct KeyRecord {
   bool live = false;
+  bool strictUpdates = false;  // KeyOptions::strictUpdates
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
   uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
@@ -125,8 +126,16 @@ struct Runtime::Impl {
   detail::MiMap<uintptr_t, uint32_t> blobByAddress;
   detail::MiHashMap<uintptr_t, uint32_t> foreignSites;
   detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
-  detail::MiHashMap<uintptr_t, uintptr_t> veneers;       // far target -> veneer
   detail::SlotPool trampolinePool, veneerPool;
+  // Veneers (veneers.cpp; their life is described there).
+  detail::MiHashMap<uintptr_t, uintptr_t> veneers;      // far target -> live veneer
+  detail::MiHashMap<uintptr_t, uint32_t> veneerRefs;    // live veneer -> calls/jumps naming it
+  detail::MiHashMap<uintptr_t, uintptr_t> veneerUsers;  // rel32 address of such a call -> veneer
+  detail::MiVector<std::pair<uintptr_t, uintptr_t>> pendingVeneers;  // (target, slot): planned
+  detail::MiVector<uintptr_t> orphanVeneers;            // no user left: retire after the syncs
+  std::mutex veneerFreeMutex;                           // freeVeneerSlots (retire callbacks add)
+  detail::MiVector<uintptr_t> freeVeneerSlots;          // int3-filled, reusable
+  std::atomic<uint64_t> veneersRetired{0}, veneersFreed{0};
   uint64_t batchCounter = 0;
 
   // ---- counters ----
@@ -159,14 +168,28 @@ struct Runtime::Impl {
   detail::KeyRecord* key(Key k);
   Status validateTarget(const void* target) const;
   Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
-  Result<uintptr_t> veneerFor(uintptr_t target);
-  // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer).
+  // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer,
+  // which validation only plans: see publishPendingVeneers).
   Result<uintptr_t> reachable(uintptr_t next, uintptr_t target) {
     int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
     if (d >= INT32_MIN && d <= INT32_MAX) return target;  // the common case, inline
     return reachableViaVeneer(next, target);
   }
   Result<uintptr_t> reachableViaVeneer(uintptr_t next, uintptr_t target);
+  // Validation succeeded: write the planned veneers and sync, before any call points at one.
+  void publishPendingVeneers();
+  // Validation failed (or starts over): forget the planned veneers; nothing was written.
+  void dropPendingVeneers() noexcept;
+  // Before writing a call's (or trampoline's) rel32 that will reach `target` via
+  // `destination`: reserve (allocates) for every write, then note (cannot fail) for every
+  // write, both before the first write. Moves the veneer references.
+  void reserveCallDestination(uintptr_t rel32, uintptr_t destination, uintptr_t target);
+  void noteCallDestination(uintptr_t rel32, uintptr_t destination, uintptr_t target) noexcept;
+  void forgetCall(uintptr_t rel32) noexcept;  // the call's code is gone (blob freed)
+  // After the sync that moved the last user off them: free unused veneers a grace period later.
+  void retireOrphanVeneers() noexcept;
+  void releaseVeneer(uintptr_t veneer) noexcept;
+  void dropSlot(uintptr_t veneer) noexcept;
   Result<uint32_t> addSite(uintptr_t address, uint32_t key, SiteForm form, uint8_t flags);
   void removeSites(const detail::MiVector<uint32_t>& ids);
   void freeBlobLocked(uint32_t id);  // unregister its sites, int3-fill, release
@@ -183,7 +206,7 @@ struct Runtime::Impl {
   void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
 
   // the update path (retargeter.cpp)
-  Status retarget(std::span<const KeyUpdate> updates, const void** previous);
+  Status retarget(std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how = {});
 };
 
 }  // namespace patchcall

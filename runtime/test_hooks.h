@@ -8,6 +8,7 @@ namespace patchcall::detail {
 
 struct TestHooks {
   std::atomic<bool> skipToggleGrace{false};  // break the toggle's grace-period rule
+  std::atomic<bool> skipStrictGrace{false};  // strict updates return without their grace period
   std::atomic<bool> skipSync{false};         // break the cross-core sync after code writes
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
   std::atomic<bool> skipForkCopy{false};     // a fork child keeps sharing the parent's code
@@ -17,6 +18,11 @@ struct TestHooks {
   // Called first thing in every safepoint slow path, on the polling thread (for tests that
   // dirty registers where JIT code's live state must survive).
   std::atomic<void (*)()> inSafepointSlow{nullptr};
+  // Called in the SIGTRAP handler before each table lookup (step 2 * pass) and before each
+  // read of the site's byte (2 * pass + 1): a test stalls a thread there across rounds.
+  std::atomic<void (*)(int step)> inTrapHandler{nullptr};
+  // Called by the updater after each breakpoint round's int3 bytes are written and synced.
+  std::atomic<void (*)()> afterBreakpointInt3{nullptr};
   // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
   std::atomic<uint8_t> stateSave{0};
 };

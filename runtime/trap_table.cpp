@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "test_hooks.h"
+
 namespace patchcall::detail {
 namespace {
 
@@ -19,6 +21,8 @@ struct Entry {
 
 Entry gEntries[TrapTable::kCapacity];
 std::atomic<uint64_t> gEmulated{0};
+// Odd while a round is on (entries published, int3 possibly written); see onSigtrap.
+std::atomic<uint64_t> gRoundSeq{0};
 struct sigaction gPrevious;
 
 size_t slotOf(uintptr_t site) noexcept {
@@ -47,13 +51,19 @@ void onSigtrap(int sig, siginfo_t* info, void* ctx) {
   if (info != nullptr && info->si_code == SI_KERNEL) {
     auto site = static_cast<uintptr_t>(rip) - 1;
     // The handler can run long after the int3 (the thread may be preempted), so the round
-    // that wrote it may be over -- and a later round of the same site may have begun. A few
-    // passes settle it: an entry means a round is on (emulate the call); E8 means the int3
-    // was replaced by the complete new call (re-execute it); 0xCC without an entry can be a
-    // new round between publishing and our lookup (rounds publish before writing int3), so
-    // look again. Only a patcher swaps an int3 for E8; a debugger's or the program's own
-    // int3 stays 0xCC with no entry and is chained.
-    for (int pass = 0; pass < 3; ++pass) {
+    // that wrote it may be over -- and later rounds of the same site may have come and gone.
+    // An entry means a round is on or has just ended (emulate the call: its target was
+    // current during this call's window); E8 means the int3 was replaced by the complete new
+    // call (re-execute it). 0xCC without an entry is ours only if a round began or ended
+    // while we looked: the round sequence tells (rounds publish, then go odd, then write
+    // int3; they write E8, sync, go even, then remove entries). With the sequence unchanged
+    // every int3 we can see belongs to the round whose entries we saw, so the int3 is not
+    // ours (a debugger's, the program's, int3 fill of freed code): chain it. Only a round
+    // boundary inside these few loads costs another pass, so no thread loses its call.
+    TestHooks* hooks = testHooks();
+    for (int pass = 0;; ++pass) {
+      uint64_t before = gRoundSeq.load(std::memory_order_acquire);
+      if (hooks != nullptr && hooks->inTrapHandler.load() != nullptr) hooks->inTrapHandler.load()(2 * pass);
       uintptr_t target = 0;
       if (TrapTable::instance().lookup(site, &target)) {
         rsp -= 8;  // emulate `call target` from the site
@@ -62,12 +72,13 @@ void onSigtrap(int sig, siginfo_t* info, void* ctx) {
         gEmulated.fetch_add(1, std::memory_order_relaxed);
         return;
       }
+      if (hooks != nullptr && hooks->inTrapHandler.load() != nullptr) hooks->inTrapHandler.load()(2 * pass + 1);
       uint8_t byte = __atomic_load_n(reinterpret_cast<const uint8_t*>(site), __ATOMIC_ACQUIRE);
       if (byte == 0xE8) {
         rip = static_cast<greg_t>(site);
         return;
       }
-      if (byte != 0xCC) break;
+      if (byte != 0xCC || gRoundSeq.load(std::memory_order_acquire) == before) break;
     }
   }
   chain(sig, info, ctx);
@@ -107,7 +118,14 @@ int64_t TrapTable::publish(uintptr_t site, uintptr_t target) noexcept {
   return -1;
 }
 
-void TrapTable::clearSlots(const uint32_t* slots, size_t count) noexcept {
+void TrapTable::beginRound() noexcept {
+  // seq_cst RMW: every entry is visible before the sequence goes odd and before any int3.
+  gRoundSeq.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void TrapTable::endRound(const uint32_t* slots, size_t count) noexcept {
+  // Even before the entries go: a handler that sees an entry missing also sees the change.
+  gRoundSeq.fetch_add(1, std::memory_order_seq_cst);
   for (size_t k = 0; k < count; ++k) gEntries[slots[k]].site.store(0, std::memory_order_release);
 }
 

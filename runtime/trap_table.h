@@ -28,10 +28,14 @@ class TrapTable {
   // Writers hold this for a whole protocol round: rounds never overlap, so clear() can
   // empty the table without tombstones.
   std::mutex& roundMutex() noexcept { return roundMutex_; }
-  // Returns the slot used (for clearSlots), or -1 when the table is full.
+  // A round: publish every site, beginRound(), write the int3 bytes ... write the E8 bytes,
+  // sync, endRound(). The handler compares the round sequence before and after it looks, so a
+  // trap it handles late (across any number of rounds) is never mistaken for a foreign one.
+  // Returns the slot used (for endRound), or -1 when the table is full.
   int64_t publish(uintptr_t site, uintptr_t target) noexcept;
-  // Ends a round: every site of the round holds its complete new call by now.
-  void clearSlots(const uint32_t* slots, size_t count) noexcept;
+  void beginRound() noexcept;
+  // Every site of the round holds its complete new call by now.
+  void endRound(const uint32_t* slots, size_t count) noexcept;
   uint64_t emulated() const noexcept;
 
   // For the handler.

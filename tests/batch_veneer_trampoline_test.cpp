@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "disasm.h"
+#include "far_code.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/static_call.h"
@@ -131,44 +132,7 @@ TEST(Batch, TenThousandSitesOfOneKeyOneSync) { batchRetargetAndDecode(1, 10000);
 
 // ---- veneers -------------------------------------------------------------------------------
 
-// An RX page more than 4 GiB away from the whole arena, holding `mov eax, id ; ret` at +0
-// (id 0xFA1) and +16 (id 0xFA2).
-class FarCode {
- public:
-  explicit FarCode(const ArenaInfo& arena) {
-    auto lo = addr(arena.rxBase), hi = lo + arena.size;
-    constexpr uint64_t kGiB = uint64_t{1} << 30;
-    for (uint64_t step = 8; step <= 256 && page_ == nullptr; step *= 2) {
-      for (int64_t sign : {1, -1}) {
-        uint64_t hint = sign > 0 ? hi + step * kGiB : lo - step * kGiB;
-        if (sign < 0 && lo < step * kGiB + (uint64_t{1} << 32)) continue;
-        void* p = mmap(reinterpret_cast<void*>(hint & ~uint64_t{4095}), 4096, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-        if (p == MAP_FAILED) continue;
-        uint64_t a = addr(p);
-        if ((a > hi && a - hi > 4 * kGiB) || (a < lo && lo - a > 4 * kGiB)) {
-          page_ = static_cast<uint8_t*>(p);
-          break;
-        }
-        munmap(p, 4096);
-      }
-    }
-    if (page_ == nullptr) return;
-    const uint8_t code[2][6] = {{0xB8, 0xA1, 0x0F, 0, 0, 0xC3}, {0xB8, 0xA2, 0x0F, 0, 0, 0xC3}};
-    std::memset(page_, 0xCC, 4096);
-    std::memcpy(page_, code[0], 6);
-    std::memcpy(page_ + 16, code[1], 6);
-    mprotect(page_, 4096, PROT_READ | PROT_EXEC);
-  }
-  ~FarCode() {
-    if (page_ != nullptr) munmap(page_, 4096);
-  }
-  bool ok() const { return page_ != nullptr; }
-  const void* fn(int i) const { return page_ + 16 * i; }
-
- private:
-  uint8_t* page_ = nullptr;
-};
+using test::FarCode;
 
 bool inArena(const ArenaInfo& a, uint64_t p) { return p >= addr(a.rxBase) && p < addr(a.rxBase) + a.size; }
 

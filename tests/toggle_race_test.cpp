@@ -5,6 +5,10 @@
 // Without the grace-period rule R executes A's rel32 half rewritten (2 new bytes, 2 old);
 // with the rule, update 2 waits until R has passed a safepoint, i.e. finished its call.
 //
+// Invariant 3 for toggles: a plain update returns while R can still enter the old target
+// (RaceFixedByGracePeriod: R returns t0 after update 1 returned); a strict update
+// (UpdateOptions::strict or KeyOptions::strictUpdates) returns only after R made its call.
+//
 // The torn destination is made deterministic: the old target t0 lies less than 64 KiB
 // after call A, so the old rel32's high half is 0; the new target t2 is placed so that its
 // rel32's low half equals the offset of a landing pad. The torn rel32 (new low half, old
@@ -81,6 +85,7 @@ struct HookGuard {
   ~HookGuard() {
     testing::setSkipToggleGrace(false);
     testing::setBetweenByteWrites(nullptr);
+    testing::setSkipStrictGrace(false);
   }
 };
 
@@ -111,8 +116,8 @@ void emitReturner(jit::Assembler& a, int id, size_t* offset) {
 }
 
 // Builds the layout described at the top; returns an error string on failure.
-std::string buildRaceSetup(RaceSetup& s) {
-  Result<Key> key = s.rt.createKey(reinterpret_cast<const void*>(&placeholder), "race");
+std::string buildRaceSetup(RaceSetup& s, KeyOptions keyOptions = {}) {
+  Result<Key> key = s.rt.createKey(reinterpret_cast<const void*>(&placeholder), "race", keyOptions);
   if (!key) return key.status().toString();
   s.key = *key;
 
@@ -276,6 +281,119 @@ TEST(ToggleRace, RaceFixedByGracePeriod) {
   EXPECT_TRUE(a.isCall && a.opcode == 0xE8) << a.text;
   EXPECT_EQ(a.target, reinterpret_cast<uint64_t>(s.t2)) << "call A decodes as '" << a.text << "'";
   EXPECT_EQ(s.f(), kId2);
+}
+
+// ---- strict updates: no thread enters the old target after update() returned ---------------
+
+// The reader stalls between the toggle (call A = t0 selected) and call A; a releaser lets it
+// go after 50 ms. Returns the reader's result as seen the moment the update returned (0: it
+// had not made its call yet) and the update's status.
+struct StrictRun {
+  Status status;
+  int resultAtReturn = 0;
+  long waitedMs = 0;
+};
+StrictRun runStrictUpdate(RaceSetup& s, const UpdateOptions& how, std::chrono::milliseconds releaseAfter) {
+  StrictRun run;
+  std::thread reader = startReader(s.rt, s.f, /*dieOnTornCall=*/false, s.pad);
+  if (!waitFor(gStalled, std::chrono::seconds(5))) {
+    run.status = Status(Error::kTimeout, "reader never reached the stall");
+    gRelease = true;
+    reader.join();
+    return run;
+  }
+  std::thread releaser([releaseAfter] {
+    std::this_thread::sleep_for(releaseAfter);
+    gRelease = true;
+  });
+  auto start = Clock::now();
+  Result<const void*> u = s.rt.update(s.key, s.t1, how);
+  run.resultAtReturn = gReaderResult.load();
+  run.waitedMs = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+  run.status = u.status();
+  releaser.join();
+  gRelease = true;
+  reader.join();
+  return run;
+}
+
+TEST(ToggleRace, StrictUpdateReturnsOnlyAfterTheStalledReaderMadeItsCall) {
+  for (bool perKey : {false, true}) {
+    SCOPED_TRACE(perKey ? "KeyOptions::strictUpdates" : "UpdateOptions::strict");
+    HookGuard guard;
+    resetRendezvous();
+    Result<Runtime> rt = Runtime::create(raceOptions());
+    ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+    RaceSetup s{std::move(*rt), {}};
+    KeyOptions keyOptions;
+    keyOptions.strictUpdates = perKey;
+    std::string err = buildRaceSetup(s, keyOptions);
+    ASSERT_TRUE(err.empty()) << err;
+    UpdateOptions how;
+    how.strict = !perKey;
+    StrictRun run = runStrictUpdate(s, how, std::chrono::milliseconds(50));
+    ASSERT_TRUE(run.status.isOk()) << run.status.toString();
+    EXPECT_EQ(run.resultAtReturn, kId0) << "a strict update returned while the reader could still enter the old "
+                                           "target t0 (it had not made its call yet)";
+    EXPECT_GE(run.waitedMs, 40) << "the strict update did not wait for the stalled reader";
+    EXPECT_EQ(gReaderResult.load(), kId0) << "the reader completes the call it selected";
+    EXPECT_EQ(s.f(), kId1);
+  }
+}
+
+TEST(ToggleRace, WithoutItsGracePeriodAStrictUpdateLeavesTheWindowOpen) {
+  // The same run with the strict wait skipped: the update returns with the reader still
+  // stalled before call A, which then enters t0 -- the window the option closes.
+  HookGuard guard;
+  resetRendezvous();
+  Result<Runtime> rt = Runtime::create(raceOptions());
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  RaceSetup s{std::move(*rt), {}};
+  std::string err = buildRaceSetup(s);
+  ASSERT_TRUE(err.empty()) << err;
+  testing::setSkipStrictGrace(true);
+  UpdateOptions how;
+  how.strict = true;
+  StrictRun run = runStrictUpdate(s, how, std::chrono::milliseconds(50));
+  ASSERT_TRUE(run.status.isOk()) << run.status.toString();
+  EXPECT_EQ(run.resultAtReturn, 0) << "the reader was still stalled when the update returned";
+  EXPECT_EQ(gReaderResult.load(), kId0) << "and entered the old target afterwards";
+}
+
+TEST(ToggleRace, StrictUpdateTimeoutSaysTheUpdateTookEffect) {
+  HookGuard guard;
+  resetRendezvous();
+  Result<Runtime> rt = Runtime::create(raceOptions());
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  RaceSetup s{std::move(*rt), {}};
+  std::string err = buildRaceSetup(s);
+  ASSERT_TRUE(err.empty()) << err;
+  UpdateOptions how;
+  how.strict = true;
+  how.deadline = std::chrono::milliseconds(100);
+  StrictRun run = runStrictUpdate(s, how, std::chrono::milliseconds(400));
+  EXPECT_EQ(run.status.code(), Error::kTimeout) << run.status.toString();
+  EXPECT_NE(run.status.message().find("has taken effect"), std::string::npos) << run.status.toString();
+  EXPECT_LT(run.waitedMs, 350) << "the deadline passed in bounds the strict wait";
+  EXPECT_EQ(run.resultAtReturn, 0);
+  EXPECT_EQ(*s.rt.target(s.key), s.t1) << "the key names the new target after a strict timeout";
+  EXPECT_EQ(s.toggle[0], 0xEB) << "the toggle selects call B (t1)";
+  EXPECT_EQ(s.f(), kId1);
+  EXPECT_TRUE(s.rt.synchronize().isOk()) << "a later grace period completes what the strict wait began";
+}
+
+TEST(ToggleRace, StrictUpdateOfDirectSitesCostsNoGracePeriod) {
+  Result<Runtime> rt = Runtime::create(raceOptions());
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  Result<Key> key = rt->createKey(reinterpret_cast<const void*>(&placeholder), "direct", KeyOptions{true});
+  ASSERT_TRUE(key.isOk());
+  Result<ThreadScope> scope = rt->registerThread("online, never at a safepoint while updating");
+  ASSERT_TRUE(scope.isOk());
+  uint64_t before = rt->stats().gracePeriods;
+  UpdateOptions how;
+  how.strict = true;
+  EXPECT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&placeholder), how).isOk());
+  EXPECT_EQ(rt->stats().gracePeriods, before) << "without toggle sites a strict update holds at once";
 }
 
 }  // namespace

@@ -43,8 +43,11 @@ struct Emitted {
 };
 
 // rbx = iterations left, r14 = frame, r15 = key cells, r12 = `pre` across the call.
+// `toggleStall` is called between each toggle and its call A; `strictStubs` (per key), when
+// not empty, instead.
 Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-                 uint32_t first, uint32_t count, void (*toggleStall)(), void (*yield)(), Emitted* out) {
+                 uint32_t first, uint32_t count, void (*toggleStall)(), const std::vector<void (*)()>& strictStubs,
+                 void (*yield)(), Emitted* out) {
   using namespace asmjit::x86;
   // Six pushes + 8 keep rsp 16-byte aligned at every call below (entry rsp is 8 mod 16).
   for (const Gp& r : {rbx, rbp, r12, r13, r14, r15}) PATCHCALL_TRY(asmStatus(a.push(r)));
@@ -69,12 +72,14 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
     patchcall::Key key = keys[plan.key[site]];
     SiteForm form = plan.form[site];
 #ifdef PATCHCALL_TEST_HOOKS
-    if (form == SiteForm::kToggle && toggleStall != nullptr) {
-      PATCHCALL_TRY(patchcall::testing::emitToggleWithStall(a, key, toggleStall));
+    void (*stall)() = strictStubs.empty() ? toggleStall : strictStubs[plan.key[site]];
+    if (form == SiteForm::kToggle && stall != nullptr) {
+      PATCHCALL_TRY(patchcall::testing::emitToggleWithStall(a, key, stall));
     } else
 #endif
     {
       (void)toggleStall;
+      (void)strictStubs;
       PATCHCALL_TRY(patchcall::jit::emitCall(a, key, form));
     }
     out->call.push_back(a.sites().back().offset);
@@ -109,14 +114,48 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
 
 }  // namespace
 
+bool CallerCode::buildStrictStubs(patchcall::Runtime& rt, size_t keys, void (*toggleStall)(), std::string* error) {
+#ifdef PATCHCALL_TEST_HOOKS
+  using namespace asmjit::x86;
+  // stub_k: [sub rsp, 8 ; call toggleStall ; add rsp, 8] ; mov r12, [r15 + 16 k] ; ret
+  // (r15 = key cells, r12 = the check's lower bound: emitGroup's register use.)
+  patchcall::jit::Assembler a(rt);
+  std::vector<size_t> offsets;
+  Status s;
+  for (size_t k = 0; k < keys && s.isOk(); ++k) {
+    s = asmStatus(a.align(AlignMode::kCode, 16));
+    offsets.push_back(a.offset());
+    if (s.isOk() && toggleStall != nullptr) {
+      s = asmStatus(a.sub(rsp, 8));  // rsp is 8 mod 16 inside the stub
+      if (s.isOk()) s = patchcall::jit::emitFixedCall(a, reinterpret_cast<const void*>(toggleStall));
+      if (s.isOk()) s = asmStatus(a.add(rsp, 8));
+    }
+    if (s.isOk()) s = asmStatus(a.mov(r12, qword_ptr(r15, static_cast<int32_t>(k * sizeof(KeyCells) + offsetof(KeyCells, end)))));
+    if (s.isOk()) s = asmStatus(a.ret());
+  }
+  patchcall::Result<patchcall::Blob> blob = s.isOk() ? patchcall::jit::install(a) : patchcall::Result<patchcall::Blob>(s);
+  if (!blob) {
+    *error = "installing the --strict-toggle stubs: " + blob.status().toString();
+    return false;
+  }
+  for (size_t off : offsets) strictStubs_.push_back(reinterpret_cast<void (*)()>(static_cast<uint8_t*>(blob->code) + off));
+  return true;
+#else
+  (void)rt, (void)keys, (void)toggleStall;
+  *error = "--strict-toggle needs a build with -DPATCHCALL_TEST_HOOKS=ON";
+  return false;
+#endif
+}
+
 bool CallerCode::build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-                       int groupSize, void (*toggleStall)(), void (*yield)(), std::string* error) {
+                       int groupSize, void (*toggleStall)(), bool strictToggle, void (*yield)(), std::string* error) {
+  if (strictToggle && !buildStrictStubs(rt, keys.size(), toggleStall, error)) return false;
   auto total = static_cast<uint32_t>(plan.form.size());
   for (uint32_t first = 0; first < total; first += static_cast<uint32_t>(groupSize)) {
     uint32_t count = std::min<uint32_t>(static_cast<uint32_t>(groupSize), total - first);
     patchcall::jit::Assembler a(rt);
     Emitted e;
-    if (Status s = emitGroup(a, keys, plan, first, count, toggleStall, yield, &e); !s.isOk()) {
+    if (Status s = emitGroup(a, keys, plan, first, count, toggleStall, strictStubs_, yield, &e); !s.isOk()) {
       *error = "emitting caller group at site " + std::to_string(first) + ": " + s.toString();
       return false;
     }

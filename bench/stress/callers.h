@@ -62,10 +62,13 @@ class CallerCode {
  public:
   // Emits and installs every group. `keys` maps key index -> runtime key. `toggleStall`, when
   // set (fault tests), is called between each toggle and its call A to widen the toggle race.
-  // `yield`, when set (--fibers), is a yield point after every safepoint poll: decrement
-  // frame->yieldCountdown, call `yield` at zero.
+  // `strictToggle` (--strict-toggle): each toggle site calls a stub of its key between the
+  // toggle and call A that (after `toggleStall`, if set) re-reads the key's `end` into the
+  // check's lower bound, so a call A that enters a target older than the last completed
+  // update fails the check. `yield`, when set (--fibers), is a yield point after every
+  // safepoint poll: decrement frame->yieldCountdown, call `yield` at zero.
   bool build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
-             int groupSize, void (*toggleStall)(), void (*yield)(), std::string* error);
+             int groupSize, void (*toggleStall)(), bool strictToggle, void (*yield)(), std::string* error);
 
   const std::vector<CallerGroup>& groups() const { return groups_; }
   const std::vector<SiteMeta>& sites() const { return sites_; }
@@ -76,6 +79,9 @@ class CallerCode {
   bool contains(uintptr_t address) const;
 
  private:
+  // --strict-toggle: one stub per key, called between a toggle and its call A.
+  bool buildStrictStubs(patchcall::Runtime& rt, size_t keys, void (*toggleStall)(), std::string* error);
+  std::vector<void (*)()> strictStubs_;
   std::vector<CallerGroup> groups_;
   std::vector<SiteMeta> sites_;  // sorted by address (groups are installed in order)
   std::vector<SiteMeta> sorted_;

@@ -40,11 +40,12 @@ bool applyFaults(const Options& o, std::string* error) {
   patchcall::testing::setSkipRetireGrace(o.fault == Fault::kSkipRetireGrace);
   patchcall::testing::setSkipForkCopy(o.fault == Fault::kSkipForkCopy);
   patchcall::testing::setSkipStackScan(o.fault == Fault::kSkipStackScan);
+  patchcall::testing::setSkipStrictGrace(o.fault == Fault::kSkipStrictGrace);
   patchcall::testing::setBetweenByteWrites(o.widenRace ? &widenTear : nullptr);
   return true;
 #else
-  if (o.fault != Fault::kNone || o.widenRace) {
-    *error = "--fault and --widen-race need a build with -DPATCHCALL_TEST_HOOKS=ON";
+  if (o.fault != Fault::kNone || o.widenRace || o.strictToggle) {
+    *error = "--fault, --widen-race and --strict-toggle need a build with -DPATCHCALL_TEST_HOOKS=ON";
     return false;
   }
   return true;

@@ -8,6 +8,9 @@
 //   --fault=skip-stack-scan  patchcall scans no parked stack and none at a switch (only each
 //                       thread's current stack, as before stacks were known): a parked fiber
 //                       inside a retired target resumes on int3 (use with --fibers --retire)
+//   --fault=skip-strict-grace  implies --strict-toggle; strict updates return without their
+//                       grace period: a thread past a toggle enters the old target after the
+//                       update returned (use with --form toggle --widen-race)
 //   --widen-race        makes the toggle race easy to hit without breaking the protocol:
 //                       - toggle sites get a stall call between the toggle and call A; every
 //                         kStallEvery-th pass sleeps, so a thread sits exactly where the race

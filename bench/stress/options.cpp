@@ -34,6 +34,9 @@ them, and checks every call's result against the versions that were current duri
                      (fresh keys, code and threads in its copy) that must see 0 violations
   --json FILE        write the summary figures as JSON
   --progress         live progress line on stderr even when it is not a terminal
+  --strict-toggle    (test builds) strict updates, and toggle calls checked against `end`
+                     read between the toggle and call A: no call may enter a target older
+                     than the last completed update (Direct and Breakpoint sites always are)
   --help             this text
 
 Exit status: 0 if the run completed with zero violations, 1 if any violation was seen,
@@ -98,6 +101,7 @@ const char* faultName(Fault fault) {
     case Fault::kSkipRetireGrace: return "skip-retire-grace";
     case Fault::kSkipForkCopy: return "skip-fork-copy";
     case Fault::kSkipStackScan: return "skip-stack-scan";
+    case Fault::kSkipStrictGrace: return "skip-strict-grace";
   }
   return "?";
 }
@@ -189,13 +193,18 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       else if (f == "skip-retire-grace") o->fault = Fault::kSkipRetireGrace;
       else if (f == "skip-fork-copy") o->fault = Fault::kSkipForkCopy;
       else if (f == "skip-stack-scan") o->fault = Fault::kSkipStackScan;
+      else if (f == "skip-strict-grace") o->fault = Fault::kSkipStrictGrace, o->strictToggle = true;
       else if (f == "none") o->fault = Fault::kNone;
-      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy, skip-stack-scan or none, got '" +
+      else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy, skip-stack-scan, "
+                      "skip-strict-grace or none, got '" +
                       std::string(f) + "'");
     } else if (name == "--widen-race" && flag()) {
       o->widenRace = true;
+    } else if (name == "--strict-toggle" && flag()) {
+      o->strictToggle = true;
 #endif
-    } else if (value != nullptr && (name == "--retire" || name == "--progress" || name == "--widen-race")) {
+    } else if (value != nullptr && (name == "--retire" || name == "--progress" || name == "--widen-race" ||
+                                    name == "--strict-toggle")) {
       return bad(std::string(name) + " takes no value");
     } else {
       return bad("unknown option '" + std::string(arg) + "'");

@@ -14,7 +14,7 @@ namespace stress {
 enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
 
 // Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).
-enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy, kSkipStackScan };
+enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy, kSkipStackScan, kSkipStrictGrace };
 
 struct Options {
   int threads = 4;
@@ -33,6 +33,9 @@ struct Options {
   // Hidden (test builds): break the protocol, or widen the toggle race without breaking it.
   Fault fault = Fault::kNone;
   bool widenRace = false;
+  // Test builds: every key is strict (KeyOptions::strictUpdates) and toggle sites re-read
+  // `end` between the toggle and call A, so the checker holds toggles to invariant 3 too.
+  bool strictToggle = false;
   int groupSize = 128;  // sites per JIT caller function (hidden tuning knob)
 
   // The forms this run uses, in site-rotation order.

@@ -80,6 +80,7 @@ void printSummary(const RunReport& r) {
   if (o.fault != Fault::kNone || o.widenRace) {
     std::printf("fault injection: %s%s\n", faultName(o.fault), o.widenRace ? " + widened toggle race" : "");
   }
+  if (o.strictToggle) std::printf("strict updates: toggle calls checked against `end` read after the toggle\n");
   // Grace periods and freed blobs belong to the runtime as a whole (one quiescence domain,
   // one reclaimer): they appear in the total row only.
   const char* row = "%-11s %6s %5s %9s %8s %8s %9s %8s %7s %7s %8s %8s %9s %10s\n";
@@ -129,12 +130,12 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(f, "{\n  \"config\": {\"threads\": %d, \"sites\": %d, \"keys\": %d, \"form\": \"%s\", \"seconds\": %g, "
                   "\"update_rate\": %s, \"batch\": %d, \"retire\": %s, \"seed\": %llu, \"fault\": \"%s\", "
-                  "\"widen_race\": %s, \"sync\": \"%s\", \"arena_near_text\": %s, \"fibers\": %d},\n",
+                  "\"widen_race\": %s, \"strict_toggle\": %s, \"sync\": \"%s\", \"arena_near_text\": %s, \"fibers\": %d},\n",
                o.threads, o.sites, o.keys,
                o.form == FormChoice::kMixed ? "mixed" : formName(o.forms()[0]), o.seconds,
                o.updateRate > 0 ? std::to_string(o.updateRate).c_str() : "\"max\"", o.batch, o.retire ? "true" : "false",
                static_cast<unsigned long long>(o.seed), faultName(o.fault), o.widenRace ? "true" : "false",
-               r.arena.sync == patchcall::SyncMethod::kMembarrier ? "membarrier" : "mprotect-ipi",
+               o.strictToggle ? "true" : "false", r.arena.sync == patchcall::SyncMethod::kMembarrier ? "membarrier" : "mprotect-ipi",
                r.arena.nearText ? "true" : "false", o.fibers);
   std::fprintf(f, "  \"elapsed_s\": %.3f,\n  \"forms\": {\n", r.seconds);
   for (size_t i = 0; i < r.forms.size(); ++i) {

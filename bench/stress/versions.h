@@ -22,6 +22,11 @@
 //    breakpoint protocol may show) belongs to version pre or later. A thread already between
 //    a toggle and its call read `pre` before the toggle, so the old call it still makes is a
 //    version >= pre as well: that is exactly what the toggle's grace-period rule protects.
+//  * Strict window (invariant 3). Direct and Breakpoint sites read `pre` right before the
+//    call instruction, so the lower bound already says "no call started after update()
+//    returned enters an older target". A toggle's call starts after the toggle; with
+//    --strict-toggle (strict updates) each toggle site re-reads `end` into `pre` between the
+//    toggle and call A (a per-key stub in the stall gap), holding toggles to the same rule.
 //  * Upper bound. Every write that can make a site call version w (the rel32, the toggle flip,
 //    the trap-table entry the SIGTRAP handler emulates) is a store issued after `begin := w`.
 //    x86 stores become visible in program order, so a caller that ran version w's code and

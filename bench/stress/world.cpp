@@ -15,7 +15,9 @@ bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& k
   if (!targets->init(&initial, error)) return false;
   cells = std::make_unique<KeyCells[]>(static_cast<size_t>(o.keys));
   for (int k = 0; k < o.keys; ++k) {
-    auto key = rt.createKey(initial[static_cast<size_t>(k)], keyPrefix + std::to_string(k));
+    patchcall::KeyOptions keyOptions;
+    keyOptions.strictUpdates = o.strictToggle;
+    auto key = rt.createKey(initial[static_cast<size_t>(k)], keyPrefix + std::to_string(k), keyOptions);
     if (!key) {
       *error = "createKey: " + key.status().toString();
       return false;
@@ -24,7 +26,7 @@ bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& k
     cells[k].end.store(tag(static_cast<uint32_t>(k), 0));
     cells[k].begin.store(tag(static_cast<uint32_t>(k), 0));
   }
-  return code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), yield, error);
+  return code.build(rt, keys, plan.sites, o.groupSize, toggleStallHook(o), o.strictToggle, yield, error);
 }
 
 std::vector<UpdaterConfig> World::updaterConfigs(const Options& o) const {

@@ -53,6 +53,31 @@ struct KeyUpdate {
   const void* target = nullptr;
 };
 
+// What holds when update() / updateBatch() returns OK, per site form of the key:
+//  - Direct sites, the trampoline, the target cell and Breakpoint sites: every thread has
+//    executed a serializing instruction after the last code write, so no thread starts a
+//    call to the old target through them any more (a call already started -- the call
+//    instruction executed, the trap being emulated -- may still be running the old target).
+//  - Toggle sites: a thread that executed the toggle before the flip and has not reached
+//    its next safepoint (or gone offline) can still make the old call, i.e. enter the old
+//    target after update() returned. Invariant 3 holds for toggles only with `strict`.
+struct UpdateOptions {
+  // Also wait, after the flip, for a grace period: update() returns only when no thread can
+  // still enter the old target through any of the keys' sites. Costs a grace period when a
+  // key has toggle sites (nothing more otherwise). On kTimeout the update HAS taken effect
+  // (every site, the trampoline and target() name the new target); only the wait for the
+  // stragglers failed: a later synchronize() completes it.
+  bool strict = false;
+  // Bound for that wait; default Options::graceDeadline.
+  std::optional<std::chrono::milliseconds> deadline;
+};
+
+// Per-key settings, fixed at createKey.
+struct KeyOptions {
+  // Every update of this key (or of a batch containing it) is strict (UpdateOptions::strict).
+  bool strictUpdates = false;
+};
+
 struct SiteInfo {
   const void* address = nullptr;  // first byte of the instruction (the toggle for kToggle)
   Key key;
@@ -72,7 +97,10 @@ struct ArenaInfo {
 };
 
 struct RuntimeStats {
-  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;
+  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;  // veneers: live ones (some site uses each)
+  // Veneers no call names any more: retired (on the reclaimer's queue, not counted in
+  // callbacksRetired/Run) and freed after a grace period (barrier() waits for them too).
+  uint64_t veneersRetired = 0, veneersFreed = 0;
   uint64_t updates = 0, siteWrites = 0, syncs = 0;
   uint64_t trapsEmulated = 0;
   uint64_t gracePeriods = 0, toggleGraceWaits = 0;
@@ -93,14 +121,17 @@ class Runtime {
 
   // --- keys -------------------------------------------------------------------------
   Result<Key> createKey(const void* initialTarget, std::string_view name = {});
+  Result<Key> createKey(const void* initialTarget, std::string_view name, const KeyOptions& options);
   // Fails with kStillTargeted while sites are bound to the key.
   Status destroyKey(Key key);
   // Retargets the key's trampoline and every bound site with one cross-core sync;
-  // returns the previous target.
+  // returns the previous target. What holds on return: see UpdateOptions.
   Result<const void*> update(Key key, const void* target);
+  Result<const void*> update(Key key, const void* target, const UpdateOptions& options);
   // Many keys, one sync (three for breakpoint sites, one per protocol phase). Validated as
-  // a whole first: on error nothing is written.
+  // a whole first: on error nothing is written (except a strict wait's kTimeout, above).
   Status updateBatch(std::span<const KeyUpdate> updates);
+  Status updateBatch(std::span<const KeyUpdate> updates, const UpdateOptions& options);
   Result<const void*> target(Key key) const;
   // Entry of the key's out-of-line `jmp rel32` stub, callable from C++ (a fixed code address).
   Result<const void*> trampoline(Key key) const;

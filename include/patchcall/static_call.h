@@ -40,8 +40,8 @@ class StaticCall<R(Args...)> {
   Key key() const noexcept { return key_; }
 
   // Returns the previous target.
-  Result<Fn> update(Fn target) {
-    Result<const void*> old = rt_->update(key_, reinterpret_cast<const void*>(target));
+  Result<Fn> update(Fn target, const UpdateOptions& options = {}) {
+    Result<const void*> old = rt_->update(key_, reinterpret_cast<const void*>(target), options);
     if (!old) return old.status();
     return reinterpret_cast<Fn>(const_cast<void*>(*old));
   }

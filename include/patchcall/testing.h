@@ -17,6 +17,9 @@ namespace patchcall::testing {
 
 // Turns the toggle's grace-period rule off (true) or back on (false).
 void setSkipToggleGrace(bool skip);
+// Strict updates (UpdateOptions::strict, KeyOptions::strictUpdates) return right after the
+// flip, without the grace period that makes them strict.
+void setSkipStrictGrace(bool skip);
 // Skips the cross-core sync after code writes.
 void setSkipSync(bool skip);
 // Frees retired blobs at once (no grace period, no stack scan): breaks invariant 4.
@@ -32,6 +35,13 @@ void setBetweenByteWrites(void (*hook)(int byteIndex));
 // polling thread, before it reports its quiescent state; nullptr removes it. While one is set,
 // every JIT poll slow path takes the stub's full path (extended state saved around the C++).
 void setSafepointSlowHook(void (*hook)());
+// Called in patchcall's SIGTRAP handler (signal context: async-signal-safe code only) before
+// each lookup of the trapping site (step 0, 2, 4, ...) and before each read of its first byte
+// (step 1, 3, 5, ...); nullptr removes it.
+void setTrapHandlerHook(void (*hook)(int step));
+// Called on the updating thread once per breakpoint round, after the round's int3 bytes are
+// written and synced (the entries are published): the round is "on" while it runs.
+void setAfterBreakpointInt3Hook(void (*hook)());
 
 // The instruction a runtime's safepoint stub saves the extended register state with.
 enum class SafepointSave : uint8_t { kAuto = 0, kXsavec, kXsave, kFxsave };

@@ -1,5 +1,6 @@
-# The Promela model of the toggle protocol: spin must find the race with the grace period
-# off and verify safety with it on (model/check.sh asserts both).
+# The Promela model of the toggle protocol as the code runs it: spin must find the torn call
+# with the snapshot rule off (and with the snapshot taken before the flip) and verify safety
+# with it on (model/check.sh asserts all).
 find_program(SPIN_EXECUTABLE spin)
 if(SPIN_EXECUTABLE)
   add_test(NAME ToggleModel_Spin

@@ -54,6 +54,20 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipGraceIsDetected 1
     "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--fault=skip-grace"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-grace.json;MIN_VIOLATIONS=1")
+  # Strict updates (--strict-toggle): each toggle site re-reads `end` between the toggle and
+  # call A, so a call A entering a target older than the last completed update is a
+  # violation (Direct and Breakpoint sites are always checked that way). With the strict
+  # grace period the widened race holds ...
+  patchcall_stress_test(Stress_StrictToggleHolds 0
+    "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--widen-race;--strict-toggle"
+    "JSON=${PATCHCALL_STRESS_OUT}/strict-toggle.json;MIN_UPDATES=50")
+  patchcall_stress_test(Stress_StrictToggleMixedClean 0
+    "--threads;3;--sites;240;--keys;24;--form;mixed;--seconds;3;--strict-toggle"
+    "JSON=${PATCHCALL_STRESS_OUT}/strict-mixed.json;MIN_UPDATES=1000;MIN_CALLS=1000000")
+  # ... and without it a stalled thread enters the old target after update() returned.
+  patchcall_stress_test(Stress_FaultSkipStrictGraceIsDetected 1
+    "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--widen-race;--fault=skip-strict-grace"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-strict-grace.json;MIN_VIOLATIONS=1")
   # Retired target blobs freed without a grace period: a caller preempted inside an old
   # target resumes on int3 fill, which the driver must report (invariant 4 is observable).
   patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1

@@ -508,14 +508,16 @@ void Session::opBarrierOrPoll() {
     RuntimeStats after = rt().stats();
     log("poll() -> " + std::to_string(n));
     if (!options_.backgroundReclaimer) {
-      uint64_t progress = (after.callbacksRun - before.callbacksRun) + (after.blobsFreed - before.blobsFreed);
+      uint64_t progress = (after.callbacksRun - before.callbacksRun) + (after.blobsFreed - before.blobsFreed) +
+                          (after.veneersFreed - before.veneersFreed);
       FUZZ_CHECK(progress == n, "poll() returned " + std::to_string(n) + " but ran/freed " + std::to_string(progress));
     }
     return;
   }
   static const int kDeadlines[] = {0, 1, 3, 20};
   milliseconds d(kDeadlines[in_.below(4)]);
-  bool pending = before.callbacksRun < before.callbacksRetired || before.blobsFreed < before.blobsRetired;
+  bool pending = before.callbacksRun < before.callbacksRetired || before.blobsFreed < before.blobsRetired ||
+                 before.veneersFreed < before.veneersRetired;  // unused veneers ride on the same queue
   Codes allowed = kOk;
   // kTimeout: a stuck thread, a racing reclaimer, a conservative stack hit, or (deadline < 20 ms)
   // blobs retired after an earlier poll() started a round: barrier needs a second pass for them.
@@ -528,7 +530,8 @@ void Session::opBarrierOrPoll() {
   expectCodes("barrier", s, allowed);
   if (!s.isOk()) return;
   RuntimeStats after = rt().stats();
-  FUZZ_CHECK(after.callbacksRun >= before.callbacksRetired && after.blobsFreed >= before.blobsRetired,
+  FUZZ_CHECK(after.callbacksRun >= before.callbacksRetired && after.blobsFreed >= before.blobsRetired &&
+                 after.veneersFreed >= before.veneersRetired,
              "barrier returned ok with work retired before it still pending: run " + std::to_string(after.callbacksRun) + "/" +
                  std::to_string(before.callbacksRetired) + ", freed " + std::to_string(after.blobsFreed) + "/" +
                  std::to_string(before.blobsRetired));
