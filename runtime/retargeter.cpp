@@ -97,6 +97,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
                                                    " appears twice in one batch");
       }
       k->batchStamp = batchStamp;
+      k->pending = u.target;
       PATCHCALL_TRY(validateTarget(u.target));
       auto target = reinterpret_cast<uintptr_t>(u.target);
       Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
@@ -128,6 +129,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
         }
       }
     }
+    for (const KeyUpdate& u : updates) PATCHCALL_TRY(checkTrampolineChain(u.key.id, u.target, batchStamp));
     // ---- 3. the toggle rule: a call is rewritten only a grace period after its last flip
     if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
     toggleGraceWaits.fetch_add(1, std::memory_order_relaxed);

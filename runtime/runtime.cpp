@@ -120,17 +120,20 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
     if (!slot) return slot.status();
     // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
     uintptr_t entry = *slot + 11;
-    m.write(*slot, &initialTarget, 8);
     Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
     if (!dest) return dest.status();
-    static const uint8_t kJmp = 0xE9;
-    m.write(entry, &kJmp, 1);
-    m.storeRel32(entry + 1, *dest);
+    // Allocate first: once the entry is in keyByTrampoline, validateTarget accepts it.
     detail::KeyRecord k;
     k.live = true;
     k.target = initialTarget;
     k.trampoline = entry;
     k.name = detail::MiString(name.data(), name.size());
+    if (m.keys.size() == m.keys.capacity()) m.keys.reserve(2 * m.keys.size() + 1);
+    m.keyByTrampoline.emplace(entry, static_cast<uint32_t>(m.keys.size()));
+    m.write(*slot, &initialTarget, 8);
+    static const uint8_t kJmp = 0xE9;
+    m.write(entry, &kJmp, 1);
+    m.storeRel32(entry + 1, *dest);
     m.keys.push_back(std::move(k));
     m.sync.sync();  // publish the fresh trampoline to every core
     return Key{static_cast<uint32_t>(m.keys.size() - 1)};

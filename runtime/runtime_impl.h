@@ -57,6 +57,7 @@ struct KeyRecord {
   bool live = false;
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
+  const void* pending = nullptr;  // its target in the update pass marked by batchStamp
   uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
                              // 8-byte target cell sits at entry - 11
   MiVector<uint32_t> sites;
@@ -126,6 +127,7 @@ struct Runtime::Impl {
   detail::MiHashMap<uintptr_t, uint32_t> foreignSites;
   detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
   detail::MiHashMap<uintptr_t, uintptr_t> veneers;       // far target -> veneer
+  detail::MiHashMap<uintptr_t, uint32_t> keyByTrampoline;  // trampoline entry -> key id
   detail::SlotPool trampolinePool, veneerPool;
   uint64_t batchCounter = 0;
 
@@ -157,7 +159,14 @@ struct Runtime::Impl {
 
   // registry helpers (textMutex held)
   detail::KeyRecord* key(Key k);
+  // Refuses null, misaligned and retired targets and every arena address that is not code a
+  // call may enter: the runtime page, veneers, trampoline slots other than a live key's
+  // entry, the inside of a site's instruction.
   Status validateTarget(const void* target) const;
+  // A target that is another key's trampoline must not lead back to `keyId` through the
+  // chain of trampolines (an endless jmp loop); keys marked with `batchStamp` are taken at
+  // their pending target.
+  Status checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const;
   Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
   Result<uintptr_t> veneerFor(uintptr_t target);
   // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer).

@@ -236,13 +236,15 @@ int patchcall_switch_stack(patchcall_stack to);
 typedef uint32_t patchcall_key; /* 0 is never a valid key */
 
 /* name may be NULL. Errors: NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE, RETIRED_TARGET,
- * ARENA_EXHAUSTED, INVALID_ARGUMENT (max_keys), REENTRANT_UPDATE. */
+ * ARENA_EXHAUSTED, INVALID_ARGUMENT (max_keys; a target in patchcall's own memory: see
+ * Runtime::createKey), REENTRANT_UPDATE. */
 int patchcall_key_create(patchcall_runtime* rt, const void* initial_target, const char* name, patchcall_key* out);
 /* Errors: UNKNOWN_KEY, STILL_TARGETED (sites are bound to it). */
 int patchcall_key_destroy(patchcall_runtime* rt, patchcall_key key);
 /* Retargets the key's trampoline and every site bound to it (one cross-core sync).
  * old_target may be NULL. Errors: UNKNOWN_KEY, NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE,
- * RETIRED_TARGET, REENTRANT_UPDATE, TIMEOUT (toggle sites waiting for a grace period). */
+ * RETIRED_TARGET, INVALID_ARGUMENT (a target in patchcall's own memory, or a trampoline chain
+ * back to this key), REENTRANT_UPDATE, TIMEOUT (toggle sites waiting for a grace period). */
 int patchcall_key_update(patchcall_runtime* rt, patchcall_key key, const void* target, const void** old_target);
 
 typedef struct patchcall_update_entry {

@@ -92,6 +92,14 @@ class Runtime {
   ~Runtime();
 
   // --- keys -------------------------------------------------------------------------
+  // Targets (createKey, update, updateBatch): any address outside the arena (C++ code, other
+  // JITs' code: not checked further), any address inside a live blob except the inside of a
+  // call site, and a live key's trampoline() (calls chain to that key's target). Refused:
+  // null (kNullTarget), misaligned (kMisalignedTarget), retired, freed or never-installed
+  // arena memory (kRetiredTarget), and with kInvalidArgument the rest of patchcall's own
+  // memory: the runtime page (safepointFlag, safepointStub), target cells and the rest of a
+  // trampoline slot, a destroyed key's trampoline, veneers, the inside of a site, and a chain
+  // of trampolines that leads back to the key being updated (a jmp loop).
   Result<Key> createKey(const void* initialTarget, std::string_view name = {});
   // Fails with kStillTargeted while sites are bound to the key.
   Status destroyKey(Key key);

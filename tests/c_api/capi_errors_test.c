@@ -97,6 +97,18 @@ static void bad_targets(void) {
   CHECK_CODE(patchcall_key_update(rt, key, far, NULL), PATCHCALL_E_OUT_OF_RANGE);
   CHECK_CODE(patchcall_key_update(rt, key + 100, target, NULL), PATCHCALL_E_UNKNOWN_KEY);
   CHECK_MESSAGE_HAS("not a live key");
+  /* patchcall's own memory: the trampoline slot starts with the key's target cell (16-byte
+   * aligned, so alignment does not refuse it); the safepoint stub's page. */
+  const void* tramp = NULL;
+  CHECK_CODE(patchcall_key_trampoline(rt, key, &tramp), PATCHCALL_OK);
+  CHECK_CODE(patchcall_key_update(rt, key, (const uint8_t*)tramp - 11, NULL), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("trampoline slot");
+  patchcall_update_entry cell_entry = {key, (const uint8_t*)tramp - 11};
+  CHECK_CODE(patchcall_key_update_batch(rt, &cell_entry, 1), PATCHCALL_E_INVALID_ARGUMENT);
+  patchcall_key page_key;
+  CHECK_CODE(patchcall_key_create(rt, a.rx_base, "runtime page", &page_key), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("runtime page");
+
 
   patchcall_blob blob;
   CHECK_CODE(patchcall_code_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, NULL, 0, &blob), PATCHCALL_OK);

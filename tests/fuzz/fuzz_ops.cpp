@@ -49,7 +49,7 @@ void Session::opCreateKey() {
     case 2: name = std::string(300, 'n'); break;
     default: name = std::string("nul\0inside", 10); break;
   }
-  Codes v = validateCodes(t), allowed = v & ~kOk;
+  Codes v = validateCodes(t, SIZE_MAX, false), allowed = v & ~kOk;
   if ((v & kOk) != 0) {
     if (keysCreated_ >= options_.maxKeys) allowed |= bit(Error::kInvalidArgument);
     else allowed |= bit(Error::kArenaExhausted) | reachCodes(t, false);
@@ -77,7 +77,7 @@ void Session::opStaticCall() {
   Result<Sc> sc = Sc::create(rt(), null ? nullptr : reinterpret_cast<Sc::Fn>(const_cast<void*>(first.fn)));
   log(std::string("StaticCall::create(") + (null ? "null" : "cxx") + ") -> " + str(sc.status()));
   const void* t = null ? nullptr : first.fn;
-  Codes v = validateCodes(t), allowed = v & ~kOk;
+  Codes v = validateCodes(t, SIZE_MAX, false), allowed = v & ~kOk;
   if ((v & kOk) != 0) {
     allowed |= keysCreated_ >= options_.maxKeys ? bit(Error::kInvalidArgument)
                                                 : bit(Error::kArenaExhausted) | reachCodes(t, false);
@@ -90,7 +90,7 @@ void Session::opStaticCall() {
   Result<Sc::Fn> bad = sc->update(nullptr);
   expectCodes("StaticCall::update(null)", bad.status(), bit(Error::kNullTarget));
   Result<Sc::Fn> old = sc->update(reinterpret_cast<Sc::Fn>(const_cast<void*>(second.fn)));
-  Codes v2 = validateCodes(second.fn);
+  Codes v2 = validateCodes(second.fn, keys_.size() - 1, false);
   expectCodes("StaticCall::update", old.status(), (v2 & ~kOk) | ((v2 & kOk) != 0 ? reachCodes(second.fn, false) : 0));
   if (!old) return;
   FUZZ_CHECK(reinterpret_cast<const void*>(*old) == first.fn, "StaticCall::update returned the wrong previous target");
@@ -115,7 +115,7 @@ void Session::opUpdate() {
   if (!live) {
     allowed = bit(Error::kUnknownKey);
   } else {
-    Codes v = validateCodes(t);
+    Codes v = validateCodes(t, k, false);
     allowed = v & ~kOk;
     if ((v & kOk) != 0) {
       allowed |= reachCodes(t, foreign_ && foreign_->key == k);
@@ -157,7 +157,7 @@ void Session::opBatch() {
       allowed |= bit(Error::kInvalidArgument), okPossible = false;
     } else {
       seen.push_back(k);
-      Codes c = validateCodes(t);
+      Codes c = validateCodes(t, k, true);
       if ((c & kOk) != 0) c = (c & ~kOk) | reachCodes(t, foreign_ && foreign_->key == k);
       allowed |= c & ~kOk;
       if ((c & kOk) == 0) okPossible = false;
