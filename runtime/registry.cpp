@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "fork_safety.h"
@@ -202,6 +203,16 @@ void Runtime::Impl::freeBlobLocked(uint32_t id) {
 
 uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
   uintptr_t call = s.address;
+  if ((s.flags & detail::kSiteForeign) != 0) {
+    // Its mapping may be gone (dlclose): read through /proc/self/mem, never dereference.
+    uint8_t bytes[5];
+    if (pread(procMemFd, bytes, 5, static_cast<off_t>(call)) != 5) return 0;
+    int32_t rel;
+    std::memcpy(&rel, bytes + 1, 4);
+    uintptr_t dest = call + 5 + static_cast<uintptr_t>(static_cast<int64_t>(rel));
+    if (veneerPool.contains(dest)) std::memcpy(&dest, reinterpret_cast<const void*>(dest + 6), 8);
+    return dest;
+  }
   if (s.form == SiteForm::kToggle) {
     detail::ToggleLayout t = detail::ToggleLayout::of(s);
     call = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB ? t.callB : t.callA;
@@ -213,11 +224,13 @@ uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
   return dest;
 }
 
-void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
+bool Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   if (!arena->contains(reinterpret_cast<void*>(rx))) {
-    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection.
-    (void)!pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
-    return;
+    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection
+    // (not into a shared mapping, nor an unmapped one: EIO).
+    ssize_t done = pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
+    if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
+    return done >= 0 && static_cast<size_t>(done) == n;
   }
   uint8_t* rw = arena->toRw(reinterpret_cast<void*>(rx));
   // Widths a single instruction can store are stored by one instruction.
@@ -238,6 +251,7 @@ void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   } else {
     std::memcpy(rw, bytes, n);
   }
+  return true;
 }
 
 void Runtime::Impl::notify(uintptr_t site, uintptr_t target, SiteForm form) const {

@@ -86,6 +86,30 @@ struct SlotPool {
 // The Runtime::Impl whose text mutex this thread holds (a patch observer runs under it).
 extern thread_local const void* tlsTextMutexOwner;
 
+// Holds the text mutex and marks this thread as its owner (see Impl::refuseReentry).
+// Restores the previous owner when it lets go: a patch observer of runtime A may update
+// runtime B, and A's marker must survive B's update.
+class TextMutexGuard {
+ public:
+  TextMutexGuard(FairMutex& m, const void* owner) : lock_(m), owner_(owner), previous_(tlsTextMutexOwner) {
+    tlsTextMutexOwner = owner_;
+  }
+  ~TextMutexGuard() { tlsTextMutexOwner = previous_; }
+  void unlock() { tlsTextMutexOwner = previous_; lock_.unlock(); }
+  void lock() { lock_.lock(); tlsTextMutexOwner = owner_; }
+ private:
+  std::unique_lock<FairMutex> lock_;
+  const void* owner_;
+  const void* previous_;
+};
+
+// A registered foreign site: its site id and the rel32 patchcall last wrote there (an update
+// checks the bytes are still `E8 <rel32>` before it writes again).
+struct ForeignSite {
+  uint32_t id = 0;
+  int32_t rel32 = 0;
+};
+
 class Reclaimer;
 
 // fork() bookkeeping (fork_safety.cpp).
@@ -124,7 +148,7 @@ struct Runtime::Impl {
   detail::MiVector<detail::BlobRecord> blobs;  // index = blob id; [0] unused
   detail::MiVector<uint32_t> freeBlobs;
   detail::MiMap<uintptr_t, uint32_t> blobByAddress;
-  detail::MiHashMap<uintptr_t, uint32_t> foreignSites;
+  detail::MiHashMap<uintptr_t, detail::ForeignSite> foreignSites;
   detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
   detail::MiHashMap<uintptr_t, uintptr_t> veneers;       // far target -> veneer
   detail::MiHashMap<uintptr_t, uint32_t> keyByTrampoline;  // trampoline entry -> key id
@@ -182,8 +206,11 @@ struct Runtime::Impl {
   const detail::BlobRecord* blobContaining(uintptr_t address) const;
   uintptr_t decodeTarget(const detail::SiteRecord& s) const;
 
-  // code writes (textMutex held)
-  void write(uintptr_t rx, const void* bytes, size_t n);
+  // code writes (textMutex held). False only for a foreign site the kernel refused to write.
+  bool write(uintptr_t rx, const void* bytes, size_t n);
+  // A foreign site still mapped, still holding `expected` and writable through /proc/self/mem
+  // (the same bytes are written back): checked before its first write and every update.
+  Status probeForeignSite(uintptr_t address, const uint8_t expected[5], const char* what);
   // A Direct site's or trampoline's rel32 (always in the arena, 4-byte aligned): one store.
   void storeRel32(uintptr_t rel32Address, uintptr_t destination) {
     auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
@@ -193,6 +220,11 @@ struct Runtime::Impl {
 
   // the update path (retargeter.cpp)
   Status retarget(std::span<const KeyUpdate> updates, const void** previous);
+  // Points one just-registered breakpoint-form site at its key's current target with the
+  // breakpoint protocol; the key itself (target, other sites) is left alone. `guard` holds
+  // the text mutex throughout (registration never drops it between reading the target and
+  // writing the site).
+  Status patchSiteToKey(detail::TextMutexGuard& guard, uint32_t siteId);
 };
 
 }  // namespace patchcall

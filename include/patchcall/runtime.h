@@ -130,7 +130,18 @@ class Runtime {
   // --- sites ----------------------------------------------------------------------------
   Result<SiteInfo> site(const void* address) const;
   // An existing 5-byte `E8 rel32` call in code patchcall did not emit (e.g. AOT code);
-  // patched with the breakpoint protocol through /proc/self/mem.
+  // patched with the breakpoint protocol through /proc/self/mem onto the key's current target
+  // (the key itself is not updated, so a concurrent update is never undone).
+  // Checked at registration: all 5 bytes outside the arena and in executable mappings of this
+  // process (/proc/self/maps), no overlap with a registered foreign site's 5 bytes, byte 0 is
+  // E8, and the kernel accepts a write there (the same bytes written back: shared mappings,
+  // e.g. another JIT's MAP_SHARED code cache, are refused with kUnsupportedSite).
+  // Checked before every later update writes it: still mapped, still exactly `E8 <the rel32
+  // patchcall wrote>`, still writable; otherwise the update fails with kUnsupportedSite naming
+  // the site, before its first write. Unregister a site before its code is unmapped (dlclose).
+  // Not checked: that the 5 bytes are an instruction boundary (rather than bytes inside a
+  // longer instruction or data in an executable mapping), that no other code jumps into the
+  // rel32, and that nothing else rewrites the code between two updates.
   Status registerForeignSite(void* callInstruction, Key key);
   Status unregisterForeignSite(void* callInstruction);
 

@@ -109,7 +109,6 @@ static void bad_targets(void) {
   CHECK_CODE(patchcall_key_create(rt, a.rx_base, "runtime page", &page_key), PATCHCALL_E_INVALID_ARGUMENT);
   CHECK_MESSAGE_HAS("runtime page");
 
-
   patchcall_blob blob;
   CHECK_CODE(patchcall_code_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, NULL, 0, &blob), PATCHCALL_OK);
   CHECK_CODE(patchcall_blob_retire(rt, blob), PATCHCALL_OK);
@@ -328,6 +327,8 @@ static void remaining_codes(void) {
   CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "k", &key), PATCHCALL_OK);
   static const uint8_t not_a_call[8] = {0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xC3};
   CHECK_CODE(patchcall_foreign_site_register(rt, (void*)not_a_call, key), PATCHCALL_E_UNSUPPORTED_SITE);
+  CHECK_MESSAGE_HAS("not executable"); /* .rodata */
+  CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_target_one, key), PATCHCALL_E_UNSUPPORTED_SITE);
   CHECK_MESSAGE_HAS("not a 5-byte E8 call");
   /* STILL_TARGETED, DOUBLE_RETIRE */
   patchcall_blob blob = capi_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key,

@@ -654,10 +654,6 @@ void Session::opForeignSite() {
       if (liveSites() + 1 > options_.maxSites) allowed |= bit(Error::kTooManySites);
       else if (liveSites() + maybeSites() + 1 > options_.maxSites) allowed |= bit(Error::kTooManySites) | kOk;
       else allowed |= kOk;
-      if ((allowed & kOk) != 0 && keyHasToggles(k) && (helperStuck() || options_.backgroundReclaimer)) {
-        if (helperStuck() && timeoutsLeft_-- <= 0) return;
-        allowed |= bit(Error::kTimeout);
-      }
     }
   }
   Status s = rt().registerForeignSite(at, key);
@@ -665,8 +661,7 @@ void Session::opForeignSite() {
   expectCodes("registerForeignSite", s, allowed);
   if (s.code() == Error::kArenaExhausted) crossCheckExhausted(4096, "registerForeignSite");
   if (!s.isOk()) return;
-  foreign_ = SiteM{fc->call(), k, SiteForm::kBreakpoint};
-  ++updates_;  // registration retargets the key onto its current target
+  foreign_ = SiteM{fc->call(), k, SiteForm::kBreakpoint};  // the key itself is not updated
 }
 
 void Session::opSiteQuery() {
