@@ -162,7 +162,12 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       std::lock_guard<std::mutex> lock(m.reservationsMutex);
       m.reservations.erase(reinterpret_cast<uintptr_t>(r.rx));  // node free: cannot throw
     }
-    m.sync.sync();  // every core sees the complete new code before anyone is handed it
+    // Every core sees the complete new code before anyone is handed it; if it cannot be made
+    // sure, nobody is: the blob is unregistered and freed (no thread can be running it yet).
+    if (Status synced = m.sync.syncOrError("commitCode"); !synced.isOk()) {
+      m.freeBlobLocked(blobId);
+      return synced;
+    }
     return Blob{blobId, r.rx, r.size};
   });
 }

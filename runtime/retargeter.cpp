@@ -73,8 +73,15 @@ std::string hex(uintptr_t v) {
 // Returns the first foreign write the kernel refused after its probe passed (the mapping
 // changed under us); that site is left calling its old target, every other site completes.
 Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> cells, detail::TestHooks* hooks) {
+  Status failure;
   auto syncAll = [&] {
-    if (hooks == nullptr || !hooks->skipSync.load()) m.sync.sync();
+    if (hooks != nullptr && hooks->skipSync.load()) return;
+    // Past the first write there is no undoing: finish the protocol, report the first failure.
+    if (int e = m.sync.sync(); e != 0 && failure.isOk()) {
+      failure = Status(Error::kSystemError, "update: the cross-core sync failed three times (" + std::string(std::strerror(e)) +
+                                                ") after the code was written; the sites are retargeted, but other cores "
+                                                "may run the old bytes until they next serialize");
+    }
   };
   auto writeRel32Bytewise = [&](uintptr_t rel32, int32_t value) {
     if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return (void)m.write(rel32, &value, 4);
@@ -106,7 +113,6 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
   }
   size_t bpDone = 0;
   bool first = true;
-  Status failure;
   // Allocate before the first write: an out-of-memory must not interrupt a protocol.
   detail::MiVector<uint32_t> slots;
   detail::MiVector<uint8_t> stage;  // per round site: how far its writes got (foreign only)

@@ -27,6 +27,14 @@ void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip);
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
+void setSyncFailures(int attempts, int error) {
+  detail::testHooks()->syncErrno.store(error);
+  detail::testHooks()->syncFailures.store(attempts);
+}
+void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
+  detail::testHooks()->fakeCpuFlags.store(cpuFlags);
+  detail::testHooks()->fakeKernelRelease.store(kernelRelease);
+}
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
 // values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
@@ -88,7 +96,7 @@ Result<Runtime> Runtime::create(Options options) {
     impl->sites.emplace_back();
     impl->blobs.emplace_back();
     impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
-    impl->sync.sync();
+    PATCHCALL_TRY(impl->sync.syncOrError("create"));
     impl->forkState.ownerPid = getpid();
     PATCHCALL_TRY(detail::trackForFork(impl.get()));
     return Runtime(std::move(impl));
@@ -135,7 +143,11 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name)
     m.write(entry, &kJmp, 1);
     m.storeRel32(entry + 1, *dest);
     m.keys.push_back(std::move(k));
-    m.sync.sync();  // publish the fresh trampoline to every core
+    // Publish the fresh trampoline to every core; without that the key is not handed out.
+    if (Status synced = m.sync.syncOrError("createKey"); !synced.isOk()) {
+      m.keys.back().live = false;
+      return synced;
+    }
     return Key{static_cast<uint32_t>(m.keys.size() - 1)};
   });
 }

@@ -19,6 +19,10 @@ struct TestHooks {
   std::atomic<void (*)()> inSafepointSlow{nullptr};
   // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
   std::atomic<uint8_t> stateSave{0};
+  // The next `syncFailures` cross-core sync attempts fail with `syncErrno`.
+  std::atomic<int> syncFailures{0}, syncErrno{0};
+  // When set, the mprotect fallback's safety check sees this kernel release and CPU flags.
+  std::atomic<const char*> fakeKernelRelease{nullptr}, fakeCpuFlags{nullptr};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS

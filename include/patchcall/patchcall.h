@@ -59,9 +59,10 @@ enum patchcall_error {
   PATCHCALL_E_WOULD_DEADLOCK = 19,    /* e.g. synchronize from inside a retire callback */
   PATCHCALL_E_RETIRED_TARGET = 20,    /* target lies in retired or freed arena memory */
   PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site: not an E8 call in executable, writable, mapped memory */
-  PATCHCALL_E_FORKED_CHILD = 22       /* process made without fork()'s atfork handlers (vfork, clone) */
+  PATCHCALL_E_FORKED_CHILD = 22,      /* process made without fork()'s atfork handlers (vfork, clone) */
+  PATCHCALL_E_SYSTEM_ERROR = 23       /* a system call failed (sigaction, mprotect, membarrier; message has errno) */
 };
-#define PATCHCALL_ERROR_COUNT 23
+#define PATCHCALL_ERROR_COUNT 24
 
 /* A short, static description of an error code ("unknown key"); "unknown error" for values
  * outside the enum. Never NULL. */
@@ -84,7 +85,7 @@ enum patchcall_site_form {
 };
 
 enum patchcall_sync_method {
-  PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback */
+  PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback where it is safe */
   PATCHCALL_SYNC_MEMBARRIER = 1,  /* membarrier only; create fails if the kernel refuses */
   PATCHCALL_SYNC_MPROTECT_IPI = 2
 };

@@ -33,6 +33,13 @@ void setBetweenByteWrites(void (*hook)(int byteIndex));
 // every JIT poll slow path takes the stub's full path (extended state saved around the C++).
 void setSafepointSlowHook(void (*hook)());
 
+// The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
+// (each sync tries three times before it reports a failure).
+void setSyncFailures(int attempts, int error);
+// Runtimes created from now on judge the mprotect fallback as if uname() said
+// `kernelRelease` and /proc/cpuinfo's flags were `cpuFlags`; nullptr: the real ones.
+void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags);
+
 // The instruction a runtime's safepoint stub saves the extended register state with.
 enum class SafepointSave : uint8_t { kAuto = 0, kXsavec, kXsave, kFxsave };
 inline const char* toString(SafepointSave save) {
