@@ -104,7 +104,9 @@ class Runtime {
   // Fails with kStillTargeted while sites are bound to the key.
   Status destroyKey(Key key);
   // Retargets the key's trampoline and every bound site with one cross-core sync;
-  // returns the previous target.
+  // returns the previous target. A foreign site that can no longer be written (see
+  // registerForeignSite) fails it with kUnsupportedSite before the first write; a sync that
+  // keeps failing is kSystemError after the writes (they are not undone).
   Result<const void*> update(Key key, const void* target);
   // Many keys, one sync (three for breakpoint sites, one per protocol phase). Validated as
   // a whole first: on error nothing is written.

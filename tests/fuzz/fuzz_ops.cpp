@@ -644,7 +644,8 @@ void Session::opForeignSite() {
   } else if (k == SIZE_MAX || !keys_[k].live) {
     allowed = bit(Error::kUnknownKey);
   } else if (r == 3) {
-    at = fc->page, allowed = bit(Error::kUnsupportedSite);  // push rbx, not a call
+    // push rbx, not a call; while the call at +1 is registered, its 5 bytes overlap first
+    at = fc->page, allowed = bit(foreign_ ? Error::kInvalidArgument : Error::kUnsupportedSite);
   } else if (foreign_) {
     allowed = bit(Error::kInvalidArgument);  // already registered
   } else {
