@@ -9,6 +9,7 @@
 #include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
+#include "test_hooks.h"
 
 namespace patchcall {
 
@@ -228,6 +229,13 @@ bool Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   if (!arena->contains(reinterpret_cast<void*>(rx))) {
     // Foreign code: the kernel writes through /proc/self/mem despite the page's protection
     // (not into a shared mapping, nor an unmapped one: EIO).
+    if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr && hooks->foreignWritesBeforeFailure.load() >= 0) {
+      if (hooks->foreignWritesBeforeFailure.fetch_sub(1) == 0) {
+        hooks->foreignWritesBeforeFailure.store(-1);
+        errno = EIO;
+        return false;
+      }
+    }
     ssize_t done = pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
     if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
     return done >= 0 && static_cast<size_t>(done) == n;

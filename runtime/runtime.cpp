@@ -31,6 +31,7 @@ void setSyncFailures(int attempts, int error) {
   detail::testHooks()->syncErrno.store(error);
   detail::testHooks()->syncFailures.store(attempts);
 }
+void setForeignWriteFailure(int successes) { detail::testHooks()->foreignWritesBeforeFailure.store(successes); }
 void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
   detail::testHooks()->fakeCpuFlags.store(cpuFlags);
   detail::testHooks()->fakeKernelRelease.store(kernelRelease);

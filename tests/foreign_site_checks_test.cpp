@@ -15,6 +15,7 @@
 
 #include "hardening_support.h"
 #include "jit_targets.h"
+#include "patchcall/testing.h"
 
 namespace patchcall {
 namespace {
@@ -212,6 +213,32 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseBytesChanged) {
   r.expectNothingWritten();
   EXPECT_EQ(std::memcmp(changed, r.site(), 5), 0) << "the changed bytes were overwritten";
   r.expectRecovers();
+}
+
+// A write the kernel refuses after the probe passed (the mapping changed in between): the
+// site is never left torn. Failing the rel32: the old call is put back whole; failing the final
+// E8: the site stays int3 and its trap entry stays, so calls still reach the new target.
+TEST(ForeignSiteChecks, AWriteRefusedAfterTheProbeNeverLeavesATornCall) {
+  struct Reset {
+    ~Reset() { testing::setForeignWriteFailure(-1); }
+  } reset;
+  Registered r;
+  r.setUp();
+  testing::setForeignWriteFailure(1);  // a round writes int3, rel32, E8: refuse the rel32
+  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "the rel32 of foreign site " + hex(r.site()));
+  EXPECT_EQ(r.site()[0], 0xE8);
+  EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[1])) << "the foreign site must keep its whole old call";
+  EXPECT_EQ(r.caller(), idOf(r.f.targets[2])) << "the key's other sites are retargeted";
+  EXPECT_EQ(r.f.rt.target(r.f.key).value(), r.f.targets[2]);
+  ASSERT_TRUE(r.f.rt.update(r.f.key, r.f.targets[3]).isOk()) << "the restored call passes the next probe";
+  EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[3]));
+
+  testing::setForeignWriteFailure(2);  // refuse the final E8
+  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[0]).status(), Error::kUnsupportedSite, "the final E8");
+  EXPECT_EQ(r.site()[0], 0xCC);
+  EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[0])) << "the kept trap entry emulates the new call";
+  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[1]).status(), Error::kUnsupportedSite, "not the call patchcall last wrote");
+  EXPECT_TRUE(r.f.rt.unregisterForeignSite(r.site()).isOk());
 }
 
 // ---- registration vs concurrent updates -----------------------------------------------------

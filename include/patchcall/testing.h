@@ -36,6 +36,9 @@ void setSafepointSlowHook(void (*hook)());
 // The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
 // (each sync tries three times before it reports a failure).
 void setSyncFailures(int attempts, int error);
+// After `successes` more foreign-site code writes, the next one fails with EIO (as if the
+// mapping changed between an update's probe and its write); -1 turns it off.
+void setForeignWriteFailure(int successes);
 // Runtimes created from now on judge the mprotect fallback as if uname() said
 // `kernelRelease` and /proc/cpuinfo's flags were `cpuFlags`; nullptr: the real ones.
 void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags);
