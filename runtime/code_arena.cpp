@@ -13,32 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "proc_maps.h"
+
 namespace patchcall::detail {
 namespace {
-
-struct Mapping {
-  uintptr_t begin, end;
-  bool exec;
-  std::string path;
-};
-
-std::vector<Mapping> readMaps() {
-  std::vector<Mapping> maps;
-  FILE* f = std::fopen("/proc/self/maps", "re");
-  if (f == nullptr) return maps;
-  char line[4096];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long b = 0, e = 0;
-    char perms[8] = {};
-    int pathStart = 0;
-    if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &b, &e, perms, &pathStart) < 3) continue;
-    std::string path = pathStart > 0 ? std::string(line + pathStart) : std::string();
-    while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
-    maps.push_back({b, e, perms[2] == 'x', path});
-  }
-  std::fclose(f);
-  return maps;
-}
 
 std::string exePath() {
   char buf[4096];
@@ -82,7 +60,7 @@ TextRange executableText() {
     TextRange r;
     std::string exe = exePath();
     for (const Mapping& m : readMaps()) {
-      if (!m.exec || m.path != exe) continue;
+      if (!m.exec() || m.path != exe) continue;
       if (r.begin == 0 || m.begin < r.begin) r.begin = m.begin;
       r.end = std::max(r.end, m.end);
     }

@@ -1,5 +1,4 @@
-// patchcall — installing code: reservations, committing sites, retiring blobs, foreign sites.
-#include <fcntl.h>
+// patchcall — installing code: reservations, committing sites, retiring blobs.
 
 #include <algorithm>
 #include <cstring>
@@ -139,7 +138,8 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
     m.blobs.reserve(m.blobs.size() + 1);
     // New veneers: written and synced before the code that calls them is handed out; then
     // count the new calls' references (allocation first).
-    m.publishPendingVeneers();
+    // Refused before any site is bound: the reservation stays the caller's (abandon or retry).
+    PATCHCALL_TRY(m.publishPendingVeneers());
     for (int pass = 0; pass < 2; ++pass) {
       for (size_t i = 0; i < sorted.size(); ++i) {
         uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + sorted[i].offset;
@@ -184,7 +184,12 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       std::lock_guard<std::mutex> lock(m.reservationsMutex);
       m.reservations.erase(reinterpret_cast<uintptr_t>(r.rx));  // node free: cannot throw
     }
-    m.sync.sync();  // every core sees the complete new code before anyone is handed it
+    // Every core sees the complete new code before anyone is handed it; if it cannot be made
+    // sure, nobody is: the blob is unregistered and freed (no thread can be running it yet).
+    if (Status synced = m.sync.syncOrError("commitCode"); !synced.isOk()) {
+      m.freeBlobLocked(blobId);
+      return synced;
+    }
     return Blob{blobId, r.rx, r.size};
   });
 }
@@ -240,7 +245,7 @@ Result<SiteInfo> Runtime::site(const void* address) const {
     auto a = reinterpret_cast<uintptr_t>(address);
     uint32_t id = 0;
     if (auto f = m.foreignSites.find(a); f != m.foreignSites.end()) {
-      id = f->second;
+      id = f->second.id;
     } else if (const BlobRecord* b = m.blobContaining(a)) {
       auto it = std::lower_bound(b->sites.begin(), b->sites.end(), a,
                                  [&](uint32_t s, uintptr_t x) { return m.sites[s].address < x; });
@@ -254,67 +259,6 @@ Result<SiteInfo> Runtime::site(const void* address) const {
     const SiteRecord& s = m.sites[id];
     return SiteInfo{address, Key{s.key}, s.form, reinterpret_cast<const void*>(m.decodeTarget(s)),
                     (s.flags & detail::kSiteForeign) != 0};
-  });
-}
-
-Status Runtime::registerForeignSite(void* callInstruction, Key key) {
-  return detail::catchOutOfMemory("registerForeignSite", [&]() -> Status {
-    Impl& m = *impl_;
-    PATCHCALL_TRY(m.refuseReentry("registerForeignSite"));
-    PATCHCALL_TRY(m.checkOwnProcess());
-    auto a = reinterpret_cast<uintptr_t>(callInstruction);
-    if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
-    if (m.arena->contains(callInstruction)) {
-      return Status(Error::kInvalidArgument, "registerForeignSite: the address is inside the arena; emit sites through jit/");
-    }
-    const void* target = nullptr;
-    {
-      std::lock_guard<detail::FairMutex> lock(m.textMutex);
-      // A fork child opens its own /proc/self/mem only when it first needs it (fork_safety.cpp).
-      if (m.procMemFd < 0 && m.forkState.procMemLazy) m.procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-      m.forkState.procMemLazy = false;
-      if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
-      detail::KeyRecord* k = m.key(key);
-      if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
-      if (*static_cast<const uint8_t*>(callInstruction) != 0xE8) {
-        return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction is not a 5-byte E8 call");
-      }
-      if (m.foreignSites.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
-      Result<uintptr_t> d = m.reachable(a + 5, reinterpret_cast<uintptr_t>(k->target));
-      if (!d) return d.status();
-      Result<uint32_t> id = m.addSite(a, key.id, SiteForm::kBreakpoint, detail::kSiteForeign);
-      if (!id) return id.status();
-      m.foreignSites.emplace(a, *id);
-      target = k->target;
-    }
-    // Point the foreign call at the key's current target with the breakpoint protocol. The
-    // update fails before its first write (validation, a toggle's grace-period timeout), so
-    // on failure the registration is simply rolled back.
-    KeyUpdate u{key, target};
-    Status patched = m.retarget(std::span<const KeyUpdate>(&u, 1), nullptr);
-    if (!patched.isOk()) {
-      std::lock_guard<detail::FairMutex> lock(m.textMutex);
-      if (auto it = m.foreignSites.find(a); it != m.foreignSites.end()) {
-        m.removeSites(detail::MiVector<uint32_t>{it->second});
-        m.foreignSites.erase(it);
-      }
-    }
-    return patched;
-  });
-}
-
-Status Runtime::unregisterForeignSite(void* callInstruction) {
-  return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
-    Impl& m = *impl_;
-    PATCHCALL_TRY(m.refuseReentry("unregisterForeignSite"));
-    PATCHCALL_TRY(m.checkOwnProcess());
-    std::lock_guard<detail::FairMutex> lock(m.textMutex);
-    auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
-    if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
-    detail::MiVector<uint32_t> ids{it->second};
-    m.removeSites(ids);
-    m.foreignSites.erase(it);
-    return Status::ok();
   });
 }
 

@@ -4,12 +4,16 @@
 #include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
+
+#include "test_hooks.h"
 
 namespace patchcall::detail {
 namespace {
@@ -22,29 +26,81 @@ bool registerSyncCore() {
   return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0;
 }
 
+// The "flags" line of the first CPU in /proc/cpuinfo ("" if unreadable).
+std::string cpuFlags() {
+  std::string flags;
+  FILE* f = std::fopen("/proc/cpuinfo", "re");
+  if (f == nullptr) return flags;
+  char line[8192];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "flags", 5) == 0) {
+      flags = line;
+      break;
+    }
+  }
+  std::fclose(f);
+  return flags;
+}
+
+bool hasWord(const std::string& text, const char* word) {
+  size_t n = std::strlen(word);
+  for (size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) {
+    bool startOk = at == 0 || text[at - 1] == ' ' || text[at - 1] == '\t' || text[at - 1] == ':';
+    bool endOk = at + n == text.size() || text[at + n] == ' ' || text[at + n] == '\n';
+    if (startOk && endOk) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
+std::string CrossCoreSync::fallbackUnsafeReason(const char* release, const char* flags) {
+  int major = 0, minor = 0;
+  if (std::sscanf(release, "%d.%d", &major, &minor) != 2) {
+    return std::string("cannot parse the kernel release '") + release + "'";
+  }
+  if (major < 6 || (major == 6 && minor < 15)) return {};  // no INVLPGB broadcast flushes before 6.15
+  std::string f = flags;
+  if (f.empty()) return "kernel " + std::string(release) + " may flush TLBs with INVLPGB, and /proc/cpuinfo cannot be read to rule it out";
+  if (!hasWord(f, "invlpgb")) return {};
+  return "kernel " + std::string(release) + " on a CPU with INVLPGB flushes remote TLBs with a broadcast "
+         "instruction, not an IPI, so an mprotect downgrade no longer serializes the other cores";
+}
+
 Status CrossCoreSync::init(SyncMethod method) {
+  std::string membarrierError;
   if (method != SyncMethod::kMprotectIpi) {
     if (registerSyncCore()) {
       method_ = SyncMethod::kMembarrier;
-    } else if (method == SyncMethod::kMembarrier) {
+      return Status::ok();
+    }
+    membarrierError = std::string("the kernel refused membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE): ") + std::strerror(errno);
+    if (method == SyncMethod::kMembarrier) {
       return Status(Error::kSyncUnsupported,
-                    std::string("the kernel refused membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE): ") +
-                        std::strerror(errno) +
-                        "; use SyncMethod::kAuto or kMprotectIpi for the mprotect-IPI fallback");
-    } else {
-      method_ = SyncMethod::kMprotectIpi;
+                    membarrierError + "; use SyncMethod::kAuto or kMprotectIpi for the mprotect-IPI fallback");
     }
-  } else {
-    method_ = SyncMethod::kMprotectIpi;
   }
-  if (method_ == SyncMethod::kMprotectIpi) {
-    ipiPage_ = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (ipiPage_ == MAP_FAILED) {
-      ipiPage_ = nullptr;
-      return Status(Error::kMapFailed, "mmap of the IPI page for the mprotect fallback failed");
-    }
+  method_ = SyncMethod::kMprotectIpi;
+  // The fallback's safety condition: every remote TLB flush is an IPI.
+  struct utsname u;
+  std::string release = uname(&u) == 0 ? u.release : "?";
+  std::string flags = cpuFlags();
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->fakeKernelRelease.load() != nullptr) {
+    release = hooks->fakeKernelRelease.load();
+    flags = hooks->fakeCpuFlags.load() != nullptr ? hooks->fakeCpuFlags.load() : "";
+  }
+  std::string unsafe = fallbackUnsafeReason(release.c_str(), flags.c_str());
+  if (!unsafe.empty()) {
+    return Status(Error::kSyncUnsupported, (membarrierError.empty() ? "" : membarrierError + "; ") +
+                                               "the mprotect-IPI fallback cannot be used: " + unsafe);
+  }
+  ipiPage_ = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ipiPage_ == MAP_FAILED) {
+    ipiPage_ = nullptr;
+    return Status(Error::kMapFailed, std::string("mmap of the IPI page for the mprotect fallback failed: ") + std::strerror(errno));
+  }
+  if (int e = syncOnce(); e != 0) {  // once now, so a kernel that refuses it fails create()
+    return Status(Error::kSystemError, std::string("the mprotect fallback's first mprotect failed: ") + std::strerror(e));
   }
   return Status::ok();
 }
@@ -53,19 +109,44 @@ CrossCoreSync::~CrossCoreSync() {
   if (ipiPage_ != nullptr) munmap(ipiPage_, 4096);
 }
 
-void CrossCoreSync::sync() noexcept {
-  count_.fetch_add(1, std::memory_order_relaxed);
+int CrossCoreSync::syncOnce() noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->syncFailures.load() > 0) {
+    hooks->syncFailures.fetch_sub(1);
+    return hooks->syncErrno.load();
+  }
   if (method_ == SyncMethod::kMembarrier) {
-    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
-    return;
+    return membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) == 0 ? 0 : errno;
   }
   // Fallback: dirty the page so its TLB entry is live, then revoke write access. The kernel
   // must shoot down the entry on every core that may cache it (all cores running this mm);
-  // each IPI ends in an interrupt return, which serializes that core.
+  // each IPI ends in an interrupt return, which serializes that core (init refused the
+  // kernels that flush with INVLPGB broadcasts instead).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   static_cast<volatile uint8_t*>(ipiPage_)[0] = 1;
-  mprotect(ipiPage_, 4096, PROT_READ);
-  mprotect(ipiPage_, 4096, PROT_READ | PROT_WRITE);
+  if (mprotect(ipiPage_, 4096, PROT_READ) != 0) return errno;
+  if (mprotect(ipiPage_, 4096, PROT_READ | PROT_WRITE) != 0) return errno;
+  return 0;
+}
+
+int CrossCoreSync::sync() noexcept {
+  count_.fetch_add(1, std::memory_order_relaxed);
+  // membarrier's ENOMEM (a cpumask allocation) and mprotect's are transient: retry a little.
+  int e = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    e = syncOnce();
+    if (e == 0) return 0;
+    usleep(100);
+  }
+  return e;
+}
+
+Status CrossCoreSync::syncOrError(const char* what) {
+  int e = sync();
+  if (e == 0) return Status::ok();
+  return Status(Error::kSystemError, std::string(what) + ": the cross-core sync (" +
+                                         (method_ == SyncMethod::kMembarrier ? "membarrier SYNC_CORE" : "mprotect fallback") +
+                                         ") failed three times: " + std::strerror(e) +
+                                         "; the code is written, but other cores may run the old bytes until they next serialize");
 }
 
 }  // namespace patchcall::detail

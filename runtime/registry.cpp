@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
+#include "test_hooks.h"
 
 namespace patchcall {
 
@@ -54,13 +56,62 @@ Status Runtime::Impl::validateTarget(const void* target) const {
                                                 "-byte aligned (Options::targetAlignment)");
   }
   if (!arena->contains(target)) return Status::ok();
-  if (trampolinePool.contains(t)) return Status::ok();
+  if (t >= pollFlagRx && t < pollFlagRx + 4096) {
+    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint flag and stub), not code to call");
+  }
+  if (trampolinePool.contains(t)) {
+    // A live key's trampoline entry is a function (calls chain to that key's target); the
+    // rest of its slot (target cell, padding, the jmp's rel32) is data.
+    auto it = keyByTrampoline.find(t);
+    if (it == keyByTrampoline.end() || it->second >= keys.size()) {
+      return Status(Error::kInvalidArgument, "target " + hex(t) + " lies inside a key's trampoline slot (target cell, "
+                                             "padding or the jmp's rel32); only trampoline(key) itself is callable");
+    }
+    if (!keys[it->second].live) {
+      return Status(Error::kInvalidArgument, "target " + hex(t) + " is the trampoline of destroyed key " +
+                                                 std::to_string(it->second));
+    }
+    return Status::ok();
+  }
+  if (veneerPool.contains(t)) {
+    return Status(Error::kInvalidArgument, "target " + hex(t) + " lies in a veneer (patchcall's stub for a far target); "
+                                           "pass the far target itself");
+  }
   if (const detail::BlobRecord* b = blobContaining(t)) {
-    if (b->state == detail::BlobState::kLive) return Status::ok();
-    return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in a retired blob");
+    if (b->state != detail::BlobState::kLive) {
+      return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in a retired blob");
+    }
+    // Any instruction of a live blob may be an entry, but not the inside of a call site.
+    auto after = std::upper_bound(b->sites.begin(), b->sites.end(), t,
+                                  [&](uintptr_t x, uint32_t id) { return x < sites[id].address; });
+    if (after != b->sites.begin()) {
+      const SiteRecord& s = sites[*std::prev(after)];
+      uintptr_t length = s.form != SiteForm::kToggle ? 5 : (s.flags & detail::kSiteStallGap) != 0 ? 19 : 14;
+      if (t > s.address && t < s.address + length) {
+        return Status(Error::kInvalidArgument, "target " + hex(t) + " lies inside the call site at " + hex(s.address) +
+                                                   " (patchcall rewrites those bytes)");
+      }
+    }
+    return Status::ok();
   }
   return Status(Error::kRetiredTarget,
                 "target " + hex(t) + " lies in arena memory that holds no live blob (freed or never installed)");
+}
+
+Status Runtime::Impl::checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const {
+  auto t = reinterpret_cast<uintptr_t>(target);
+  for (size_t steps = 0; trampolinePool.contains(t); ++steps) {
+    auto it = keyByTrampoline.find(t);
+    if (it == keyByTrampoline.end() || it->second >= keys.size()) return Status::ok();  // refused by validateTarget
+    const detail::KeyRecord& k = keys[it->second];
+    if (it->second == keyId || steps > keys.size()) {
+      return Status(Error::kInvalidArgument, "key " + std::to_string(keyId) + ": target " + hex(reinterpret_cast<uintptr_t>(target)) +
+                                                 " leads through trampolines back to key " + std::to_string(keyId) +
+                                                 "'s own trampoline (a call would jump in a loop forever)");
+    }
+    t = reinterpret_cast<uintptr_t>(k.batchStamp == batchStamp ? k.pending : k.target);
+  }
+  return Status::ok();
 }
 
 Result<uintptr_t> Runtime::Impl::slot(detail::SlotPool& pool, size_t slotSize) {
@@ -130,6 +181,16 @@ void Runtime::Impl::freeBlobLocked(uint32_t id) {
 
 uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
   uintptr_t call = s.address;
+  if ((s.flags & detail::kSiteForeign) != 0) {
+    // Its mapping may be gone (dlclose): read through /proc/self/mem, never dereference.
+    uint8_t bytes[5];
+    if (pread(procMemFd, bytes, 5, static_cast<off_t>(call)) != 5) return 0;
+    int32_t rel;
+    std::memcpy(&rel, bytes + 1, 4);
+    uintptr_t dest = call + 5 + static_cast<uintptr_t>(static_cast<int64_t>(rel));
+    if (veneerPool.contains(dest)) std::memcpy(&dest, reinterpret_cast<const void*>(dest + 6), 8);
+    return dest;
+  }
   if (s.form == SiteForm::kToggle) {
     detail::ToggleLayout t = detail::ToggleLayout::of(s);
     call = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB ? t.callB : t.callA;
@@ -141,11 +202,20 @@ uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
   return dest;
 }
 
-void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
+bool Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   if (!arena->contains(reinterpret_cast<void*>(rx))) {
-    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection.
-    (void)!pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
-    return;
+    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection
+    // (not into a shared mapping, nor an unmapped one: EIO).
+    if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr && hooks->foreignWritesBeforeFailure.load() >= 0) {
+      if (hooks->foreignWritesBeforeFailure.fetch_sub(1) == 0) {
+        hooks->foreignWritesBeforeFailure.store(-1);
+        errno = EIO;
+        return false;
+      }
+    }
+    ssize_t done = pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
+    if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
+    return done >= 0 && static_cast<size_t>(done) == n;
   }
   uint8_t* rw = arena->toRw(reinterpret_cast<void*>(rx));
   // Widths a single instruction can store are stored by one instruction.
@@ -166,6 +236,7 @@ void Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
   } else {
     std::memcpy(rw, bytes, n);
   }
+  return true;
 }
 
 void Runtime::Impl::notify(uintptr_t site, uintptr_t target, SiteForm form) const {

@@ -11,8 +11,13 @@
 //   7. publish the new targets; remember each toggle's flip for its next update
 //   8. strict updates of keys with toggle sites: a grace period after the flip, lock dropped
 // A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
+// Foreign sites are probed in step 2 (still mapped, still our call, still writable), so a
+// site the kernel no longer lets us write refuses the update before its first write.
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "runtime_impl.h"
 #include "test_hooks.h"
@@ -21,6 +26,7 @@
 namespace patchcall {
 
 using detail::SiteRecord;
+using detail::TextMutexGuard;
 using detail::ToggleLayout;
 
 namespace {
@@ -39,6 +45,7 @@ struct ToggleWrite {
 };
 struct BreakpointWrite {
   uintptr_t site, destination, target;
+  bool foreign;
 };
 
 struct Plan {
@@ -52,26 +59,167 @@ int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
   return static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
 }
 
-// Holds the text mutex and marks this thread as its owner (see Impl::refuseReentry).
-// Restores the previous owner when it lets go: a patch observer of runtime A may update
-// runtime B, and A's marker must survive B's update.
-class TextMutexGuard {
- public:
-  TextMutexGuard(detail::FairMutex& m, const void* owner)
-      : lock_(m), owner_(owner), previous_(detail::tlsTextMutexOwner) {
-    detail::tlsTextMutexOwner = owner_;
-  }
-  ~TextMutexGuard() { detail::tlsTextMutexOwner = previous_; }
-  void unlock() { detail::tlsTextMutexOwner = previous_; lock_.unlock(); }
-  void lock() { lock_.lock(); detail::tlsTextMutexOwner = owner_; }
- private:
-  std::unique_lock<detail::FairMutex> lock_;
-  const void* owner_;
-  const void* previous_;
-};
-
 // Set while this thread holds the process-wide breakpoint round (its patch observers run then).
 thread_local bool tlsInTrapRound = false;
+
+// The bytes a foreign site holds once `rel32` is written: what the next update probes for.
+void expectedCall(int32_t rel32, uint8_t out[5]) {
+  out[0] = 0xE8;
+  std::memcpy(out + 1, &rel32, 4);
+}
+
+std::string hex(uintptr_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
+  return buf;
+}
+
+// Steps 4-6 for a validated plan. `cells`: the keys whose target cells phase 1 writes.
+// Returns the first foreign write the kernel refused after its probe passed (the mapping
+// changed under us); that site is left calling its old target, every other site completes.
+Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> cells, detail::TestHooks* hooks) {
+  Status failure;
+  auto syncAll = [&] {
+    if (hooks != nullptr && hooks->skipSync.load()) return;
+    // Past the first write there is no undoing: finish the protocol, report the first failure.
+    if (int e = m.sync.sync(); e != 0 && failure.isOk()) {
+      failure = Status(Error::kSystemError, "update: the cross-core sync failed three times (" + std::string(std::strerror(e)) +
+                                                ") after the code was written; the sites are retargeted, but other cores "
+                                                "may run the old bytes until they next serialize");
+    }
+  };
+  auto writeRel32Bytewise = [&](uintptr_t rel32, int32_t value) {
+    if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return (void)m.write(rel32, &value, 4);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&value);
+    for (int b = 0; b < 4; ++b) {
+      m.write(rel32 + static_cast<uintptr_t>(b), bytes + b, 1);
+      hooks->betweenBytes.load()(b);
+    }
+  };
+
+  // ---- 4-6. write; breakpoint sites go in rounds of at most TrapTable::kMaxBatch --------
+  detail::TrapTable& traps = detail::TrapTable::instance();
+  std::unique_lock<std::mutex> trapRound(traps.roundMutex(), std::defer_lock);
+  if (!plan.breakpoints.empty() && tlsInTrapRound) {
+    // A patch observer of another runtime's breakpoint round: rounds are process-wide and
+    // never nest. Nothing is written yet.
+    return Status(Error::kReentrantUpdate, "update: breakpoint sites cannot be patched from a patch observer that runs "
+                                           "during another runtime's breakpoint round; defer it until that update returns");
+  }
+  struct RoundMarker {
+    bool set = false;
+    ~RoundMarker() {
+      if (set) tlsInTrapRound = false;
+    }
+  } roundMarker;
+  if (!plan.breakpoints.empty()) {
+    trapRound.lock();
+    tlsInTrapRound = roundMarker.set = true;
+  }
+  // Validated. New veneers are written and synced before any call points at them; their
+  // references move before the first site write (allocation first).
+  if (Status v = m.publishPendingVeneers(); !v.isOk()) failure = v;  // past validation: finish, report
+  auto eachCall = [&](auto&& f) {
+    for (const DirectWrite& w : plan.direct) f(w.rel32, w.destination, w.target);
+    for (const ToggleWrite& w : plan.toggles) f(w.rel32, w.destination, w.target);
+    for (const BreakpointWrite& w : plan.breakpoints) f(w.site + 1, w.destination, w.target);
+  };
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { m.reserveCallDestination(r, d, t); });
+  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { m.noteCallDestination(r, d, t); });
+  size_t bpDone = 0;
+  bool first = true;
+  // Allocate before the first write: an out-of-memory must not interrupt a protocol.
+  detail::MiVector<uint32_t> slots;
+  detail::MiVector<uint8_t> stage;  // per round site: how far its writes got (foreign only)
+  slots.reserve(std::min(plan.breakpoints.size(), detail::TrapTable::kMaxBatch));
+  stage.reserve(slots.capacity());
+  for (const ToggleWrite& w : plan.toggles) m.toggleFlipSnap.try_emplace(w.siteId, 0);
+  auto refused = [&](const BreakpointWrite& w, const char* step) {
+    if (!failure.isOk()) return;
+    failure = Status(Error::kUnsupportedSite, "update: the kernel refused to write " + std::string(step) +
+                                                  " of foreign site " + hex(w.site) + " through /proc/self/mem (" +
+                                                  std::strerror(errno) + ") although the site passed its probe just "
+                                                  "before (was its mapping changed meanwhile?); that site still calls "
+                                                  "its old target, every other site was retargeted");
+  };
+  enum : uint8_t { kUntouched, kTrapped, kTailWritten, kDone };
+  while (first || bpDone < plan.breakpoints.size()) {
+    size_t bpCount = std::min(plan.breakpoints.size() - bpDone, detail::TrapTable::kMaxBatch);
+    std::span<const BreakpointWrite> round(plan.breakpoints.data() + bpDone, bpCount);
+    slots.clear();
+    stage.assign(round.size(), kUntouched);
+    // phase 1
+    if (first) {
+      for (const KeyUpdate& u : cells) m.write(m.key(u.key)->trampoline - 11, &u.target, 8);  // target cells
+      for (const DirectWrite& w : plan.direct) {
+        m.storeRel32(w.rel32, w.destination);
+        m.notify(w.site, w.destination, w.form);
+      }
+      for (const ToggleWrite& w : plan.toggles) writeRel32Bytewise(w.rel32, rel32For(w.rel32, w.destination));
+    }
+    for (const BreakpointWrite& w : round) {
+      int64_t slot = traps.publish(w.site, w.destination);
+      slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
+    }
+    // Every entry is visible before any int3 it covers (the handler relies on it).
+    if (!round.empty()) traps.beginRound();
+    for (size_t i = 0; i < round.size(); ++i) {
+      static const uint8_t kInt3 = 0xCC;
+      if (m.write(round[i].site, &kInt3, 1)) stage[i] = kTrapped;
+      else refused(round[i], "the int3");  // untouched: the old call stays whole
+    }
+    syncAll();
+    if (!round.empty() && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
+    // phase 2
+    bool phase2 = !round.empty() || (first && !plan.toggles.empty());
+    if (first) {
+      for (const ToggleWrite& w : plan.toggles) {
+        m.write(w.site, w.flip, 2);
+        m.notify(w.site, w.destination, SiteForm::kToggle);
+      }
+    }
+    for (size_t i = 0; i < round.size(); ++i) {
+      if (stage[i] != kTrapped) continue;
+      int32_t rel = rel32For(round[i].site + 1, round[i].destination);
+      if (m.write(round[i].site + 1, &rel, 4)) {
+        stage[i] = kTailWritten;
+      } else {
+        refused(round[i], "the rel32");
+        // The tail may be half written: put the old one back before the E8 returns.
+        auto f = m.foreignSites.find(round[i].site);
+        if (f != m.foreignSites.end()) (void)m.write(round[i].site + 1, &f->second.rel32, 4);
+      }
+    }
+    if (phase2) syncAll();
+    // phase 3
+    for (size_t i = 0; i < round.size(); ++i) {
+      const BreakpointWrite& w = round[i];
+      static const uint8_t kCall = 0xE8;
+      if (stage[i] == kUntouched) continue;
+      if (!m.write(w.site, &kCall, 1)) {
+        // Still int3: keep its trap entry, so a thread reaching it is sent to the target the
+        // entry names instead of dying of SIGTRAP. The next update's probe refuses the site.
+        refused(w, "the final E8");
+        slots[i] = UINT32_MAX;
+        continue;
+      }
+      if (stage[i] == kTailWritten) {
+        stage[i] = kDone;
+        auto f = w.foreign ? m.foreignSites.find(w.site) : m.foreignSites.end();
+        if (f != m.foreignSites.end()) f->second.rel32 = rel32For(w.site + 1, w.destination);
+        m.notify(w.site, w.destination, SiteForm::kBreakpoint);
+      }
+    }
+    if (!round.empty()) {
+      syncAll();
+      std::erase(slots, UINT32_MAX);
+      traps.endRound(slots.data(), slots.size());
+    }
+    bpDone += bpCount;
+    first = false;
+  }
+  return failure;
+}
 
 }  // namespace
 
@@ -110,6 +258,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
                                                    " appears twice in one batch");
       }
       k->batchStamp = batchStamp;
+      k->pending = u.target;
       PATCHCALL_TRY(validateTarget(u.target));
       auto target = reinterpret_cast<uintptr_t>(u.target);
       Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
@@ -137,10 +286,11 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
         } else {
           Result<uintptr_t> d = reachable(s.address + 5, target);
           if (!d) return d.status();
-          plan.breakpoints.push_back({s.address, *d, target});
+          plan.breakpoints.push_back({s.address, *d, target, (s.flags & detail::kSiteForeign) != 0});
         }
       }
     }
+    for (const KeyUpdate& u : updates) PATCHCALL_TRY(checkTrampolineChain(u.key.id, u.target, batchStamp));
     // ---- 3. the toggle rule: a call is rewritten only a grace period after its last flip
     if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
     dropPendingVeneers();
@@ -151,106 +301,18 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
     if (!waited.isOk()) return waited;
   }
 
-  auto syncAll = [&] {
-    if (hooks == nullptr || !hooks->skipSync.load()) sync.sync();
-  };
-  auto writeRel32Bytewise = [&](uintptr_t rel32, int32_t value) {
-    if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return write(rel32, &value, 4);
-    const auto* bytes = reinterpret_cast<const uint8_t*>(&value);
-    for (int b = 0; b < 4; ++b) {
-      write(rel32 + static_cast<uintptr_t>(b), bytes + b, 1);
-      hooks->betweenBytes.load()(b);
-    }
-  };
-
-  // ---- 4-6. write; breakpoint sites go in rounds of at most TrapTable::kMaxBatch --------
-  detail::TrapTable& traps = detail::TrapTable::instance();
-  std::unique_lock<std::mutex> trapRound(traps.roundMutex(), std::defer_lock);
-  if (!plan.breakpoints.empty() && tlsInTrapRound) {
-    // A patch observer of another runtime's breakpoint round: rounds are process-wide and
-    // never nest. Nothing is written yet.
-    return Status(Error::kReentrantUpdate, "update: breakpoint sites cannot be patched from a patch observer that runs "
-                                           "during another runtime's breakpoint round; defer it until that update returns");
+  // ---- 2b. foreign sites: still mapped, still our call, still writable (before any write)
+  for (const BreakpointWrite& w : plan.breakpoints) {
+    if (!w.foreign) continue;
+    uint8_t expected[5];
+    auto f = foreignSites.find(w.site);
+    if (f == foreignSites.end()) continue;  // cannot happen: flagged foreign when registered
+    expectedCall(f->second.rel32, expected);
+    PATCHCALL_TRY(probeForeignSite(w.site, expected, "update"));
   }
-  struct RoundMarker {
-    bool set = false;
-    ~RoundMarker() {
-      if (set) tlsInTrapRound = false;
-    }
-  } roundMarker;
-  if (!plan.breakpoints.empty()) {
-    trapRound.lock();
-    tlsInTrapRound = roundMarker.set = true;
-  }
-  // Validated. New veneers are written and synced before any call points at them; their
-  // references move before the first site write (allocation first).
-  publishPendingVeneers();
-  dropPlanned.armed = false;
-  auto eachCall = [&](auto&& f) {
-    for (const DirectWrite& w : plan.direct) f(w.rel32, w.destination, w.target);
-    for (const ToggleWrite& w : plan.toggles) f(w.rel32, w.destination, w.target);
-    for (const BreakpointWrite& w : plan.breakpoints) f(w.site + 1, w.destination, w.target);
-  };
-  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { reserveCallDestination(r, d, t); });
-  eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { noteCallDestination(r, d, t); });
-
-  size_t bpDone = 0;
-  bool first = true;
-  // Allocate before the first write: an out-of-memory must not interrupt a protocol.
-  detail::MiVector<uint32_t> slots;
-  slots.reserve(std::min(plan.breakpoints.size(), detail::TrapTable::kMaxBatch));
-  for (const ToggleWrite& w : plan.toggles) toggleFlipSnap.try_emplace(w.siteId, 0);
-  while (first || bpDone < plan.breakpoints.size()) {
-    size_t bpCount = std::min(plan.breakpoints.size() - bpDone, detail::TrapTable::kMaxBatch);
-    std::span<const BreakpointWrite> round(plan.breakpoints.data() + bpDone, bpCount);
-    slots.clear();
-    // phase 1
-    if (first) {
-      for (const KeyUpdate& u : updates) write(key(u.key)->trampoline - 11, &u.target, 8);  // target cells
-      for (const DirectWrite& w : plan.direct) {
-        storeRel32(w.rel32, w.destination);
-        notify(w.site, w.destination, w.form);
-      }
-      for (const ToggleWrite& w : plan.toggles) writeRel32Bytewise(w.rel32, rel32For(w.rel32, w.destination));
-    }
-    for (const BreakpointWrite& w : round) {
-      int64_t slot = traps.publish(w.site, w.destination);
-      slots.push_back(static_cast<uint32_t>(slot));  // cannot fail: rounds are half the table
-    }
-    // Every entry is visible before any int3 it covers (the handler relies on it).
-    if (!round.empty()) traps.beginRound();
-    for (const BreakpointWrite& w : round) {
-      static const uint8_t kInt3 = 0xCC;
-      write(w.site, &kInt3, 1);
-    }
-    syncAll();
-    if (!round.empty() && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
-    // phase 2
-    bool phase2 = !round.empty() || (first && !plan.toggles.empty());
-    if (first) {
-      for (const ToggleWrite& w : plan.toggles) {
-        write(w.site, w.flip, 2);
-        notify(w.site, w.destination, SiteForm::kToggle);
-      }
-    }
-    for (const BreakpointWrite& w : round) {
-      int32_t rel = rel32For(w.site + 1, w.destination);
-      write(w.site + 1, &rel, 4);
-    }
-    if (phase2) syncAll();
-    // phase 3
-    for (const BreakpointWrite& w : round) {
-      static const uint8_t kCall = 0xE8;
-      write(w.site, &kCall, 1);
-      notify(w.site, w.destination, SiteForm::kBreakpoint);
-    }
-    if (!round.empty()) {
-      syncAll();
-      traps.endRound(slots.data(), slots.size());
-    }
-    bpDone += bpCount;
-    first = false;
-  }
+  Status written = writePlan(*this, plan, updates, hooks);
+  if (written.code() == Error::kReentrantUpdate) return written;  // refused before any write
+  dropPlanned.armed = false;  // published
 
   // ---- 7. publish ------------------------------------------------------------------------
   uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence->snapshot();
@@ -266,6 +328,7 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   updateCount.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites.fetch_add(plan.direct.size() + plan.toggles.size() + plan.breakpoints.size(),
                        std::memory_order_relaxed);
+  if (!written.isOk()) return written;
 
   // ---- 8. strict: the grace period after the flip ---------------------------------------
   // Only toggles need it: a thread past a toggle has no safepoint before its call, so once
@@ -273,7 +336,6 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   if (!strict || plan.toggles.empty() || (hooks != nullptr && hooks->skipStrictGrace.load())) return Status::ok();
   Key firstKey = updates[0].key;
   guard.unlock();  // the update is complete; other updates need not wait for this one
-  if (trapRound.owns_lock()) trapRound.unlock();
   Status waited = quiescence->waitFor(flipSnap, how.deadline.value_or(options.graceDeadline));
   if (waited.isOk()) return waited;
   return Status(waited.code(), "strict update of key " + std::to_string(firstKey.id) +
@@ -281,6 +343,23 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
                                    ": the update has taken effect (every site calls the new target), but a thread "
                                    "that passed a toggle before the flip may still enter the old target until its "
                                    "next safepoint: " + waited.message());
+}
+
+Status Runtime::Impl::patchSiteToKey(TextMutexGuard&, uint32_t siteId) {
+  const SiteRecord& s = sites[siteId];
+  auto target = reinterpret_cast<uintptr_t>(keys[s.key].target);
+  dropPendingVeneers();
+  Result<uintptr_t> d = reachable(s.address + 5, target);
+  if (!d) {
+    dropPendingVeneers();
+    return d.status();
+  }
+  Plan plan;
+  plan.breakpoints.push_back({s.address, *d, target, (s.flags & detail::kSiteForeign) != 0});
+  Status written = writePlan(*this, plan, {}, detail::testHooks());
+  if (written.code() == Error::kReentrantUpdate) dropPendingVeneers();  // nothing was written
+  if (written.isOk()) siteWrites.fetch_add(1, std::memory_order_relaxed);
+  return written;
 }
 
 }  // namespace patchcall

@@ -30,6 +30,15 @@ void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
 void setTrapHandlerHook(void (*hook)(int)) { detail::testHooks()->inTrapHandler.store(hook); }
 void setAfterBreakpointInt3Hook(void (*hook)()) { detail::testHooks()->afterBreakpointInt3.store(hook); }
+void setSyncFailures(int attempts, int error) {
+  detail::testHooks()->syncErrno.store(error);
+  detail::testHooks()->syncFailures.store(attempts);
+}
+void setForeignWriteFailure(int successes) { detail::testHooks()->foreignWritesBeforeFailure.store(successes); }
+void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
+  detail::testHooks()->fakeCpuFlags.store(cpuFlags);
+  detail::testHooks()->fakeKernelRelease.store(kernelRelease);
+}
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
 // values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
@@ -91,7 +100,7 @@ Result<Runtime> Runtime::create(Options options) {
     impl->sites.emplace_back();
     impl->blobs.emplace_back();
     impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
-    impl->sync.sync();
+    PATCHCALL_TRY(impl->sync.syncOrError("create"));
     impl->forkState.ownerPid = getpid();
     PATCHCALL_TRY(detail::trackForFork(impl.get()));
     return Runtime(std::move(impl));
@@ -133,21 +142,29 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
       m.dropPendingVeneers();
       return dest.status();
     }
-    m.publishPendingVeneers();  // a new veneer is written and synced before the jump names it
     m.reserveCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
-    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
-    m.write(*slot, &initialTarget, 8);
-    static const uint8_t kJmp = 0xE9;
-    m.write(entry, &kJmp, 1);
-    m.storeRel32(entry + 1, *dest);
+    // Allocate first: once the entry is in keyByTrampoline, validateTarget accepts it.
     detail::KeyRecord k;
     k.live = true;
     k.strictUpdates = options.strictUpdates;
     k.target = initialTarget;
     k.trampoline = entry;
     k.name = detail::MiString(name.data(), name.size());
+    // A new veneer is written and synced before the jump names it.
+    PATCHCALL_TRY(m.publishPendingVeneers());
+    if (m.keys.size() == m.keys.capacity()) m.keys.reserve(2 * m.keys.size() + 1);
+    m.keyByTrampoline.emplace(entry, static_cast<uint32_t>(m.keys.size()));
+    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.write(*slot, &initialTarget, 8);
+    static const uint8_t kJmp = 0xE9;
+    m.write(entry, &kJmp, 1);
+    m.storeRel32(entry + 1, *dest);
     m.keys.push_back(std::move(k));
-    m.sync.sync();  // publish the fresh trampoline to every core
+    // Publish the fresh trampoline to every core; without that the key is not handed out.
+    if (Status synced = m.sync.syncOrError("createKey"); !synced.isOk()) {
+      m.keys.back().live = false;
+      return synced;
+    }
     return Key{static_cast<uint32_t>(m.keys.size() - 1)};
   });
 }

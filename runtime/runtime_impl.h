@@ -58,6 +58,7 @@ struct KeyRecord {
   bool strictUpdates = false;  // KeyOptions::strictUpdates
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
+  const void* pending = nullptr;  // its target in the update pass marked by batchStamp
   uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
                              // 8-byte target cell sits at entry - 11
   MiVector<uint32_t> sites;
@@ -85,6 +86,30 @@ struct SlotPool {
 
 // The Runtime::Impl whose text mutex this thread holds (a patch observer runs under it).
 extern thread_local const void* tlsTextMutexOwner;
+
+// Holds the text mutex and marks this thread as its owner (see Impl::refuseReentry).
+// Restores the previous owner when it lets go: a patch observer of runtime A may update
+// runtime B, and A's marker must survive B's update.
+class TextMutexGuard {
+ public:
+  TextMutexGuard(FairMutex& m, const void* owner) : lock_(m), owner_(owner), previous_(tlsTextMutexOwner) {
+    tlsTextMutexOwner = owner_;
+  }
+  ~TextMutexGuard() { tlsTextMutexOwner = previous_; }
+  void unlock() { tlsTextMutexOwner = previous_; lock_.unlock(); }
+  void lock() { lock_.lock(); tlsTextMutexOwner = owner_; }
+ private:
+  std::unique_lock<FairMutex> lock_;
+  const void* owner_;
+  const void* previous_;
+};
+
+// A registered foreign site: its site id and the rel32 patchcall last wrote there (an update
+// checks the bytes are still `E8 <rel32>` before it writes again).
+struct ForeignSite {
+  uint32_t id = 0;
+  int32_t rel32 = 0;
+};
 
 class Reclaimer;
 
@@ -124,8 +149,9 @@ struct Runtime::Impl {
   detail::MiVector<detail::BlobRecord> blobs;  // index = blob id; [0] unused
   detail::MiVector<uint32_t> freeBlobs;
   detail::MiMap<uintptr_t, uint32_t> blobByAddress;
-  detail::MiHashMap<uintptr_t, uint32_t> foreignSites;
+  detail::MiHashMap<uintptr_t, detail::ForeignSite> foreignSites;
   detail::MiHashMap<uint32_t, uint64_t> toggleFlipSnap;  // site id -> grace-period snapshot
+  detail::MiHashMap<uintptr_t, uint32_t> keyByTrampoline;  // trampoline entry -> key id
   detail::SlotPool trampolinePool, veneerPool;
   // Veneers (veneers.cpp; their life is described there).
   detail::MiHashMap<uintptr_t, uintptr_t> veneers;      // far target -> live veneer
@@ -166,7 +192,14 @@ struct Runtime::Impl {
 
   // registry helpers (textMutex held)
   detail::KeyRecord* key(Key k);
+  // Refuses null, misaligned and retired targets and every arena address that is not code a
+  // call may enter: the runtime page, veneers, trampoline slots other than a live key's
+  // entry, the inside of a site's instruction.
   Status validateTarget(const void* target) const;
+  // A target that is another key's trampoline must not lead back to `keyId` through the
+  // chain of trampolines (an endless jmp loop); keys marked with `batchStamp` are taken at
+  // their pending target.
+  Status checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const;
   Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
   // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer,
   // which validation only plans: see publishPendingVeneers).
@@ -177,7 +210,8 @@ struct Runtime::Impl {
   }
   Result<uintptr_t> reachableViaVeneer(uintptr_t next, uintptr_t target);
   // Validation succeeded: write the planned veneers and sync, before any call points at one.
-  void publishPendingVeneers();
+  // A sync that keeps failing is kSystemError (the veneers are written; see syncOrError).
+  Status publishPendingVeneers();
   // Validation failed (or starts over): forget the planned veneers; nothing was written.
   void dropPendingVeneers() noexcept;
   // Before writing a call's (or trampoline's) rel32 that will reach `target` via
@@ -196,8 +230,11 @@ struct Runtime::Impl {
   const detail::BlobRecord* blobContaining(uintptr_t address) const;
   uintptr_t decodeTarget(const detail::SiteRecord& s) const;
 
-  // code writes (textMutex held)
-  void write(uintptr_t rx, const void* bytes, size_t n);
+  // code writes (textMutex held). False only for a foreign site the kernel refused to write.
+  bool write(uintptr_t rx, const void* bytes, size_t n);
+  // A foreign site still mapped, still holding `expected` and writable through /proc/self/mem
+  // (the same bytes are written back): checked before its first write and every update.
+  Status probeForeignSite(uintptr_t address, const uint8_t expected[5], const char* what);
   // A Direct site's or trampoline's rel32 (always in the arena, 4-byte aligned): one store.
   void storeRel32(uintptr_t rel32Address, uintptr_t destination) {
     auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
@@ -207,6 +244,11 @@ struct Runtime::Impl {
 
   // the update path (retargeter.cpp)
   Status retarget(std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how = {});
+  // Points one just-registered breakpoint-form site at its key's current target with the
+  // breakpoint protocol; the key itself (target, other sites) is left alone. `guard` holds
+  // the text mutex throughout (registration never drops it between reading the target and
+  // writing the site).
+  Status patchSiteToKey(detail::TextMutexGuard& guard, uint32_t siteId);
 };
 
 }  // namespace patchcall

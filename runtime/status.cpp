@@ -28,6 +28,7 @@ const char* errorName(Error e) noexcept {
     case Error::kRetiredTarget: return "retired target";
     case Error::kUnsupportedSite: return "unsupported site";
     case Error::kForkedChild: return "child process without its own copy";
+    case Error::kSystemError: return "system call failed";
   }
   return "unknown error";
 }

@@ -25,6 +25,13 @@ struct TestHooks {
   std::atomic<void (*)()> afterBreakpointInt3{nullptr};
   // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
   std::atomic<uint8_t> stateSave{0};
+  // The next `syncFailures` cross-core sync attempts fail with `syncErrno`.
+  std::atomic<int> syncFailures{0}, syncErrno{0};
+  // Foreign-site writes (after the probe) fail with EIO once `foreignWritesBeforeFailure`
+  // more have succeeded; -1: never.
+  std::atomic<int> foreignWritesBeforeFailure{-1};
+  // When set, the mprotect fallback's safety check sees this kernel release and CPU flags.
+  std::atomic<const char*> fakeKernelRelease{nullptr}, fakeCpuFlags{nullptr};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS

@@ -99,8 +99,9 @@ Status TrapTable::installHandler() {
     sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTRAP, &sa, &gPrevious) != 0) {
-      installStatus_ = Status(Error::kInvalidArgument,
-                              std::string("sigaction(SIGTRAP) failed: ") + std::strerror(errno));
+      // Without the handler no breakpoint round may run: create() fails as a whole.
+      installStatus_ = Status(Error::kSystemError, std::string("installing the SIGTRAP handler (for breakpoint-protocol "
+                                                               "patches): sigaction(SIGTRAP) failed: ") + std::strerror(errno));
     }
   });
   return installStatus_;

@@ -85,8 +85,8 @@ void Runtime::Impl::dropPendingVeneers() noexcept {
   pendingVeneers.clear();
 }
 
-void Runtime::Impl::publishPendingVeneers() {
-  if (pendingVeneers.empty()) return;
+Status Runtime::Impl::publishPendingVeneers() {
+  if (pendingVeneers.empty()) return Status::ok();
   // Allocate first: nothing below can fail.
   veneers.reserve(veneers.size() + pendingVeneers.size());
   veneerRefs.reserve(veneerRefs.size() + pendingVeneers.size());
@@ -99,7 +99,7 @@ void Runtime::Impl::publishPendingVeneers() {
     veneerRefs.emplace(v, 0);
   }
   pendingVeneers.clear();
-  sync.sync();  // every core sees the veneers before any call can be pointed at them
+  return sync.syncOrError("veneer");  // every core sees the veneers before any call can be pointed at them
 }
 
 void Runtime::Impl::reserveCallDestination(uintptr_t rel32, uintptr_t destination, uintptr_t target) {

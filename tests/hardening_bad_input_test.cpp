@@ -118,6 +118,10 @@ void refusedMembarrierChild() {
   int diagnostics = 0;
   fallback.diagnosticSink = [&](const std::string& m) { diagnostics += m.find("membarrier") != std::string::npos; };
   Result<Runtime> rt = Runtime::create(fallback);
+  if (rt.code() == Error::kSyncUnsupported && rt.status().message().find("INVLPGB") != std::string::npos) {
+    std::fprintf(stderr, "the mprotect fallback is refused on this kernel and CPU (INVLPGB): %s\n", rt.status().toString().c_str());
+    _exit(0);
+  }
   if (!rt || rt->arenaInfo().sync != SyncMethod::kMprotectIpi || diagnostics != 1) _exit(2);
   Result<Key> key = rt->createKey(fnOne());
   Result<Blob> caller = key ? installCaller(*rt, *key) : Result<Blob>(Error::kUnknownKey, "no key");
@@ -622,9 +626,10 @@ uint8_t* mapForeignCall(const void* near, const void* target) {
   return nullptr;
 }
 
-// Found by api_fuzz: the registration's retarget times out on the toggle grace rule and the
-// call returns kTimeout; the site used to stay registered.
-TEST(HardeningBadInput, FailedForeignRegistrationLeavesNothingRegistered) {
+// Found by api_fuzz: the registration's retarget used to time out on the toggle grace rule
+// of the key's other sites (and, before that fix, stay registered). A registration now
+// patches only its own site: it never waits for (or rewrites) the key's toggles.
+TEST(HardeningBadInput, ForeignRegistrationDoesNotWaitForTheKeysToggles) {
   Options o = quietManualOptions();
   o.graceDeadline = 50ms;
   Runtime rt = makeRuntime(o);
@@ -637,19 +642,16 @@ TEST(HardeningBadInput, FailedForeignRegistrationLeavesNothingRegistered) {
   ASSERT_NE(foreign, nullptr);
   qtest::TestThread stuck;
   ASSERT_TRUE(stuck.registerWith(rt, "stuck-reader").isOk());
-  uint64_t sites = rt.stats().sites;
+  RuntimeStats before = rt.stats();
   Status s = rt.registerForeignSite(foreign + 1, *key);
-  EXPECT_EQ(s.code(), Error::kTimeout) << s.toString();
-  EXPECT_EQ(rt.stats().sites, sites) << "a refused registration left the site registered";
-  EXPECT_EQ(rt.site(foreign + 1).code(), Error::kUnknownSite);
+  EXPECT_TRUE(s.isOk()) << s.toString();
+  EXPECT_EQ(rt.stats().toggleGraceWaits, before.toggleGraceWaits) << "the registration waited for a toggle";
+  EXPECT_EQ(rt.stats().updates, before.updates) << "the registration updated the key";
+  EXPECT_EQ(rt.stats().sites, before.sites + 1);
+  EXPECT_EQ(callInt(foreign), 2);
+  EXPECT_EQ(callInt(toggle->code), 2);
   ASSERT_TRUE(stuck.unregister());
-  // Once nothing holds the grace period up, the same registration succeeds and patches.
-  (void)rt.unregisterForeignSite(foreign + 1);
-  Status retry = rt.registerForeignSite(foreign + 1, *key);
-  EXPECT_TRUE(retry.isOk()) << retry.toString();
-  if (retry.isOk()) {
-    EXPECT_EQ(callInt(foreign), 2);
-  }
+  EXPECT_TRUE(rt.unregisterForeignSite(foreign + 1).isOk());
   munmap(foreign, 4096);
 }
 

@@ -23,7 +23,9 @@ enum class SyncMethod : uint8_t {
   kMembarrier = 1,   // membarrier SYNC_CORE only; Runtime::create fails if the kernel refuses
   kMprotectIpi = 2,  // fallback: an mprotect downgrade forces a TLB-shootdown IPI on every
                      // core running this process; the interrupt return serializes (HotSpot's
-                     // pre-membarrier serialize_memory trick)
+                     // pre-membarrier serialize_memory trick). Only where every remote TLB
+                     // flush is an IPI: refused (kSyncUnsupported) on Linux >= 6.15 with a CPU
+                     // that has INVLPGB (broadcast flushes, no IPI), or when that is unknown
 };
 
 // One code write, reported to Options::patchObserver under the text mutex (e.g. for a

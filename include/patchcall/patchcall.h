@@ -58,10 +58,11 @@ enum patchcall_error {
   PATCHCALL_E_EMIT_FAILED = 18,       /* asmjit emission failed (C++ jit/ only; no C function returns it) */
   PATCHCALL_E_WOULD_DEADLOCK = 19,    /* e.g. synchronize from inside a retire callback */
   PATCHCALL_E_RETIRED_TARGET = 20,    /* target lies in retired or freed arena memory */
-  PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site is not a 5-byte E8 call */
-  PATCHCALL_E_FORKED_CHILD = 22       /* process made without fork()'s atfork handlers (vfork, clone) */
+  PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site: not an E8 call in executable, writable, mapped memory */
+  PATCHCALL_E_FORKED_CHILD = 22,      /* process made without fork()'s atfork handlers (vfork, clone) */
+  PATCHCALL_E_SYSTEM_ERROR = 23       /* a system call failed (sigaction, mprotect, membarrier; message has errno) */
 };
-#define PATCHCALL_ERROR_COUNT 23
+#define PATCHCALL_ERROR_COUNT 24
 
 /* A short, static description of an error code ("unknown key"); "unknown error" for values
  * outside the enum. Never NULL. */
@@ -84,7 +85,7 @@ enum patchcall_site_form {
 };
 
 enum patchcall_sync_method {
-  PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback */
+  PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback where it is safe */
   PATCHCALL_SYNC_MEMBARRIER = 1,  /* membarrier only; create fails if the kernel refuses */
   PATCHCALL_SYNC_MPROTECT_IPI = 2
 };
@@ -236,13 +237,16 @@ int patchcall_switch_stack(patchcall_stack to);
 typedef uint32_t patchcall_key; /* 0 is never a valid key */
 
 /* name may be NULL. Errors: NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE, RETIRED_TARGET,
- * ARENA_EXHAUSTED, INVALID_ARGUMENT (max_keys), REENTRANT_UPDATE. */
+ * ARENA_EXHAUSTED, INVALID_ARGUMENT (max_keys; a target in patchcall's own memory: see
+ * Runtime::createKey), REENTRANT_UPDATE. */
 int patchcall_key_create(patchcall_runtime* rt, const void* initial_target, const char* name, patchcall_key* out);
 /* Errors: UNKNOWN_KEY, STILL_TARGETED (sites are bound to it). */
 int patchcall_key_destroy(patchcall_runtime* rt, patchcall_key key);
 /* Retargets the key's trampoline and every site bound to it (one cross-core sync).
  * old_target may be NULL. Errors: UNKNOWN_KEY, NULL_TARGET, MISALIGNED_TARGET, OUT_OF_RANGE,
- * RETIRED_TARGET, REENTRANT_UPDATE, TIMEOUT (toggle sites waiting for a grace period). */
+ * RETIRED_TARGET, INVALID_ARGUMENT (a target in patchcall's own memory, or a trampoline chain
+ * back to this key), UNSUPPORTED_SITE (a foreign site no longer mapped, changed or writable:
+ * nothing written), REENTRANT_UPDATE, TIMEOUT (toggle sites waiting for a grace period). */
 int patchcall_key_update(patchcall_runtime* rt, patchcall_key key, const void* target, const void** old_target);
 
 typedef struct patchcall_update_entry {
@@ -313,8 +317,11 @@ typedef struct patchcall_site_info {
 /* Error: UNKNOWN_SITE. */
 int patchcall_site_info_get(const patchcall_runtime* rt, const void* address, patchcall_site_info* out);
 /* An existing 5-byte E8 call in code patchcall did not emit (e.g. compiled C); patched with
- * the breakpoint protocol through /proc/self/mem. Errors: UNSUPPORTED_SITE (not E8),
- * UNKNOWN_KEY, INVALID_ARGUMENT (NULL, inside the arena, already registered), OUT_OF_RANGE. */
+ * the breakpoint protocol through /proc/self/mem, to the key's current target (the key is not
+ * updated). What is checked: see Runtime::registerForeignSite. Errors: UNSUPPORTED_SITE (not
+ * in an executable mapping, not E8, not writable through /proc/self/mem), UNKNOWN_KEY,
+ * INVALID_ARGUMENT (NULL, inside the arena, already registered, overlapping a registered
+ * foreign site), OUT_OF_RANGE. */
 int patchcall_foreign_site_register(patchcall_runtime* rt, void* call_instruction, patchcall_key key);
 /* Error: UNKNOWN_SITE. The instruction keeps its current target. */
 int patchcall_foreign_site_unregister(patchcall_runtime* rt, void* call_instruction);

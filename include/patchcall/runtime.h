@@ -120,12 +120,23 @@ class Runtime {
   ~Runtime();
 
   // --- keys -------------------------------------------------------------------------
+  // Targets (createKey, update, updateBatch): any address outside the arena (C++ code, other
+  // JITs' code: not checked further), any address inside a live blob except the inside of a
+  // call site, and a live key's trampoline() (calls chain to that key's target). Refused:
+  // null (kNullTarget), misaligned (kMisalignedTarget), retired, freed or never-installed
+  // arena memory (kRetiredTarget), and with kInvalidArgument the rest of patchcall's own
+  // memory: the runtime page (safepointFlag, safepointStub), target cells and the rest of a
+  // trampoline slot, a destroyed key's trampoline, veneers, the inside of a site, and a chain
+  // of trampolines that leads back to the key being updated (a jmp loop).
   Result<Key> createKey(const void* initialTarget, std::string_view name = {});
   Result<Key> createKey(const void* initialTarget, std::string_view name, const KeyOptions& options);
   // Fails with kStillTargeted while sites are bound to the key.
   Status destroyKey(Key key);
   // Retargets the key's trampoline and every bound site with one cross-core sync;
-  // returns the previous target. What holds on return: see UpdateOptions.
+  // returns the previous target. What holds on return: see UpdateOptions. A foreign site
+  // that can no longer be written (see registerForeignSite) fails it with kUnsupportedSite
+  // before the first write; a sync that keeps failing is kSystemError after the writes (they
+  // are not undone).
   Result<const void*> update(Key key, const void* target);
   Result<const void*> update(Key key, const void* target, const UpdateOptions& options);
   // Many keys, one sync (three for breakpoint sites, one per protocol phase). Validated as
@@ -153,7 +164,18 @@ class Runtime {
   // --- sites ----------------------------------------------------------------------------
   Result<SiteInfo> site(const void* address) const;
   // An existing 5-byte `E8 rel32` call in code patchcall did not emit (e.g. AOT code);
-  // patched with the breakpoint protocol through /proc/self/mem.
+  // patched with the breakpoint protocol through /proc/self/mem onto the key's current target
+  // (the key itself is not updated, so a concurrent update is never undone).
+  // Checked at registration: all 5 bytes outside the arena and in executable mappings of this
+  // process (/proc/self/maps), no overlap with a registered foreign site's 5 bytes, byte 0 is
+  // E8, and the kernel accepts a write there (the same bytes written back: shared mappings,
+  // e.g. another JIT's MAP_SHARED code cache, are refused with kUnsupportedSite).
+  // Checked before every later update writes it: still mapped, still exactly `E8 <the rel32
+  // patchcall wrote>`, still writable; otherwise the update fails with kUnsupportedSite naming
+  // the site, before its first write. Unregister a site before its code is unmapped (dlclose).
+  // Not checked: that the 5 bytes are an instruction boundary (rather than bytes inside a
+  // longer instruction or data in an executable mapping), that no other code jumps into the
+  // rel32, and that nothing else rewrites the code between two updates.
   Status registerForeignSite(void* callInstruction, Key key);
   Status unregisterForeignSite(void* callInstruction);
 

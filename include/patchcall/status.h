@@ -32,8 +32,9 @@ enum class Error : int {
   kEmitFailed,           // asmjit reported an error while emitting or relocating
   kWouldDeadlock,        // e.g. synchronize() from inside a retire callback or while online-blocked
   kRetiredTarget,        // target lies in retired or freed arena memory
-  kUnsupportedSite,      // foreign site is not a 5-byte E8 call
+  kUnsupportedSite,      // foreign site: not an E8 call in executable, writable, still mapped memory
   kForkedChild,          // called in a process made without fork()'s atfork handlers (vfork, clone)
+  kSystemError,          // a system call failed where it should not (the message names it and errno)
 };
 
 const char* errorName(Error e) noexcept;

@@ -43,6 +43,16 @@ void setTrapHandlerHook(void (*hook)(int step));
 // written and synced (the entries are published): the round is "on" while it runs.
 void setAfterBreakpointInt3Hook(void (*hook)());
 
+// The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
+// (each sync tries three times before it reports a failure).
+void setSyncFailures(int attempts, int error);
+// After `successes` more foreign-site code writes, the next one fails with EIO (as if the
+// mapping changed between an update's probe and its write); -1 turns it off.
+void setForeignWriteFailure(int successes);
+// Runtimes created from now on judge the mprotect fallback as if uname() said
+// `kernelRelease` and /proc/cpuinfo's flags were `cpuFlags`; nullptr: the real ones.
+void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags);
+
 // The instruction a runtime's safepoint stub saves the extended register state with.
 enum class SafepointSave : uint8_t { kAuto = 0, kXsavec, kXsave, kFxsave };
 inline const char* toString(SafepointSave save) {

@@ -217,7 +217,9 @@ static void foreign_call_sites_in_compiled_c(void) {
   CHECK(capi_foreign_caller() == 3);
   CHECK_CODE(patchcall_foreign_site_register(rt, capi_foreign_call, key), PATCHCALL_E_INVALID_ARGUMENT);
   CHECK_MESSAGE_HAS("already registered");
-  CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_foreign_caller, key), PATCHCALL_E_UNSUPPORTED_SITE);
+  /* The caller's first bytes overlap the registered call's 5 bytes. */
+  CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_foreign_caller, key), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("overlaps");
   CHECK_CODE(patchcall_foreign_site_register(rt, NULL, key), PATCHCALL_E_INVALID_ARGUMENT);
   CHECK_CODE(patchcall_foreign_site_register(rt, capi_foreign_call, 5555), PATCHCALL_E_UNKNOWN_KEY);
 
@@ -225,6 +227,7 @@ static void foreign_call_sites_in_compiled_c(void) {
   CHECK_CODE(patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_one), NULL), PATCHCALL_OK);
   CHECK(capi_foreign_caller() == 3); /* unregistered: no longer follows the key */
   CHECK_CODE(patchcall_foreign_site_unregister(rt, capi_foreign_call), PATCHCALL_E_UNKNOWN_SITE);
+  CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_foreign_caller, key), PATCHCALL_E_UNSUPPORTED_SITE);
   /* Put the original call back for any later test. */
   patchcall_key restore;
   CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_foreign_default), NULL, &restore), PATCHCALL_OK);

@@ -188,7 +188,12 @@ static void refused_membarrier_child(void) {
 
   o.sync = PATCHCALL_SYNC_AUTO;
   o.diagnostic_sink = collect_diagnostic;
-  CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_OK);
+  int created = patchcall_runtime_create(&o, &rt);
+  if (created == PATCHCALL_E_SYNC_UNSUPPORTED && strstr(patchcall_last_error_message(), "INVLPGB") != NULL) {
+    fprintf(stderr, "the mprotect fallback is refused on this kernel and CPU (INVLPGB): nothing more to check\n");
+    _exit(capi_failures == 0 ? 0 : 1);
+  }
+  CHECK_CODE(created, PATCHCALL_OK);
   CHECK(diagnostics_seen == 1);
   patchcall_arena_info a;
   CHECK_CODE(patchcall_arena_info_get(rt, &a), PATCHCALL_OK);

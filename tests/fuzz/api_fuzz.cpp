@@ -52,6 +52,10 @@ bool Session::start() {
             ", maxSites " + std::to_string(options_.maxSites) + ", maxThreads " + std::to_string(options_.maxThreads) +
             ", maxKeys " + std::to_string(options_.maxKeys) + "\n";
   Result<Runtime> r = Runtime::create(options_);
+  if (r.code() == Error::kSyncUnsupported && options_.sync == SyncMethod::kMprotectIpi) {
+    options_.sync = SyncMethod::kAuto;  // the fallback is refused on this kernel and CPU (INVLPGB)
+    r = Runtime::create(options_);
+  }
   FUZZ_CHECK(r.isOk(), "Runtime::create with valid options: " + str(r.status()));
   rt_.emplace(std::move(*r));
   ArenaInfo a = rt().arenaInfo();

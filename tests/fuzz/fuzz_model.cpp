@@ -59,14 +59,37 @@ std::optional<uint32_t> Session::blobValue(const BlobM& b, int depth) const {
   return acc;
 }
 
-Codes Session::validateCodes(const void* t) const {
+Codes Session::validateCodes(const void* t, size_t forKey, bool inBatch) const {
   auto a = reinterpret_cast<uintptr_t>(t);
   if (a == 0) return bit(Error::kNullTarget);
   if (options_.targetAlignment > 1 && a % options_.targetAlignment != 0) return bit(Error::kMisalignedTarget);
-  if (!inArena(t) || trampolineSlotCovering(t) || liveBlobCovering(t) != nullptr) return kOk;
-  // Freed ranges may have been reused for a trampoline chunk (accepted by the library).
-  if (retiredBlobCovering(t)) return bit(Error::kRetiredTarget) | kOk;
-  return bit(Error::kRetiredTarget);
+  if (!inArena(t)) return kOk;
+  if (a < arenaLo_ + 4096) return bit(Error::kInvalidArgument);  // the runtime page
+  if (trampolineSlotCovering(t)) {
+    // Only a live key's entry is callable, and only if the chain of trampolines it starts
+    // does not lead back to the key being updated (in a batch, other entries may change the
+    // chain: either outcome).
+    size_t k = 0;
+    while (k < keys_.size() && keys_[k].trampoline != t) ++k;
+    if (k == keys_.size() || !keys_[k].live) return bit(Error::kInvalidArgument);
+    for (size_t steps = 0; k < keys_.size(); ++steps) {
+      if (k == forKey || steps > keys_.size()) return bit(Error::kInvalidArgument) | (inBatch ? kOk : 0);
+      size_t next = 0;
+      while (next < keys_.size() && keys_[next].trampoline != keys_[k].target) ++next;
+      k = next;
+    }
+    return inBatch ? kOk | bit(Error::kInvalidArgument) : kOk;
+  }
+  if (const BlobM* b = liveBlobCovering(t)) {
+    for (const SiteM& s : b->sites) {
+      const uint8_t* p = static_cast<const uint8_t*>(t);
+      if (p > s.at && p < s.at + (s.form == SiteForm::kToggle ? 14 : 5)) return bit(Error::kInvalidArgument);
+    }
+    return kOk;
+  }
+  // Freed ranges may have been reused for a trampoline or veneer chunk.
+  if (retiredBlobCovering(t)) return bit(Error::kRetiredTarget) | bit(Error::kInvalidArgument) | kOk;
+  return bit(Error::kRetiredTarget) | bit(Error::kInvalidArgument);
 }
 
 Codes Session::reachCodes(const void* t, bool includeForeign) const {

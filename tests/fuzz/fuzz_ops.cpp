@@ -49,7 +49,7 @@ void Session::opCreateKey() {
     case 2: name = std::string(300, 'n'); break;
     default: name = std::string("nul\0inside", 10); break;
   }
-  Codes v = validateCodes(t), allowed = v & ~kOk;
+  Codes v = validateCodes(t, SIZE_MAX, false), allowed = v & ~kOk;
   if ((v & kOk) != 0) {
     if (keysCreated_ >= options_.maxKeys) allowed |= bit(Error::kInvalidArgument);
     else allowed |= bit(Error::kArenaExhausted) | reachCodes(t, false);
@@ -77,7 +77,7 @@ void Session::opStaticCall() {
   Result<Sc> sc = Sc::create(rt(), null ? nullptr : reinterpret_cast<Sc::Fn>(const_cast<void*>(first.fn)));
   log(std::string("StaticCall::create(") + (null ? "null" : "cxx") + ") -> " + str(sc.status()));
   const void* t = null ? nullptr : first.fn;
-  Codes v = validateCodes(t), allowed = v & ~kOk;
+  Codes v = validateCodes(t, SIZE_MAX, false), allowed = v & ~kOk;
   if ((v & kOk) != 0) {
     allowed |= keysCreated_ >= options_.maxKeys ? bit(Error::kInvalidArgument)
                                                 : bit(Error::kArenaExhausted) | reachCodes(t, false);
@@ -90,7 +90,7 @@ void Session::opStaticCall() {
   Result<Sc::Fn> bad = sc->update(nullptr);
   expectCodes("StaticCall::update(null)", bad.status(), bit(Error::kNullTarget));
   Result<Sc::Fn> old = sc->update(reinterpret_cast<Sc::Fn>(const_cast<void*>(second.fn)));
-  Codes v2 = validateCodes(second.fn);
+  Codes v2 = validateCodes(second.fn, keys_.size() - 1, false);
   expectCodes("StaticCall::update", old.status(), (v2 & ~kOk) | ((v2 & kOk) != 0 ? reachCodes(second.fn, false) : 0));
   if (!old) return;
   FUZZ_CHECK(reinterpret_cast<const void*>(*old) == first.fn, "StaticCall::update returned the wrong previous target");
@@ -115,7 +115,7 @@ void Session::opUpdate() {
   if (!live) {
     allowed = bit(Error::kUnknownKey);
   } else {
-    Codes v = validateCodes(t);
+    Codes v = validateCodes(t, k, false);
     allowed = v & ~kOk;
     if ((v & kOk) != 0) {
       allowed |= reachCodes(t, foreign_ && foreign_->key == k);
@@ -157,7 +157,7 @@ void Session::opBatch() {
       allowed |= bit(Error::kInvalidArgument), okPossible = false;
     } else {
       seen.push_back(k);
-      Codes c = validateCodes(t);
+      Codes c = validateCodes(t, k, true);
       if ((c & kOk) != 0) c = (c & ~kOk) | reachCodes(t, foreign_ && foreign_->key == k);
       allowed |= c & ~kOk;
       if ((c & kOk) == 0) okPossible = false;
@@ -647,7 +647,8 @@ void Session::opForeignSite() {
   } else if (k == SIZE_MAX || !keys_[k].live) {
     allowed = bit(Error::kUnknownKey);
   } else if (r == 3) {
-    at = fc->page, allowed = bit(Error::kUnsupportedSite);  // push rbx, not a call
+    // push rbx, not a call; while the call at +1 is registered, its 5 bytes overlap first
+    at = fc->page, allowed = bit(foreign_ ? Error::kInvalidArgument : Error::kUnsupportedSite);
   } else if (foreign_) {
     allowed = bit(Error::kInvalidArgument);  // already registered
   } else {
@@ -657,10 +658,6 @@ void Session::opForeignSite() {
       if (liveSites() + 1 > options_.maxSites) allowed |= bit(Error::kTooManySites);
       else if (liveSites() + maybeSites() + 1 > options_.maxSites) allowed |= bit(Error::kTooManySites) | kOk;
       else allowed |= kOk;
-      if ((allowed & kOk) != 0 && keyHasToggles(k) && (helperStuck() || options_.backgroundReclaimer)) {
-        if (helperStuck() && timeoutsLeft_-- <= 0) return;
-        allowed |= bit(Error::kTimeout);
-      }
     }
   }
   Status s = rt().registerForeignSite(at, key);
@@ -668,8 +665,7 @@ void Session::opForeignSite() {
   expectCodes("registerForeignSite", s, allowed);
   if (s.code() == Error::kArenaExhausted) crossCheckExhausted(4096, "registerForeignSite");
   if (!s.isOk()) return;
-  foreign_ = SiteM{fc->call(), k, SiteForm::kBreakpoint};
-  ++updates_;  // registration retargets the key onto its current target
+  foreign_ = SiteM{fc->call(), k, SiteForm::kBreakpoint};  // the key itself is not updated
 }
 
 void Session::opSiteQuery() {

@@ -136,7 +136,8 @@ class Session {
   std::optional<uint32_t> blobValue(const BlobM& b, int depth) const;
 
   // Expected outcome of validateTarget and of making a call reach the target.
-  Codes validateCodes(const void* t) const;
+  // forKey: the key being updated (SIZE_MAX: a new key); inBatch: other keys may change too.
+  Codes validateCodes(const void* t, size_t forKey, bool inBatch) const;
   Codes reachCodes(const void* t, bool includeForeign) const;
 
   // ---- pickers ----
