@@ -197,7 +197,8 @@ void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
 
 Status Quiescence::offline(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) == 0) {
-    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already offline");
+    return statusNoexcept(Error::kInvalidArgument, "already offline",
+                          [&] { return "thread '" + std::string(r->name) + "' is already offline"; });
   }
   r->offlineSp.store(currentStackPointer(), std::memory_order_relaxed);
   r->ctr.store(0, std::memory_order_seq_cst);  // see safepointSlow
@@ -208,7 +209,8 @@ Status Quiescence::offline(ThreadRecord* r) noexcept {
 
 Status Quiescence::online(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) != 0) {
-    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already online");
+    return statusNoexcept(Error::kInvalidArgument, "already online",
+                          [&] { return "thread '" + std::string(r->name) + "' is already online"; });
   }
   // Coming back online keeps every frame the thread had, so it must not count as quiescent
   // until its next safepoint scans them: publish a stale counter. The scan lock keeps a

@@ -53,6 +53,18 @@ struct ThreadRecord {
 };
 void releaseRecord(ThreadRecord* r) noexcept;
 
+// A Status built inside a noexcept function: the full message, or, when building it runs
+// out of memory, `brief`, which fits std::string's inline buffer and so never allocates.
+template <size_t N, typename Build>
+Status statusNoexcept(Error code, const char (&brief)[N], Build&& build) noexcept {
+  static_assert(N - 1 <= 15, "the fallback must fit libstdc++'s 15-byte small-string buffer");
+  try {
+    return Status(code, build());
+  } catch (...) {
+    return Status(code, std::string(brief, N - 1));
+  }
+}
+
 // Guards ThreadRecord::domain against a runtime destroyed while its threads unregister or exit.
 std::mutex& lifetimeMutex() noexcept;
 // The calling thread's exit hook (a pthread key destructor, which runs after every C++

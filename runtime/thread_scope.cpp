@@ -99,7 +99,8 @@ void detail::safepointSlow() noexcept {
 Status goOffline() noexcept {
   detail::ThreadRecord* r = detail::tlsSafepoint.record;
   if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOffline: the calling thread is not registered");
+    return detail::statusNoexcept(Error::kNotRegistered, "not registered",
+                          [] { return std::string("goOffline: the calling thread is not registered"); });
   }
   return r->domain->offline(r);
 }
@@ -107,7 +108,8 @@ Status goOffline() noexcept {
 Status goOnline() noexcept {
   detail::ThreadRecord* r = detail::tlsSafepoint.record;
   if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOnline: the calling thread is not registered");
+    return detail::statusNoexcept(Error::kNotRegistered, "not registered",
+                          [] { return std::string("goOnline: the calling thread is not registered"); });
   }
   return r->domain->online(r);
 }
