@@ -119,6 +119,7 @@ class Quiescence {
   // Asks for `snap` to complete without waiting: the next non-blocking step starts its grace
   // period. Steps are taken by tryAdvance (poll, start, elapsed) or by a blocking waiter.
   void request(uint64_t snap) noexcept;
+  uint64_t requested() const noexcept { return requested_.load(std::memory_order_relaxed); }
   // One non-blocking step: completes the grace period in flight if every thread it waits
   // for is quiescent now, and starts the requested one if none is in flight. Never waits
   // (try_lock; one pass over the registered threads). True if a grace period completed.

@@ -342,17 +342,25 @@ size_t Reclaimer::poll() {
   return r ? *r : 0;
 }
 
+void Reclaimer::wakeForGracePeriod() {
+  if (!background_) return;
+  { std::lock_guard<std::mutex> lock(mutex_); }  // the loop is waiting, or will see the request
+  wake_.notify_one();
+}
+
 void Reclaimer::backgroundLoop() {
   // Blobs pinned by a stack word that stays put (a stale slot in a long-lived frame) would
   // otherwise start a grace period -- and slow every JIT poll -- every few milliseconds.
   auto backoff = std::chrono::milliseconds(2);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
-    if (head_ == nullptr && blobs_.empty() && !roundActive_.load()) {
+    uint64_t requested = rt_.quiescence->requested();
+    bool gracePeriodWanted = !rt_.quiescence->completed(requested);
+    if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !gracePeriodWanted) {
       wake_.wait(lock);
       continue;
     }
-    uint64_t need = maxSnap_;
+    uint64_t need = std::max(maxSnap_, gracePeriodWanted ? requested : 0);
     lock.unlock();
     auto deadline = deadlineAfter(rt_.quiescence->defaultDeadline());
     Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> {

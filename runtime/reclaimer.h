@@ -36,6 +36,8 @@ class Reclaimer {
   // Processes what completed grace periods allow and takes one non-blocking grace-period
   // step; never waits (0 while another pass runs or inside a retire callback).
   size_t poll();
+  // Background mode: a grace period was requested (startGracePeriod); the thread drives it.
+  void wakeForGracePeriod();
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its

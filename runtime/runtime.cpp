@@ -226,6 +226,12 @@ GracePeriodCookie Runtime::startGracePeriod() noexcept {
   uint64_t c = q.cookie();
   q.request(c);
   (void)q.tryAdvance();  // starts it unless one is in flight (then the next step does)
+  if (!q.completed(c)) {
+    try {
+      impl_->reclaimer->wakeForGracePeriod();  // background mode: that thread completes it
+    } catch (...) {  // std::system_error from the mutex: the next step still completes it
+    }
+  }
   return GracePeriodCookie{c};
 }
 

@@ -210,6 +210,23 @@ TEST(QuiescenceApi, ManualModeStartAndPollCompleteAGracePeriodWithoutBlocking) {
   EXPECT_GT(rt->stats().gracePeriods, gp0);
 }
 
+TEST(QuiescenceApi, BackgroundReclaimerCompletesAStartedGracePeriod) {
+  DiagnosticLog log;
+  auto rt = Runtime::create(backgroundOptions(log, 5000ms));
+  ASSERT_TRUE(rt.isOk());
+  TestThread reader;
+  ASSERT_TRUE(reader.registerWith(*rt, "reader").isOk());
+  std::this_thread::sleep_for(20ms);  // the reclaimer thread is asleep: nothing queued
+  uint64_t gp0 = rt->stats().gracePeriods;
+  GracePeriodCookie c = rt->startGracePeriod();  // the reader holds it: still in flight
+  std::atomic<bool> stop{false};
+  OnExit stopOnExit([&] { stop = true; });
+  reader.post([&] { passSafepointsUntil(stop); });
+  // Nobody polls or asks gracePeriodElapsed (which would step it): the reclaimer thread must.
+  EXPECT_TRUE(waitUntil([&] { return rt->stats().gracePeriods > gp0; })) << log.all();
+  EXPECT_TRUE(rt->gracePeriodElapsed(c));
+}
+
 TEST(QuiescenceApi, PollAloneRunsCallbacksInManualMode) {
   DiagnosticLog log;
   auto rt = Runtime::create(manualOptions(log));

@@ -160,8 +160,9 @@ class Runtime {
   // The cookie of the current moment (GracePeriodCookie); starts nothing.
   GracePeriodCookie gracePeriodState() noexcept;
   // The same cookie, and asks for a grace period that completes it: started at once if none
-  // is in flight, else by the next step (poll, gracePeriodElapsed, a blocking wait or the
-  // background reclaimer, which continue one in flight rather than start over).
+  // is in flight, else by the next step (poll, gracePeriodElapsed, a blocking wait). With the
+  // background reclaimer, that thread drives it to completion; in manual mode poll() or
+  // gracePeriodElapsed() must be called for it to complete.
   GracePeriodCookie startGracePeriod() noexcept;
   // True once `cookie` has elapsed. Otherwise it asks for its grace period and takes one
   // non-blocking step (as poll() does), so a loop of calls makes progress in manual mode.
