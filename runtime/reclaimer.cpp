@@ -14,6 +14,23 @@ namespace patchcall::detail {
 namespace {
 // The reclaimer whose process() runs on this thread (a retire callback may fork).
 thread_local const Reclaimer* tlsProcessing = nullptr;
+
+// A std::function retirement: the node and the callback in one metadata allocation.
+struct FunctionNode : RetireNode {
+  std::function<void()> callback;
+};
+
+void runFunctionNode(RetireNode* node) {
+  auto* f = static_cast<FunctionNode*>(node);
+  struct Free {
+    void operator()(FunctionNode* p) const noexcept {
+      p->~FunctionNode();
+      metadataFree(p);
+    }
+  };
+  std::unique_ptr<FunctionNode, Free> owned(f);  // freed even if the callback throws
+  owned->callback();
+}
 }  // namespace
 
 Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(background) {
@@ -47,7 +64,20 @@ Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   return Status::ok();
 }
 
-Reclaimer::~Reclaimer() { stop(); }
+Reclaimer::~Reclaimer() {
+  stop();
+  // Callbacks whose grace period never completed are dropped, not run (as before); our own
+  // std::function nodes are freed, an embedder's intrusive nodes stay the embedder's.
+  for (RetireNode* node = head_; node != nullptr;) {
+    RetireNode* next = node->next;
+    if (node->fn == &runFunctionNode) {
+      auto* f = static_cast<FunctionNode*>(node);
+      f->~FunctionNode();
+      metadataFree(f);
+    }
+    node = next;
+  }
+}
 
 void Reclaimer::stop() {
   {
@@ -67,24 +97,6 @@ void Reclaimer::stop() {
   (void)process(true, std::chrono::steady_clock::now() + std::chrono::milliseconds(200), need);
 }
 
-namespace {
-// A std::function retirement: the node and the callback in one metadata allocation.
-struct FunctionNode : RetireNode {
-  std::function<void()> callback;
-};
-
-void runFunctionNode(RetireNode* node) {
-  auto* f = static_cast<FunctionNode*>(node);
-  struct Free {
-    void operator()(FunctionNode* p) const noexcept {
-      p->~FunctionNode();
-      metadataFree(p);
-    }
-  };
-  std::unique_ptr<FunctionNode, Free> owned(f);  // freed even if the callback throws
-  owned->callback();
-}
-}  // namespace
 
 void Reclaimer::enqueue(RetireNode* node, void (*fn)(RetireNode*)) noexcept {
   node->fn = fn;

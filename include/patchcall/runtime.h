@@ -135,8 +135,9 @@ class Runtime {
   Status retire(std::function<void()> callback);
   // Runs fn(node) after a grace period; allocation-free (the node is the queue entry, see
   // RetireNode). One FIFO queue with retire(callback): callbacks run in retirement order,
-  // each after a grace period that started after its own retire() call.
-  // Errors: kInvalidArgument (node or fn null).
+  // each after a grace period that started after its own retire() call. A callback whose
+  // grace period has not completed when the Runtime is destroyed is dropped (never called):
+  // the node is the embedder's again. Errors: kInvalidArgument (node or fn null).
   Status retire(RetireNode* node, void (*fn)(RetireNode*)) noexcept;
   // Waits until every callback and blob retired before this call has been processed
   // (callbacks run, blobs freed); items retired meanwhile are not waited for. The deadline
