@@ -1,7 +1,7 @@
-// patchcall — quiescence domain: registration, safepoints, grace periods, stack scans.
+// patchcall — quiescence domain: registration, safepoints, offline/online (grace periods
+// are in grace_period.cpp, stack scans in stacks.cpp).
 #include "quiescence.h"
 
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -28,10 +28,6 @@ namespace {
 
 constexpr uint64_t kStaleCounter = 1;  // never a live grace-period counter (those start at 2)
 
-long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
-  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
-}
-
 }  // namespace
 
 ThreadRecord* currentThread() noexcept { return tlsSafepoint.record; }
@@ -56,9 +52,18 @@ Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)
       gpCounter_(*counterBlock_) {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) cpus_ = static_cast<size_t>(CPU_COUNT(&set));
+  if (config_.reportUnregistered) {
+    try {
+      addCheckedDomain(this);
+    } catch (...) {
+      delete counterBlock_;  // the destructor does not run for a throwing constructor
+      throw;
+    }
+  }
 }
 
 Quiescence::~Quiescence() {
+  if (config_.reportUnregistered) removeCheckedDomain(this);
   // Under lifetimeMutex(): a thread exiting (or resetting its scope) right now either finished
   // unregistering already or finds domain == nullptr.
   std::lock_guard<std::mutex> lifetime(lifetimeMutex());
@@ -141,7 +146,8 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     threads_.erase(std::find(threads_.begin(), threads_.end(), r));
   }
-  if (gpMutex_.try_lock()) {  // no grace period can hold a pointer to r
+  if (gpMutex_.try_lock()) {  // no grace period can hold a pointer to r (one in flight drops it)
+    if (inFlight_) std::erase(pending_, r);
     releaseRecord(r);
     gpMutex_.unlock();
   } else {
@@ -158,6 +164,8 @@ void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
   // references, do not exist here): a few hundred bytes per thread, once per fork.
   zombies_.clear();
   threads_.clear();
+  inFlight_ = false;  // its waits were for threads that do not exist here
+  pending_.clear();
   if (self != nullptr) {
     threads_.push_back(self);  // capacity is left from the parent: no allocation
     self->scanLock.store(0, std::memory_order_relaxed);  // a parent's waiter may have held it
@@ -197,7 +205,8 @@ void Quiescence::safepointSlow(ThreadRecord* r) noexcept {
 
 Status Quiescence::offline(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) == 0) {
-    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already offline");
+    return statusNoexcept(Error::kInvalidArgument, "already offline",
+                          [&] { return "thread '" + std::string(r->name) + "' is already offline"; });
   }
   r->offlineSp.store(currentStackPointer(), std::memory_order_relaxed);
   r->ctr.store(0, std::memory_order_seq_cst);  // see safepointSlow
@@ -208,7 +217,8 @@ Status Quiescence::offline(ThreadRecord* r) noexcept {
 
 Status Quiescence::online(ThreadRecord* r) noexcept {
   if (r->ctr.load(std::memory_order_relaxed) != 0) {
-    return Status(Error::kInvalidArgument, "thread '" + std::string(r->name) + "' is already online");
+    return statusNoexcept(Error::kInvalidArgument, "already online",
+                          [&] { return "thread '" + std::string(r->name) + "' is already online"; });
   }
   // Coming back online keeps every frame the thread had, so it must not count as quiescent
   // until its next safepoint scans them: publish a stale counter. The scan lock keeps a
@@ -218,174 +228,6 @@ Status Quiescence::online(ThreadRecord* r) noexcept {
   unlockSpin(r->scanLock);
   tlsSafepoint.seen = kStaleCounter;
   return Status::ok();
-}
-
-void Quiescence::setScanSet(const ScanSet* set) {
-  std::lock_guard<std::timed_mutex> lock(gpMutex_);
-  pendingScan_ = set;
-}
-
-void Quiescence::announceCompletion() noexcept {
-  gpDone_.fetch_add(1, std::memory_order_seq_cst);
-  // Dekker with the follower (followers_++ then FUTEX_WAIT checks gpDone_): a follower we do
-  // not see here has not slept yet and will find gpDone_ changed. No syscall without one.
-  if (followers_.load(std::memory_order_seq_cst) != 0) futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
-}
-
-void Quiescence::wakeWaiter() noexcept {
-  if (waiting_.exchange(0, std::memory_order_relaxed) != 0) {
-    futex(&waiting_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
-  }
-}
-
-bool Quiescence::threadQuiescent(ThreadRecord* r, uint64_t target) noexcept {
-  uint64_t c = r->ctr.load(std::memory_order_acquire);
-  if (c == target) return true;
-  if (c != 0) return false;
-  // Offline (or gone): its frames cannot change until it comes online, which takes the lock.
-  lockSpin(r->scanLock);
-  bool quiescent = r->dead || r->ctr.load(std::memory_order_acquire) == 0;
-  if (!r->dead && quiescent) {
-    if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed)) {
-      // Its current stack from where it went offline (or, after an offline switchStack, from
-      // the incoming stack's saved sp): both written under the lock we hold.
-      scanCurrent(*set, r, r->offlineSp.load(std::memory_order_relaxed));
-    }
-  }
-  unlockSpin(r->scanLock);
-  return quiescent;
-}
-
-std::string Quiescence::describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(stuck).count();
-  return "patchcall: thread '" + std::string(r->name) + "' (tid " + std::to_string(r->tid) +
-         ") has not passed a safepoint for " + std::to_string(ms) + " ms (grace period " +
-         std::to_string(gpCounter_.load()) + "); it must call safepoint() or go offline";
-}
-
-Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
-  if (tlsRetireCallbackDomain == this) {
-    return Status(Error::kWouldDeadlock,
-                  "synchronize() called from inside a retire callback: the callback runs after a "
-                  "grace period and must not wait for another");
-  }
-  if (completed(snap)) return Status::ok();
-  auto end = deadlineAfter(deadline);
-  // A registered, online caller is quiescent while it waits: step offline for the duration.
-  ThreadRecord* self = tlsSafepoint.record;
-  bool stepOffline = self != nullptr && self->domain == this && self->ctr.load() != 0;
-  if (stepOffline) (void)offline(self);
-  // One leader runs grace periods; the others sleep until one completes and re-check, so a
-  // caller whose grace period is done returns at once instead of queueing on the mutex.
-  Status status;
-  while (!completed(snap)) {
-    if (std::unique_lock<std::timed_mutex> leader(gpMutex_, std::try_to_lock); leader.owns_lock()) {
-      while (status.isOk() && !completed(snap)) status = runGracePeriod(end);
-      {
-        std::lock_guard<std::mutex> lock(threadsMutex_);
-        for (ThreadRecord* z : zombies_) releaseRecord(z);
-        zombies_.clear();
-      }
-      leader.unlock();
-      // A follower that lost the try_lock race may be asleep on the last completion; wake
-      // it now that the mutex is free so it can lead its own grace period at once.
-      announceCompletion();
-      break;
-    }
-    uint32_t seen = gpDone_.load(std::memory_order_acquire);
-    if (completed(snap)) break;
-    auto left = end - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) {
-      status = Status(Error::kTimeout, "patchcall: timed out waiting for another caller's grace period");
-      break;
-    }
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(10)))
-                  .count();
-    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    followers_.fetch_add(1, std::memory_order_seq_cst);
-    futex(&gpDone_, FUTEX_WAIT_PRIVATE, seen, &ts);
-    followers_.fetch_sub(1, std::memory_order_relaxed);
-  }
-  if (stepOffline) (void)online(self);
-  return status;
-}
-
-Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
-  using Clock = std::chrono::steady_clock;
-  MiVector<ThreadRecord*> pending;  // copied before anything is armed: may run out of memory
-  {
-    std::lock_guard<std::mutex> lock(threadsMutex_);
-    pending = threads_;
-    // Published under threadsMutex_: a thread registered after this copy is not waited for,
-    // but its registration takes the mutex afterwards, so every switchStack it makes sees
-    // the set and scans both stacks (the argument in stacks.cpp relies on it).
-    activeScan_.store(pendingScan_, std::memory_order_release);
-  }
-  seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
-  uint64_t target = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
-  *pollFlag_ = 1;  // JIT polls now take their slow path
-  auto start = Clock::now(), spinUntil = start + config_.spin;
-  Status status;
-  while (true) {
-    std::erase_if(pending, [&](ThreadRecord* r) { return threadQuiescent(r, target); });
-    if (pending.empty()) break;
-    auto now = Clock::now();
-    if (now >= end) {
-      try {
-        std::string msg;
-        for (ThreadRecord* r : pending) {
-          if (!msg.empty()) msg += '\n';
-          msg += describeStuck(r, now - start);
-        }
-        if (config_.diagnostics) config_.diagnostics(msg);
-        status = Status(Error::kTimeout, msg);
-      } catch (const std::bad_alloc&) {
-        status = Status(Error::kTimeout, std::string());  // the grace period must still be disarmed
-      }
-      break;
-    }
-    // Spin only while every pending thread can run beside us; otherwise spinning just
-    // takes the CPU a pending reader needs to reach its safepoint.
-    if (now < spinUntil && pending.size() < cpus_) {
-      cpuRelax();  // one pause per check: on AMD a pause is ~65 cycles already
-      continue;
-    }
-    // Sleep. Readers acknowledge with a seq_cst store and then read waiting_, so after
-    // this seq_cst store either the re-check sees them or they wake us.
-    waiting_.store(1, std::memory_order_seq_cst);
-    std::erase_if(pending, [&](ThreadRecord* r) { return threadQuiescent(r, target); });
-    if (pending.empty()) break;
-    auto left = std::min<Clock::duration>(end - Clock::now(), std::chrono::milliseconds(10));
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    if (ns > 0) {
-      timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-      futex(&waiting_, FUTEX_WAIT_PRIVATE, 1, &ts);
-    }
-  }
-  waiting_.store(0, std::memory_order_relaxed);
-  // Every thread has acknowledged (or is offline and scanned): now the parked stacks.
-  if (const ScanSet* set = activeScan_.load(std::memory_order_relaxed); set != nullptr && status.isOk()) {
-    scanParkedStacks(*set);
-  }
-  *pollFlag_ = 0;
-  if (activeScan_.exchange(nullptr, std::memory_order_seq_cst) != nullptr) {
-    // Wait out any scan still using the set: after this, nobody can see it (its owner may
-    // free it as soon as we return).
-    std::lock_guard<std::mutex> lock(threadsMutex_);
-    for (ThreadRecord* r : threads_) {
-      lockSpin(r->scanLock);
-      unlockSpin(r->scanLock);
-    }
-  }
-  if (status.isOk()) {
-    seq_.fetch_add(1, std::memory_order_seq_cst);  // even: completed
-    gracePeriods_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    seq_.fetch_sub(1, std::memory_order_seq_cst);  // not completed: back to idle
-  }
-  announceCompletion();  // followers re-check (and may lead)
-  return status;
 }
 
 }  // namespace detail

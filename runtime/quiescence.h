@@ -53,11 +53,26 @@ struct ThreadRecord {
 };
 void releaseRecord(ThreadRecord* r) noexcept;
 
+// A Status built inside a noexcept function: the full message, or, when building it runs
+// out of memory, `brief`, which fits std::string's inline buffer and so never allocates.
+template <size_t N, typename Build>
+Status statusNoexcept(Error code, const char (&brief)[N], Build&& build) noexcept {
+  static_assert(N - 1 <= 15, "the fallback must fit libstdc++'s 15-byte small-string buffer");
+  try {
+    return Status(code, build());
+  } catch (...) {
+    return Status(code, std::string(brief, N - 1));
+  }
+}
+
 // Guards ThreadRecord::domain against a runtime destroyed while its threads unregister or exit.
 std::mutex& lifetimeMutex() noexcept;
 // The calling thread's exit hook (a pthread key destructor, which runs after every C++
 // thread_local destructor): arm at registration, disarm when the thread unregisters itself.
 Status armExitHook(ThreadRecord* r) noexcept;
+// Checked mode (Options::reportUnregisteredThreads): the domains unregistered threads report to.
+void addCheckedDomain(Quiescence* q);  // may throw std::bad_alloc
+void removeCheckedDomain(Quiescence* q) noexcept;
 void disarmExitHook(ThreadRecord* r) noexcept;
 
 // Code ranges awaiting reclamation; `hit[i]` is set when some stack holds an address in range i.
@@ -75,6 +90,7 @@ class Quiescence {
     std::chrono::microseconds spin;
     uint32_t maxThreads;
     std::function<void(const std::string&)> diagnostics;
+    bool reportUnregistered = false;  // Options::reportUnregisteredThreads
   };
   Quiescence(Config config, volatile uint8_t* pollFlagRw);
   ~Quiescence();
@@ -84,6 +100,8 @@ class Quiescence {
   // The exit hook: reports the thread by name, then unregisters it (lifetimeMutex() held).
   void unregisterAtExit(ThreadRecord* record) noexcept;
   void safepointSlow(ThreadRecord* record) noexcept;
+  // Checked mode (thread_scope.cpp): `what` ran on an unregistered thread; once per thread.
+  static void reportUnregistered(const char* what) noexcept;
   Status offline(ThreadRecord* record) noexcept;
   Status online(ThreadRecord* record) noexcept;
 
@@ -93,6 +111,21 @@ class Quiescence {
   bool completed(uint64_t snap) const noexcept { return seq_.load(std::memory_order_acquire) >= snap; }
   // Runs grace periods until `snap` has completed; concurrent callers share them.
   Status waitFor(uint64_t snap, std::chrono::milliseconds deadline);
+
+  // Polled grace periods (Runtime::gracePeriodState and friends). A cookie is a snapshot()
+  // that never decreases (a failed grace period rolls seq_ back; the floor keeps cookies
+  // monotonic, at worst one grace period conservative).
+  uint64_t cookie() noexcept;
+  // Asks for `snap` to complete without waiting: the next non-blocking step starts its grace
+  // period. Steps are taken by tryAdvance (poll, start, elapsed) or by a blocking waiter.
+  void request(uint64_t snap) noexcept;
+  uint64_t requested() const noexcept { return requested_.load(std::memory_order_relaxed); }
+  // One non-blocking step: completes the grace period in flight if every thread it waits
+  // for is quiescent now, and starts the requested one if none is in flight. Never waits
+  // (try_lock; one pass over the registered threads). True if a grace period completed.
+  bool tryAdvance() noexcept;
+  // Online threads that have not acknowledged the running grace period ("" if none runs).
+  std::string describeLaggards() const;
   Status synchronize(std::chrono::milliseconds deadline) { return waitFor(snapshot(), deadline); }
   // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
   void setScanSet(const ScanSet* set);
@@ -112,7 +145,14 @@ class Quiescence {
   void afterForkInChild(bool codeIsOurs) noexcept;
 
  private:
+  // A grace period may stay in flight between calls (started by tryAdvance): begin, check
+  // and finish are its steps, each under gpMutex_; a blocking leader continues it.
   Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
+  void beginLocked();   // may throw std::bad_alloc, before anything is armed
+  bool checkLocked() noexcept;  // drops quiescent threads from pending_; true when none is left
+  void finishLocked(bool completed) noexcept;
+  void withdrawScanLocked() noexcept;
+  void releaseZombiesLocked() noexcept;
   bool threadQuiescent(ThreadRecord* r, uint64_t target) noexcept;
   std::string describeStuck(ThreadRecord* r, std::chrono::steady_clock::duration stuck) const;
   // stacks.cpp: scans r's current stack from sp; a foreign sp pins all and is reported once.
@@ -140,10 +180,32 @@ class Quiescence {
 
   std::timed_mutex gpMutex_;       // one grace period at a time
   const ScanSet* pendingScan_ = nullptr;  // under gpMutex_
+  // The grace period in flight (under gpMutex_).
+  bool inFlight_ = false;
+  bool stuckReported_ = false;
+  uint64_t target_ = 0;
+  std::chrono::steady_clock::time_point gpStart_;
+  MiVector<ThreadRecord*> pending_;
+  std::atomic<uint64_t> requested_{0};    // highest snap asked for without waiting
+  std::atomic<uint64_t> cookieFloor_{0};  // highest cookie handed out
   mutable std::mutex threadsMutex_;
   MiVector<ThreadRecord*> threads_;
   MiVector<ThreadRecord*> zombies_;  // unregistered, freed when no grace period can see them
   StackTable stacks_;
+};
+
+// While it lives, the calling thread - if registered with `q` and online - is offline, so
+// nothing it waits on (a lock, a grace period) can be held up by the thread itself.
+class QuiescentWhile {
+ public:
+  explicit QuiescentWhile(Quiescence& q) noexcept;
+  ~QuiescentWhile();
+  QuiescentWhile(const QuiescentWhile&) = delete;
+  QuiescentWhile& operator=(const QuiescentWhile&) = delete;
+
+ private:
+  Quiescence& q_;
+  ThreadRecord* self_ = nullptr;
 };
 
 // The calling thread's record, if it is registered (any runtime).

@@ -14,6 +14,23 @@ namespace patchcall::detail {
 namespace {
 // The reclaimer whose process() runs on this thread (a retire callback may fork).
 thread_local const Reclaimer* tlsProcessing = nullptr;
+
+// A std::function retirement: the node and the callback in one metadata allocation.
+struct FunctionNode : RetireNode {
+  std::function<void()> callback;
+};
+
+void runFunctionNode(RetireNode* node) {
+  auto* f = static_cast<FunctionNode*>(node);
+  struct Free {
+    void operator()(FunctionNode* p) const noexcept {
+      p->~FunctionNode();
+      metadataFree(p);
+    }
+  };
+  std::unique_ptr<FunctionNode, Free> owned(f);  // freed even if the callback throws
+  owned->callback();
+}
 }  // namespace
 
 Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(background) {
@@ -33,7 +50,7 @@ void Reclaimer::unlockForFork() {
 Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   // The parent's reclaimer thread and any waiters on these do not exist here.
   new (&mutex_) std::mutex();
-  if (tlsProcessing != this) new (&processMutex_) std::mutex();
+  if (tlsProcessing != this) new (&processMutex_) std::timed_mutex();
   new (&wake_) std::condition_variable();
   new (&thread_) std::thread();  // forget the parent's thread without joining it
   if (!startThread || !background_ || stopping_) return Status::ok();
@@ -47,7 +64,20 @@ Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   return Status::ok();
 }
 
-Reclaimer::~Reclaimer() { stop(); }
+Reclaimer::~Reclaimer() {
+  stop();
+  // Callbacks whose grace period never completed are dropped, not run (as before); our own
+  // std::function nodes are freed, an embedder's intrusive nodes stay the embedder's.
+  for (RetireNode* node = head_; node != nullptr;) {
+    RetireNode* next = node->next;
+    if (node->fn == &runFunctionNode) {
+      auto* f = static_cast<FunctionNode*>(node);
+      f->~FunctionNode();
+      metadataFree(f);
+    }
+    node = next;
+  }
+}
 
 void Reclaimer::stop() {
   {
@@ -58,39 +88,74 @@ void Reclaimer::stop() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Whatever is still queued runs now if a grace period allows it (bounded).
-  (void)process(true, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  uint64_t need;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    need = maxSnap_;
+  }
+  std::lock_guard<std::timed_mutex> processing(processMutex_);
+  (void)process(true, std::chrono::steady_clock::now() + std::chrono::milliseconds(200), need);
+}
+
+
+void Reclaimer::enqueue(RetireNode* node, void (*fn)(RetireNode*)) noexcept {
+  node->fn = fn;
+  node->next = nullptr;
+  node->gracePeriod = rt_.quiescence->snapshot();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    *tail_ = node;
+    tail_ = &node->next;
+    ++queued_;
+    maxSnap_ = std::max(maxSnap_, node->gracePeriod);  // snapshots can step back after a failed grace period
+  }
+  callbacksRetired_.fetch_add(1, std::memory_order_relaxed);
+  wake_.notify_one();
 }
 
 Status Reclaimer::retire(std::function<void()> callback) {
   if (!callback) return Status(Error::kInvalidArgument, "retire: empty callback");
-  uint64_t snap = rt_.quiescence->snapshot();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    callbacks_.push_back({snap, std::move(callback)});
+  void* p = metadataAllocate(sizeof(FunctionNode), alignof(FunctionNode));
+  if (p == nullptr) throw std::bad_alloc();  // the entry point reports kOutOfMemory
+  auto* node = new (p) FunctionNode();
+  node->callback = std::move(callback);
+  enqueue(node, &runFunctionNode);
+  return Status::ok();
+}
+
+Status Reclaimer::retire(RetireNode* node, void (*fn)(RetireNode*)) noexcept {
+  if (node == nullptr || fn == nullptr) {
+    return statusNoexcept(Error::kInvalidArgument, "null node or fn", [&] {
+      return std::string("retire: ") + (node == nullptr ? "node" : "fn") + " is null";
+    });
   }
-  callbacksRetired_.fetch_add(1, std::memory_order_relaxed);
-  wake_.notify_one();
+  enqueue(node, fn);
   return Status::ok();
 }
 
 void Reclaimer::retireBlob(uint32_t blobId) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    blobs_.push_back(blobId);
+    blobs_.push_back({blobId, blobTickets_ + 1});
+    ++blobTickets_;
   }
   blobsRetired_.fetch_add(1, std::memory_order_relaxed);
   wake_.notify_one();
 }
 
-bool Reclaimer::idle() {
+uint64_t Reclaimer::oldestBlobTicket() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return callbacks_.empty() && blobs_.empty() && !roundActive_.load();
+  // roundOldest_ is stored before blobs leave blobs_ (under this mutex): a blob moving into
+  // the round is always seen in one of the two.
+  uint64_t oldest = roundOldest_.load();
+  if (!blobs_.empty()) oldest = std::min(oldest, blobs_.front().ticket);
+  return oldest;
 }
 
 // Allocation discipline: everything that can run out of memory happens before any queue or
 // round is changed, so an out-of-memory leaves every retired callback and blob queued.
-Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_point deadline) {
-  std::lock_guard<std::mutex> processing(processMutex_);
+Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_point deadline, uint64_t need,
+                                  uint64_t runUpTo) {
   struct Marker {
     const Reclaimer* saved;
     explicit Marker(const Reclaimer* r) : saved(tlsProcessing) { tlsProcessing = r; }
@@ -102,19 +167,19 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
   //    tracked ranges with the next grace period.
   if (round_.scan == nullptr) {
     size_t taken;
-    MiVector<uint32_t> ids(round_.blobs);
+    MiVector<BlobEntry> entries(round_.blobs);  // oldest first: the round's, then the new ones
     {
       std::lock_guard<std::mutex> lock(mutex_);
       taken = blobs_.size();
-      ids.insert(ids.end(), blobs_.begin(), blobs_.end());
+      entries.insert(entries.end(), blobs_.begin(), blobs_.end());
     }
-    if (!ids.empty()) {
+    if (!entries.empty()) {
       auto set = std::make_unique<ScanSet>();
       MiVector<std::pair<uintptr_t, uintptr_t>> ranges;
-      ranges.reserve(ids.size());
+      ranges.reserve(entries.size());
       {
         std::lock_guard<FairMutex> text(rt_.textMutex);
-        for (uint32_t id : ids) ranges.emplace_back(rt_.blobs[id].rx, rt_.blobs[id].rx + rt_.blobs[id].size);
+        for (const BlobEntry& e : entries) ranges.emplace_back(rt_.blobs[e.id].rx, rt_.blobs[e.id].rx + rt_.blobs[e.id].size);
       }
       std::sort(ranges.begin(), ranges.end());
       set->begin.reserve(ranges.size());
@@ -123,11 +188,12 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
       set->hit = std::make_unique<std::atomic<uint8_t>[]>(ranges.size());
       for (size_t i = 0; i < ranges.size(); ++i) set->hit[i].store(0);
       // Nothing below allocates.
+      roundOldest_.store(entries.front().ticket);  // before they leave blobs_ (oldestBlobTicket)
       {
         std::lock_guard<std::mutex> lock(mutex_);
         blobs_.erase(blobs_.begin(), blobs_.begin() + static_cast<std::ptrdiff_t>(taken));
       }
-      round_.blobs.swap(ids);
+      round_.blobs.swap(entries);
       roundActive_.store(true);
       q.setScanSet(set.get());
       round_.scan = std::move(set);
@@ -135,34 +201,45 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
     }
   }
 
-  // 2. Wait for the newest grace period anything queued needs.
+  // 2. The grace period `need` and the round need: wait for it (bounded), or take one
+  //    non-blocking step towards it (poll: manual mode has nobody else to start it).
   Status waited;
   TestHooks* hooks = testHooks();
   bool skipGrace = hooks != nullptr && hooks->skipRetireGrace.load();
-  if (wait && !skipGrace) {
-    uint64_t need = round_.scan ? round_.snap : 0;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!callbacks_.empty()) need = std::max(need, callbacks_.back().snap);
+  if (!skipGrace) {
+    if (round_.scan) need = std::max(need, round_.snap);
+    if (wait) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (need != 0) waited = q.waitFor(need, std::max(left, std::chrono::milliseconds(0)));
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (head_ != nullptr) need = std::max(need, maxSnap_);
+      }
+      if (need != 0 && !q.completed(need)) {
+        q.request(need);
+        q.tryAdvance();
+      }
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (need != 0) waited = q.waitFor(need, std::max(left, std::chrono::milliseconds(0)));
   }
 
-  // 3. Run the callbacks whose grace period completed, oldest first, one at a time.
+  // 3. Run the callbacks whose grace period completed, oldest first, one at a time, outside
+  //    the queue lock (a callback may retire more).
   size_t done = 0;
-  while (true) {
-    std::function<void()> callback;
+  while (finished_.load(std::memory_order_relaxed) < runUpTo) {  // a barrier stops at its own
+    RetireNode* node;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (callbacks_.empty() || !q.completed(callbacks_.front().snap)) break;
-      callback = std::move(callbacks_.front().callback);
-      callbacks_.pop_front();
+      node = head_;
+      if (node == nullptr || !q.completed(node->gracePeriod)) break;
+      head_ = node->next;
+      if (head_ == nullptr) tail_ = &head_;
     }
     const Quiescence* outer = tlsRetireCallbackDomain;  // a callback may drive another runtime's
     tlsRetireCallbackDomain = &q;
-    callback();
+    node->fn(node);  // the node may be gone after this
     tlsRetireCallbackDomain = outer;
+    finished_.fetch_add(1, std::memory_order_release);
     callbacksRun_.fetch_add(1, std::memory_order_relaxed);
     ++done;
   }
@@ -181,11 +258,12 @@ size_t Reclaimer::finishRound() {
   size_t freed = 0, kept = 0;
   {
     std::lock_guard<FairMutex> text(rt_.textMutex);
-    for (uint32_t id : round_.blobs) {
+    for (const BlobEntry& e : round_.blobs) {
+      uint32_t id = e.id;
       uintptr_t rx = rt_.blobs[id].rx;
       size_t i = static_cast<size_t>(std::lower_bound(set.begin.begin(), set.begin.end(), rx) - set.begin.begin());
       if (set.hit[i].load(std::memory_order_relaxed) != 0) {
-        round_.blobs[kept++] = id;
+        round_.blobs[kept++] = e;  // in place, still oldest first
         continue;
       }
       rt_.freeBlobLocked(id);
@@ -195,32 +273,91 @@ size_t Reclaimer::finishRound() {
   round_.blobs.resize(kept);
   round_.scan.reset();
   roundActive_.store(kept != 0);
+  roundOldest_.store(kept != 0 ? round_.blobs.front().ticket : UINT64_MAX);
+  pinnedNow_.store(kept);
   blobsFreed_.fetch_add(freed, std::memory_order_relaxed);
   blobsPinned_.fetch_add(kept, std::memory_order_relaxed);
   return freed;
 }
 
 Status Reclaimer::barrier(std::chrono::milliseconds deadline) {
-  if (tlsRetireCallbackDomain == rt_.quiescence.get()) {
+  Quiescence& q = *rt_.quiescence;
+  if (tlsRetireCallbackDomain == &q || tlsProcessing == this) {
     return Status(Error::kWouldDeadlock, "barrier() called from inside a retire callback");
   }
   auto end = deadlineAfter(deadline);
-  while (true) {
-    Result<size_t> r = process(true, end);
-    if (!r) return r.status();
-    if (idle()) return Status::ok();
-    if (std::chrono::steady_clock::now() >= end) {
-      return Status(Error::kTimeout,
-                    "barrier: retired blobs are still referenced from a thread's stack (a frame "
-                    "is executing inside them) or callbacks are pending after the deadline");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  uint64_t callbackTarget, blobTarget, need;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    callbackTarget = queued_;
+    blobTarget = blobTickets_;
+    need = maxSnap_;
   }
+  auto done = [&] {
+    return finished_.load(std::memory_order_acquire) >= callbackTarget && oldestBlobTicket() > blobTarget;
+  };
+  // Offline before the first lock: the background pass that holds processMutex_ may be
+  // waiting for this very thread's grace period.
+  QuiescentWhile quiescent(q);
+  Status lastWait;
+  while (!done()) {
+    std::unique_lock<std::timed_mutex> processing(processMutex_, end);
+    if (!processing.owns_lock()) break;  // a background pass still runs at the deadline
+    Result<size_t> r = process(true, end, need, callbackTarget);
+    processing.unlock();
+    if (!r) {
+      if (r.status().code() != Error::kTimeout) return r.status();
+      lastWait = r.status();
+    }
+    if (done()) break;
+    if (std::chrono::steady_clock::now() >= end) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a pinned blob: try a new scan
+  }
+  if (done()) return Status::ok();
+  return timedOut(callbackTarget, blobTarget, deadline, lastWait);
+}
+
+// The timeout names what is missing: callbacks (their grace period, and who holds it) or
+// blobs (still on a stack, or waiting for their scan's grace period).
+Status Reclaimer::timedOut(uint64_t callbackTarget, uint64_t blobTarget, std::chrono::milliseconds deadline,
+                           const Status& lastWait) {
+  std::string laggards = rt_.quiescence->describeLaggards();
+  if (laggards.empty() && !lastWait.message().empty()) laggards = lastWait.message();
+  std::string msg = "barrier: timed out after " + std::to_string(deadline.count()) + " ms: ";
+  uint64_t finished = finished_.load();
+  if (finished < callbackTarget) {
+    msg += std::to_string(callbackTarget - finished) +
+           " retire callback(s) retired before the call have not run: their grace period did not complete";
+    if (!laggards.empty()) msg += " (" + laggards + ")";
+  }
+  if (oldestBlobTicket() <= blobTarget) {
+    if (finished < callbackTarget) msg += "; ";
+    uint64_t pinned = pinnedNow_.load();
+    if (pinned != 0 && laggards.empty()) {
+      msg += std::to_string(pinned) +
+             " retired blob(s) are still referenced from a thread's stack (a frame executing inside them, or "
+             "a stale word that looks like one of their addresses)";
+    } else {
+      msg += "retired blobs wait for the grace period of their stack scan";
+      if (!laggards.empty()) msg += " (" + laggards + ")";
+    }
+  }
+  return Status(Error::kTimeout, msg);
 }
 
 size_t Reclaimer::poll() {
-  Result<size_t> r = process(false, std::chrono::steady_clock::now());
+  if (tlsProcessing == this) return 0;  // from this runtime's retire callback: never re-enters
+  QuiescentWhile quiescent(*rt_.quiescence);
+  std::unique_lock<std::timed_mutex> processing(processMutex_, std::try_to_lock);
+  if (!processing.owns_lock()) return 0;  // another pass runs: poll never waits for it
+  Result<size_t> r = process(false, std::chrono::steady_clock::now(), 0);
   return r ? *r : 0;
+}
+
+void Reclaimer::wakeForGracePeriod() {
+  if (!background_) return;
+  { std::lock_guard<std::mutex> lock(mutex_); }  // the loop is waiting, or will see the request
+  wake_.notify_one();
 }
 
 void Reclaimer::backgroundLoop() {
@@ -229,13 +366,19 @@ void Reclaimer::backgroundLoop() {
   auto backoff = std::chrono::milliseconds(2);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
-    if (callbacks_.empty() && blobs_.empty() && !roundActive_.load()) {
+    uint64_t requested = rt_.quiescence->requested();
+    bool gracePeriodWanted = !rt_.quiescence->completed(requested);
+    if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !gracePeriodWanted) {
       wake_.wait(lock);
       continue;
     }
+    uint64_t need = std::max(maxSnap_, gracePeriodWanted ? requested : 0);
     lock.unlock();
     auto deadline = deadlineAfter(rt_.quiescence->defaultDeadline());
-    Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> { return process(true, deadline); });
+    Result<size_t> r = catchOutOfMemory("reclaimer", [&]() -> Result<size_t> {
+      std::lock_guard<std::timed_mutex> processing(processMutex_);
+      return process(true, deadline, need);
+    });
     lock.lock();
     // Nothing freed (pinned blobs, or a timeout already reported): back off exponentially.
     if (!r || *r == 0) {

@@ -27,11 +27,17 @@ class Reclaimer {
   void stop();  // joins the background thread after a final bounded pass
 
   Status retire(std::function<void()> callback);
+  // Allocation-free: the node is the queue entry (one FIFO queue for both forms).
+  Status retire(RetireNode* node, void (*fn)(RetireNode*)) noexcept;
   void retireBlob(uint32_t blobId);
-  // Processes everything retired before the call, waiting for grace periods (bounded).
+  // Processes everything retired before the call (nothing retired later is waited for),
+  // offline and within the deadline.
   Status barrier(std::chrono::milliseconds deadline);
-  // Processes what already-completed grace periods allow; never waits.
+  // Processes what completed grace periods allow and takes one non-blocking grace-period
+  // step; never waits (0 while another pass runs or inside a retire callback).
   size_t poll();
+  // Background mode: a grace period was requested (startGracePeriod); the thread drives it.
+  void wakeForGracePeriod();
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its
@@ -47,33 +53,46 @@ class Reclaimer {
   uint64_t blobsPinned() const { return blobsPinned_.load(); }
 
  private:
-  struct PendingCallback {
-    uint64_t snap;
-    std::function<void()> callback;
+  struct BlobEntry {
+    uint32_t id;
+    uint64_t ticket;  // retirement order (1, 2, ...): barrier waits for tickets up to its own
   };
-  struct BlobRound {  // tracked blobs; a scan set rides on grace period `snap` when set
+  struct BlobRound {  // tracked blobs, oldest first; a scan set rides on grace period `snap` when set
     uint64_t snap = 0;
-    MiVector<uint32_t> blobs;
+    MiVector<BlobEntry> blobs;
     std::unique_ptr<ScanSet> scan;
   };
 
-  // One pass: start a blob round if none is active, optionally wait, then run and free
-  // whatever has completed. Returns how many callbacks ran plus blobs freed.
-  Result<size_t> process(bool wait, std::chrono::steady_clock::time_point deadline);
+  void enqueue(RetireNode* node, void (*fn)(RetireNode*)) noexcept;
+  // One pass (processMutex_ held): start a blob round if none is active, optionally wait for
+  // `need` and the round's grace period (else take one non-blocking step), then run and free
+  // whatever has completed (callbacks only while fewer than `runUpTo` have run in all).
+  // Returns how many callbacks ran plus blobs freed.
+  Result<size_t> process(bool wait, std::chrono::steady_clock::time_point deadline, uint64_t need,
+                         uint64_t runUpTo = UINT64_MAX);
   size_t finishRound();
   void backgroundLoop();
-  bool idle();
+  uint64_t oldestBlobTicket();  // UINT64_MAX when no blob is waiting
+  Status timedOut(uint64_t callbackTarget, uint64_t blobTarget, std::chrono::milliseconds deadline,
+                  const Status& lastWait);
 
   Runtime::Impl& rt_;
   std::mutex mutex_;  // queues below
   std::condition_variable wake_;
-  MiDeque<PendingCallback> callbacks_;  // oldest first; processed in place
-  MiVector<uint32_t> blobs_;
+  RetireNode* head_ = nullptr;  // callbacks, oldest first (intrusive: no allocation per node)
+  RetireNode** tail_ = &head_;
+  uint64_t queued_ = 0;         // callbacks ever queued (the last one's ticket)
+  uint64_t maxSnap_ = 0;        // the newest grace period a queued callback waits for
+  MiVector<BlobEntry> blobs_;
+  uint64_t blobTickets_ = 0;
   bool stopping_ = false;
 
-  std::mutex processMutex_;  // one process() at a time; guards round_
+  std::timed_mutex processMutex_;  // one process() at a time; guards round_
   BlobRound round_;
   std::atomic<bool> roundActive_{false};  // round_ has blobs (readable without processMutex_)
+  std::atomic<uint64_t> roundOldest_{UINT64_MAX};  // round_'s oldest ticket (idem)
+  std::atomic<uint64_t> pinnedNow_{0};  // blobs the last finished round kept (a stack held them)
+  std::atomic<uint64_t> finished_{0};   // callbacks run, in queue order: tickets <= this are done
 
   std::atomic<uint64_t> callbacksRetired_{0}, callbacksRun_{0};
   std::atomic<uint64_t> blobsRetired_{0}, blobsFreed_{0}, blobsPinned_{0};

@@ -94,7 +94,8 @@ Result<Runtime> Runtime::create(Options options) {
       return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
     }
 
-    detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink};
+    detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
+                                  options.reportUnregisteredThreads};
     impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
     impl->keys.emplace_back();
     impl->sites.emplace_back();
@@ -248,6 +249,34 @@ Status Runtime::barrier(std::optional<std::chrono::milliseconds> deadline) {
   return detail::catchOutOfMemory("barrier", [&] {
     return impl_->reclaimer->barrier(deadline.value_or(impl_->options.graceDeadline));
   });
+}
+
+Status Runtime::retire(RetireNode* node, void (*fn)(RetireNode*)) noexcept {
+  return impl_->reclaimer->retire(node, fn);
+}
+
+GracePeriodCookie Runtime::gracePeriodState() noexcept { return GracePeriodCookie{impl_->quiescence->cookie()}; }
+
+GracePeriodCookie Runtime::startGracePeriod() noexcept {
+  detail::Quiescence& q = *impl_->quiescence;
+  uint64_t c = q.cookie();
+  q.request(c);
+  (void)q.tryAdvance();  // starts it unless one is in flight (then the next step does)
+  if (!q.completed(c)) {
+    try {
+      impl_->reclaimer->wakeForGracePeriod();  // background mode: that thread completes it
+    } catch (...) {  // std::system_error from the mutex: the next step still completes it
+    }
+  }
+  return GracePeriodCookie{c};
+}
+
+bool Runtime::gracePeriodElapsed(GracePeriodCookie cookie) noexcept {
+  detail::Quiescence& q = *impl_->quiescence;
+  if (q.completed(cookie.value)) return true;
+  q.request(cookie.value);
+  (void)q.tryAdvance();
+  return q.completed(cookie.value);
 }
 
 size_t Runtime::poll() {

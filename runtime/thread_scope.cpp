@@ -7,8 +7,11 @@
 // normally first and the hook only sees threads nobody unregistered. The hook still runs on
 // the exiting thread, before pthread_join returns and before its stack can be unmapped.
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "quiescence.h"
 #include "test_hooks.h"
@@ -37,7 +40,48 @@ void onThreadExit(void* p) noexcept {
 
 void createExitKey() { gExitKeyError = pthread_key_create(&gExitKey, &onThreadExit); }
 
+// Checked mode: the runtimes with Options::reportUnregisteredThreads (leaked on purpose: a
+// thread may report while the process exits).
+std::mutex gCheckedMutex;
+std::vector<Quiescence*>* gChecked = nullptr;
+thread_local bool tlsUnregisteredReported = false;
+
 }  // namespace
+
+constinit std::atomic<uint64_t> unregisteredCounter{0};
+
+void addCheckedDomain(Quiescence* q) {
+  std::lock_guard<std::mutex> lock(gCheckedMutex);
+  if (gChecked == nullptr) gChecked = new std::vector<Quiescence*>();
+  gChecked->push_back(q);
+  unregisteredCounter.store(1, std::memory_order_relaxed);
+}
+
+void removeCheckedDomain(Quiescence* q) noexcept {
+  std::lock_guard<std::mutex> lock(gCheckedMutex);
+  if (gChecked == nullptr) return;
+  std::erase(*gChecked, q);
+  if (gChecked->empty()) unregisteredCounter.store(0, std::memory_order_relaxed);
+}
+
+// Off the fast path: only an unregistered thread whose `seen` lags unregisteredCounter gets
+// here, and catching `seen` up sends it back to the fast path after one report.
+void Quiescence::reportUnregistered(const char* what) noexcept {
+  tlsSafepoint.seen = unregisteredCounter.load(std::memory_order_relaxed);
+  if (tlsSafepoint.seen == 0 || tlsUnregisteredReported) return;
+  tlsUnregisteredReported = true;
+  std::lock_guard<std::mutex> lock(gCheckedMutex);
+  if (gChecked == nullptr) return;
+  try {
+    std::string msg = std::string("patchcall: ") + what + " on thread tid " + std::to_string(syscall(SYS_gettid)) +
+                      ", which is not registered with any runtime: it has no protection (call "
+                      "Runtime::registerThread first); reported once per thread";
+    for (Quiescence* q : *gChecked) {
+      if (q->config_.diagnostics) q->config_.diagnostics(msg);
+    }
+  } catch (...) {  // out of memory, or a throwing sink: a report is not worth a crash
+  }
+}
 
 std::mutex& lifetimeMutex() noexcept { return gLifetime; }
 
@@ -93,13 +137,17 @@ void detail::safepointSlow() noexcept {
   }
   if (ThreadRecord* r = tlsSafepoint.record; r != nullptr && r->domain != nullptr) {
     r->domain->safepointSlow(r);
+  } else if (r == nullptr) {
+    Quiescence::reportUnregistered("safepoint()");
   }
 }
 
 Status goOffline() noexcept {
   detail::ThreadRecord* r = detail::tlsSafepoint.record;
   if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOffline: the calling thread is not registered");
+    if (r == nullptr) detail::Quiescence::reportUnregistered("goOffline() (or OfflineScope)");
+    return detail::statusNoexcept(Error::kNotRegistered, "not registered",
+                          [] { return std::string("goOffline: the calling thread is not registered"); });
   }
   return r->domain->offline(r);
 }
@@ -107,7 +155,9 @@ Status goOffline() noexcept {
 Status goOnline() noexcept {
   detail::ThreadRecord* r = detail::tlsSafepoint.record;
   if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "goOnline: the calling thread is not registered");
+    if (r == nullptr) detail::Quiescence::reportUnregistered("goOnline()");
+    return detail::statusNoexcept(Error::kNotRegistered, "not registered",
+                          [] { return std::string("goOnline: the calling thread is not registered"); });
   }
   return r->domain->online(r);
 }

@@ -103,9 +103,14 @@ TEST(RetireCode, FreedBlobIsInt3FilledAndCounted) {
   RuntimeStats before = rt->stats();
   std::vector<uint8_t> original = readBytes(blob->code, blob->size);
 
-  ASSERT_TRUE(rt->retire(*blob).isOk());
-  EXPECT_EQ(rt->poll(), 0u) << "poll() freed the blob before any grace period";
-  EXPECT_EQ(readBytes(blob->code, blob->size), original) << "the blob changed before its grace period";
+  {
+    TestThread reader;  // registered, never at a safepoint: holds the grace period poll() starts
+    ASSERT_TRUE(reader.registerWith(*rt, "held-reader").isOk());
+    ASSERT_TRUE(rt->retire(*blob).isOk());
+    EXPECT_EQ(rt->poll(), 0u) << "poll() freed the blob before any grace period";
+    EXPECT_EQ(readBytes(blob->code, blob->size), original) << "the blob changed before its grace period";
+    ASSERT_TRUE(reader.unregister());
+  }
   Status s = rt->barrier(2000ms);
   ASSERT_TRUE(s.isOk()) << s.toString();
 

@@ -59,6 +59,11 @@ struct Options {
   // runtime owns no thread and the embedder calls barrier()/poll().
   bool backgroundReclaimer = true;
 
+  // Checked mode: safepoint(), goOffline/goOnline and OfflineScope on a thread that is not
+  // registered (so it has no protection) send one diagnostic per thread to the sink of every
+  // runtime created with this set. Costs nothing on a registered thread's safepoint().
+  bool reportUnregisteredThreads = false;
+
   // Resource limits (each reached limit is an error value, the runtime stays usable).
   uint32_t maxThreads = 1024;
   uint32_t maxSites = uint32_t{1} << 24;

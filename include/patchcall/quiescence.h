@@ -15,10 +15,15 @@ namespace patchcall {
 
 namespace detail {
 struct ThreadRecord;
+// What an unregistered thread's safepoint() reads: 0, or 1 while some runtime has
+// Options::reportUnregisteredThreads (then the thread's first safepoint() takes the slow
+// path once, which reports it and catches `seen` up).
+extern constinit std::atomic<uint64_t> unregisteredCounter;
 // Per-thread view of the domain, kept in TLS. The fast path of safepoint() compiles to three
 // loads (this block's counter pointer, the counter, `seen`), a null test and a compare.
 struct SafepointTls {
-  const std::atomic<uint64_t>* gpCounter = nullptr;  // the domain's grace-period counter
+  // The domain's grace-period counter; unregisteredCounter while the thread is unregistered.
+  const std::atomic<uint64_t>* gpCounter = &unregisteredCounter;
   uint64_t seen = 0;                                 // the last counter value this thread reported
   ThreadRecord* record = nullptr;
 };
@@ -28,7 +33,8 @@ void safepointSlow() noexcept;
 }  // namespace detail
 
 // Announce a quiescent state: the caller holds no reference to code or data retired before
-// this point. Fast path: no atomic read-modify-write, no fence. Unregistered threads: no-op.
+// this point. Fast path: no atomic read-modify-write, no fence. Unregistered threads: no-op
+// (with Options::reportUnregisteredThreads, reported once per thread; same fast path).
 inline void safepoint() noexcept {
   detail::SafepointTls& t = detail::tlsSafepoint;
   if (t.gpCounter != nullptr && t.gpCounter->load(std::memory_order_relaxed) != t.seen) {
@@ -36,13 +42,15 @@ inline void safepoint() noexcept {
   }
 }
 
-// Leave / re-enter the read side around a blocking call. Errors: kNotRegistered,
-// kInvalidArgument (already offline / already online).
+// Leave / re-enter the read side around a blocking call. Errors: kNotRegistered (also
+// reported once per thread with Options::reportUnregisteredThreads), kInvalidArgument
+// (already offline / already online). Never allocate on failure when memory is short.
 Status goOffline() noexcept;
 Status goOnline() noexcept;
 bool isThreadRegistered() noexcept;
 
-// RAII offline region for the calling (registered) thread; a no-op for unregistered threads.
+// RAII offline region for the calling (registered) thread; a no-op for unregistered threads
+// (reported once per thread with Options::reportUnregisteredThreads).
 class OfflineScope {
  public:
   OfflineScope() noexcept : active_(goOffline().isOk()) {}
@@ -54,6 +62,29 @@ class OfflineScope {
 
  private:
   bool active_;
+};
+
+// ---- polled grace periods and intrusive retirement (Runtime::gracePeriodState, retire) ----
+
+// Names a grace period, as the cookie of Linux's get_state_synchronize_rcu(): the cookie
+// taken at time t has elapsed once a full grace period that started after t has completed,
+// i.e. once every thread registered and online at t has passed a safepoint (or gone
+// offline) after t. Cookies never decrease: a later cookie is >= an earlier one, and a
+// cookie that has elapsed stays elapsed. A default cookie (0) has always elapsed.
+struct GracePeriodCookie {
+  uint64_t value = 0;
+  friend auto operator<=>(GracePeriodCookie, GracePeriodCookie) = default;
+};
+
+// Embed one in an object to retire it without allocating (as call_rcu with an rcu_head):
+// Runtime::retire(&obj->node, fn) calls fn(&obj->node) after a grace period; recover the
+// object from the node (e.g. a static_cast from a base, or offsetof). Every field belongs
+// to patchcall from retire() until fn is called: do not touch the node, nor retire it
+// again, before then. Layout pinned: it is patchcall_retire_node in the C API.
+struct RetireNode {
+  RetireNode* next = nullptr;
+  void (*fn)(RetireNode*) = nullptr;
+  uint64_t gracePeriod = 0;  // the grace period it waits for
 };
 
 // ---- stacks: fibers, coroutines, M:N schedulers -------------------------------------------

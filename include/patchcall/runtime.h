@@ -183,12 +183,44 @@ class Runtime {
   Result<ThreadScope> registerThread(std::string_view name = {});
   // Waits for a grace period; bounded by `deadline` (default Options::graceDeadline).
   Status synchronize(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
-  // Runs `callback` after a grace period (never under the text mutex).
+  // Runs `callback` after a grace period (never under the text mutex). Allocates a queue
+  // node per call; retire(RetireNode*) does not.
   Status retire(std::function<void()> callback);
-  // Waits until every callback and blob retired before this call has been processed.
+  // Runs fn(node) after a grace period; allocation-free (the node is the queue entry, see
+  // RetireNode). One FIFO queue with retire(callback): callbacks run in retirement order,
+  // each after a grace period that started after its own retire() call. A callback whose
+  // grace period has not completed when the Runtime is destroyed is dropped (never called):
+  // the node is the embedder's again. Errors: kInvalidArgument (node or fn null).
+  Status retire(RetireNode* node, void (*fn)(RetireNode*)) noexcept;
+  // Waits until every callback and blob retired before this call has been processed
+  // (callbacks run, blobs freed); items retired meanwhile are not waited for. The deadline
+  // is honoured even while the background reclaimer is busy. A registered caller is offline
+  // while it waits (as in synchronize()). Errors: kTimeout, naming the cause (callbacks whose
+  // grace period did not complete and the thread holding it, or blobs still on a stack),
+  // kWouldDeadlock (from this runtime's retire callback).
   Status barrier(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
-  // Manual mode: process what a completed grace period allows, without waiting.
+  // Runs the callbacks and frees the blobs that completed grace periods allow, and takes one
+  // non-blocking step of the grace period they need (starts it, or completes it once every
+  // thread passed a safepoint), so in manual mode a loop of poll() makes progress alone.
+  // Never waits: returns 0 while another pass runs, and from inside a retire callback.
+  // A registered caller is offline (quiescent) inside poll(). Returns callbacks run + blobs freed.
   size_t poll();
+
+  // --- polled grace periods (Linux's get_state / start_poll / poll_state_synchronize_rcu) ---
+  // None of these blocks (a try-lock and one pass over the registered threads' counters); any
+  // thread may call them, registered or not, also from a retire callback or a patch
+  // observer. A registered, online caller is one of the threads a grace period waits for:
+  // it must pass a safepoint (or call poll()) for a grace period to complete.
+  // The cookie of the current moment (GracePeriodCookie); starts nothing.
+  GracePeriodCookie gracePeriodState() noexcept;
+  // The same cookie, and asks for a grace period that completes it: started at once if none
+  // is in flight, else by the next step (poll, gracePeriodElapsed, a blocking wait). With the
+  // background reclaimer, that thread drives it to completion; in manual mode poll() or
+  // gracePeriodElapsed() must be called for it to complete.
+  GracePeriodCookie startGracePeriod() noexcept;
+  // True once `cookie` has elapsed. Otherwise it asks for its grace period and takes one
+  // non-blocking step (as poll() does), so a loop of calls makes progress in manual mode.
+  bool gracePeriodElapsed(GracePeriodCookie cookie) noexcept;
 
   // --- stacks (fibers; see switchStack in quiescence.h) -----------------------------------
   // Registers [lo, lo + size) as a stack registered threads may switch to: parked and empty
