@@ -9,9 +9,11 @@
  *   patchcall_runtime* rt;
  *   if (patchcall_runtime_create(NULL, &rt) != PATCHCALL_OK) { log(patchcall_last_error_message()); }
  *   patchcall_key key;
- *   patchcall_key_create(rt, (const void*)&slow_path, "my.key", &key);
+ *   patchcall_key_create(rt, PATCHCALL_FN(&slow_path), "my.key", &key);
  *   ... install code whose call sites are bound to `key` (patchcall_code_install) ...
- *   patchcall_key_update(rt, key, (const void*)&fast_path, NULL);   // every site follows
+ *   patchcall_key_update(rt, key, PATCHCALL_FN(&fast_path), NULL);   (every site follows)
+ *
+ * A complete program: examples/quickstart/quickstart.c.
  *
  * Code addresses are `const void*`. ISO C does not define converting a function pointer to
  * `void*` (POSIX does); PATCHCALL_FN(f) converts through uintptr_t, which stays clean under
