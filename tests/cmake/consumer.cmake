@@ -16,3 +16,18 @@ add_test(NAME FindPackageConsumer
     -DLINK_FLAGS=${_consumer_link_flags}
     -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
 set_tests_properties(FindPackageConsumer PROPERTIES TIMEOUT 300 LABELS "packaging")
+
+# The same from C alone: a `project(LANGUAGES C)` consumer of patchcall::runtime, and a plain
+# `cc` build through pkg-config; both build examples/quickstart/quickstart.c.
+add_test(NAME FindPackageConsumerC
+  COMMAND ${CMAKE_COMMAND}
+    -DBUILD_DIR=${PROJECT_BINARY_DIR}
+    -DSOURCE_DIR=${CMAKE_CURRENT_SOURCE_DIR}/consumer_c
+    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer-c-work
+    -DGENERATOR=${CMAKE_GENERATOR}
+    -DBUILD_TYPE=$<CONFIG>
+    -DLINK_FLAGS=${_consumer_link_flags}
+    -DQUICKSTART_C=${PROJECT_SOURCE_DIR}/examples/quickstart/quickstart.c
+    -DPKG_CONFIG_C=${PROJECT_SOURCE_DIR}/examples/quickstart/quickstart.c
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.cmake)
+set_tests_properties(FindPackageConsumerC PROPERTIES TIMEOUT 300 LABELS "packaging")
