@@ -4,7 +4,9 @@
 #include <patchcall/jit.h>
 #include <patchcall/static_call.h>
 
+#include <atomic>
 #include <cstdio>
+#include <thread>
 
 using namespace patchcall;
 
@@ -32,29 +34,45 @@ int main() {
   Result<Runtime> rt = Runtime::create();  // arena near the text, membarrier registered
   if (!rt) return fail("Runtime::create", rt.status());
   Result<StaticCall<int(int)>> sq = StaticCall<int(int)>::create(*rt, &slowSquare, "square");
-  if (!sq) return fail("StaticCall::create", sq.status());
-
-  Result<ThreadScope> me = rt->registerThread("main");  // threads that run JIT code register
-  if (!me) return fail("registerThread", me.status());
+  Result<StaticCall<int(int)>> cb = StaticCall<int(int)>::create(*rt, &cube, "cube");
+  if (!sq || !cb) return fail("StaticCall::create", !sq ? sq.status() : cb.status());
   Result<Blob> v1 = emitCaller(*rt, sq->key());
   if (!v1) return fail("emit", v1.status());
-  auto f = reinterpret_cast<int (*)(int)>(v1->code);
-  std::printf("f(7) = %d through the site, %d through the key from C++\n", f(7), (*sq)(7));
 
-  // Tier-up: every site bound to the key (and its trampoline) follows, one cross-core sync.
+  // A thread that runs JIT code registers and passes safepoints (JIT code polls itself).
+  std::atomic<int (*)(int)> current{reinterpret_cast<int (*)(int)>(v1->code)};
+  std::atomic<bool> stop{false};
+  std::atomic<int> last{0};
+  std::thread mutator([&] {
+    Result<ThreadScope> me = rt->registerThread("mutator");
+    if (!me) return;
+    while (!stop.load()) {
+      last = current.load()(7);
+      safepoint();
+    }
+  });
+
+  auto await = [&](int value) {  // until the mutator has seen `value` (bounded)
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (last.load() != value && std::chrono::steady_clock::now() < end) std::this_thread::yield();
+  };
+  await(49);
+
+  // Tier-up while the mutator calls: every site bound to the key (and its trampoline)
+  // follows, with one cross-core sync.
   if (Result<int (*)(int)> old = sq->update(&fastSquare); !old) return fail("update", old.status());
-  std::printf("f(7) = %d after the update\n", f(7));
+  std::printf("f(7) = %d through the site, %d through the key from C++\n", last.load(), (*sq)(7));
 
-  // Redefinition: new code calls cube(); the old blob is retired and freed after a grace
-  // period in which no thread's stack points into it.
-  Result<StaticCall<int(int)>> cb = StaticCall<int(int)>::create(*rt, &cube, "cube");
-  if (!cb) return fail("StaticCall::create", cb.status());
+  // Redefinition: new code calls cube(). The old blob is retired and freed after a grace
+  // period in which no registered thread's stack points into it.
   Result<Blob> v2 = emitCaller(*rt, cb->key());
   if (!v2) return fail("emit", v2.status());
-  f = reinterpret_cast<int (*)(int)>(v2->code);
+  current = reinterpret_cast<int (*)(int)>(v2->code);
+  await(343);
   if (Status s = rt->retire(*v1); !s.isOk()) return fail("retire", s);
-  safepoint();  // this thread holds no reference into v1 any more
   Status freed = rt->barrier(std::chrono::milliseconds(2000));
-  std::printf("f(7) = %d with the new code; old code freed: %s\n", f(7), freed.isOk() ? "yes" : "no");
-  return f(7) == 343 && freed.isOk() ? 0 : fail("barrier", freed);
+  stop = true;
+  mutator.join();
+  std::printf("f(7) = %d with the new code; old code freed: %s\n", last.load(), freed.isOk() ? "yes" : "no");
+  return last.load() == 343 && freed.isOk() ? 0 : fail("barrier", freed);
 }
