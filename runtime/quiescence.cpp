@@ -43,6 +43,9 @@ __attribute__((no_sanitize("address", "thread"))) void ScanSet::scan(uintptr_t l
     size_t i = static_cast<size_t>(it - begin.begin());
     if (i != 0 && v < end[i - 1]) hit[i - 1].store(1, std::memory_order_relaxed);
   }
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && state.load(std::memory_order_acquire) != kLive) {
+    hooks->scansOfRetiredSets.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)

@@ -271,6 +271,14 @@ size_t Reclaimer::finishRound() {
     }
   }
   round_.blobs.resize(kept);
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->quarantineScanSets.load()) {
+    // Kept readable: a late scan reads a retired set, not freed memory (test builds only).
+    static std::mutex quarantineMutex;
+    static std::vector<std::unique_ptr<ScanSet>>* quarantine = new std::vector<std::unique_ptr<ScanSet>>();
+    round_.scan->state.store(0, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(quarantineMutex);
+    quarantine->push_back(std::move(round_.scan));
+  }
   round_.scan.reset();
   roundActive_.store(kept != 0);
   roundOldest_.store(kept != 0 ? round_.blobs.front().ticket : UINT64_MAX);

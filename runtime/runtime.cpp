@@ -25,6 +25,8 @@ void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
+void setQuarantineScanSets(bool keep) { detail::testHooks()->quarantineScanSets.store(keep); }
+uint64_t scansOfRetiredSets() { return detail::testHooks()->scansOfRetiredSets.load(); }
 void setSkipStrictGrace(bool skip) { detail::testHooks()->skipStrictGrace.store(skip); }
 void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes.store(hook); }
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }

@@ -32,6 +32,10 @@ struct TestHooks {
   std::atomic<int> foreignWritesBeforeFailure{-1};
   // When set, the mprotect fallback's safety check sees this kernel release and CPU flags.
   std::atomic<const char*> fakeKernelRelease{nullptr}, fakeCpuFlags{nullptr};
+  // Retired scan sets are kept (leaked, marked retired) instead of freed; a scan that still
+  // reads one after its grace period withdrew it counts in scansOfRetiredSets.
+  std::atomic<bool> quarantineScanSets{false};
+  std::atomic<uint64_t> scansOfRetiredSets{0};
 };
 
 #ifdef PATCHCALL_TEST_HOOKS

@@ -4,8 +4,10 @@
 // safepoint still scans the published ScanSet, the grace period can end -- and the reclaimer
 // free the set -- in the middle of that scan. The test makes the window wide (the thread's
 // stack holds ~2 MB of words pointing into the retired blob) and ends the grace period as the
-// scan starts. A plain build cannot see a use after free here; the ASan build (scripts/
-// test-sanitize) reports it. Either way the blob must be freed once nothing holds it.
+// scan starts. Retired scan sets are kept readable and marked (testing::setQuarantineScanSets),
+// so every build counts a scan that reads a set after its grace period withdrew it (the ASan
+// build would report the same scan as a use after free without the quarantine). The count
+// must be zero, and the blob must be freed once nothing holds it.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "hardening_support.h"
+#include "patchcall/testing.h"
 #include "quiescence_util.h"
 
 namespace patchcall {
@@ -36,6 +39,8 @@ __attribute__((noinline)) void deepStackOf(uintptr_t value, int depth, F&& atBot
 }
 
 TEST(HardeningScanRace, ThreadBackOnlineScansOnlyWhatTheGracePeriodWaitsFor) {
+  testing::setQuarantineScanSets(true);
+  uint64_t lateScansBefore = testing::scansOfRetiredSets();
   Result<Runtime> rt = Runtime::create(hardening::quietManualOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   Result<Blob> blob = hardening::installReturner(*rt, 5);
@@ -76,12 +81,16 @@ TEST(HardeningScanRace, ThreadBackOnlineScansOnlyWhatTheGracePeriodWaitsFor) {
   // the scanner's stack may keep it conservatively pinned: the barrier may time out, but it
   // must return and nothing may touch a freed scan set (the ASan build checks that).
   EXPECT_TRUE(barrier.isOk() || barrier.code() == Error::kTimeout) << barrier.toString();
+  EXPECT_EQ(testing::scansOfRetiredSets() - lateScansBefore, 0u)
+      << "a stack scan read a scan set after the grace period that published it had withdrawn it "
+         "(its owner frees it then: a use after free)";
   // Once the threads are gone nothing can hold the blob: it must be freed.
   ASSERT_TRUE(scanner.unregister());
   ASSERT_TRUE(holder.unregister());
   Status again = rt->barrier(5000ms);
   EXPECT_TRUE(again.isOk()) << again.toString();
   EXPECT_EQ(rt->stats().blobsFreed, 1u);
+  testing::setQuarantineScanSets(false);
 }
 
 }  // namespace

@@ -29,6 +29,10 @@ void setSkipForkCopy(bool skip);
 // Scans no parked stack and none at switchStack (only each thread's current stack, as before
 // stacks were known): a parked fiber inside a retired blob no longer pins it.
 void setSkipStackScan(bool skip);
+// Retired stack-scan sets are kept readable and marked retired instead of freed; a scan that
+// reads one after its grace period withdrew it is counted (a use after free in other builds).
+void setQuarantineScanSets(bool keep);
+uint64_t scansOfRetiredSets();
 // Called between the 4 byte stores of a toggle's (non-atomic) rel32 rewrite.
 void setBetweenByteWrites(void (*hook)(int byteIndex));
 // Called first thing in every safepoint slow path (a JIT poll's stub or safepoint()), on the
