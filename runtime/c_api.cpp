@@ -3,9 +3,11 @@
 // The C++ API reports every failure as a Status and throws nothing of its own; the one
 // exception that can still escape it is std::bad_alloc from a standard container or string,
 // which each entry point turns into PATCHCALL_E_OUT_OF_MEMORY. Messages are copied into a
-// fixed per-thread buffer, so reporting an error never allocates.
+// fixed per-thread buffer, so reporting an error never allocates. Keys and updates live in
+// c_api_keys.cpp, stacks in c_api_stacks.cpp, polled grace periods in c_api_quiescence.cpp.
 #include "patchcall/patchcall.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -13,26 +15,16 @@
 #include <thread>
 #include <vector>
 
-#include "patchcall/quiescence.h"
-#include "patchcall/runtime.h"
-#include "patchcall/status.h"
+#include "c_api_support.h"
 #include "runtime_impl.h"
 
-struct patchcall_runtime {
-  patchcall::Runtime rt;
-};
-
-struct patchcall_thread {
-  patchcall::ThreadScope scope;
-  std::thread::id owner;
-};
+// ---- error reporting (c_api_support.h) ------------------------------------------------------
 
 namespace {
-
-using patchcall::Error;
-using patchcall::Status;
-
 thread_local char tlsMessage[1024];
+}  // namespace
+
+namespace patchcall::capi {
 
 int succeed() {
   tlsMessage[0] = '\0';
@@ -58,28 +50,26 @@ int nullArgument(const char* function, const char* what) {
   return PATCHCALL_E_INVALID_ARGUMENT;
 }
 
-// Runs an entry point's body; an allocation failure anywhere below becomes an error code.
-template <typename Body>
-int guarded(const char* function, Body&& body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return outOfMemory(function);
-  } catch (const std::exception& e) {  // e.g. std::length_error: nothing unwinds into C
-    std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %s", function, e.what());
-    return PATCHCALL_E_INVALID_ARGUMENT;
-  } catch (...) {
-    std::snprintf(tlsMessage, sizeof tlsMessage, "%s: unexpected exception", function);
-    return PATCHCALL_E_INVALID_ARGUMENT;
-  }
+int unexpectedException(const char* function, const char* what) {
+  std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %s", function, what);
+  return PATCHCALL_E_INVALID_ARGUMENT;
 }
 
-// A count no valid call can have (before anything is read or allocated for it).
 int tooMany(int code, const char* function, const char* what, size_t count, size_t limit) {
   std::snprintf(tlsMessage, sizeof tlsMessage, "%s: %zu %s exceed the runtime's limit of %zu (%s)", function, count, what,
                 limit, code == PATCHCALL_E_TOO_MANY_SITES ? "Options::maxSites" : "Options::maxKeys");
   return code;
 }
+
+}  // namespace patchcall::capi
+
+namespace {
+
+using namespace patchcall::capi;
+using patchcall::Error;
+
+constexpr size_t kOptionsSizeV1 = offsetof(patchcall_options, diagnostic_user) + sizeof(void*);
+using patchcall::Status;
 
 std::optional<std::chrono::milliseconds> deadlineOf(int64_t ms) {
   if (ms < 0) return std::nullopt;
@@ -144,6 +134,7 @@ void patchcall_options_init(patchcall_options* o) {
   o->max_threads = d.maxThreads;
   o->max_sites = d.maxSites;
   o->max_keys = d.maxKeys;
+  o->report_unregistered_threads = d.reportUnregisteredThreads ? 1 : 0;
 }
 
 int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime** out) {
@@ -152,7 +143,8 @@ int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime
     *out = nullptr;
     patchcall::Options o;
     if (options != nullptr) {
-      if (options->struct_size != sizeof(patchcall_options)) {
+      // Every size a released header had: 0.1 ended at diagnostic_user.
+      if (options->struct_size != sizeof(patchcall_options) && options->struct_size != kOptionsSizeV1) {
         return fail(PATCHCALL_E_INVALID_ARGUMENT,
                     "patchcall_runtime_create: options.struct_size does not match this library; "
                     "fill the options with patchcall_options_init first");
@@ -171,6 +163,9 @@ int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime
       o.maxThreads = options->max_threads;
       o.maxSites = options->max_sites;
       o.maxKeys = options->max_keys;
+      if (options->struct_size >= offsetof(patchcall_options, report_unregistered_threads) + sizeof(int)) {
+        o.reportUnregisteredThreads = options->report_unregistered_threads != 0;
+      }
       if (auto observer = options->patch_observer) {
         void* user = options->patch_observer_user;
         o.patchObserver = [observer, user](const patchcall::PatchEvent& e) {
@@ -297,74 +292,6 @@ int patchcall_retire_callback(patchcall_runtime* rt, void (*callback)(void* user
     if (rt == nullptr) return nullArgument("patchcall_retire_callback", "rt");
     if (callback == nullptr) return nullArgument("patchcall_retire_callback", "callback");
     return report(rt->rt.retire([callback, user] { callback(user); }));
-  });
-}
-
-// ---- keys -------------------------------------------------------------------------------------
-
-int patchcall_key_create(patchcall_runtime* rt, const void* initial_target, const char* name, patchcall_key* out) {
-  return guarded("patchcall_key_create", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_create", "rt");
-    if (out == nullptr) return nullArgument("patchcall_key_create", "out");
-    *out = 0;
-    patchcall::Result<patchcall::Key> key = rt->rt.createKey(initial_target, name != nullptr ? name : "");
-    if (!key) return fail(key.status());
-    *out = key->id;
-    return succeed();
-  });
-}
-
-int patchcall_key_destroy(patchcall_runtime* rt, patchcall_key key) {
-  return guarded("patchcall_key_destroy", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_destroy", "rt");
-    return report(rt->rt.destroyKey(patchcall::Key{key}));
-  });
-}
-
-int patchcall_key_update(patchcall_runtime* rt, patchcall_key key, const void* target, const void** old_target) {
-  return guarded("patchcall_key_update", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_update", "rt");
-    patchcall::Result<const void*> previous = rt->rt.update(patchcall::Key{key}, target);
-    if (!previous) return fail(previous.status());
-    if (old_target != nullptr) *old_target = *previous;
-    return succeed();
-  });
-}
-
-int patchcall_key_update_batch(patchcall_runtime* rt, const patchcall_update_entry* updates, size_t count) {
-  return guarded("patchcall_key_update_batch", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_update_batch", "rt");
-    if (count != 0 && updates == nullptr) return nullArgument("patchcall_key_update_batch", "updates");
-    // A batch holds each key at most once.
-    if (size_t limit = rt->rt.impl()->options.maxKeys; count > limit) {
-      return tooMany(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_key_update_batch", "updates", count, limit);
-    }
-    std::vector<patchcall::KeyUpdate> batch;
-    batch.reserve(count);
-    for (size_t i = 0; i < count; ++i) batch.push_back({patchcall::Key{updates[i].key}, updates[i].target});
-    return report(rt->rt.updateBatch(batch));
-  });
-}
-
-int patchcall_key_target(const patchcall_runtime* rt, patchcall_key key, const void** out) {
-  return guarded("patchcall_key_target", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_target", "rt");
-    if (out == nullptr) return nullArgument("patchcall_key_target", "out");
-    patchcall::Result<const void*> t = rt->rt.target(patchcall::Key{key});
-    if (!t) return fail(t.status());
-    *out = *t;
-    return succeed();
-  });
-}
-
-int patchcall_key_trampoline(const patchcall_runtime* rt, patchcall_key key, const void** out) {
-  return guarded("patchcall_key_trampoline", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_key_trampoline", "rt");
-    if (out == nullptr) return nullArgument("patchcall_key_trampoline", "out");
-    patchcall::Result<const void*> t = rt->rt.trampoline(patchcall::Key{key});
-    if (!t) return fail(t.status());
-    *out = *t;
-    return succeed();
   });
 }
 

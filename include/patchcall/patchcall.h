@@ -118,6 +118,10 @@ typedef struct patchcall_options {
   /* Receives diagnostics (a stuck thread, a refused membarrier). NULL: stderr. */
   void (*diagnostic_sink)(void* user, const char* message);
   void* diagnostic_user;
+  /* Added in 0.2 (a smaller struct_size from an older header keeps the default, 0):
+   * nonzero reports, once per thread, a safepoint / offline / online call on a thread that
+   * is not registered (patchcall::Options::reportUnregisteredThreads). */
+  int report_unregistered_threads;
 } patchcall_options;
 
 /* The defaults of patchcall::Options. */
@@ -292,6 +296,32 @@ int patchcall_key_target(const patchcall_runtime* rt, patchcall_key key, const v
 /* Entry of the key's `jmp rel32` stub: cast it to the callee's function pointer type and
  * call it from C; it always reaches the key's current target. */
 int patchcall_key_trampoline(const patchcall_runtime* rt, patchcall_key key, const void** out);
+
+/* Strict updates (patchcall::UpdateOptions / KeyOptions). What holds when an update returns:
+ * Direct and Breakpoint sites never start the old target afterwards; a thread that passed a
+ * Toggle site's toggle before the flip may still enter the old target until its next
+ * safepoint, unless the update is strict: then it returns only after a grace period that
+ * follows the flip (TIMEOUT if that wait expires: the update HAS taken effect). Fill each
+ * struct with its _init function, then change fields. */
+typedef struct patchcall_key_options {
+  size_t struct_size;  /* set by patchcall_key_options_init */
+  int strict_updates;  /* nonzero: every update of this key (or a batch holding it) is strict */
+} patchcall_key_options;
+typedef struct patchcall_update_options {
+  size_t struct_size;  /* set by patchcall_update_options_init */
+  int strict;          /* nonzero: wait for the grace period after the flip */
+  int64_t deadline_ms; /* bound of that wait; < 0: options.grace_deadline_ms */
+} patchcall_update_options;
+void patchcall_key_options_init(patchcall_key_options* options);
+void patchcall_update_options_init(patchcall_update_options* options);
+/* As patchcall_key_create / _update / _update_batch, with options (not NULL). Errors as
+ * those, plus INVALID_ARGUMENT (struct_size unknown) and TIMEOUT (strict wait, see above). */
+int patchcall_key_create_with(patchcall_runtime* rt, const void* initial_target, const char* name,
+                              const patchcall_key_options* options, patchcall_key* out);
+int patchcall_key_update_with(patchcall_runtime* rt, patchcall_key key, const void* target,
+                              const patchcall_update_options* options, const void** old_target);
+int patchcall_key_update_batch_with(patchcall_runtime* rt, const patchcall_update_entry* updates, size_t count,
+                                    const patchcall_update_options* options);
 
 /* ---- code ---------------------------------------------------------------------------------- */
 

@@ -272,6 +272,70 @@ static void retired_blobs_are_freed_and_callbacks_run(void) {
   patchcall_runtime_destroy(rt);
 }
 
+
+/* Strict updates from C: a strict update of a key with a toggle site runs a grace period after
+ * the flip (stats.grace_periods moves), a plain one does not; a key created strict makes every
+ * update strict; options must come from their _init functions. */
+static void strict_updates_wait_for_a_grace_period_after_the_flip(void) {
+  patchcall_runtime* rt = capi_new_runtime();
+  patchcall_key plain = 0, strict = 0;
+  patchcall_key_options ko;
+  patchcall_key_options_init(&ko);
+  CHECK(ko.struct_size == sizeof ko && ko.strict_updates == 0);
+  CHECK_CODE(patchcall_key_create_with(rt, PATCHCALL_FN(capi_target_one), "plain", &ko, &plain), PATCHCALL_OK);
+  ko.strict_updates = 1;
+  CHECK_CODE(patchcall_key_create_with(rt, PATCHCALL_FN(capi_target_one), "strict", &ko, &strict), PATCHCALL_OK);
+  patchcall_blob a = capi_install(rt, capi_toggle_code, CAPI_TOGGLE_CODE_SIZE, CAPI_TOGGLE_SITE_OFFSET, plain, PATCHCALL_SITE_TOGGLE);
+  patchcall_blob b = capi_install(rt, capi_toggle_code, CAPI_TOGGLE_CODE_SIZE, CAPI_TOGGLE_SITE_OFFSET, strict, PATCHCALL_SITE_TOGGLE);
+  CHECK(a.id != 0 && b.id != 0);
+
+  patchcall_stats before, after;
+  CHECK_CODE(patchcall_stats_get(rt, &before), PATCHCALL_OK);
+  CHECK_CODE(patchcall_key_update(rt, plain, PATCHCALL_FN(capi_target_two), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.grace_periods == before.grace_periods);
+
+  patchcall_update_options uo;
+  patchcall_update_options_init(&uo);
+  CHECK(uo.struct_size == sizeof uo && uo.strict == 0 && uo.deadline_ms < 0);
+  uo.strict = 1;
+  uo.deadline_ms = 2000;
+  const void* old = NULL;
+  before = after;
+  CHECK_CODE(patchcall_key_update_with(rt, plain, PATCHCALL_FN(capi_target_three), &uo, &old), PATCHCALL_OK);
+  CHECK(old == PATCHCALL_FN(capi_target_two));
+  CHECK(capi_as_fn(a.code)() == 3);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.grace_periods > before.grace_periods);
+
+  before = after;  /* the key's own flag: a plain call is strict */
+  CHECK_CODE(patchcall_key_update(rt, strict, PATCHCALL_FN(capi_target_two), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.grace_periods > before.grace_periods);
+  CHECK(capi_as_fn(b.code)() == 2);
+
+  patchcall_update_entry batch[2] = {{plain, PATCHCALL_FN(capi_target_one)}, {strict, PATCHCALL_FN(capi_target_one)}};
+  CHECK_CODE(patchcall_key_update_batch_with(rt, batch, 2, &uo), PATCHCALL_OK);
+  CHECK(capi_as_fn(a.code)() == 1 && capi_as_fn(b.code)() == 1);
+
+  /* Bad options: refused before anything is written. */
+  CHECK_CODE(patchcall_key_update_with(rt, plain, PATCHCALL_FN(capi_target_two), NULL, NULL), PATCHCALL_E_INVALID_ARGUMENT);
+  uo.struct_size = sizeof uo + 8;
+  CHECK_CODE(patchcall_key_update_with(rt, plain, PATCHCALL_FN(capi_target_two), &uo, NULL), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("struct_size");
+  CHECK_CODE(patchcall_key_update_batch_with(rt, batch, 2, &uo), PATCHCALL_E_INVALID_ARGUMENT);
+  ko.struct_size = 0;
+  patchcall_key none = 0;
+  CHECK_CODE(patchcall_key_create_with(rt, PATCHCALL_FN(capi_target_one), "bad", &ko, &none), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK(none == 0);
+  CHECK(capi_as_fn(a.code)() == 1);
+  CHECK_CODE(patchcall_key_update(rt, plain, PATCHCALL_FN(capi_target_two), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_key_update(rt, strict, PATCHCALL_FN(capi_target_two), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_blob_retire(rt, a), PATCHCALL_OK);
+  CHECK_CODE(patchcall_blob_retire(rt, b), PATCHCALL_OK);
+  patchcall_runtime_destroy(rt);
+}
+
 int main(void) {
   RUN(keys_update_target_and_trampoline);
   RUN(batch_updates_share_one_sync);
@@ -280,5 +344,6 @@ int main(void) {
   RUN(reserve_commit_and_abandon);
   RUN(foreign_call_sites_in_compiled_c);
   RUN(retired_blobs_are_freed_and_callbacks_run);
+  RUN(strict_updates_wait_for_a_grace_period_after_the_flip);
   return capi_finish("CApi_KeysAndCode");
 }

@@ -223,6 +223,40 @@ static void refused_membarrier_is_an_error_or_a_fallback(void) {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+
+static int unregistered_reports = 0;
+static void collect_unregistered(void* user, const char* message) {
+  (void)user;
+  if (strstr(message, "not registered") != NULL) unregistered_reports++;
+}
+
+/* report_unregistered_threads: one diagnostic per thread for a safepoint on a thread that
+ * never registered; an options struct of the 0.1 size (without that field) is still accepted
+ * and keeps the default (no report). */
+static void unregistered_safepoints_are_reported_once_when_asked(void) {
+  patchcall_options o;
+  patchcall_options_init(&o);
+  CHECK(o.report_unregistered_threads == 0);
+  o.arena_size = (size_t)1 << 20;
+  o.diagnostic_sink = collect_unregistered;
+  o.report_unregistered_threads = 1;
+  patchcall_runtime* rt = NULL;
+  CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_OK);
+  patchcall_safepoint();
+  patchcall_safepoint();
+  CHECK(unregistered_reports == 1);
+  patchcall_runtime_destroy(rt);
+
+  unregistered_reports = 0;
+  o.struct_size = offsetof(patchcall_options, diagnostic_user) + sizeof(void*);
+  CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_OK);
+  patchcall_safepoint();
+  CHECK(unregistered_reports == 0);
+  patchcall_runtime_destroy(rt);
+  o.struct_size = offsetof(patchcall_options, diagnostic_user);
+  CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_E_INVALID_ARGUMENT);
+}
+
 int main(void) {
   /* fork first, while this process has no runtime threads. */
   RUN(refused_membarrier_is_an_error_or_a_fallback);
@@ -232,5 +266,6 @@ int main(void) {
   RUN(strerror_names_every_code);
   RUN(last_error_message_is_per_thread);
   RUN(manual_reclamation_with_poll);
+  RUN(unregistered_safepoints_are_reported_once_when_asked);
   return capi_finish("CApi_Runtime");
 }
