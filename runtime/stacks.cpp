@@ -265,7 +265,8 @@ Status Quiescence::switchStack(ThreadRecord* r, StackHandle to) noexcept {
   } else if (stacks_.owns(to) && (in = stacks_.slot(to.index)) != nullptr) {
     parked = stackWord(to.generation, kStackParked);
   } else {
-    return invalid("switchStack: not a stack registered with the calling thread's runtime");
+    return statusNoexcept(Error::kInvalidArgument, "unknown stack",
+                          [] { return std::string("switchStack: not a stack registered with the calling thread's runtime"); });
   }
   StackRecord* out = r->current.load(std::memory_order_relaxed);
   if (in == out) return Status::ok();
@@ -285,13 +286,14 @@ Status Quiescence::switchStack(ThreadRecord* r, StackHandle to) noexcept {
       else sched_yield();
     } else if (word != parked) {  // running elsewhere, or unregistered (maybe re-registered)
       if (offline) unlockSpin(r->scanLock);
-      return catchOutOfMemory("switchStack", [&] {
-        if (word == (base | kStackRunning)) {
-          return invalid("switchStack: stack " + stacks_.nameOf(to) + " is running on tid " +
-                         std::to_string(in->runner.load()) + "; a stack runs on one thread at a time");
-        }
-        return invalid("switchStack: the stack was unregistered (stale handle)");
-      });
+      if (word == (base | kStackRunning)) {
+        return statusNoexcept(Error::kInvalidArgument, "stack is busy", [&] {
+          return "switchStack: stack " + stacks_.nameOf(to) + " is running on tid " + std::to_string(in->runner.load()) +
+                 "; a stack runs on one thread at a time";
+        });
+      }
+      return statusNoexcept(Error::kInvalidArgument, "stale stack",
+                            [] { return std::string("switchStack: the stack was unregistered (stale handle)"); });
     }
     word = parked;
   }
@@ -330,7 +332,8 @@ Status Quiescence::switchStack(ThreadRecord* r, StackHandle to) noexcept {
 Status switchStack(StackHandle to) noexcept {
   detail::ThreadRecord* r = detail::tlsSafepoint.record;
   if (r == nullptr || r->domain == nullptr) {
-    return Status(Error::kNotRegistered, "switchStack: the calling thread is not registered");
+    return detail::statusNoexcept(Error::kNotRegistered, "not registered",
+                                  [] { return std::string("switchStack: the calling thread is not registered"); });
   }
   return r->domain->switchStack(r, to);
 }

@@ -102,6 +102,30 @@ static void offline_online_errors_survive_allocation_failure(void) {
 #endif
 }
 
+/* switchStack is noexcept too: its refusals must not terminate when the message cannot be
+ * built (they did, through std::string allocations). */
+static void switch_stack_errors_survive_allocation_failure(void) {
+#if CAPI_OWNS_ALLOCATOR
+  patchcall_runtime* rt = manual_runtime();
+  fail_new = 1;
+  CHECK_CODE(patchcall_switch_stack(patchcall_stack_home()), PATCHCALL_E_NOT_REGISTERED);
+  fail_new = 0;
+  patchcall_thread* self = NULL;
+  CHECK_CODE(patchcall_thread_register(rt, "capi-oom-switch", &self), PATCHCALL_OK);
+  patchcall_stack bogus = {(const void*)rt, 7, 3};
+  fail_new = 1;
+  CHECK_CODE(patchcall_switch_stack(bogus), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("stack");
+  fail_new = 0;
+  CHECK_CODE(patchcall_switch_stack(bogus), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_MESSAGE_HAS("not a stack registered");
+  CHECK_CODE(patchcall_thread_unregister(self), PATCHCALL_OK);
+  patchcall_runtime_destroy(rt);
+#else
+  fprintf(stderr, "  (skipped: the sanitizer owns operator new)\n");
+#endif
+}
+
 /* ---- patchcall_barrier on a registered, online thread while the reclaimer waits for it ---- */
 
 static atomic_int barrier_callback_ran = 0;
@@ -223,6 +247,7 @@ static void intrusive_retire_allocates_nothing(void) {
 int main(void) {
   alarm(60); /* a wait that is not bounded fails the test instead of hanging it */
   RUN(offline_online_errors_survive_allocation_failure);
+  RUN(switch_stack_errors_survive_allocation_failure);
   RUN(barrier_on_online_thread_honours_its_deadline);
   RUN(polled_grace_periods_progress_in_manual_mode);
   RUN(intrusive_retire_allocates_nothing);
