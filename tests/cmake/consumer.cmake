@@ -37,3 +37,9 @@ add_test(NAME SharedRuntimeBuild
   COMMAND ${CMAKE_COMMAND} -DSOURCE_ROOT=${PROJECT_SOURCE_DIR} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/shared-build
           -DGENERATOR=${CMAKE_GENERATOR} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/shared_build.cmake)
 set_tests_properties(SharedRuntimeBuild PROPERTIES TIMEOUT 600 LABELS "packaging")
+
+# add_subdirectory(patchcall) from another project: libraries only, no hooks (configure check).
+add_test(NAME AddSubdirectoryEmbedder
+  COMMAND ${CMAKE_COMMAND} -S ${CMAKE_CURRENT_SOURCE_DIR}/consumer/subdirectory
+          -B ${CMAKE_CURRENT_BINARY_DIR}/subdirectory-embedder -DPATCHCALL_SOURCE=${PROJECT_SOURCE_DIR})
+set_tests_properties(AddSubdirectoryEmbedder PROPERTIES TIMEOUT 120 LABELS "packaging")
