@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 
+#include "format.h"
 #include "proc_maps.h"
 #include "runtime_impl.h"
 
@@ -20,11 +21,7 @@ namespace patchcall {
 
 namespace {
 
-std::string hex(uintptr_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
+using detail::hex;
 
 std::string bytesText(const uint8_t* b, size_t n) {
   std::string s;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "format.h"
 #include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
@@ -20,11 +21,7 @@ thread_local const void* detail::tlsTextMutexOwner = nullptr;
 namespace {
 constexpr size_t kPoolChunk = 4096;
 
-std::string hex(uintptr_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
+using detail::hex;
 }  // namespace
 
 Runtime::Impl::~Impl() {

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string>
 
+#include "format.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
 #include "trap_table.h"
@@ -68,11 +69,7 @@ void expectedCall(int32_t rel32, uint8_t out[5]) {
   std::memcpy(out + 1, &rel32, 4);
 }
 
-std::string hex(uintptr_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
+using detail::hex;
 
 // Steps 4-6 for a validated plan. `cells`: the keys whose target cells phase 1 writes.
 // Returns the first foreign write the kernel refused after its probe passed (the mapping

@@ -1,5 +1,6 @@
 // patchcall — stack switching (fibers) and the scans that keep retired code pinned by
 // parked stacks. The state machine is in stacks.h.
+#include "format.h"
 #include "stacks.h"
 
 #include <cstdio>
@@ -16,11 +17,7 @@ namespace detail {
 
 namespace {
 
-std::string hex(uintptr_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
+using detail::hex;
 
 Status invalid(std::string message) { return Status(Error::kInvalidArgument, std::move(message)); }
 

@@ -14,6 +14,7 @@
 // A foreign site keeps its reference when unregistered (its code still calls the veneer).
 #include <cstring>
 
+#include "format.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
 
@@ -22,11 +23,7 @@ namespace patchcall {
 namespace {
 constexpr size_t kVeneerSize = 16;
 
-std::string hex(uintptr_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
+using detail::hex;
 
 bool fitsRel32(uintptr_t next, uintptr_t target) {
   int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);

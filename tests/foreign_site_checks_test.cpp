@@ -35,14 +35,6 @@ std::string hex(const void* p) {
   return buf;
 }
 
-#define EXPECT_REFUSED(status, error, text)                                                  \
-  do {                                                                                       \
-    Status s_ = (status);                                                                    \
-    EXPECT_EQ(s_.code(), error) << s_.toString();                                            \
-    EXPECT_NE(s_.message().find(text), std::string::npos) << "message lacks '" << (text)     \
-                                                          << "': " << s_.toString();         \
-  } while (0)
-
 struct Fixture {
   Runtime rt;
   std::vector<const void*> targets;
@@ -78,17 +70,17 @@ TEST(ForeignSiteChecks, CallBytesOutsideExecutableMemoryAreRefused) {
   uint64_t sites = f.rt.stats().sites;
   uint8_t before[16];
   std::memcpy(before, gDataCall, 16);
-  EXPECT_REFUSED(f.rt.registerForeignSite(gDataCall, f.key), Error::kUnsupportedSite, "not executable");
+  EXPECT_STATUS(f.rt.registerForeignSite(gDataCall, f.key), Error::kUnsupportedSite, "not executable");
   EXPECT_EQ(std::memcmp(before, gDataCall, 16), 0) << "a .data buffer was rewritten";
 
   auto* rw = static_cast<uint8_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(rw, MAP_FAILED);
   rw[0] = 0xE8;
-  EXPECT_REFUSED(f.rt.registerForeignSite(rw, f.key), Error::kUnsupportedSite, "not executable");
+  EXPECT_STATUS(f.rt.registerForeignSite(rw, f.key), Error::kUnsupportedSite, "not executable");
   EXPECT_EQ(rw[1], 0) << "an RW page was rewritten";
   munmap(rw, 4096);
   // Unmapped: refused before a byte of it is read (this used to fault).
-  EXPECT_REFUSED(f.rt.registerForeignSite(rw, f.key), Error::kUnsupportedSite, "mapped");
+  EXPECT_STATUS(f.rt.registerForeignSite(rw, f.key), Error::kUnsupportedSite, "mapped");
 
   // An E8 in the last 3 bytes of an executable page whose rel32 runs into a data page.
   auto* two = static_cast<uint8_t*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -96,7 +88,7 @@ TEST(ForeignSiteChecks, CallBytesOutsideExecutableMemoryAreRefused) {
   std::memset(two, 0xCC, 4096);
   two[4093] = 0xE8;
   ASSERT_EQ(mprotect(two, 4096, PROT_READ | PROT_EXEC), 0);
-  EXPECT_REFUSED(f.rt.registerForeignSite(two + 4093, f.key), Error::kUnsupportedSite, "not executable");
+  EXPECT_STATUS(f.rt.registerForeignSite(two + 4093, f.key), Error::kUnsupportedSite, "not executable");
   EXPECT_EQ(two[4096], 0) << "the data page after the code was rewritten";
   munmap(two, 8192);
   EXPECT_EQ(f.rt.stats().sites, sites) << "a refused registration left a site behind";
@@ -118,7 +110,7 @@ TEST(ForeignSiteChecks, OverlappingForeignSitesAreRefused) {
   for (int d = -4; d <= 4; ++d) {
     if (d == 0) continue;
     SCOPED_TRACE("offset " + std::to_string(d));
-    EXPECT_REFUSED(f.rt.registerForeignSite(site + d, f.key), Error::kInvalidArgument, "overlaps");
+    EXPECT_STATUS(f.rt.registerForeignSite(site + d, f.key), Error::kInvalidArgument, "overlaps");
   }
   EXPECT_EQ(std::memcmp(written, site, 5), 0) << "an overlapping registration rewrote the first site";
   EXPECT_EQ(f.rt.stats().sites, sites);
@@ -137,7 +129,7 @@ TEST(ForeignSiteChecks, SiteInASharedMappingIsRefusedAtRegistration) {
   std::vector<uint8_t> copy(page.code, page.code + 4096);
   ASSERT_TRUE(mapSharedCopy(page.code, copy.data(), true));
   uint64_t sites = f.rt.stats().sites;
-  EXPECT_REFUSED(f.rt.registerForeignSite(page.code + 4, f.key), Error::kUnsupportedSite, "/proc/self/mem");
+  EXPECT_STATUS(f.rt.registerForeignSite(page.code + 4, f.key), Error::kUnsupportedSite, "/proc/self/mem");
   EXPECT_EQ(f.rt.stats().sites, sites);
   EXPECT_EQ(f.rt.site(page.code + 4).code(), Error::kUnknownSite);
   EXPECT_EQ(callInt(page.code), idOf(f.targets[0])) << "the shared code still calls what it was written with";
@@ -177,11 +169,11 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseMappingBecameUnwritable) {
   r.setUp();
   std::vector<uint8_t> copy(r.page.code, r.page.code + 4096);
   ASSERT_TRUE(mapSharedCopy(r.page.code, copy.data(), true));  // same bytes, shared now
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, hex(r.site()));
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, hex(r.site()));
   r.expectNothingWritten();
   EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[1])) << "the foreign site was half written";
   KeyUpdate batch[] = {{r.f.key, r.f.targets[2]}};
-  EXPECT_REFUSED(r.f.rt.updateBatch(batch), Error::kUnsupportedSite, "cannot be written");
+  EXPECT_STATUS(r.f.rt.updateBatch(batch), Error::kUnsupportedSite, "cannot be written");
   r.expectNothingWritten();
   r.expectRecovers();
 }
@@ -190,8 +182,8 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseCodeWasUnmapped) {
   Registered r;
   r.setUp();
   ASSERT_EQ(munmap(r.page.code, 4096), 0);  // dlclose
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, hex(r.site()));
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "no longer mapped");
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, hex(r.site()));
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "no longer mapped");
   r.expectNothingWritten();
   Result<SiteInfo> info = r.f.rt.site(r.site());  // reads through /proc/self/mem: no fault
   EXPECT_TRUE(info.isOk());
@@ -209,7 +201,7 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseBytesChanged) {
   uint8_t changed[5];
   std::memcpy(changed, r.site(), 5);
   ASSERT_EQ(mprotect(r.page.code, 4096, PROT_READ | PROT_EXEC), 0);
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "not the call patchcall last wrote");
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "not the call patchcall last wrote");
   r.expectNothingWritten();
   EXPECT_EQ(std::memcmp(changed, r.site(), 5), 0) << "the changed bytes were overwritten";
   r.expectRecovers();
@@ -225,7 +217,7 @@ TEST(ForeignSiteChecks, AWriteRefusedAfterTheProbeNeverLeavesATornCall) {
   Registered r;
   r.setUp();
   testing::setForeignWriteFailure(1);  // a round writes int3, rel32, E8: refuse the rel32
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "the rel32 of foreign site " + hex(r.site()));
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[2]).status(), Error::kUnsupportedSite, "the rel32 of foreign site " + hex(r.site()));
   EXPECT_EQ(r.site()[0], 0xE8);
   EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[1])) << "the foreign site must keep its whole old call";
   EXPECT_EQ(r.caller(), idOf(r.f.targets[2])) << "the key's other sites are retargeted";
@@ -234,10 +226,10 @@ TEST(ForeignSiteChecks, AWriteRefusedAfterTheProbeNeverLeavesATornCall) {
   EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[3]));
 
   testing::setForeignWriteFailure(2);  // refuse the final E8
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[0]).status(), Error::kUnsupportedSite, "the final E8");
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[0]).status(), Error::kUnsupportedSite, "the final E8");
   EXPECT_EQ(r.site()[0], 0xCC);
   EXPECT_EQ(callInt(r.page.code), idOf(r.f.targets[0])) << "the kept trap entry emulates the new call";
-  EXPECT_REFUSED(r.f.rt.update(r.f.key, r.f.targets[1]).status(), Error::kUnsupportedSite, "not the call patchcall last wrote");
+  EXPECT_STATUS(r.f.rt.update(r.f.key, r.f.targets[1]).status(), Error::kUnsupportedSite, "not the call patchcall last wrote");
   EXPECT_TRUE(r.f.rt.unregisterForeignSite(r.site()).isOk());
 }
 

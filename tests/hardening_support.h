@@ -7,6 +7,15 @@
 
 #include "patchcall/jit.h"
 
+// The status has `error` and its message contains `text` (both printed on failure).
+#define EXPECT_STATUS(status, error, text)                                                  \
+  do {                                                                                      \
+    ::patchcall::Status s_ = (status);                                                      \
+    EXPECT_EQ(s_.code(), error) << s_.toString();                                           \
+    EXPECT_NE(s_.message().find(text), std::string::npos) << "message lacks '" << (text)    \
+                                                          << "': " << s_.toString();        \
+  } while (0)
+
 namespace patchcall::hardening {
 
 inline Status statusOf(const Status& s) { return s; }

@@ -28,14 +28,6 @@ using hardening::fnTwo;
 using hardening::installCaller;
 using hardening::quietManualOptions;
 
-#define EXPECT_STATUS(status, error, text)                                                  \
-  do {                                                                                      \
-    Status s_ = (status);                                                                   \
-    EXPECT_EQ(s_.code(), error) << s_.toString();                                           \
-    EXPECT_NE(s_.message().find(text), std::string::npos) << "message lacks '" << (text)    \
-                                                          << "': " << s_.toString();        \
-  } while (0)
-
 struct ResetHooks {
   ~ResetHooks() {
     testing::setSyncFailures(0, 0);
