@@ -164,6 +164,13 @@ Status CodeArena::adoptForkCopy() noexcept {
   return Status::ok();
 }
 
+uint8_t CodeArena::forkCopyByte(uintptr_t rx) const noexcept {
+  uint8_t b = 0xFF;
+  auto offset = static_cast<off_t>(rx - reinterpret_cast<uintptr_t>(rx_));
+  if (forkFd_ < 0 || pread(forkFd_, &b, 1, offset) != 1) return 0xFF;
+  return b;
+}
+
 void CodeArena::dropForkCopy() noexcept {
   if (forkFd_ >= 0) close(forkFd_);
   forkFd_ = -1;

@@ -51,6 +51,8 @@ class CodeArena {
   Status adoptForkCopy() noexcept;  // child
   void resetLockAfterFork() noexcept { new (&mutex_) std::mutex(); }  // child: held by prepare
   void dropForkCopy() noexcept;     // parent
+  // The byte at RX address `rx` in the copy prepareForkCopy made (0xFF if it cannot be read).
+  uint8_t forkCopyByte(uintptr_t rx) const noexcept;
   size_t touched() const noexcept { return touched_; }
 
   int64_t distanceFromText() const noexcept { return distanceFromText_; }

@@ -49,6 +49,9 @@ void prepare() noexcept {
     p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
     try {
       if (!p.copySkipped) p.copy = rt.arena->prepareForkCopy();
+      // Read from the copy itself (a grace period may arm or disarm the parent's byte at
+      // any time): the child then touches that page only if it must clear it.
+      p.pollFlagArmed = p.copySkipped || !p.copy.isOk() || rt.arena->forkCopyByte(rt.pollFlagRx) != 0;
     } catch (const std::bad_alloc&) {
       p.copy = Status(Error::kOutOfMemory, std::string());
     }
@@ -93,7 +96,7 @@ void child() noexcept {
       }
     }
     // Without its own copy the child must not write code (it would be the parent's).
-    rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk());
+    rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk(), p.pollFlagArmed);
     rt.arena->resetLockAfterFork();
     new (&rt.reservationsMutex) std::mutex();
     rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before

@@ -159,7 +159,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
   }
 }
 
-void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
+void Quiescence::afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept {
   new (&gpMutex_) std::timed_mutex();
   new (&threadsMutex_) std::mutex();
   ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;
@@ -171,14 +171,18 @@ void Quiescence::afterForkInChild(bool codeIsOurs) noexcept {
   pending_.clear();
   if (self != nullptr) {
     threads_.push_back(self);  // capacity is left from the parent: no allocation
-    self->scanLock.store(0, std::memory_order_relaxed);  // a parent's waiter may have held it
+    // A parent's waiter may have held it. Stores below only when needed: every page the
+    // child writes is a copy-on-write fault (~2 us here) on its way to running.
+    if (self->scanLock.load(std::memory_order_relaxed) != 0) self->scanLock.store(0, std::memory_order_relaxed);
   }
   uint64_t s = seq_.load(std::memory_order_relaxed);
   if ((s & 1) != 0) seq_.store(s - 1, std::memory_order_relaxed);  // did not complete here
   activeScan_.store(nullptr, std::memory_order_relaxed);
   waiting_.store(0, std::memory_order_relaxed);
   followers_.store(0, std::memory_order_relaxed);
-  if (codeIsOurs) *pollFlag_ = 0;  // else the byte may still be the parent's
+  // Else the byte may still be the parent's. Not even read otherwise: the child's fresh
+  // mapping of the copy would fault the page in just to find 0.
+  if (codeIsOurs && pollFlagArmed) *pollFlag_ = 0;
   stacks_.afterForkInChild(self != nullptr ? self->current.load(std::memory_order_relaxed) : nullptr);
 }
 

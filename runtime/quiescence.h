@@ -148,7 +148,7 @@ class Quiescence {
   // fork(), in the child: only the forking thread exists there. Drops every other thread's
   // record, abandons a grace period that was running in the parent (its leader is gone) and
   // resets the locks and futex words other threads may have held.
-  void afterForkInChild(bool codeIsOurs) noexcept;
+  void afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept;  // armed: as the parent left it
 
  private:
   // A grace period may stay in flight between calls (started by tryAdvance): begin, check

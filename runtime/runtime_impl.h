@@ -120,8 +120,9 @@ struct ForkState {
   // Handed from the prepare handler to the parent/child handler (same thread, one fork).
   Status copy;
   bool wentOffline = false, textHeldBefore = false;
-  bool copySkipped = false;
-  bool procMemLazy = false;  // child without foreign sites: open /proc/self/mem on first need  // test hook: the child shares the parent's code, as before fork support
+  bool copySkipped = false;  // test hook: the child shares the parent's code, as before fork support
+  bool procMemLazy = false;  // child without foreign sites: open /proc/self/mem on first need
+  bool pollFlagArmed = true; // the copy's poll byte is nonzero: the child clears it
 };
 
 }  // namespace detail

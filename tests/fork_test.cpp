@@ -374,6 +374,43 @@ TEST(Fork, ChildGracePeriodsDoNotWaitForTheParentsOtherThreads) {
   EXPECT_EQ(result, "exit 0");
 }
 
+// A grace period in flight at fork arms the JIT poll byte; it cannot complete in the child
+// (its other threads do not exist there), so the child's copy of the byte must be cleared or
+// every poll in the child takes the slow path. A byte that was not armed stays 0.
+TEST(Fork, PollFlagArmedAtForkIsClearedInTheChild) {
+  Options o;
+  o.graceDeadline = 3000ms;
+  o.backgroundReclaimer = false;
+  Result<Runtime> rt = Runtime::create(o);
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::string quiet = runInChild([&] {
+    CHILD_CHECK(*rt->safepointFlag() == 0, "an unarmed poll byte is %d in the child", *rt->safepointFlag());
+    return 0;
+  });
+  EXPECT_EQ(quiet, "exit 0");
+
+  std::atomic<bool> registered{false}, stop{false};
+  std::thread stuck([&] {
+    Result<ThreadScope> s = rt->registerThread("holds-the-grace-period");
+    registered = true;
+    while (!stop.load()) std::this_thread::sleep_for(1ms);  // online, never a safepoint
+  });
+  while (!registered.load()) std::this_thread::sleep_for(1ms);
+  std::thread waiter([&] { (void)rt->synchronize(2000ms); });
+  auto until = std::chrono::steady_clock::now() + 2s;
+  while (*rt->safepointFlag() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  ASSERT_NE(*rt->safepointFlag(), 0) << "no grace period armed the poll byte";
+  std::string armed = runInChild([&] {
+    CHILD_CHECK(*rt->safepointFlag() == 0, "the poll byte armed by the parent's grace period is %d in the child",
+                *rt->safepointFlag());
+    return 0;
+  });
+  stop = true;
+  stuck.join();
+  waiter.join();
+  EXPECT_EQ(armed, "exit 0");
+}
+
 // A child made without fork()'s atfork handlers (a raw fork system call, as vfork or clone
 // users get) shares the parent's code: patching from it is refused, not done to the parent.
 TEST(Fork, ChildWithoutAtforkHandlersIsRefused) {
