@@ -8,7 +8,6 @@
 #include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
-#include "safepoint_stub.h"
 #include "test_hooks.h"
 #include "trap_table.h"
 
@@ -42,7 +41,7 @@ void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
   detail::testHooks()->fakeKernelRelease.store(kernelRelease);
 }
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
-// values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
+// values of arch::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
 void setSafepointSave(SafepointSave save) { detail::testHooks()->stateSave.store(static_cast<uint8_t>(save)); }
 SafepointSave safepointSaveMethod(const Runtime& rt) { return static_cast<SafepointSave>(rt.impl()->stateSave.method); }
@@ -85,14 +84,14 @@ Result<Runtime> Runtime::create(Options options) {
     impl->safepointStubRx = impl->pollFlagRx + 64;
     uint8_t* rw = impl->arena->toRw(*page);
     rw[0] = 0;
-    auto wanted = detail::StateSave::kAuto;
+    auto wanted = arch::StateSave::kAuto;
     if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) {
-      wanted = static_cast<detail::StateSave>(hooks->stateSave.load());
+      wanted = static_cast<arch::StateSave>(hooks->stateSave.load());
     }
-    impl->stateSave = detail::detectStateSave(wanted);
+    impl->stateSave = arch::detectStateSave(wanted);
     size_t stubSize =
-        detail::encodeSafepointStub(rw + 64, impl->stateSave, &detail::safepointPending, &detail::safepointSlow);
-    if (stubSize > detail::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
+        arch::encodeSafepointStub(rw + 64, impl->stateSave, &detail::safepointPending, &detail::safepointSlow);
+    if (stubSize > arch::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
       return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
     }
 

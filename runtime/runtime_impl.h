@@ -14,13 +14,13 @@
 #include <mutex>
 #include <thread>
 
+#include "arch/arch.h"
 #include "code_arena.h"
 #include "cross_core_sync.h"
 #include "fair_mutex.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "quiescence.h"
-#include "safepoint_stub.h"
 
 namespace patchcall {
 
@@ -138,7 +138,7 @@ struct Runtime::Impl {
   // Runtime page at the start of the arena: poll flag and safepoint stub.
   uintptr_t pollFlagRx = 0;
   uintptr_t safepointStubRx = 0;
-  detail::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
+  arch::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
 
   // ---- registry, all under textMutex ----
   mutable detail::FairMutex textMutex;
