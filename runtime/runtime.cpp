@@ -134,17 +134,18 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
     if (m.keys.size() > m.options.maxKeys) {
       return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(m.options.maxKeys) + ") reached");
     }
-    Result<uintptr_t> slot = m.slot(m.trampolinePool, 16);
+    Result<uintptr_t> slot = m.slot(m.trampolinePool, arch::kTrampolineSlotSize);
     if (!slot) return slot.status();
-    // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
-    uintptr_t entry = *slot + 11;
+    // The slot's layout: runtime/arch/<isa>/stubs.h (cell and jump field both aligned).
+    uintptr_t entry = arch::trampolineEntry(*slot);
+    uintptr_t field = arch::branchField(entry);
     m.dropPendingVeneers();
-    Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
+    Result<uintptr_t> dest = m.reachable(entry, reinterpret_cast<uintptr_t>(initialTarget));
     if (!dest) {
       m.dropPendingVeneers();
       return dest.status();
     }
-    m.reserveCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.reserveCallDestination(field, *dest, reinterpret_cast<uintptr_t>(initialTarget));
     // Allocate first: once the entry is in keyByTrampoline, validateTarget accepts it.
     detail::KeyRecord k;
     k.live = true;
@@ -156,11 +157,11 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
     PATCHCALL_TRY(m.publishPendingVeneers());
     if (m.keys.size() == m.keys.capacity()) m.keys.reserve(2 * m.keys.size() + 1);
     m.keyByTrampoline.emplace(entry, static_cast<uint32_t>(m.keys.size()));
-    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
-    m.write(*slot, &initialTarget, 8);
-    static const uint8_t kJmp = 0xE9;
-    m.write(entry, &kJmp, 1);
-    m.storeRel32(entry + 1, *dest);
+    m.noteCallDestination(field, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.write(arch::trampolineCell(entry), &initialTarget, 8);
+    std::span<const uint8_t> head = arch::trampolineJumpHead();
+    m.write(entry, head.data(), head.size());
+    m.storeField(field, arch::jumpFieldValue(field, *dest));
     m.keys.push_back(std::move(k));
     // Publish the fresh trampoline to every core; without that the key is not handed out.
     if (Status synced = m.sync.syncOrError("createKey"); !synced.isOk()) {
@@ -223,7 +224,7 @@ Result<const void* const*> Runtime::targetCell(Key key) const {
   auto lock = impl_->readLock();
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
-  return reinterpret_cast<const void* const*>(k->trampoline - 11);
+  return reinterpret_cast<const void* const*>(arch::trampolineCell(k->trampoline));
 }
 
 Result<ThreadScope> Runtime::registerThread(std::string_view name) {
