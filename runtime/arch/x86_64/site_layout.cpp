@@ -2,6 +2,13 @@
 #include "../arch.h"
 
 namespace patchcall::arch {
+
+// The layout the emission tests decode (and earlier builds wrote as literals): pinned.
+static_assert(siteSize(SiteForm::kToggle, false) == 14 && siteSize(SiteForm::kToggle, true) == 19);
+static_assert(toggleLayout(0, false).callB == 9 && toggleLayout(0, false).jumpToB == 7);
+static_assert(toggleLayout(0, true).callA == 7 && toggleLayout(0, true).jumpToB == 12);
+static_assert(directSiteRemainder() == 3 && fieldAligned(3) && !fieldAligned(4));
+
 namespace {
 // A stall gap is a second E8 where a toggle without one has call A.
 bool hasStallGap(const uint8_t* at) noexcept {
