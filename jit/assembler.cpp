@@ -1,6 +1,7 @@
 // patchcall — asmjit emission of sites, polls and fixed calls; installation into the arena.
 #include <cstring>
 
+#include "arch/arch.h"
 #include "patchcall/jit.h"
 #ifdef PATCHCALL_TEST_HOOKS
 #include "patchcall/testing.h"
@@ -9,13 +10,13 @@
 namespace patchcall::jit {
 namespace {
 
-// Intel's recommended multi-byte NOPs, 1..3 bytes (all padding before a site needs).
-const uint8_t kNops[4][3] = {{}, {0x90}, {0x66, 0x90}, {0x0F, 0x1F, 0x00}};
-const uint8_t kCallPlaceholder[5] = {0xE8, 0, 0, 0, 0};
-// SysV red zone: the 128 bytes below rsp that leaf code may use without moving rsp.
-constexpr int32_t kRedZoneSize = 128;
-
-int64_t rel(uintptr_t from, uintptr_t to) { return static_cast<int64_t>(to) - static_cast<int64_t>(from); }
+// Every byte embedded here comes from the arch layer (runtime/arch/<isa>/).
+struct CallPlaceholder {
+  uint8_t bytes[arch::kCallSize];
+  CallPlaceholder() { arch::encodeCall(0, bytes); }  // field filled in by install()
+};
+const CallPlaceholder kCallPlaceholder;
+constexpr uint32_t kCallFieldOffset = static_cast<uint32_t>(arch::branchField(0));
 
 }  // namespace
 
@@ -32,48 +33,48 @@ static Status embed(Assembler& a, const uint8_t* bytes, size_t n) {
   return Status::ok();
 }
 
+static Status embed(Assembler& a, std::span<const uint8_t> bytes) { return embed(a, bytes.data(), bytes.size()); }
+
 static Status padTo(Assembler& a, size_t modulus, size_t wantedRemainder) {
   size_t pad = (wantedRemainder + modulus - a.offset() % modulus) % modulus;
-  return pad == 0 ? Status::ok() : embed(a, kNops[pad], pad);
+  return pad == 0 ? Status::ok() : embed(a, arch::nopPadding(pad), pad);
 }
 
 Status emitCall(Assembler& a, Key key, SiteForm form) {
   if (a.finalized_) return Status(Error::kInvalidArgument, "emitCall: install() was already called on this Assembler");
   if (!key.valid()) return Status(Error::kUnknownKey, "emitCall: invalid key");
   if (form == SiteForm::kToggle) return emitToggle(a, key, nullptr);
-  if (form == SiteForm::kAuto) form = (a.offset() + 1) % 4 == 0 ? SiteForm::kDirect : SiteForm::kBreakpoint;
-  if (form == SiteForm::kDirect) PATCHCALL_TRY(padTo(a, 4, 3));  // E8 at 4k+3: rel32 at 4k+4
+  if (form == SiteForm::kAuto) form = arch::fieldAligned(a.offset()) ? SiteForm::kDirect : SiteForm::kBreakpoint;
+  if (form == SiteForm::kDirect) PATCHCALL_TRY(padTo(a, arch::kFieldAlign, arch::directSiteRemainder()));
   a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, form});
-  return embed(a, kCallPlaceholder, 5);
+  return embed(a, kCallPlaceholder.bytes, arch::kCallSize);
 }
 
-// [66 90 | EB xx][E8 stall]?[E8 A][EB 05][E8 B]: the 2-byte toggle is 2-aligned, so it never
-// straddles a cache line and one 16-bit store flips it.
+// The layout (runtime/arch/<isa>/site_layout.h): selector, [stall call], call A, call B. The
+// selector is aligned, so it never straddles a cache line and one store flips it.
 Status emitToggle(Assembler& a, Key key, void (*stall)()) {
   if (a.finalized_) return Status(Error::kInvalidArgument, "emitToggle: install() was already called on this Assembler");
-  PATCHCALL_TRY(padTo(a, 2, 0));
+  PATCHCALL_TRY(padTo(a, arch::kToggleAlign, 0));
   a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, SiteForm::kToggle});
-  static const uint8_t kNop2[2] = {0x66, 0x90};
-  PATCHCALL_TRY(embed(a, kNop2, 2));
+  PATCHCALL_TRY(embed(a, arch::toggleSelectorInitial()));
   if (stall != nullptr) PATCHCALL_TRY(emitFixedCall(a, reinterpret_cast<const void*>(stall)));
-  static const uint8_t kCalls[12] = {0xE8, 0, 0, 0, 0, 0xEB, 0x05, 0xE8, 0, 0, 0, 0};
-  return embed(a, kCalls, sizeof kCalls);
+  return embed(a, arch::toggleCalls());
 }
 
 Status emitFixedCall(Assembler& a, const void* target) {
   if (a.finalized_) return Status(Error::kInvalidArgument, "emitFixedCall: install() was already called on this Assembler");
   if (target == nullptr) return Status(Error::kNullTarget, "emitFixedCall: null target");
   auto at = static_cast<uint32_t>(a.offset());
-  a.fixups_.push_back({at + 1, at + 5, target});
-  return embed(a, kCallPlaceholder, 5);
+  a.fixups_.push_back({at + kCallFieldOffset, at + static_cast<uint32_t>(arch::kCallSize), target});
+  return embed(a, kCallPlaceholder.bytes, arch::kCallSize);
 }
 
 Status emitSafepointPoll(Assembler& a) {
   if (a.finalized_) return Status(Error::kInvalidArgument, "emitSafepointPoll: install() was already called on this Assembler");
   auto at = static_cast<uint32_t>(a.offset());
-  static const uint8_t kCmp[7] = {0x80, 0x3D, 0, 0, 0, 0, 0x00};  // cmp byte [rip+disp32], 0
-  PATCHCALL_TRY(embed(a, kCmp, sizeof kCmp));
-  a.fixups_.push_back({at + 2, at + 7, const_cast<const uint8_t*>(a.runtime().safepointFlag())});
+  PATCHCALL_TRY(embed(a, arch::pollCompare()));
+  a.fixups_.push_back({at + static_cast<uint32_t>(arch::kPollFlagField), at + static_cast<uint32_t>(arch::kPollSize),
+                       const_cast<const uint8_t*>(a.runtime().safepointFlag())});
   Assembler::SlowPath p{a.newLabel(), a.newLabel()};
   PATCHCALL_TRY(a.recordError(a.jne(p.slow)));
   PATCHCALL_TRY(a.recordError(a.bind(p.back)));
@@ -90,9 +91,9 @@ Result<Blob> install(Assembler& a) {
     // back, resume after the poll.
     for (const Assembler::SlowPath& p : a.slowPaths_) {
       PATCHCALL_TRY(a.recordError(a.bind(p.slow)));
-      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, -kRedZoneSize))));
+      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, -arch::kRedZoneSize))));
       PATCHCALL_TRY(emitFixedCall(a, a.runtime().safepointStub()));
-      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, kRedZoneSize))));
+      PATCHCALL_TRY(a.recordError(a.lea(asmjit::x86::rsp, asmjit::x86::ptr(asmjit::x86::rsp, arch::kRedZoneSize))));
       PATCHCALL_TRY(a.recordError(a.jmp(p.back)));
     }
     PATCHCALL_TRY(a.recordError(code.flatten()));
@@ -125,12 +126,11 @@ Result<Blob> install(Assembler& a) {
     return fail(a.recordError(e));
   }
   for (const Assembler::Fixup& f : a.fixups_) {
-    int64_t d = rel(base + f.end, reinterpret_cast<uintptr_t>(f.target));
-    if (d < INT32_MIN || d > INT32_MAX) {
+    int32_t v = 0;
+    if (!arch::displacement32(base + f.end, reinterpret_cast<uintptr_t>(f.target), &v)) {
       return fail(Status(Error::kOutOfRange, "install: a fixed call or poll target is beyond rel32 reach of the arena"));
     }
-    auto v = static_cast<int32_t>(d);
-    std::memcpy(r->rw + f.field, &v, 4);
+    std::memcpy(r->rw + f.field, &v, sizeof v);
   }
   Result<Blob> blob = rt.commitCode(*r, a.sites_);
   if (!blob) return fail(blob.status());

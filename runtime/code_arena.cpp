@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "arch/arch.h"
 #include "proc_maps.h"
 
 namespace patchcall::detail {
@@ -191,7 +192,7 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
     if (rest != 0) free_.emplace(offset + need, rest);
     used_ += need;
     touched_ = std::max(touched_, offset + need);
-    std::memset(rw_ + offset, 0xCC, need);
+    std::memset(rw_ + offset, arch::kFillByte, need);
     return rx_ + offset;
   }
   return Status(Error::kArenaExhausted, "code arena exhausted: no free range of " +
@@ -201,7 +202,7 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
 
 void CodeArena::release(uint8_t* rx, size_t size) {
   size_t offset = static_cast<size_t>(rx - rx_), len = roundUp(size);
-  std::memset(rw_ + offset, 0xCC, len);  // a stale call into freed code traps loudly
+  std::memset(rw_ + offset, arch::kFillByte, len);  // a stale call into freed code traps loudly
   std::lock_guard<std::mutex> lock(mutex_);
   used_ -= len;
   auto next = free_.lower_bound(offset);

@@ -37,7 +37,7 @@ class CodeArena {
 
   // 64-byte aligned RX memory, int3-filled. kArenaExhausted when no range fits.
   Result<uint8_t*> allocate(size_t size);
-  // Fills the range with int3 (0xCC) and returns it to the free list.
+  // Fills the range with int3 (arch::kFillByte) and returns it to the free list.
   void release(uint8_t* rx, size_t size);
   size_t used() const;
 

@@ -14,32 +14,24 @@ using detail::SiteRecord;
 
 namespace {
 
-// Toggle: 2 + call + jmp8 + call, plus a 5-byte stall call in test builds.
-size_t siteLength(const SiteSpec& s, const uint8_t* at, size_t room) {
-  if (s.form != SiteForm::kToggle) return 5;
-  return room >= 14 && at[2] == 0xE8 && at[7] == 0xE8 ? 19 : 14;
-}
+size_t siteLength(const SiteSpec& s, const uint8_t* at, size_t room) { return arch::siteLength(s.form, at, room); }
 
 // Checks that the bytes at `at` are what the emitter writes for the form.
 Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
-  if (s.form == SiteForm::kDirect || s.form == SiteForm::kBreakpoint) {
-    if (at[0] != 0xE8) return Status(Error::kInvalidArgument, "site at offset " + std::to_string(s.offset) + " is not an E8 call");
-    if (s.form == SiteForm::kDirect && (reinterpret_cast<uintptr_t>(at) + 1) % 4 != 0) {
-      return Status(Error::kInvalidArgument, "Direct site at offset " + std::to_string(s.offset) +
-                                                 " has an unaligned rel32 (use kBreakpoint or kAuto)");
-    }
-    return Status::ok();
-  }
-  if (s.form == SiteForm::kToggle) {
-    if (reinterpret_cast<uintptr_t>(at) % 2 != 0 || at[0] != 0x66 || at[1] != 0x90) {
-      return Status(Error::kInvalidArgument, "toggle site at offset " + std::to_string(s.offset) + " is malformed");
-    }
-    *flags = at[2] == 0xE8 && at[7] == 0xE8 ? detail::kSiteStallGap : 0;  // [gap call][A call]
-    size_t a = *flags != 0 ? 7 : 2;
-    if (at[a] != 0xE8 || at[a + 5] != 0xEB || at[a + 7] != 0xE8) {
-      return Status(Error::kInvalidArgument, "toggle site at offset " + std::to_string(s.offset) + " is malformed");
-    }
-    return Status::ok();
+  bool stallGap = false;
+  std::string where = " at offset " + std::to_string(s.offset);
+  switch (arch::checkSiteBytes(s.form, at, &stallGap)) {
+    case arch::SiteCheck::kOk:
+      *flags = stallGap ? detail::kSiteStallGap : 0;
+      return Status::ok();
+    case arch::SiteCheck::kNotACall:
+      return Status(Error::kInvalidArgument, "site" + where + " is not an E8 call");
+    case arch::SiteCheck::kUnalignedField:
+      return Status(Error::kInvalidArgument, "Direct site" + where + " has an unaligned rel32 (use kBreakpoint or kAuto)");
+    case arch::SiteCheck::kMalformedToggle:
+      return Status(Error::kInvalidArgument, "toggle site" + where + " is malformed");
+    case arch::SiteCheck::kUnresolvedForm:
+      break;
   }
   return Status(Error::kInvalidArgument, "site form kAuto must be resolved before commitCode");
 }
@@ -104,7 +96,7 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       const SiteSpec& s = sorted[i];
       size_t room = s.offset < r.size ? r.size - s.offset : 0;
       if (siteLength(s, r.rw + s.offset, room) > room ||
-          (i > 0 && s.offset < sorted[i - 1].offset + siteLength(sorted[i - 1], r.rw + sorted[i - 1].offset, 14))) {
+          (i > 0 && s.offset < sorted[i - 1].offset + siteLength(sorted[i - 1], r.rw + sorted[i - 1].offset, arch::kToggleSize))) {
         return Status(Error::kInvalidArgument, "site at offset " + std::to_string(s.offset) + " overlaps another or the end");
       }
       detail::KeyRecord* k = m.key(s.key);
@@ -112,17 +104,11 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       PATCHCALL_TRY(checkSiteBytes(r.rw + s.offset, s, &flags[i]));
       auto target = reinterpret_cast<uintptr_t>(k->target);
       uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + s.offset;
-      if (s.form == SiteForm::kToggle) {
-        detail::ToggleLayout t = detail::ToggleLayout::of(SiteRecord{at, 0, s.form, flags[i], 0});
-        for (int c = 0; c < 2; ++c) {
-          Result<uintptr_t> d = m.reachable((c == 0 ? t.callA : t.callB) + 5, target);
-          if (!d) return d.status();
-          destinations[2 * i + c] = *d;
-        }
-      } else {
-        Result<uintptr_t> d = m.reachable(at + 5, target);
+      arch::SiteCalls calls = detail::siteCallsOf(SiteRecord{at, 0, s.form, flags[i], 0});
+      for (int c = 0; c < calls.count; ++c) {
+        Result<uintptr_t> d = m.reachable(calls.at[c], target);
         if (!d) return d.status();
-        destinations[2 * i] = *d;
+        destinations[2 * i + c] = *d;
       }
     }
     if (m.liveSites + sorted.size() > m.options.maxSites) {
@@ -144,12 +130,11 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       for (size_t i = 0; i < sorted.size(); ++i) {
         uintptr_t at = reinterpret_cast<uintptr_t>(r.rx) + sorted[i].offset;
         auto target = reinterpret_cast<uintptr_t>(m.keys[sorted[i].key.id].target);
-        bool toggle = sorted[i].form == SiteForm::kToggle;
-        detail::ToggleLayout t = detail::ToggleLayout::of(SiteRecord{at, 0, sorted[i].form, flags[i], 0});
-        for (int c = 0; c < (toggle ? 2 : 1); ++c) {
-          uintptr_t rel32 = (toggle ? (c == 0 ? t.callA : t.callB) : at) + 1;
-          if (pass == 0) m.reserveCallDestination(rel32, destinations[2 * i + c], target);
-          else m.noteCallDestination(rel32, destinations[2 * i + c], target);
+        arch::SiteCalls calls = detail::siteCallsOf(SiteRecord{at, 0, sorted[i].form, flags[i], 0});
+        for (int c = 0; c < calls.count; ++c) {
+          uintptr_t field = arch::branchField(calls.at[c]);
+          if (pass == 0) m.reserveCallDestination(field, destinations[2 * i + c], target);
+          else m.noteCallDestination(field, destinations[2 * i + c], target);
         }
       }
     }
@@ -165,15 +150,11 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
       const SiteSpec& s = sorted[i];
       uintptr_t at = blob.rx + s.offset;
       SiteRecord rec{at, s.key.id, s.form, flags[i], 0};
-      if (s.form == SiteForm::kToggle) {
-        detail::ToggleLayout t = detail::ToggleLayout::of(rec);
-        int32_t relA = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(t.callA + 5));
-        int32_t relB = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i + 1]) - static_cast<int64_t>(t.callB + 5));
-        m.write(t.callA + 1, &relA, 4);
-        m.write(t.callB + 1, &relB, 4);
-      } else {
-        int32_t rel = static_cast<int32_t>(static_cast<int64_t>(destinations[2 * i]) - static_cast<int64_t>(at + 5));
-        m.write(at + 1, &rel, 4);
+      arch::SiteCalls calls = detail::siteCallsOf(rec);
+      for (int c = 0; c < calls.count; ++c) {
+        uintptr_t field = arch::branchField(calls.at[c]);
+        int32_t value = arch::callFieldValue(field, destinations[2 * i + c]);
+        m.write(field, &value, arch::kFieldSize);
       }
       Result<uint32_t> id = m.addSite(at, s.key.id, s.form, flags[i]);
       if (!id) return id.status();  // cannot happen: capacity checked above

@@ -37,7 +37,7 @@ std::string bytesText(const uint8_t* b, size_t n) {
 Status checkExecutable(uintptr_t a) {
   std::vector<detail::Mapping> maps = detail::readMaps();
   if (maps.empty()) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/maps cannot be read");
-  std::vector<detail::Mapping> cover = detail::mappingsCovering(maps, a, a + 5);
+  std::vector<detail::Mapping> cover = detail::mappingsCovering(maps, a, a + arch::kCallSize);
   if (cover.empty()) {
     return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " .. +5 is not (entirely) mapped");
   }
@@ -53,22 +53,23 @@ Status checkExecutable(uintptr_t a) {
 
 }  // namespace
 
-Status Runtime::Impl::probeForeignSite(uintptr_t a, const uint8_t expected[5], const char* what) {
-  uint8_t now[5];
-  if (pread(procMemFd, now, 5, static_cast<off_t>(a)) != 5) {
+Status Runtime::Impl::probeForeignSite(uintptr_t a, const uint8_t expected[arch::kCallSize], const char* what) {
+  constexpr size_t n = arch::kCallSize;
+  uint8_t now[n];
+  if (pread(procMemFd, now, n, static_cast<off_t>(a)) != static_cast<ssize_t>(n)) {
     return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) +
                                                " is no longer mapped (reading it through /proc/self/mem: " +
                                                std::strerror(errno) + "); was its code unmapped or dlclosed? "
                                                "unregister the site before its code goes away");
   }
-  if (std::memcmp(now, expected, 5) != 0) {
-    return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) + " holds " + bytesText(now, 5) +
-                                               ", not the call patchcall last wrote there (" + bytesText(expected, 5) +
+  if (std::memcmp(now, expected, n) != 0) {
+    return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) + " holds " + bytesText(now, n) +
+                                               ", not the call patchcall last wrote there (" + bytesText(expected, n) +
                                                "); was its code replaced? nothing was written");
   }
   // The same bytes back: harmless to a thread executing them, and exactly the write the kernel
   // refuses where a real one would fail (a MAP_SHARED mapping: EIO).
-  if (pwrite(procMemFd, now, 5, static_cast<off_t>(a)) != 5) {
+  if (pwrite(procMemFd, now, n, static_cast<off_t>(a)) != static_cast<ssize_t>(n)) {
     return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) +
                                                " cannot be written through /proc/self/mem (" + std::strerror(errno) +
                                                "): the kernel refuses writes to shared mappings (another JIT's "
@@ -85,7 +86,7 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
     auto a = reinterpret_cast<uintptr_t>(callInstruction);
     if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
     auto arenaBase = reinterpret_cast<uintptr_t>(m.arena->rxBase());
-    if (a + 5 > arenaBase && a < arenaBase + m.arena->size()) {
+    if (a + arch::kCallSize > arenaBase && a < arenaBase + m.arena->size()) {
       return Status(Error::kInvalidArgument, "registerForeignSite: " + hex(a) +
                                                  " (or one of its 5 bytes) is inside the arena; emit sites through jit/");
     }
@@ -98,25 +99,25 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
     detail::KeyRecord* k = m.key(key);
     if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
     if (m.foreignSites.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
-    for (uintptr_t other = a - 4; other != a + 5; ++other) {
+    for (uintptr_t other = a - (arch::kCallSize - 1); other != a + arch::kCallSize; ++other) {
       if (m.foreignSites.count(other) != 0) {
         return Status(Error::kInvalidArgument, "registerForeignSite: " + hex(a) + " .. +5 overlaps the foreign site at " +
                                                    hex(other) + " (its 5 bytes)");
       }
     }
-    uint8_t bytes[5];
-    if (pread(m.procMemFd, bytes, 5, static_cast<off_t>(a)) != 5) {
+    uint8_t bytes[arch::kCallSize];
+    if (pread(m.procMemFd, bytes, sizeof bytes, static_cast<off_t>(a)) != static_cast<ssize_t>(sizeof bytes)) {
       return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " cannot be read: " + std::strerror(errno));
     }
-    if (bytes[0] != 0xE8) {
-      return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction at " + hex(a) + " (" + bytesText(bytes, 5) +
+    if (!arch::isCall(bytes)) {
+      return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction at " + hex(a) + " (" + bytesText(bytes, sizeof bytes) +
                                                  ") is not a 5-byte E8 call");
     }
     PATCHCALL_TRY(m.probeForeignSite(a, bytes, "registerForeignSite"));
-    Result<uintptr_t> d = m.reachable(a + 5, reinterpret_cast<uintptr_t>(k->target));
+    Result<uintptr_t> d = m.reachable(a, reinterpret_cast<uintptr_t>(k->target));
     if (!d) return d.status();
     detail::ForeignSite f;
-    std::memcpy(&f.rel32, bytes + 1, 4);
+    std::memcpy(&f.field, bytes + (arch::branchField(a) - a), arch::kFieldSize);
     auto entry = m.foreignSites.emplace(a, f).first;
     Result<uint32_t> id = Status(Error::kOutOfMemory, "registerForeignSite: out of memory");
     try {

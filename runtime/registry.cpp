@@ -83,7 +83,7 @@ Status Runtime::Impl::validateTarget(const void* target) const {
                                   [&](uintptr_t x, uint32_t id) { return x < sites[id].address; });
     if (after != b->sites.begin()) {
       const SiteRecord& s = sites[*std::prev(after)];
-      uintptr_t length = s.form != SiteForm::kToggle ? 5 : (s.flags & detail::kSiteStallGap) != 0 ? 19 : 14;
+      size_t length = arch::siteSize(s.form, (s.flags & detail::kSiteStallGap) != 0);
       if (t > s.address && t < s.address + length) {
         return Status(Error::kInvalidArgument, "target " + hex(t) + " lies inside the call site at " + hex(s.address) +
                                                    " (patchcall rewrites those bytes)");
@@ -147,12 +147,9 @@ void Runtime::Impl::removeSites(const detail::MiVector<uint32_t>& ids) {
   for (uint32_t id : ids) {
     const SiteRecord& s = sites[id];
     touchedKeys.push_back(s.key);
-    if ((s.flags & detail::kSiteForeign) == 0 && s.form == SiteForm::kToggle) {
-      detail::ToggleLayout t = detail::ToggleLayout::of(s);
-      forgetCall(t.callA + 1);
-      forgetCall(t.callB + 1);
-    } else if ((s.flags & detail::kSiteForeign) == 0) {
-      forgetCall(s.address + 1);
+    if ((s.flags & detail::kSiteForeign) == 0) {
+      arch::SiteCalls calls = detail::siteCallsOf(s);
+      for (int c = 0; c < calls.count; ++c) forgetCall(arch::branchField(calls.at[c]));
     }  // a foreign site's code lives on and still calls its veneer: the reference stays
     sites[id].address = 0;
     toggleFlipSnap.erase(id);
@@ -180,23 +177,17 @@ uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
   uintptr_t call = s.address;
   if ((s.flags & detail::kSiteForeign) != 0) {
     // Its mapping may be gone (dlclose): read through /proc/self/mem, never dereference.
-    uint8_t bytes[5];
-    if (pread(procMemFd, bytes, 5, static_cast<off_t>(call)) != 5) return 0;
-    int32_t rel;
-    std::memcpy(&rel, bytes + 1, 4);
-    uintptr_t dest = call + 5 + static_cast<uintptr_t>(static_cast<int64_t>(rel));
-    if (veneerPool.contains(dest)) std::memcpy(&dest, reinterpret_cast<const void*>(dest + 6), 8);
-    return dest;
+    uint8_t bytes[arch::kCallSize];
+    if (pread(procMemFd, bytes, sizeof bytes, static_cast<off_t>(call)) != static_cast<ssize_t>(sizeof bytes)) return 0;
+    uintptr_t dest = arch::callDestination(call, bytes);
+    return veneerPool.contains(dest) ? arch::veneerTarget(dest) : dest;
   }
   if (s.form == SiteForm::kToggle) {
-    detail::ToggleLayout t = detail::ToggleLayout::of(s);
-    call = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB ? t.callB : t.callA;
+    arch::ToggleLayout t = detail::toggleLayoutOf(s);
+    call = arch::toggleSelectsB(t) ? t.callB : t.callA;
   }
-  int32_t rel;
-  std::memcpy(&rel, reinterpret_cast<const void*>(call + 1), 4);
-  uintptr_t dest = call + 5 + static_cast<uintptr_t>(static_cast<int64_t>(rel));
-  if (veneerPool.contains(dest)) std::memcpy(&dest, reinterpret_cast<const void*>(dest + 6), 8);
-  return dest;
+  uintptr_t dest = arch::callDestination(call, reinterpret_cast<const uint8_t*>(call));
+  return veneerPool.contains(dest) ? arch::veneerTarget(dest) : dest;
 }
 
 bool Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {

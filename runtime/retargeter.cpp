@@ -7,7 +7,7 @@
 //   4. phase 1: Direct sites and trampolines (one aligned 4-byte store each), the inactive
 //      call of each toggle, int3 on each breakpoint site            -> sync
 //   5. phase 2: flip the toggles (one aligned 2-byte store), breakpoint tails -> sync
-//   6. phase 3: breakpoint first bytes (E8)                         -> sync
+//   6. phase 3: breakpoint first bytes (the call's head again)      -> sync
 //   7. publish the new targets; remember each toggle's flip for its next update
 //   8. strict updates of keys with toggle sites: a grace period after the flip, lock dropped
 // A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
@@ -28,20 +28,21 @@ namespace patchcall {
 
 using detail::SiteRecord;
 using detail::TextMutexGuard;
-using detail::ToggleLayout;
 
 namespace {
 
-// `destination` is where the call points: `target`, or a veneer for it.
+// `destination` is where the call points: `target`, or a veneer for it. `field`: the
+// arch::branchField the write rewrites.
 struct DirectWrite {
-  uintptr_t rel32, destination, site;
+  uintptr_t field, destination, site;
   SiteForm form;
   uintptr_t target;
+  bool jump;  // a trampoline's jump, not a call
 };
 struct ToggleWrite {
   uint32_t siteId;
-  uintptr_t site, rel32, destination;
-  uint8_t flip[2];
+  uintptr_t site, field, destination;
+  uint8_t flip[arch::kToggleFlipSize];
   uintptr_t target;
 };
 struct BreakpointWrite {
@@ -56,18 +57,8 @@ struct Plan {
   uint64_t graceNeeded = 0;  // largest unfinished grace-period snapshot among toggles
 };
 
-int32_t rel32For(uintptr_t rel32Address, uintptr_t destination) {
-  return static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
-}
-
 // Set while this thread holds the process-wide breakpoint round (its patch observers run then).
 thread_local bool tlsInTrapRound = false;
-
-// The bytes a foreign site holds once `rel32` is written: what the next update probes for.
-void expectedCall(int32_t rel32, uint8_t out[5]) {
-  out[0] = 0xE8;
-  std::memcpy(out + 1, &rel32, 4);
-}
 
 using detail::hex;
 
@@ -85,11 +76,11 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
                                                 "may run the old bytes until they next serialize");
     }
   };
-  auto writeRel32Bytewise = [&](uintptr_t rel32, int32_t value) {
-    if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return (void)m.write(rel32, &value, 4);
+  auto writeFieldBytewise = [&](uintptr_t field, int32_t value) {
+    if (hooks == nullptr || hooks->betweenBytes.load() == nullptr) return (void)m.write(field, &value, arch::kFieldSize);
     const auto* bytes = reinterpret_cast<const uint8_t*>(&value);
-    for (int b = 0; b < 4; ++b) {
-      m.write(rel32 + static_cast<uintptr_t>(b), bytes + b, 1);
+    for (int b = 0; b < static_cast<int>(arch::kFieldSize); ++b) {
+      m.write(field + static_cast<uintptr_t>(b), bytes + b, 1);
       hooks->betweenBytes.load()(b);
     }
   };
@@ -117,9 +108,9 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
   // references move before the first site write (allocation first).
   if (Status v = m.publishPendingVeneers(); !v.isOk()) failure = v;  // past validation: finish, report
   auto eachCall = [&](auto&& f) {
-    for (const DirectWrite& w : plan.direct) f(w.rel32, w.destination, w.target);
-    for (const ToggleWrite& w : plan.toggles) f(w.rel32, w.destination, w.target);
-    for (const BreakpointWrite& w : plan.breakpoints) f(w.site + 1, w.destination, w.target);
+    for (const DirectWrite& w : plan.direct) f(w.field, w.destination, w.target);
+    for (const ToggleWrite& w : plan.toggles) f(w.field, w.destination, w.target);
+    for (const BreakpointWrite& w : plan.breakpoints) f(arch::branchField(w.site), w.destination, w.target);
   };
   eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { m.reserveCallDestination(r, d, t); });
   eachCall([&](uintptr_t r, uintptr_t d, uintptr_t t) { m.noteCallDestination(r, d, t); });
@@ -147,12 +138,12 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
     stage.assign(round.size(), kUntouched);
     // phase 1
     if (first) {
-      for (const KeyUpdate& u : cells) m.write(m.key(u.key)->trampoline - 11, &u.target, 8);  // target cells
+      for (const KeyUpdate& u : cells) m.write(arch::trampolineCell(m.key(u.key)->trampoline), &u.target, 8);
       for (const DirectWrite& w : plan.direct) {
-        m.storeRel32(w.rel32, w.destination);
+        m.storeField(w.field, w.jump ? arch::jumpFieldValue(w.field, w.destination) : arch::callFieldValue(w.field, w.destination));
         m.notify(w.site, w.destination, w.form);
       }
-      for (const ToggleWrite& w : plan.toggles) writeRel32Bytewise(w.rel32, rel32For(w.rel32, w.destination));
+      for (const ToggleWrite& w : plan.toggles) writeFieldBytewise(w.field, arch::callFieldValue(w.field, w.destination));
     }
     for (const BreakpointWrite& w : round) {
       int64_t slot = traps.publish(w.site, w.destination);
@@ -161,8 +152,7 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
     // Every entry is visible before any int3 it covers (the handler relies on it).
     if (!round.empty()) traps.beginRound();
     for (size_t i = 0; i < round.size(); ++i) {
-      static const uint8_t kInt3 = 0xCC;
-      if (m.write(round[i].site, &kInt3, 1)) stage[i] = kTrapped;
+      if (m.write(round[i].site, arch::kBreakpoint, arch::kBreakpointSize)) stage[i] = kTrapped;
       else refused(round[i], "the int3");  // untouched: the old call stays whole
     }
     syncAll();
@@ -171,29 +161,29 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
     bool phase2 = !round.empty() || (first && !plan.toggles.empty());
     if (first) {
       for (const ToggleWrite& w : plan.toggles) {
-        m.write(w.site, w.flip, 2);
+        m.write(w.site, w.flip, arch::kToggleFlipSize);
         m.notify(w.site, w.destination, SiteForm::kToggle);
       }
     }
     for (size_t i = 0; i < round.size(); ++i) {
       if (stage[i] != kTrapped) continue;
-      int32_t rel = rel32For(round[i].site + 1, round[i].destination);
-      if (m.write(round[i].site + 1, &rel, 4)) {
+      uintptr_t field = arch::branchField(round[i].site);
+      int32_t value = arch::callFieldValue(field, round[i].destination);
+      if (m.write(field, &value, arch::kFieldSize)) {
         stage[i] = kTailWritten;
       } else {
         refused(round[i], "the rel32");
-        // The tail may be half written: put the old one back before the E8 returns.
+        // The tail may be half written: put the old one back before the call's head returns.
         auto f = m.foreignSites.find(round[i].site);
-        if (f != m.foreignSites.end()) (void)m.write(round[i].site + 1, &f->second.rel32, 4);
+        if (f != m.foreignSites.end()) (void)m.write(field, &f->second.field, arch::kFieldSize);
       }
     }
     if (phase2) syncAll();
     // phase 3
     for (size_t i = 0; i < round.size(); ++i) {
       const BreakpointWrite& w = round[i];
-      static const uint8_t kCall = 0xE8;
       if (stage[i] == kUntouched) continue;
-      if (!m.write(w.site, &kCall, 1)) {
+      if (!m.write(w.site, arch::kCallHead, arch::kBreakpointSize)) {
         // Still int3: keep its trap entry, so a thread reaching it is sent to the target the
         // entry names instead of dying of SIGTRAP. The next update's probe refuses the site.
         refused(w, "the final E8");
@@ -203,7 +193,7 @@ Status writePlan(Runtime::Impl& m, const Plan& plan, std::span<const KeyUpdate> 
       if (stage[i] == kTailWritten) {
         stage[i] = kDone;
         auto f = w.foreign ? m.foreignSites.find(w.site) : m.foreignSites.end();
-        if (f != m.foreignSites.end()) f->second.rel32 = rel32For(w.site + 1, w.destination);
+        if (f != m.foreignSites.end()) f->second.field = arch::callFieldValue(arch::branchField(w.site), w.destination);
         m.notify(w.site, w.destination, SiteForm::kBreakpoint);
       }
     }
@@ -258,30 +248,30 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
       k->pending = u.target;
       PATCHCALL_TRY(validateTarget(u.target));
       auto target = reinterpret_cast<uintptr_t>(u.target);
-      Result<uintptr_t> tramp = reachable(k->trampoline + 5, target);
+      Result<uintptr_t> tramp = reachable(k->trampoline, target);
       if (!tramp) return tramp.status();
-      plan.direct.push_back({k->trampoline + 1, *tramp, k->trampoline, SiteForm::kDirect, target});
+      plan.direct.push_back({arch::branchField(k->trampoline), *tramp, k->trampoline, SiteForm::kDirect, target, true});
       for (uint32_t id : k->sites) {
         const SiteRecord& s = sites[id];
         if (s.form == SiteForm::kDirect) {
-          Result<uintptr_t> d = reachable(s.address + 5, target);
+          Result<uintptr_t> d = reachable(s.address, target);
           if (!d) return d.status();
-          plan.direct.push_back({s.address + 1, *d, s.address, SiteForm::kDirect, target});
+          plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false});
         } else if (s.form == SiteForm::kToggle) {
-          ToggleLayout t = ToggleLayout::of(s);
-          bool bActive = *reinterpret_cast<const volatile uint8_t*>(t.toggle) == 0xEB;
+          arch::ToggleLayout t = detail::toggleLayoutOf(s);
+          bool bActive = arch::toggleSelectsB(t);
           uintptr_t inactive = bActive ? t.callA : t.callB;
-          Result<uintptr_t> d = reachable(inactive + 5, target);
+          Result<uintptr_t> d = reachable(inactive, target);
           if (!d) return d.status();
-          ToggleWrite w{id, s.address, inactive + 1, *d, {0x66, 0x90}, target};
-          if (!bActive) w.flip[0] = 0xEB, w.flip[1] = t.jumpToB;
+          ToggleWrite w{id, s.address, arch::branchField(inactive), *d, {}, target};
+          arch::toggleFlip(t, !bActive, w.flip);
           plan.toggles.push_back(w);
           auto flipped = toggleFlipSnap.find(id);
           if (flipped != toggleFlipSnap.end() && !quiescence->completed(flipped->second)) {
             plan.graceNeeded = std::max(plan.graceNeeded, flipped->second);
           }
         } else {
-          Result<uintptr_t> d = reachable(s.address + 5, target);
+          Result<uintptr_t> d = reachable(s.address, target);
           if (!d) return d.status();
           plan.breakpoints.push_back({s.address, *d, target, (s.flags & detail::kSiteForeign) != 0});
         }
@@ -301,10 +291,10 @@ Status Runtime::Impl::retarget(std::span<const KeyUpdate> updates, const void** 
   // ---- 2b. foreign sites: still mapped, still our call, still writable (before any write)
   for (const BreakpointWrite& w : plan.breakpoints) {
     if (!w.foreign) continue;
-    uint8_t expected[5];
+    uint8_t expected[arch::kCallSize];
     auto f = foreignSites.find(w.site);
     if (f == foreignSites.end()) continue;  // cannot happen: flagged foreign when registered
-    expectedCall(f->second.rel32, expected);
+    arch::encodeCall(f->second.field, expected);  // what it holds since our last write
     PATCHCALL_TRY(probeForeignSite(w.site, expected, "update"));
   }
   Status written = writePlan(*this, plan, updates, hooks);
@@ -346,7 +336,7 @@ Status Runtime::Impl::patchSiteToKey(TextMutexGuard&, uint32_t siteId) {
   const SiteRecord& s = sites[siteId];
   auto target = reinterpret_cast<uintptr_t>(keys[s.key].target);
   dropPendingVeneers();
-  Result<uintptr_t> d = reachable(s.address + 5, target);
+  Result<uintptr_t> d = reachable(s.address, target);
   if (!d) {
     dropPendingVeneers();
     return d.status();

@@ -8,7 +8,6 @@
 #include "fork_safety.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
-#include "safepoint_stub.h"
 #include "test_hooks.h"
 #include "trap_table.h"
 
@@ -42,7 +41,7 @@ void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
   detail::testHooks()->fakeKernelRelease.store(kernelRelease);
 }
 // patchcall/testing.h is not included here (it pulls in asmjit): its SafepointSave has the
-// values of detail::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
+// values of arch::StateSave, which Emission.SafepointStubDecodesForEverySaveMethod checks.
 enum class SafepointSave : uint8_t;
 void setSafepointSave(SafepointSave save) { detail::testHooks()->stateSave.store(static_cast<uint8_t>(save)); }
 SafepointSave safepointSaveMethod(const Runtime& rt) { return static_cast<SafepointSave>(rt.impl()->stateSave.method); }
@@ -85,14 +84,14 @@ Result<Runtime> Runtime::create(Options options) {
     impl->safepointStubRx = impl->pollFlagRx + 64;
     uint8_t* rw = impl->arena->toRw(*page);
     rw[0] = 0;
-    auto wanted = detail::StateSave::kAuto;
+    auto wanted = arch::StateSave::kAuto;
     if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) {
-      wanted = static_cast<detail::StateSave>(hooks->stateSave.load());
+      wanted = static_cast<arch::StateSave>(hooks->stateSave.load());
     }
-    impl->stateSave = detail::detectStateSave(wanted);
+    impl->stateSave = arch::detectStateSave(wanted);
     size_t stubSize =
-        detail::encodeSafepointStub(rw + 64, impl->stateSave, &detail::safepointPending, &detail::safepointSlow);
-    if (stubSize > detail::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
+        arch::encodeSafepointStub(rw + 64, impl->stateSave, &detail::safepointPending, &detail::safepointSlow);
+    if (stubSize > arch::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
       return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
     }
 
@@ -135,17 +134,18 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
     if (m.keys.size() > m.options.maxKeys) {
       return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(m.options.maxKeys) + ") reached");
     }
-    Result<uintptr_t> slot = m.slot(m.trampolinePool, 16);
+    Result<uintptr_t> slot = m.slot(m.trampolinePool, arch::kTrampolineSlotSize);
     if (!slot) return slot.status();
-    // [target cell: 8][CC CC CC][E9 rel32]: the cell is 8-byte aligned, the rel32 4-byte aligned.
-    uintptr_t entry = *slot + 11;
+    // The slot's layout: runtime/arch/<isa>/stubs.h (cell and jump field both aligned).
+    uintptr_t entry = arch::trampolineEntry(*slot);
+    uintptr_t field = arch::branchField(entry);
     m.dropPendingVeneers();
-    Result<uintptr_t> dest = m.reachable(entry + 5, reinterpret_cast<uintptr_t>(initialTarget));
+    Result<uintptr_t> dest = m.reachable(entry, reinterpret_cast<uintptr_t>(initialTarget));
     if (!dest) {
       m.dropPendingVeneers();
       return dest.status();
     }
-    m.reserveCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.reserveCallDestination(field, *dest, reinterpret_cast<uintptr_t>(initialTarget));
     // Allocate first: once the entry is in keyByTrampoline, validateTarget accepts it.
     detail::KeyRecord k;
     k.live = true;
@@ -157,11 +157,11 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
     PATCHCALL_TRY(m.publishPendingVeneers());
     if (m.keys.size() == m.keys.capacity()) m.keys.reserve(2 * m.keys.size() + 1);
     m.keyByTrampoline.emplace(entry, static_cast<uint32_t>(m.keys.size()));
-    m.noteCallDestination(entry + 1, *dest, reinterpret_cast<uintptr_t>(initialTarget));
-    m.write(*slot, &initialTarget, 8);
-    static const uint8_t kJmp = 0xE9;
-    m.write(entry, &kJmp, 1);
-    m.storeRel32(entry + 1, *dest);
+    m.noteCallDestination(field, *dest, reinterpret_cast<uintptr_t>(initialTarget));
+    m.write(arch::trampolineCell(entry), &initialTarget, 8);
+    std::span<const uint8_t> head = arch::trampolineJumpHead();
+    m.write(entry, head.data(), head.size());
+    m.storeField(field, arch::jumpFieldValue(field, *dest));
     m.keys.push_back(std::move(k));
     // Publish the fresh trampoline to every core; without that the key is not handed out.
     if (Status synced = m.sync.syncOrError("createKey"); !synced.isOk()) {
@@ -224,7 +224,7 @@ Result<const void* const*> Runtime::targetCell(Key key) const {
   auto lock = impl_->readLock();
   detail::KeyRecord* k = impl_->key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live");
-  return reinterpret_cast<const void* const*>(k->trampoline - 11);
+  return reinterpret_cast<const void* const*>(arch::trampolineCell(k->trampoline));
 }
 
 Result<ThreadScope> Runtime::registerThread(std::string_view name) {

@@ -14,13 +14,13 @@
 #include <mutex>
 #include <thread>
 
+#include "arch/arch.h"
 #include "code_arena.h"
 #include "cross_core_sync.h"
 #include "fair_mutex.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "quiescence.h"
-#include "safepoint_stub.h"
 
 namespace patchcall {
 
@@ -41,17 +41,13 @@ enum SiteFlags : uint8_t {
   kSiteStallGap = 2,    // toggle with a 5-byte test stall call before call A (test builds)
 };
 
-// Toggle layout: [toggle:2][gap:0|5][A: E8 rel32][EB 05][B: E8 rel32]. Toggle bytes
-// 66 90 (2-byte nop) select A; EB xx (jmp rel8 to B) select B.
-struct ToggleLayout {
-  uintptr_t toggle, callA, callB;
-  uint8_t jumpToB;  // rel8 of the jmp that selects B
-  static ToggleLayout of(const SiteRecord& s) {
-    uintptr_t gap = (s.flags & kSiteStallGap) != 0 ? 5 : 0;
-    uintptr_t a = s.address + 2 + gap;
-    return {s.address, a, a + 7, static_cast<uint8_t>(gap + 7)};
-  }
-};
+// The toggle's calls (runtime/arch/<isa>/site_layout.h).
+inline arch::ToggleLayout toggleLayoutOf(const SiteRecord& s) {
+  return arch::toggleLayout(s.address, (s.flags & kSiteStallGap) != 0);
+}
+inline arch::SiteCalls siteCallsOf(const SiteRecord& s) {
+  return arch::siteCalls(s.address, s.form, (s.flags & kSiteStallGap) != 0);
+}
 
 struct KeyRecord {
   bool live = false;
@@ -59,8 +55,8 @@ struct KeyRecord {
   uint64_t batchStamp = 0;  // last update pass that touched this key (textMutex)
   const void* target = nullptr;
   const void* pending = nullptr;  // its target in the update pass marked by batchStamp
-  uintptr_t trampoline = 0;  // entry (the E9 byte); rel32 at +1 is 4-byte aligned; the
-                             // 8-byte target cell sits at entry - 11
+  uintptr_t trampoline = 0;  // entry (arch::trampolineEntry); its field is aligned; the
+                             // target cell at arch::trampolineCell(entry)
   MiVector<uint32_t> sites;
   MiString name;
 };
@@ -104,11 +100,11 @@ class TextMutexGuard {
   const void* previous_;
 };
 
-// A registered foreign site: its site id and the rel32 patchcall last wrote there (an update
-// checks the bytes are still `E8 <rel32>` before it writes again).
+// A registered foreign site: its site id and the call field patchcall last wrote there (an
+// update checks the bytes are still that call before it writes again).
 struct ForeignSite {
   uint32_t id = 0;
-  int32_t rel32 = 0;
+  int32_t field = 0;
 };
 
 class Reclaimer;
@@ -139,7 +135,7 @@ struct Runtime::Impl {
   // Runtime page at the start of the arena: poll flag and safepoint stub.
   uintptr_t pollFlagRx = 0;
   uintptr_t safepointStubRx = 0;
-  detail::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
+  arch::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
 
   // ---- registry, all under textMutex ----
   mutable detail::FairMutex textMutex;
@@ -157,7 +153,7 @@ struct Runtime::Impl {
   // Veneers (veneers.cpp; their life is described there).
   detail::MiHashMap<uintptr_t, uintptr_t> veneers;      // far target -> live veneer
   detail::MiHashMap<uintptr_t, uint32_t> veneerRefs;    // live veneer -> calls/jumps naming it
-  detail::MiHashMap<uintptr_t, uintptr_t> veneerUsers;  // rel32 address of such a call -> veneer
+  detail::MiHashMap<uintptr_t, uintptr_t> veneerUsers;  // field address of such a call -> veneer
   detail::MiVector<std::pair<uintptr_t, uintptr_t>> pendingVeneers;  // (target, slot): planned
   detail::MiVector<uintptr_t> orphanVeneers;            // no user left: retire after the syncs
   std::mutex veneerFreeMutex;                           // freeVeneerSlots (retire callbacks add)
@@ -202,25 +198,24 @@ struct Runtime::Impl {
   // their pending target.
   Status checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const;
   Result<uintptr_t> slot(detail::SlotPool& pool, size_t slotSize);
-  // Where a call whose rel32 ends at `next` must point to reach `target` (maybe a veneer,
-  // which validation only plans: see publishPendingVeneers).
-  Result<uintptr_t> reachable(uintptr_t next, uintptr_t target) {
-    int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
-    if (d >= INT32_MIN && d <= INT32_MAX) return target;  // the common case, inline
-    return reachableViaVeneer(next, target);
+  // Where the call or jump at `insn` must point to reach `target` (maybe a veneer, which
+  // validation only plans: see publishPendingVeneers).
+  Result<uintptr_t> reachable(uintptr_t insn, uintptr_t target) {
+    if (arch::inReach(insn, target)) return target;  // the common case, inline
+    return reachableViaVeneer(insn, target);
   }
-  Result<uintptr_t> reachableViaVeneer(uintptr_t next, uintptr_t target);
+  Result<uintptr_t> reachableViaVeneer(uintptr_t insn, uintptr_t target);
   // Validation succeeded: write the planned veneers and sync, before any call points at one.
   // A sync that keeps failing is kSystemError (the veneers are written; see syncOrError).
   Status publishPendingVeneers();
   // Validation failed (or starts over): forget the planned veneers; nothing was written.
   void dropPendingVeneers() noexcept;
-  // Before writing a call's (or trampoline's) rel32 that will reach `target` via
+  // Before writing a call's (or trampoline's) field that will reach `target` via
   // `destination`: reserve (allocates) for every write, then note (cannot fail) for every
   // write, both before the first write. Moves the veneer references.
-  void reserveCallDestination(uintptr_t rel32, uintptr_t destination, uintptr_t target);
-  void noteCallDestination(uintptr_t rel32, uintptr_t destination, uintptr_t target) noexcept;
-  void forgetCall(uintptr_t rel32) noexcept;  // the call's code is gone (blob freed)
+  void reserveCallDestination(uintptr_t field, uintptr_t destination, uintptr_t target);
+  void noteCallDestination(uintptr_t field, uintptr_t destination, uintptr_t target) noexcept;
+  void forgetCall(uintptr_t field) noexcept;  // the call's code is gone (blob freed)
   // After the sync that moved the last user off them: free unused veneers a grace period later.
   void retireOrphanVeneers() noexcept;
   void releaseVeneer(uintptr_t veneer) noexcept;
@@ -235,11 +230,10 @@ struct Runtime::Impl {
   bool write(uintptr_t rx, const void* bytes, size_t n);
   // A foreign site still mapped, still holding `expected` and writable through /proc/self/mem
   // (the same bytes are written back): checked before its first write and every update.
-  Status probeForeignSite(uintptr_t address, const uint8_t expected[5], const char* what);
-  // A Direct site's or trampoline's rel32 (always in the arena, 4-byte aligned): one store.
-  void storeRel32(uintptr_t rel32Address, uintptr_t destination) {
-    auto rel = static_cast<int32_t>(static_cast<int64_t>(destination) - static_cast<int64_t>(rel32Address + 4));
-    __atomic_store_n(reinterpret_cast<int32_t*>(arena->toRw(reinterpret_cast<void*>(rel32Address))), rel, __ATOMIC_RELAXED);
+  Status probeForeignSite(uintptr_t address, const uint8_t expected[arch::kCallSize], const char* what);
+  // A Direct site's or trampoline's field (always in the arena, aligned): one store.
+  void storeField(uintptr_t field, int32_t value) {
+    __atomic_store_n(reinterpret_cast<int32_t*>(arena->toRw(reinterpret_cast<void*>(field))), value, __ATOMIC_RELAXED);
   }
   void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
 

@@ -2,13 +2,13 @@
 #include "trap_table.h"
 
 #include <signal.h>
-#include <ucontext.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
 
+#include "arch/arch.h"
 #include "test_hooks.h"
 
 namespace patchcall::detail {
@@ -44,41 +44,37 @@ void chain(int sig, siginfo_t* info, void* ctx) {
 }
 
 void onSigtrap(int sig, siginfo_t* info, void* ctx) {
-  auto* uc = static_cast<ucontext_t*>(ctx);
-  greg_t& rip = uc->uc_mcontext.gregs[REG_RIP];
-  greg_t& rsp = uc->uc_mcontext.gregs[REG_RSP];
-  // An int3 reports SI_KERNEL with rip just past the 0xCC byte.
-  if (info != nullptr && info->si_code == SI_KERNEL) {
-    auto site = static_cast<uintptr_t>(rip) - 1;
-    // The handler can run long after the int3 (the thread may be preempted), so the round
-    // that wrote it may be over -- and later rounds of the same site may have come and gone.
-    // An entry means a round is on or has just ended (emulate the call: its target was
-    // current during this call's window); E8 means the int3 was replaced by the complete new
-    // call (re-execute it). 0xCC without an entry is ours only if a round began or ended
-    // while we looked: the round sequence tells (rounds publish, then go odd, then write
-    // int3; they write E8, sync, go even, then remove entries). With the sequence unchanged
-    // every int3 we can see belongs to the round whose entries we saw, so the int3 is not
-    // ours (a debugger's, the program's, int3 fill of freed code): chain it. Only a round
-    // boundary inside these few loads costs another pass, so no thread loses its call.
+  // The context's registers and the trap's site: runtime/arch/<isa>/trap_emulation.h.
+  if (info != nullptr && arch::isBreakpointTrap(info->si_code)) {
+    uintptr_t site = arch::trapSite(ctx);
+    // The handler can run long after the breakpoint (the thread may be preempted), so the
+    // round that wrote it may be over -- and later rounds of the same site may have come and
+    // gone. An entry means a round is on or has just ended (emulate the call: its target was
+    // current during this call's window); a call means the breakpoint was replaced by the
+    // complete new call (re-execute it). A breakpoint without an entry is ours only if a round
+    // began or ended while we looked: the round sequence tells (rounds publish, then go odd,
+    // then write the breakpoints; they write the calls' heads, sync, go even, then remove
+    // entries). With the sequence unchanged every breakpoint we can see belongs to the round
+    // whose entries we saw, so this one is not ours (a debugger's, the program's, int3 fill of
+    // freed code): chain it. Only a round boundary inside these few loads costs another pass,
+    // so no thread loses its call.
     TestHooks* hooks = testHooks();
     for (int pass = 0;; ++pass) {
       uint64_t before = gRoundSeq.load(std::memory_order_acquire);
       if (hooks != nullptr && hooks->inTrapHandler.load() != nullptr) hooks->inTrapHandler.load()(2 * pass);
       uintptr_t target = 0;
       if (TrapTable::instance().lookup(site, &target)) {
-        rsp -= 8;  // emulate `call target` from the site
-        *reinterpret_cast<uintptr_t*>(rsp) = site + 5;
-        rip = static_cast<greg_t>(target);
+        arch::emulateCall(ctx, site, target);
         gEmulated.fetch_add(1, std::memory_order_relaxed);
         return;
       }
       if (hooks != nullptr && hooks->inTrapHandler.load() != nullptr) hooks->inTrapHandler.load()(2 * pass + 1);
-      uint8_t byte = __atomic_load_n(reinterpret_cast<const uint8_t*>(site), __ATOMIC_ACQUIRE);
-      if (byte == 0xE8) {
-        rip = static_cast<greg_t>(site);
+      arch::SiteHolds holds = arch::siteHolds(site);
+      if (holds == arch::SiteHolds::kCall) {
+        arch::resumeAt(ctx, site);
         return;
       }
-      if (byte != 0xCC || gRoundSeq.load(std::memory_order_acquire) == before) break;
+      if (holds != arch::SiteHolds::kBreakpoint || gRoundSeq.load(std::memory_order_acquire) == before) break;
     }
   }
   chain(sig, info, ctx);

@@ -1,4 +1,5 @@
-// patchcall — veneers: `jmp [rip+0]; .quad target` stubs for targets out of rel32 reach.
+// patchcall — veneers: stubs for targets out of a call's reach (their bytes:
+// runtime/arch/<isa>/stubs.h; on x86-64 `jmp [rip+0]; .quad target`).
 //
 // Life of a veneer (every function here runs with the text mutex held):
 //   1. planned  during validation (reachableViaVeneer): a slot is chosen, nothing written;
@@ -21,17 +22,12 @@
 namespace patchcall {
 
 namespace {
-constexpr size_t kVeneerSize = 16;
-
+using arch::kVeneerSize;
 using detail::hex;
-
-bool fitsRel32(uintptr_t next, uintptr_t target) {
-  int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(next);
-  return d >= INT32_MIN && d <= INT32_MAX;
-}
 }  // namespace
 
-Result<uintptr_t> Runtime::Impl::reachableViaVeneer(uintptr_t next, uintptr_t target) {
+Result<uintptr_t> Runtime::Impl::reachableViaVeneer(uintptr_t insn, uintptr_t target) {
+  uintptr_t next = insn + arch::kCallSize;  // messages name the call's end
   if (!options.allowVeneers) {
     return Status(Error::kOutOfRange, "target " + hex(target) + " is out of rel32 reach of the call ending at " +
                                           hex(next) + " and veneers are disabled");
@@ -61,7 +57,7 @@ Result<uintptr_t> Runtime::Impl::reachableViaVeneer(uintptr_t next, uintptr_t ta
       throw;
     }
   }
-  if (!fitsRel32(next, v)) {
+  if (!arch::inReach(insn, v)) {
     return Status(Error::kOutOfRange, "neither target " + hex(target) + " nor its veneer " + hex(v) +
                                           " is within rel32 reach of the call ending at " + hex(next));
   }
@@ -88,9 +84,8 @@ Status Runtime::Impl::publishPendingVeneers() {
   veneers.reserve(veneers.size() + pendingVeneers.size());
   veneerRefs.reserve(veneerRefs.size() + pendingVeneers.size());
   for (auto& [target, v] : pendingVeneers) {
-    // jmp qword [rip+0] ; .quad target ; int3 int3
-    uint8_t code[kVeneerSize] = {0xFF, 0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xCC, 0xCC};
-    std::memcpy(code + 6, &target, 8);
+    uint8_t code[kVeneerSize];
+    arch::encodeVeneer(target, code);
     write(v, code, sizeof code);
     veneers.emplace(target, v);
     veneerRefs.emplace(v, 0);
@@ -134,9 +129,7 @@ void Runtime::Impl::releaseVeneer(uintptr_t v) noexcept {
   auto it = veneerRefs.find(v);
   if (it == veneerRefs.end() || --it->second != 0) return;
   veneerRefs.erase(it);
-  uintptr_t target;
-  std::memcpy(&target, reinterpret_cast<const void*>(v + 6), 8);
-  veneers.erase(target);  // no new user; a later far call to `target` gets a fresh veneer
+  veneers.erase(arch::veneerTarget(v));  // no new user; a later far call to `target` gets a fresh veneer
   try {
     orphanVeneers.push_back(v);
   } catch (...) {
@@ -150,9 +143,7 @@ void Runtime::Impl::retireOrphanVeneers() noexcept {
     try {
       veneersRetired.fetch_add(1, std::memory_order_release);
       (void)reclaimer->retire([this, v] {
-        static const uint8_t kFill[kVeneerSize] = {0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC,
-                                                   0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC};
-        std::memcpy(arena->toRw(reinterpret_cast<void*>(v)), kFill, sizeof kFill);
+        std::memset(arena->toRw(reinterpret_cast<void*>(v)), arch::kFillByte, kVeneerSize);
         dropSlot(v);
         veneersFreed.fetch_add(1, std::memory_order_relaxed);
       });

@@ -1,10 +1,10 @@
-// patchcall — the out-of-line slow path shared by every JIT safepoint poll.
+// patchcall x86-64 — the out-of-line slow path shared by every JIT safepoint poll.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-namespace patchcall::detail {
+namespace patchcall::arch {
 
 // How the stub saves the extended register state (x87, SSE, AVX, AVX-512, ... as XCR0 enables).
 enum class StateSave : uint8_t {
@@ -36,4 +36,4 @@ constexpr size_t kSafepointStubMaxSize = 320;
 size_t encodeSafepointStub(uint8_t* out, const StateSaveLayout& save, bool (*pending)() noexcept,
                            void (*slowPath)() noexcept);
 
-}  // namespace patchcall::detail
+}  // namespace patchcall::arch

@@ -1,4 +1,4 @@
-// patchcall — hand-encoded safepoint stub (runtime/ does not depend on asmjit).
+// patchcall x86-64 — hand-encoded safepoint stub (runtime/ does not depend on asmjit).
 #include "safepoint_stub.h"
 
 #include <cpuid.h>
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <initializer_list>
 
-namespace patchcall::detail {
+namespace patchcall::arch {
 namespace {
 
 enum Reg : uint8_t { rax = 0, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11 };
@@ -166,4 +166,4 @@ size_t encodeSafepointStub(uint8_t* out, const StateSaveLayout& save, bool (*pen
   return o.n;
 }
 
-}  // namespace patchcall::detail
+}  // namespace patchcall::arch
