@@ -53,7 +53,7 @@ int main() {
   });
 
   auto await = [&](int value) {  // until the mutator has seen `value` (bounded)
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (last.load() != value && std::chrono::steady_clock::now() < end) std::this_thread::yield();
   };
   await(49);
@@ -70,7 +70,7 @@ int main() {
   current = reinterpret_cast<int (*)(int)>(v2->code);
   await(343);
   if (Status s = rt->retire(*v1); !s.isOk()) return fail("retire", s);
-  Status freed = rt->barrier(std::chrono::milliseconds(2000));
+  Status freed = rt->barrier(std::chrono::milliseconds(5000));
   stop = true;
   mutator.join();
   std::printf("f(7) = %d with the new code; old code freed: %s\n", last.load(), freed.isOk() ? "yes" : "no");
