@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "disasm.h"
@@ -181,6 +182,14 @@ std::string buildRaceSetup(RaceSetup& s, KeyOptions keyOptions = {}) {
   return "";
 }
 
+// A runtime with raceOptions() and the race built in it; "" or what failed.
+std::string setUpRace(std::optional<RaceSetup>* out, const KeyOptions& keyOptions = {}) {
+  Result<Runtime> rt = Runtime::create(raceOptions());
+  if (!rt) return "create: " + rt.status().toString();
+  out->emplace(RaceSetup{std::move(*rt), {}});
+  return buildRaceSetup(**out, keyOptions);
+}
+
 // The reader: registered, stalls inside F between the toggle and call A.
 std::thread startReader(Runtime& rt, Fn f, bool dieOnTornCall, const void* pad) {
   return std::thread([&rt, f, dieOnTornCall, pad] {
@@ -242,11 +251,10 @@ TEST(ToggleRaceDeathTest, RaceWithoutGracePeriodTearsCall) {
 TEST(ToggleRace, RaceFixedByGracePeriod) {
   HookGuard guard;
   resetRendezvous();
-  Result<Runtime> rt = Runtime::create(raceOptions());
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  RaceSetup s{std::move(*rt), {}};
-  std::string err = buildRaceSetup(s);
+  std::optional<RaceSetup> race;
+  std::string err = setUpRace(&race);
   ASSERT_TRUE(err.empty()) << err;
+  RaceSetup& s = *race;
   uint64_t waitsBefore = s.rt.stats().toggleGraceWaits;
 
   std::thread reader = startReader(s.rt, s.f, /*dieOnTornCall=*/false, s.pad);
@@ -322,13 +330,12 @@ TEST(ToggleRace, StrictUpdateReturnsOnlyAfterTheStalledReaderMadeItsCall) {
     SCOPED_TRACE(perKey ? "KeyOptions::strictUpdates" : "UpdateOptions::strict");
     HookGuard guard;
     resetRendezvous();
-    Result<Runtime> rt = Runtime::create(raceOptions());
-    ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-    RaceSetup s{std::move(*rt), {}};
     KeyOptions keyOptions;
     keyOptions.strictUpdates = perKey;
-    std::string err = buildRaceSetup(s, keyOptions);
+    std::optional<RaceSetup> race;
+    std::string err = setUpRace(&race, keyOptions);
     ASSERT_TRUE(err.empty()) << err;
+    RaceSetup& s = *race;
     UpdateOptions how;
     how.strict = !perKey;
     StrictRun run = runStrictUpdate(s, how, std::chrono::milliseconds(50));
@@ -346,11 +353,10 @@ TEST(ToggleRace, WithoutItsGracePeriodAStrictUpdateLeavesTheWindowOpen) {
   // stalled before call A, which then enters t0 -- the window the option closes.
   HookGuard guard;
   resetRendezvous();
-  Result<Runtime> rt = Runtime::create(raceOptions());
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  RaceSetup s{std::move(*rt), {}};
-  std::string err = buildRaceSetup(s);
+  std::optional<RaceSetup> race;
+  std::string err = setUpRace(&race);
   ASSERT_TRUE(err.empty()) << err;
+  RaceSetup& s = *race;
   testing::setSkipStrictGrace(true);
   UpdateOptions how;
   how.strict = true;
@@ -363,11 +369,10 @@ TEST(ToggleRace, WithoutItsGracePeriodAStrictUpdateLeavesTheWindowOpen) {
 TEST(ToggleRace, StrictUpdateTimeoutSaysTheUpdateTookEffect) {
   HookGuard guard;
   resetRendezvous();
-  Result<Runtime> rt = Runtime::create(raceOptions());
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  RaceSetup s{std::move(*rt), {}};
-  std::string err = buildRaceSetup(s);
+  std::optional<RaceSetup> race;
+  std::string err = setUpRace(&race);
   ASSERT_TRUE(err.empty()) << err;
+  RaceSetup& s = *race;
   UpdateOptions how;
   how.strict = true;
   how.deadline = std::chrono::milliseconds(100);
