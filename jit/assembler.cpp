@@ -20,7 +20,10 @@ constexpr uint32_t kCallFieldOffset = static_cast<uint32_t>(arch::branchField(0)
 
 }  // namespace
 
-Assembler::Assembler(Runtime& rt) : asmjit::x86::Assembler(&holder), rt_(&rt) { holder.setErrorHandler(&errors_); }
+Assembler::Assembler(Runtime& rt) : asmjit::x86::Assembler(&holder), rt_(&rt) {
+  holder.setErrorHandler(&errors_);
+  asmjit::x86::Assembler::setErrorHandler(&errors_);  // the emitter's own: install() checks it is still ours
+}
 
 Status Assembler::recordError(asmjit::Error err) {
   if (err == asmjit::kErrorOk) return Status::ok();
@@ -84,6 +87,12 @@ Status emitSafepointPoll(Assembler& a) {
 
 Result<Blob> install(Assembler& a) {
   if (a.installed_) return Status(Error::kInvalidArgument, "install: this Assembler was already installed");
+  if (a.asmjit::x86::Assembler::errorHandler() != &a.errors_) {
+    return Status(Error::kEmitFailed,
+                  "install: the Assembler's asmjit error handler was replaced (through asmjit::BaseEmitter), so "
+                  "install() cannot tell whether asmjit refused an instruction; set yours with "
+                  "jit::Assembler::setErrorHandler, which chains it");
+  }
   asmjit::CodeHolder& code = a.codeHolder();
   if (!a.finalized_) {  // once: install may be retried after e.g. kArenaExhausted
     // Out-of-line poll slow paths: step over the red zone (the call's return address and the

@@ -515,6 +515,32 @@ TEST(HardeningBadInput, AsmjitErrorsAreEmitFailed) {
     EXPECT_EQ(b.code(), Error::kEmitFailed)
         << "install after an instruction asmjit refused (the code would silently lack it): " << b.status().toString();
   }
+  // The embedder's own error handler (tinyvm has one) is chained: it sees the error and
+  // install() still refuses. It used to replace patchcall's recorder: install() said OK.
+  struct Count : asmjit::ErrorHandler {
+    int errors = 0;
+    void handleError(asmjit::Error, const char*, asmjit::BaseEmitter*) override { ++errors; }
+  } mine;
+  {
+    jit::Assembler a(rt);
+    a.setErrorHandler(&mine);
+    EXPECT_EQ(a.errorHandler(), &mine);
+    (void)a.emit(asmjit::x86::Inst::kIdMov, x86::eax, x86::rbx);
+    a.mov(x86::eax, 3);
+    a.ret();
+    EXPECT_EQ(mine.errors, 1) << "the embedder's handler was not called";
+    Result<Blob> b = jit::install(a);
+    EXPECT_EQ(b.code(), Error::kEmitFailed) << "install with the embedder's handler set: " << b.status().toString();
+  }
+  {
+    jit::Assembler a(rt);
+    static_cast<asmjit::BaseEmitter&>(a).setErrorHandler(&mine);  // bypasses the chaining
+    a.mov(x86::eax, 3);
+    a.ret();
+    Result<Blob> b = jit::install(a);
+    EXPECT_EQ(b.code(), Error::kEmitFailed) << "install cannot vouch for the code: " << b.status().toString();
+    EXPECT_NE(b.status().message().find("setErrorHandler"), std::string::npos) << b.status().toString();
+  }
 }
 
 // ---- quiescence ----------------------------------------------------------------------------

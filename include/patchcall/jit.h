@@ -41,6 +41,13 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   Assembler& operator=(const Assembler&) = delete;
 
   Runtime& runtime() const noexcept { return *rt_; }
+  // Your own asmjit error handler: called after the Assembler has recorded the error, so
+  // install() still refuses code asmjit rejected an instruction of. (These hide asmjit's
+  // BaseEmitter functions; a handler set through a BaseEmitter pointer or reference replaces
+  // the recorder instead, and install() then refuses with kEmitFailed.)
+  void setErrorHandler(asmjit::ErrorHandler* handler) noexcept { errors_.next = handler; }
+  void resetErrorHandler() noexcept { errors_.next = nullptr; }
+  asmjit::ErrorHandler* errorHandler() const noexcept { return errors_.next; }
   asmjit::CodeHolder& codeHolder() noexcept { return holder; }
   const std::vector<SiteSpec>& sites() const noexcept { return sites_; }
   bool installed() const noexcept { return installed_; }
@@ -65,8 +72,10 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   struct ErrorRecorder : asmjit::ErrorHandler {
     asmjit::Error first = asmjit::kErrorOk;
     std::string message;
-    void handleError(asmjit::Error err, const char* msg, asmjit::BaseEmitter*) override {
+    asmjit::ErrorHandler* next = nullptr;  // the user's, via Assembler::setErrorHandler
+    void handleError(asmjit::Error err, const char* msg, asmjit::BaseEmitter* origin) override {
       if (first == asmjit::kErrorOk) first = err, message = msg != nullptr ? msg : "";
+      if (next != nullptr) next->handleError(err, msg, origin);
     }
   };
   Status recordError(asmjit::Error err);
