@@ -34,7 +34,19 @@ void runFunctionNode(RetireNode* node) {
 }  // namespace
 
 Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(background) {
-  if (background) thread_ = std::thread([this] { backgroundLoop(); });
+  if (!background) return;
+  thread_ = std::thread([this] {
+    threadRunning_.store(true, std::memory_order_release);
+    backgroundLoop();
+  });
+  // Return only once the thread runs: a fork() right after Runtime::create must not catch it
+  // inside its start-up (an allocator that is not fork-safe, as ASan's, would then deadlock
+  // the child on its first allocation). Bounded: a thread that cannot be scheduled in 1 s is
+  // not waited for.
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!threadRunning_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < end) {
+    std::this_thread::yield();
+  }
 }
 
 void Reclaimer::lockForFork() {

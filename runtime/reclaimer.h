@@ -7,6 +7,7 @@
 // (Options::backgroundReclaimer = false), in which case barrier() and poll() drive it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -98,6 +99,7 @@ class Reclaimer {
   std::atomic<uint64_t> blobsRetired_{0}, blobsFreed_{0}, blobsPinned_{0};
   bool background_;
   std::thread thread_;
+  std::atomic<bool> threadRunning_{false};  // set by the background thread once it runs
 };
 
 }  // namespace patchcall::detail
