@@ -101,11 +101,6 @@ patchcall_blob toC(const patchcall::Blob& b) { return patchcall_blob{b.id, b.cod
 
 }  // namespace
 
-namespace patchcall::detail {
-// For the C API's other translation units (c_api_stacks.cpp).
-int capiReport(const Status& s) { return report(s); }
-Runtime* capiRuntime(patchcall_runtime* rt) { return rt == nullptr ? nullptr : &rt->rt; }
-}  // namespace patchcall::detail
 
 extern "C" {
 

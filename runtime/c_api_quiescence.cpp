@@ -3,17 +3,11 @@
 // gracePeriodElapsed and Runtime::retire(RetireNode*). Nothing here allocates.
 #include <cstddef>
 
-#include "patchcall/patchcall.h"
-#include "patchcall/runtime.h"
-
-namespace patchcall::detail {
-int capiReport(const Status& s);  // c_api.cpp: keeps the message for patchcall_last_error_message
-Runtime* capiRuntime(patchcall_runtime* rt);
-}  // namespace patchcall::detail
+#include "c_api_support.h"
 
 namespace {
+using namespace patchcall::capi;
 using patchcall::RetireNode;
-using patchcall::detail::capiRuntime;
 
 // The C node is the C++ node, field for field: the library links the C node in place.
 static_assert(sizeof(patchcall_retire_node) == sizeof(RetireNode));
@@ -25,28 +19,27 @@ static_assert(offsetof(patchcall_retire_node, grace_period) == offsetof(RetireNo
 extern "C" {
 
 patchcall_grace_period_cookie patchcall_grace_period_state(patchcall_runtime* rt) {
-  return rt == nullptr ? 0 : capiRuntime(rt)->gracePeriodState().value;
+  return rt == nullptr ? 0 : rt->rt.gracePeriodState().value;
 }
 
 patchcall_grace_period_cookie patchcall_grace_period_start(patchcall_runtime* rt) {
-  return rt == nullptr ? 0 : capiRuntime(rt)->startGracePeriod().value;
+  return rt == nullptr ? 0 : rt->rt.startGracePeriod().value;
 }
 
 int patchcall_grace_period_elapsed(patchcall_runtime* rt, patchcall_grace_period_cookie cookie) {
   if (rt == nullptr) return 1;
-  return capiRuntime(rt)->gracePeriodElapsed(patchcall::GracePeriodCookie{cookie}) ? 1 : 0;
+  return rt->rt.gracePeriodElapsed(patchcall::GracePeriodCookie{cookie}) ? 1 : 0;
 }
 
 int patchcall_retire_with_node(patchcall_runtime* rt, patchcall_retire_node* node, void (*fn)(patchcall_retire_node*)) {
   if (rt == nullptr) {
-    return patchcall::detail::capiReport(
-        patchcall::Status(patchcall::Error::kInvalidArgument, "patchcall_retire_with_node: rt is NULL"));
+    return nullArgument("patchcall_retire_with_node", "rt");
   }
   // The C function takes the C node type: on x86-64 (and any ABI patchcall targets) a
   // pointer to a layout-identical struct is passed the same way, and the node is the
   // caller's own patchcall_retire_node.
   auto* cxxFn = reinterpret_cast<void (*)(RetireNode*)>(fn);
-  return patchcall::detail::capiReport(capiRuntime(rt)->retire(reinterpret_cast<RetireNode*>(node), cxxFn));
+  return report(rt->rt.retire(reinterpret_cast<RetireNode*>(node), cxxFn));
 }
 
 }  // extern "C"

@@ -2,14 +2,7 @@
 # PATCHCALL_SHARED=ON, builds the C quick start against libpatchcall_runtime.so and runs it.
 # Inputs: SOURCE_ROOT, WORK_DIR, GENERATOR.
 file(REMOVE_RECURSE "${WORK_DIR}")
-function(step)
-  string(REPLACE ";" " " cmd "${ARGN}")
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "FAILED (${rc}): ${cmd}\n${out}\n${err}")
-  endif()
-  set(step_output "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/step.cmake)
 step("${CMAKE_COMMAND}" -S "${SOURCE_ROOT}" -B "${WORK_DIR}" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
      -DPATCHCALL_SHARED=ON -DPATCHCALL_TEST_HOOKS=OFF -DPATCHCALL_BUILD_TESTS=OFF -DPATCHCALL_BUILD_BENCH=OFF)
 step("${CMAKE_COMMAND}" --build "${WORK_DIR}" --target quickstart_c)
@@ -22,4 +15,3 @@ if(NOT step_output MATCHES "libpatchcall_runtime\\.so")
   message(FATAL_ERROR "quickstart_c is not linked against the shared runtime:\n${step_output}")
 endif()
 step("${WORK_DIR}/examples/quickstart/quickstart_c")
-message(STATUS "${step_output}")
