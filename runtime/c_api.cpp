@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "c_api_support.h"
+#include "runtime_access.h"
 #include "runtime_impl.h"
 
 // ---- error reporting (c_api_support.h) ------------------------------------------------------
@@ -82,7 +83,7 @@ bool validForm(int form) { return form >= PATCHCALL_SITE_DIRECT && form <= PATCH
 int convertSites(const char* function, const patchcall_runtime* rt, const patchcall_site_spec* sites, size_t count,
                  std::vector<patchcall::SiteSpec>* out) {
   if (count != 0 && sites == nullptr) return nullArgument(function, "sites");
-  if (size_t limit = rt->rt.impl()->options.maxSites; count > limit) {
+  if (size_t limit = patchcall::detail::RuntimeAccess::impl(rt->rt).options.maxSites; count > limit) {
     return tooMany(PATCHCALL_E_TOO_MANY_SITES, function, "sites", count, limit);
   }
   out->reserve(count);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "c_api_support.h"
+#include "runtime_access.h"
 #include "runtime_impl.h"
 
 namespace {
@@ -16,7 +17,7 @@ int updateBatch(const char* function, patchcall_runtime* rt, const patchcall_upd
   if (rt == nullptr) return nullArgument(function, "rt");
   if (count != 0 && updates == nullptr) return nullArgument(function, "updates");
   // A batch holds each key at most once.
-  if (size_t limit = rt->rt.impl()->options.maxKeys; count > limit) {
+  if (size_t limit = patchcall::detail::RuntimeAccess::impl(rt->rt).options.maxKeys; count > limit) {
     return tooMany(PATCHCALL_E_INVALID_ARGUMENT, function, "updates", count, limit);
   }
   std::vector<patchcall::KeyUpdate> batch;

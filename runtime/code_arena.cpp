@@ -225,4 +225,18 @@ size_t CodeArena::used() const {
   return used_;
 }
 
+Result<uintptr_t> SlotPool::take(CodeArena& arena, size_t slotSize) {
+  constexpr size_t kChunk = 4096;
+  if (next + slotSize > end) {
+    Result<uint8_t*> chunk = arena.allocate(kChunk);
+    if (!chunk) return chunk.status();
+    chunks.emplace_back(reinterpret_cast<uintptr_t>(*chunk), reinterpret_cast<uintptr_t>(*chunk) + kChunk);
+    next = chunks.back().first;
+    end = chunks.back().second;
+  }
+  uintptr_t s = next;
+  next += slotSize;
+  return s;
+}
+
 }  // namespace patchcall::detail

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <utility>
 
 #include "metadata.h"
 #include "patchcall/status.h"
@@ -74,6 +75,18 @@ class CodeArena {
   size_t used_ = 0;
   size_t touched_ = 0;  // high-water mark: bytes at and above it were never handed out
   int forkFd_ = -1;     // the child's copy, between prepareForkCopy and adopt/drop
+};
+
+// A bump pool of fixed-size slots carved from arena chunks (trampolines, veneers); its
+// chunks let target validation tell the pool's memory from code.
+struct SlotPool {
+  uintptr_t next = 0, end = 0;
+  MiVector<std::pair<uintptr_t, uintptr_t>> chunks;  // [begin, end)
+  bool contains(uintptr_t p) const noexcept {
+    for (auto& c : chunks) if (p >= c.first && p < c.second) return true;
+    return false;
+  }
+  Result<uintptr_t> take(CodeArena& arena, size_t slotSize);
 };
 
 // Bounds of the main executable's text (from /proc/self/maps), for placement and range checks.

@@ -1,12 +1,5 @@
-// patchcall — foreign sites: `E8 rel32` calls in code patchcall did not emit, written through
-// /proc/self/mem with the breakpoint protocol.
-//
-// A foreign site is checked when it is registered (executable mapping, no overlap, an E8, a
-// write the kernel accepts) and probed again before every update writes it (still mapped,
-// still exactly the call patchcall last wrote, still writable), so an update that cannot
-// complete is refused before its first write.
-#include <fcntl.h>
-#include <unistd.h>
+// patchcall — ForeignSites (see foreign_site.h).
+#include "foreign_site.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -15,13 +8,10 @@
 
 #include "format.h"
 #include "proc_maps.h"
-#include "runtime_impl.h"
 
-namespace patchcall {
+namespace patchcall::detail {
 
 namespace {
-
-using detail::hex;
 
 std::string bytesText(const uint8_t* b, size_t n) {
   std::string s;
@@ -33,15 +23,21 @@ std::string bytesText(const uint8_t* b, size_t n) {
   return s;
 }
 
-// All five bytes in executable mappings of this process (a snapshot of /proc/self/maps).
-Status checkExecutable(uintptr_t a) {
-  std::vector<detail::Mapping> maps = detail::readMaps();
-  if (maps.empty()) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/maps cannot be read");
-  std::vector<detail::Mapping> cover = detail::mappingsCovering(maps, a, a + arch::kCallSize);
-  if (cover.empty()) {
-    return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " .. +5 is not (entirely) mapped");
+std::string span(uintptr_t a) { return hex(a) + " .. +" + std::to_string(arch::kCallSize); }
+
+}  // namespace
+
+Status ForeignSites::checkPlace(uintptr_t a) const {
+  if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
+  auto arenaBase = reinterpret_cast<uintptr_t>(arena_.rxBase());
+  if (a + arch::kCallSize > arenaBase && a < arenaBase + arena_.size()) {
+    return Status(Error::kInvalidArgument, "registerForeignSite: " + span(a) + " lies (partly) inside the arena; emit sites through jit/");
   }
-  for (const detail::Mapping& m : cover) {
+  std::vector<Mapping> maps = readMaps();
+  if (maps.empty()) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/maps cannot be read");
+  std::vector<Mapping> cover = mappingsCovering(maps, a, a + arch::kCallSize);
+  if (cover.empty()) return Status(Error::kUnsupportedSite, "registerForeignSite: " + span(a) + " is not (entirely) mapped");
+  for (const Mapping& m : cover) {
     if (!m.exec()) {
       return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " lies in a mapping that is not executable (" +
                                                  hex(m.begin) + "-" + hex(m.end) + " " + m.perms +
@@ -51,12 +47,10 @@ Status checkExecutable(uintptr_t a) {
   return Status::ok();
 }
 
-}  // namespace
-
-Status Runtime::Impl::probeForeignSite(uintptr_t a, const uint8_t expected[arch::kCallSize], const char* what) {
+Status ForeignSites::probe(uintptr_t a, const uint8_t expected[arch::kCallSize], const char* what) const {
   constexpr size_t n = arch::kCallSize;
   uint8_t now[n];
-  if (pread(procMemFd, now, n, static_cast<off_t>(a)) != static_cast<ssize_t>(n)) {
+  if (!writer_.readForeign(a, now, n)) {
     return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) +
                                                " is no longer mapped (reading it through /proc/self/mem: " +
                                                std::strerror(errno) + "); was its code unmapped or dlclosed? "
@@ -69,7 +63,7 @@ Status Runtime::Impl::probeForeignSite(uintptr_t a, const uint8_t expected[arch:
   }
   // The same bytes back: harmless to a thread executing them, and exactly the write the kernel
   // refuses where a real one would fail (a MAP_SHARED mapping: EIO).
-  if (pwrite(procMemFd, now, n, static_cast<off_t>(a)) != static_cast<ssize_t>(n)) {
+  if (!const_cast<TextWriter&>(writer_).writeForeign(a, now, n)) {
     return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) +
                                                " cannot be written through /proc/self/mem (" + std::strerror(errno) +
                                                "): the kernel refuses writes to shared mappings (another JIT's "
@@ -78,83 +72,79 @@ Status Runtime::Impl::probeForeignSite(uintptr_t a, const uint8_t expected[arch:
   return Status::ok();
 }
 
-Status Runtime::registerForeignSite(void* callInstruction, Key key) {
-  return detail::catchOutOfMemory("registerForeignSite", [&]() -> Status {
-    Impl& m = *impl_;
-    PATCHCALL_TRY(m.refuseReentry("registerForeignSite"));
-    PATCHCALL_TRY(m.checkOwnProcess());
-    auto a = reinterpret_cast<uintptr_t>(callInstruction);
-    if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
-    auto arenaBase = reinterpret_cast<uintptr_t>(m.arena->rxBase());
-    if (a + arch::kCallSize > arenaBase && a < arenaBase + m.arena->size()) {
-      return Status(Error::kInvalidArgument, "registerForeignSite: " + hex(a) +
-                                                 " (or one of its 5 bytes) is inside the arena; emit sites through jit/");
+Result<uint32_t> ForeignSites::add(uintptr_t a, Key key) {
+  if (Status s = writer_.needForeignAccess(); !s.isOk()) return Status(s.code(), "registerForeignSite: " + s.message());
+  const KeyRecord* k = registry_.key(key);
+  if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
+  if (sites_.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
+  for (uintptr_t other = a - (arch::kCallSize - 1); other != a + arch::kCallSize; ++other) {
+    if (sites_.count(other) != 0) {
+      return Status(Error::kInvalidArgument, "registerForeignSite: " + span(a) + " overlaps the foreign site at " + hex(other) +
+                                                 " (its " + std::to_string(arch::kCallSize) + " bytes)");
     }
-    PATCHCALL_TRY(checkExecutable(a));  // before reading a byte of it
-    detail::TextMutexGuard guard(m.textMutex, &m);
-    // A fork child opens its own /proc/self/mem only when it first needs it (fork_safety.cpp).
-    if (m.procMemFd < 0 && m.forkState.procMemLazy) m.procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-    m.forkState.procMemLazy = false;
-    if (m.procMemFd < 0) return Status(Error::kUnsupportedSite, "registerForeignSite: /proc/self/mem is not writable here");
-    detail::KeyRecord* k = m.key(key);
-    if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");
-    if (m.foreignSites.count(a) != 0) return Status(Error::kInvalidArgument, "registerForeignSite: already registered");
-    for (uintptr_t other = a - (arch::kCallSize - 1); other != a + arch::kCallSize; ++other) {
-      if (m.foreignSites.count(other) != 0) {
-        return Status(Error::kInvalidArgument, "registerForeignSite: " + hex(a) + " .. +5 overlaps the foreign site at " +
-                                                   hex(other) + " (its 5 bytes)");
-      }
-    }
-    uint8_t bytes[arch::kCallSize];
-    if (pread(m.procMemFd, bytes, sizeof bytes, static_cast<off_t>(a)) != static_cast<ssize_t>(sizeof bytes)) {
-      return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " cannot be read: " + std::strerror(errno));
-    }
-    if (!arch::isCall(bytes)) {
-      return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction at " + hex(a) + " (" + bytesText(bytes, sizeof bytes) +
-                                                 ") is not a 5-byte E8 call");
-    }
-    PATCHCALL_TRY(m.probeForeignSite(a, bytes, "registerForeignSite"));
-    Result<uintptr_t> d = m.reachable(a, reinterpret_cast<uintptr_t>(k->target));
-    if (!d) return d.status();
-    detail::ForeignSite f;
-    std::memcpy(&f.field, bytes + (arch::branchField(a) - a), arch::kFieldSize);
-    auto entry = m.foreignSites.emplace(a, f).first;
-    Result<uint32_t> id = Status(Error::kOutOfMemory, "registerForeignSite: out of memory");
-    try {
-      id = m.addSite(a, key.id, SiteForm::kBreakpoint, detail::kSiteForeign);
-    } catch (const std::bad_alloc&) {
-      m.foreignSites.erase(entry);
-      throw;
-    }
-    if (!id) {
-      m.foreignSites.erase(entry);
-      return id.status();
-    }
-    entry->second.id = *id;
-    // Point the call at the key's current target, under the same lock that read it: the key
-    // itself is not updated (a concurrent update is either before or after this, never undone).
-    Status patched = m.patchSiteToKey(guard, *id);
-    if (!patched.isOk()) {
-      m.removeSites(detail::MiVector<uint32_t>{*id});
-      m.foreignSites.erase(a);
-    }
-    return patched;
-  });
+  }
+  uint8_t bytes[arch::kCallSize];
+  if (!writer_.readForeign(a, bytes, sizeof bytes)) {
+    return Status(Error::kUnsupportedSite, "registerForeignSite: " + hex(a) + " cannot be read: " + std::strerror(errno));
+  }
+  if (!arch::isCall(bytes)) {
+    return Status(Error::kUnsupportedSite, "registerForeignSite: the instruction at " + hex(a) + " (" + bytesText(bytes, sizeof bytes) +
+                                               ") is not a " + arch::kCallName);
+  }
+  PATCHCALL_TRY(probe(a, bytes, "registerForeignSite"));
+  Site f;
+  std::memcpy(&f.field, bytes + (arch::branchField(a) - a), arch::kFieldSize);
+  auto entry = sites_.emplace(a, f).first;
+  Result<uint32_t> id = Status(Error::kOutOfMemory, "registerForeignSite: out of memory");
+  try {
+    id = registry_.addSite(a, key.id, SiteForm::kBreakpoint, kSiteForeign);
+  } catch (const std::bad_alloc&) {
+    sites_.erase(entry);
+    throw;
+  }
+  if (!id) {
+    sites_.erase(entry);
+    return id.status();
+  }
+  entry->second.id = *id;
+  return *id;
 }
 
-Status Runtime::unregisterForeignSite(void* callInstruction) {
-  return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
-    Impl& m = *impl_;
-    PATCHCALL_TRY(m.refuseReentry("unregisterForeignSite"));
-    PATCHCALL_TRY(m.checkOwnProcess());
-    std::lock_guard<detail::FairMutex> lock(m.textMutex);
-    auto it = m.foreignSites.find(reinterpret_cast<uintptr_t>(callInstruction));
-    if (it == m.foreignSites.end()) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
-    detail::MiVector<uint32_t> ids{it->second.id};
-    m.removeSites(ids);
-    m.foreignSites.erase(it);
-    return Status::ok();
-  });
+void ForeignSites::remove(uintptr_t a) {
+  auto it = sites_.find(a);
+  if (it == sites_.end()) return;
+  registry_.removeSites(MiVector<uint32_t>{it->second.id});
+  sites_.erase(it);
 }
 
-}  // namespace patchcall
+Status ForeignSites::unregister(uintptr_t a) {
+  if (sites_.count(a) == 0) return Status(Error::kUnknownSite, "unregisterForeignSite: not a registered foreign site");
+  remove(a);
+  return Status::ok();
+}
+
+uint32_t ForeignSites::siteAt(uintptr_t a) const {
+  auto it = sites_.find(a);
+  return it == sites_.end() ? 0 : it->second.id;
+}
+
+Status ForeignSites::probeBeforeUpdate(uintptr_t a) const {
+  auto it = sites_.find(a);
+  if (it == sites_.end()) return Status::ok();  // cannot happen: flagged foreign when registered
+  uint8_t expected[arch::kCallSize];
+  arch::encodeCall(it->second.field, expected);  // what it holds since our last write
+  return probe(a, expected, "update");
+}
+
+bool ForeignSites::lastField(uintptr_t a, int32_t* field) const {
+  auto it = sites_.find(a);
+  if (it == sites_.end()) return false;
+  *field = it->second.field;
+  return true;
+}
+
+void ForeignSites::noteWritten(uintptr_t a, int32_t field) {
+  if (auto it = sites_.find(a); it != sites_.end()) it->second.field = field;
+}
+
+}  // namespace patchcall::detail

@@ -41,7 +41,7 @@ void prepare() noexcept {
     rt.reclaimer->lockForFork();
     p.textHeldBefore = rt.textMutexHeldHere();
     if (!p.textHeldBefore) rt.textMutex.lock();
-    rt.reservationsMutex.lock();
+    rt.installer.reservationsMutex().lock();
     rt.arena->lockForFork();
     // Breakpoint rounds run only under a text mutex, so with every text mutex held no other
     // thread is inside one: the process-wide trap table holds no other thread's entries.
@@ -51,7 +51,7 @@ void prepare() noexcept {
       if (!p.copySkipped) p.copy = rt.arena->prepareForkCopy();
       // Read from the copy itself (a grace period may arm or disarm the parent's byte at
       // any time): the child then touches that page only if it must clear it.
-      p.pollFlagArmed = p.copySkipped || !p.copy.isOk() || rt.arena->forkCopyByte(rt.pollFlagRx) != 0;
+      p.pollFlagArmed = p.copySkipped || !p.copy.isOk() || rt.arena->forkCopyByte(rt.page.pollFlag) != 0;
     } catch (const std::bad_alloc&) {
       p.copy = Status(Error::kOutOfMemory, std::string());
     }
@@ -60,7 +60,7 @@ void prepare() noexcept {
 
 void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
   rt.arena->unlockForFork();
-  rt.reservationsMutex.unlock();
+  rt.installer.reservationsMutex().unlock();
   if (!p.textHeldBefore) rt.textMutex.unlock();
   rt.reclaimer->unlockForFork();
   if (p.wentOffline) (void)rt.quiescence->online(currentThread());
@@ -87,18 +87,12 @@ void child() noexcept {
     if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
       // foreign sites the open waits for the first registration (a fork stays cheaper).
-      if (rt.procMemFd >= 0) close(rt.procMemFd);
-      rt.procMemFd = -1;
-      p.procMemLazy = rt.foreignSites.empty();
-      if (!p.procMemLazy) rt.procMemFd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-      if (!p.procMemLazy && rt.procMemFd < 0) {
-        s = Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
-      }
+      s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty());
     }
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk(), p.pollFlagArmed);
     rt.arena->resetLockAfterFork();
-    new (&rt.reservationsMutex) std::mutex();
+    new (&rt.installer.reservationsMutex()) std::mutex();
     rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
     if (!p.textHeldBefore) rt.textMutex.unlock();
     Status reclaimer = rt.reclaimer->afterForkInChild(/*startThread=*/s.isOk());

@@ -191,7 +191,7 @@ Result<size_t> Reclaimer::process(bool wait, std::chrono::steady_clock::time_poi
       ranges.reserve(entries.size());
       {
         std::lock_guard<FairMutex> text(rt_.textMutex);
-        for (const BlobEntry& e : entries) ranges.emplace_back(rt_.blobs[e.id].rx, rt_.blobs[e.id].rx + rt_.blobs[e.id].size);
+        for (const BlobEntry& e : entries) ranges.emplace_back(rt_.registry.blob(e.id).rx, rt_.registry.blob(e.id).rx + rt_.registry.blob(e.id).size);
       }
       std::sort(ranges.begin(), ranges.end());
       set->begin.reserve(ranges.size());
@@ -272,13 +272,13 @@ size_t Reclaimer::finishRound() {
     std::lock_guard<FairMutex> text(rt_.textMutex);
     for (const BlobEntry& e : round_.blobs) {
       uint32_t id = e.id;
-      uintptr_t rx = rt_.blobs[id].rx;
+      uintptr_t rx = rt_.registry.blob(id).rx;
       size_t i = static_cast<size_t>(std::lower_bound(set.begin.begin(), set.begin.end(), rx) - set.begin.begin());
       if (set.hit[i].load(std::memory_order_relaxed) != 0) {
         round_.blobs[kept++] = e;  // in place, still oldest first
         continue;
       }
-      rt_.freeBlobLocked(id);
+      rt_.registry.freeBlob(id);
       ++freed;
     }
   }

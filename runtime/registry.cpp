@@ -1,89 +1,120 @@
-// patchcall — the registry (keys, sites, blobs, trampolines, veneers) and raw code writes.
-// Every function here runs with Runtime::Impl::textMutex held.
-#include <unistd.h>
+// patchcall — the Registry (see registry.h). Every function here runs with the text mutex held.
+#include "registry.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <string>
 
 #include "format.h"
-#include "fork_safety.h"
-#include "reclaimer.h"
-#include "runtime_impl.h"
-#include "test_hooks.h"
 
-namespace patchcall {
+namespace patchcall::detail {
 
-using detail::SiteRecord;
-
-thread_local const void* detail::tlsTextMutexOwner = nullptr;
-
-namespace {
-constexpr size_t kPoolChunk = 4096;
-
-using detail::hex;
-}  // namespace
-
-Runtime::Impl::~Impl() {
-  detail::untrackForFork(this);  // no fork may copy a runtime being torn down
-  if (reclaimer) reclaimer->stop();
-  reclaimer.reset();
-  quiescence.reset();
-  if (procMemFd >= 0) close(procMemFd);
+Registry::Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers)
+    : options_(options), maxSites_(options.maxSites), arena_(arena), writer_(writer), veneers_(veneers) {
+  keys_.emplace_back();
+  sites_.emplace_back();
+  blobs_.emplace_back();
 }
 
-detail::KeyRecord* Runtime::Impl::key(Key k) {
-  if (k.id == 0 || k.id >= keys.size() || !keys[k.id].live) return nullptr;
-  return &keys[k.id];
+// ---- keys ----------------------------------------------------------------------------------
+
+KeyRecord* Registry::key(Key k) noexcept {
+  if (k.id == 0 || k.id >= keys_.size() || !keys_[k.id].live) return nullptr;
+  return &keys_[k.id];
 }
 
-const detail::BlobRecord* Runtime::Impl::blobContaining(uintptr_t address) const {
-  auto it = blobByAddress.upper_bound(address);
-  if (it == blobByAddress.begin()) return nullptr;
-  const detail::BlobRecord& b = blobs[std::prev(it)->second];
-  return address < b.rx + b.size ? &b : nullptr;
+Result<Key> Registry::createKey(const void* initialTarget, std::string_view name, const KeyOptions& options) {
+  PATCHCALL_TRY(validateTarget(initialTarget));
+  if (keys_.size() > options_.maxKeys) {
+    return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(options_.maxKeys) + ") reached");
+  }
+  Result<uintptr_t> slot = trampolines_.take(arena_, arch::kTrampolineSlotSize);
+  if (!slot) return slot.status();
+  // The slot's layout: runtime/arch/<isa>/stubs.h (cell and jump field both aligned).
+  uintptr_t entry = arch::trampolineEntry(*slot);
+  uintptr_t field = arch::branchField(entry);
+  auto target = reinterpret_cast<uintptr_t>(initialTarget);
+  veneers_.dropPlanned();
+  Result<uintptr_t> dest = veneers_.destination(entry, target);
+  if (!dest) {
+    veneers_.dropPlanned();
+    return dest.status();
+  }
+  veneers_.reserveUser(field, *dest, target);
+  // Allocate first: once the entry is in keyByTrampoline_, validateTarget accepts it.
+  KeyRecord k;
+  k.live = true;
+  k.strictUpdates = options.strictUpdates;
+  k.target = initialTarget;
+  k.trampoline = entry;
+  k.name = MiString(name.data(), name.size());
+  // A new veneer is written and synced before the jump names it.
+  PATCHCALL_TRY(veneers_.publishPlanned());
+  if (keys_.size() == keys_.capacity()) keys_.reserve(2 * keys_.size() + 1);
+  keyByTrampoline_.emplace(entry, static_cast<uint32_t>(keys_.size()));
+  veneers_.noteUser(field, *dest, target);
+  // Arena writes: nobody executes a fresh slot yet.
+  (void)writer_.write(arch::trampolineCell(entry), &initialTarget, sizeof initialTarget);
+  std::span<const uint8_t> head = arch::trampolineJumpHead();
+  (void)writer_.write(entry, head.data(), head.size());
+  writer_.storeField(field, arch::jumpFieldValue(field, *dest));
+  keys_.push_back(std::move(k));
+  // Publish the fresh trampoline to every core; without that the key is not handed out.
+  if (Status synced = writer_.sync().syncOrError("createKey"); !synced.isOk()) {
+    keys_.back().live = false;
+    return synced;
+  }
+  return Key{static_cast<uint32_t>(keys_.size() - 1)};
 }
 
-Status Runtime::Impl::validateTarget(const void* target) const {
+Status Registry::destroyKey(Key key) {
+  KeyRecord* k = this->key(key);
+  if (k == nullptr) return Status(Error::kUnknownKey, "destroyKey: key " + std::to_string(key.id) + " is not live");
+  if (!k->sites.empty()) {
+    return Status(Error::kStillTargeted, "destroyKey: " + std::to_string(k->sites.size()) +
+                                             " sites are still bound to key " + std::to_string(key.id));
+  }
+  k->live = false;  // the trampoline slot stays (a stale function pointer still jumps somewhere valid)
+  return Status::ok();
+}
+
+// ---- targets -------------------------------------------------------------------------------
+
+Status Registry::validateTarget(const void* target) const {
   auto t = reinterpret_cast<uintptr_t>(target);
   if (t == 0) return Status(Error::kNullTarget, "target is null");
-  if (options.targetAlignment > 1 && t % options.targetAlignment != 0) {
-    return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " +
-                                                std::to_string(options.targetAlignment) +
+  if (options_.targetAlignment > 1 && t % options_.targetAlignment != 0) {
+    return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " + std::to_string(options_.targetAlignment) +
                                                 "-byte aligned (Options::targetAlignment)");
   }
-  if (!arena->contains(target)) return Status::ok();
-  if (t >= pollFlagRx && t < pollFlagRx + 4096) {
+  if (!arena_.contains(target)) return Status::ok();
+  if (t >= runtimePage_ && t < runtimePage_ + 4096) {
     return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint flag and stub), not code to call");
   }
-  if (trampolinePool.contains(t)) {
+  if (trampolines_.contains(t)) {
     // A live key's trampoline entry is a function (calls chain to that key's target); the
-    // rest of its slot (target cell, padding, the jmp's rel32) is data.
-    auto it = keyByTrampoline.find(t);
-    if (it == keyByTrampoline.end() || it->second >= keys.size()) {
+    // rest of its slot (target cell, padding, the jump's field) is data.
+    auto it = keyByTrampoline_.find(t);
+    if (it == keyByTrampoline_.end() || it->second >= keys_.size()) {
       return Status(Error::kInvalidArgument, "target " + hex(t) + " lies inside a key's trampoline slot (target cell, "
-                                             "padding or the jmp's rel32); only trampoline(key) itself is callable");
+                                             "padding or the jump's displacement); only trampoline(key) itself is callable");
     }
-    if (!keys[it->second].live) {
-      return Status(Error::kInvalidArgument, "target " + hex(t) + " is the trampoline of destroyed key " +
-                                                 std::to_string(it->second));
+    if (!keys_[it->second].live) {
+      return Status(Error::kInvalidArgument, "target " + hex(t) + " is the trampoline of destroyed key " + std::to_string(it->second));
     }
     return Status::ok();
   }
-  if (veneerPool.contains(t)) {
+  if (veneers_.contains(t)) {
     return Status(Error::kInvalidArgument, "target " + hex(t) + " lies in a veneer (patchcall's stub for a far target); "
                                            "pass the far target itself");
   }
-  if (const detail::BlobRecord* b = blobContaining(t)) {
-    if (b->state != detail::BlobState::kLive) {
-      return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in a retired blob");
-    }
+  if (const BlobRecord* b = blobContaining(t)) {
+    if (b->state != BlobState::kLive) return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in a retired blob");
     // Any instruction of a live blob may be an entry, but not the inside of a call site.
     auto after = std::upper_bound(b->sites.begin(), b->sites.end(), t,
-                                  [&](uintptr_t x, uint32_t id) { return x < sites[id].address; });
+                                  [&](uintptr_t x, uint32_t id) { return x < sites_[id].address; });
     if (after != b->sites.begin()) {
-      const SiteRecord& s = sites[*std::prev(after)];
-      size_t length = arch::siteSize(s.form, (s.flags & detail::kSiteStallGap) != 0);
+      const SiteRecord& s = sites_[*std::prev(after)];
+      size_t length = arch::siteSize(s.form, (s.flags & kSiteStallGap) != 0);
       if (t > s.address && t < s.address + length) {
         return Status(Error::kInvalidArgument, "target " + hex(t) + " lies inside the call site at " + hex(s.address) +
                                                    " (patchcall rewrites those bytes)");
@@ -91,17 +122,16 @@ Status Runtime::Impl::validateTarget(const void* target) const {
     }
     return Status::ok();
   }
-  return Status(Error::kRetiredTarget,
-                "target " + hex(t) + " lies in arena memory that holds no live blob (freed or never installed)");
+  return Status(Error::kRetiredTarget, "target " + hex(t) + " lies in arena memory that holds no live blob (freed or never installed)");
 }
 
-Status Runtime::Impl::checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const {
+Status Registry::checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const {
   auto t = reinterpret_cast<uintptr_t>(target);
-  for (size_t steps = 0; trampolinePool.contains(t); ++steps) {
-    auto it = keyByTrampoline.find(t);
-    if (it == keyByTrampoline.end() || it->second >= keys.size()) return Status::ok();  // refused by validateTarget
-    const detail::KeyRecord& k = keys[it->second];
-    if (it->second == keyId || steps > keys.size()) {
+  for (size_t steps = 0; trampolines_.contains(t); ++steps) {
+    auto it = keyByTrampoline_.find(t);
+    if (it == keyByTrampoline_.end() || it->second >= keys_.size()) return Status::ok();  // refused by validateTarget
+    const KeyRecord& k = keys_[it->second];
+    if (it->second == keyId || steps > keys_.size()) {
       return Status(Error::kInvalidArgument, "key " + std::to_string(keyId) + ": target " + hex(reinterpret_cast<uintptr_t>(target)) +
                                                  " leads through trampolines back to key " + std::to_string(keyId) +
                                                  "'s own trampoline (a call would jump in a loop forever)");
@@ -111,126 +141,134 @@ Status Runtime::Impl::checkTrampolineChain(uint32_t keyId, const void* target, u
   return Status::ok();
 }
 
-Result<uintptr_t> Runtime::Impl::slot(detail::SlotPool& pool, size_t slotSize) {
-  if (pool.next + slotSize > pool.end) {
-    Result<uint8_t*> chunk = arena->allocate(kPoolChunk);
-    if (!chunk) return chunk.status();
-    pool.next = reinterpret_cast<uintptr_t>(*chunk);
-    pool.end = pool.next + kPoolChunk;
-    pool.chunks.emplace_back(pool.next, pool.end);
-  }
-  uintptr_t s = pool.next;
-  pool.next += slotSize;
-  return s;
-}
+// ---- sites ---------------------------------------------------------------------------------
 
-Result<uint32_t> Runtime::Impl::addSite(uintptr_t address, uint32_t k, SiteForm form, uint8_t flags) {
-  if (liveSites >= options.maxSites) {
-    return Status(Error::kTooManySites, "Options::maxSites (" + std::to_string(options.maxSites) + ") reached");
+Result<uint32_t> Registry::addSite(uintptr_t address, uint32_t k, SiteForm form, uint8_t flags) {
+  if (liveSites_ >= maxSites_) {
+    return Status(Error::kTooManySites, "Options::maxSites (" + std::to_string(maxSites_) + ") reached");
   }
   uint32_t id;
-  if (!freeSites.empty()) {
-    id = freeSites.back();
-    freeSites.pop_back();
+  if (!freeSites_.empty()) {
+    id = freeSites_.back();
+    freeSites_.pop_back();
   } else {
-    id = static_cast<uint32_t>(sites.size());
-    sites.emplace_back();
+    id = static_cast<uint32_t>(sites_.size());
+    sites_.emplace_back();
   }
-  sites[id] = SiteRecord{address, k, form, flags, 0};
-  keys[k].sites.push_back(id);
-  ++liveSites;
+  sites_[id] = SiteRecord{address, k, form, flags, 0};
+  keys_[k].sites.push_back(id);
+  ++liveSites_;
   return id;
 }
 
-void Runtime::Impl::removeSites(const detail::MiVector<uint32_t>& ids) {
-  detail::MiVector<uint32_t> touchedKeys;
+void Registry::reserveSites(size_t n) {
+  if (freeSites_.size() < n) sites_.reserve(sites_.size() + n - freeSites_.size());
+}
+
+void Registry::removeSites(const MiVector<uint32_t>& ids) {
+  MiVector<uint32_t> touchedKeys;
   for (uint32_t id : ids) {
-    const SiteRecord& s = sites[id];
+    const SiteRecord& s = sites_[id];
     touchedKeys.push_back(s.key);
-    if ((s.flags & detail::kSiteForeign) == 0) {
-      arch::SiteCalls calls = detail::siteCallsOf(s);
-      for (int c = 0; c < calls.count; ++c) forgetCall(arch::branchField(calls.at[c]));
-    }  // a foreign site's code lives on and still calls its veneer: the reference stays
-    sites[id].address = 0;
-    toggleFlipSnap.erase(id);
+    if ((s.flags & kSiteForeign) == 0) {
+      arch::SiteCalls calls = siteCallsOf(s);
+      for (int c = 0; c < calls.count; ++c) veneers_.forgetUser(arch::branchField(calls.at[c]));
+    }
+    sites_[id].address = 0;
+    toggleFlips_.erase(id);
   }
   std::sort(touchedKeys.begin(), touchedKeys.end());
   touchedKeys.erase(std::unique(touchedKeys.begin(), touchedKeys.end()), touchedKeys.end());
   for (uint32_t k : touchedKeys) {
-    std::erase_if(keys[k].sites, [&](uint32_t id) { return sites[id].address == 0; });
+    std::erase_if(keys_[k].sites, [&](uint32_t id) { return sites_[id].address == 0; });
   }
-  freeSites.insert(freeSites.end(), ids.begin(), ids.end());
-  liveSites -= ids.size();
-  retireOrphanVeneers();  // the sites' code is unreachable already (freed blob)
+  freeSites_.insert(freeSites_.end(), ids.begin(), ids.end());
+  liveSites_ -= ids.size();
+  veneers_.retireOrphans();  // the sites' code is unreachable already (freed blob)
 }
 
-void Runtime::Impl::freeBlobLocked(uint32_t id) {
-  detail::BlobRecord& b = blobs[id];
-  removeSites(b.sites);
-  blobByAddress.erase(b.rx);
-  arena->release(reinterpret_cast<uint8_t*>(b.rx), b.size);
-  b.state = detail::BlobState::kFreed;
-  detail::MiVector<uint32_t>().swap(b.sites);
+uint32_t Registry::siteInBlobAt(uintptr_t a) const {
+  const BlobRecord* b = blobContaining(a);
+  if (b == nullptr) return 0;
+  auto it = std::lower_bound(b->sites.begin(), b->sites.end(), a, [&](uint32_t s, uintptr_t x) { return sites_[s].address < x; });
+  return it != b->sites.end() && sites_[*it].address == a ? *it : 0;
 }
 
-uintptr_t Runtime::Impl::decodeTarget(const SiteRecord& s) const {
+uintptr_t Registry::decodeTarget(const SiteRecord& s) const {
   uintptr_t call = s.address;
-  if ((s.flags & detail::kSiteForeign) != 0) {
+  if ((s.flags & kSiteForeign) != 0) {
     // Its mapping may be gone (dlclose): read through /proc/self/mem, never dereference.
     uint8_t bytes[arch::kCallSize];
-    if (pread(procMemFd, bytes, sizeof bytes, static_cast<off_t>(call)) != static_cast<ssize_t>(sizeof bytes)) return 0;
-    uintptr_t dest = arch::callDestination(call, bytes);
-    return veneerPool.contains(dest) ? arch::veneerTarget(dest) : dest;
+    if (!writer_.readForeign(call, bytes, sizeof bytes)) return 0;
+    return veneers_.resolve(arch::callDestination(call, bytes));
   }
   if (s.form == SiteForm::kToggle) {
-    arch::ToggleLayout t = detail::toggleLayoutOf(s);
+    arch::ToggleLayout t = toggleLayoutOf(s);
     call = arch::toggleSelectsB(t) ? t.callB : t.callA;
   }
-  uintptr_t dest = arch::callDestination(call, reinterpret_cast<const uint8_t*>(call));
-  return veneerPool.contains(dest) ? arch::veneerTarget(dest) : dest;
+  return veneers_.resolve(arch::callDestination(call, reinterpret_cast<const uint8_t*>(call)));
 }
 
-bool Runtime::Impl::write(uintptr_t rx, const void* bytes, size_t n) {
-  if (!arena->contains(reinterpret_cast<void*>(rx))) {
-    // Foreign code: the kernel writes through /proc/self/mem despite the page's protection
-    // (not into a shared mapping, nor an unmapped one: EIO).
-    if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr && hooks->foreignWritesBeforeFailure.load() >= 0) {
-      if (hooks->foreignWritesBeforeFailure.fetch_sub(1) == 0) {
-        hooks->foreignWritesBeforeFailure.store(-1);
-        errno = EIO;
-        return false;
-      }
+// ---- blobs ---------------------------------------------------------------------------------
+
+uint32_t Registry::addBlob(uintptr_t rx, size_t size, size_t sites) {
+  auto id = static_cast<uint32_t>(blobs_.size());
+  BlobRecord b;
+  b.rx = rx;
+  b.size = size;
+  b.state = BlobState::kLive;
+  b.sites.reserve(sites);
+  blobByAddress_.emplace(rx, id);
+  blobs_.push_back(std::move(b));  // reserved (reserveBlob)
+  return id;
+}
+
+const BlobRecord* Registry::blobContaining(uintptr_t address) const {
+  auto it = blobByAddress_.upper_bound(address);
+  if (it == blobByAddress_.begin()) return nullptr;
+  const BlobRecord& b = blobs_[std::prev(it)->second];
+  return address < b.rx + b.size ? &b : nullptr;
+}
+
+Status Registry::markRetired(const Blob& blob) {
+  if (blob.id == 0 || blob.id >= blobs_.size() || blobs_[blob.id].rx != reinterpret_cast<uintptr_t>(blob.code)) {
+    return Status(Error::kInvalidArgument, "retire: not a blob of this runtime");
+  }
+  BlobRecord& b = blobs_[blob.id];
+  if (b.state != BlobState::kLive) return Status(Error::kDoubleRetire, "retire: blob " + std::to_string(blob.id) + " was already retired");
+  for (size_t k = 1; k < keys_.size(); ++k) {
+    auto t = reinterpret_cast<uintptr_t>(keys_[k].target);
+    if (keys_[k].live && t >= b.rx && t < b.rx + b.size) {
+      return Status(Error::kStillTargeted, "retire: key " + std::to_string(k) +
+                                               (keys_[k].name.empty() ? "" : " ('" + std::string(keys_[k].name) + "')") +
+                                               " still targets blob " + std::to_string(blob.id) + "; update it first");
     }
-    ssize_t done = pwrite(procMemFd, bytes, n, static_cast<off_t>(rx));
-    if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
-    return done >= 0 && static_cast<size_t>(done) == n;
   }
-  uint8_t* rw = arena->toRw(reinterpret_cast<void*>(rx));
-  // Widths a single instruction can store are stored by one instruction.
-  if (n == 1) {
-    __atomic_store_n(rw, *static_cast<const uint8_t*>(bytes), __ATOMIC_RELAXED);
-  } else if (n == 2 && rx % 2 == 0) {
-    uint16_t v;
-    std::memcpy(&v, bytes, 2);
-    __atomic_store_n(reinterpret_cast<uint16_t*>(rw), v, __ATOMIC_RELAXED);
-  } else if (n == 8 && rx % 8 == 0) {
-    uint64_t v;
-    std::memcpy(&v, bytes, 8);
-    __atomic_store_n(reinterpret_cast<uint64_t*>(rw), v, __ATOMIC_RELAXED);
-  } else if (n == 4 && rx % 4 == 0) {
-    uint32_t v;
-    std::memcpy(&v, bytes, 4);
-    __atomic_store_n(reinterpret_cast<uint32_t*>(rw), v, __ATOMIC_RELAXED);
-  } else {
-    std::memcpy(rw, bytes, n);
-  }
-  return true;
+  b.state = BlobState::kRetired;
+  return Status::ok();
 }
 
-void Runtime::Impl::notify(uintptr_t site, uintptr_t target, SiteForm form) const {
-  if (options.patchObserver) {
-    options.patchObserver(PatchEvent{reinterpret_cast<const void*>(site), reinterpret_cast<const void*>(target), form});
-  }
+void Registry::freeBlob(uint32_t id) {
+  BlobRecord& b = blobs_[id];
+  removeSites(b.sites);
+  blobByAddress_.erase(b.rx);
+  arena_.release(reinterpret_cast<uint8_t*>(b.rx), b.size);
+  b.state = BlobState::kFreed;
+  MiVector<uint32_t>().swap(b.sites);
 }
 
-}  // namespace patchcall
+void Registry::countInto(RuntimeStats& s) const {
+  for (const KeyRecord& k : keys_) {
+    if (k.live) ++s.keys;
+    s.siteMetadataBytes += k.sites.capacity() * sizeof(uint32_t);
+  }
+  for (const BlobRecord& b : blobs_) {
+    if (b.state != BlobState::kFreed) ++s.blobs;
+    s.siteMetadataBytes += b.sites.capacity() * sizeof(uint32_t);
+  }
+  s.siteMetadataBytes += sites_.capacity() * sizeof(SiteRecord) + freeSites_.capacity() * sizeof(uint32_t);
+  s.sites = liveSites_;
+  s.veneers = veneers_.live();
+}
+
+}  // namespace patchcall::detail

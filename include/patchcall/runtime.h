@@ -17,6 +17,10 @@
 
 namespace patchcall {
 
+namespace detail {
+struct RuntimeAccess;
+}  // namespace detail
+
 // A static-call key: a current target, every site bound to it and a trampoline.
 // A plain handle; valid while its Runtime lives and until destroyKey().
 struct Key {
@@ -242,9 +246,8 @@ class Runtime {
   // the whole XSAVE state, calls the safepoint slow path, restores them (see
   // jit::emitSafepointPoll). Callers step rsp 128 bytes down first to keep the red zone.
   const void* safepointStub() const;
-  Impl* impl() const noexcept { return impl_.get(); }
-
  private:
+  friend struct detail::RuntimeAccess;
   explicit Runtime(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

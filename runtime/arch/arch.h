@@ -16,6 +16,8 @@
 //   kToggleAlign, kToggleFlipSize, kStallGapSize
 //                        the dual-call toggle: its alignment, the selector's width, the
 //                        test-only stall call between selector and call A
+//   kCallName, kFieldName, kBreakpointName, kCallHeadName
+//                        words for error messages (the engine never spells an opcode)
 //   kTrampolineSlotSize  one key's trampoline slot (target cell + jump)
 //   kVeneerSize          one far-target veneer
 //   kPollSize, kPollFlagField, kRedZoneSize

@@ -329,7 +329,7 @@ static void remaining_codes(void) {
   CHECK_CODE(patchcall_foreign_site_register(rt, (void*)not_a_call, key), PATCHCALL_E_UNSUPPORTED_SITE);
   CHECK_MESSAGE_HAS("not executable"); /* .rodata */
   CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_target_one, key), PATCHCALL_E_UNSUPPORTED_SITE);
-  CHECK_MESSAGE_HAS("not a 5-byte E8 call");
+  CHECK_MESSAGE_HAS("is not a 5-byte `call rel32` (E8)");
   /* STILL_TARGETED, DOUBLE_RETIRE */
   patchcall_blob blob = capi_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key,
                                      PATCHCALL_SITE_DIRECT);

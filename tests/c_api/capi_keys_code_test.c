@@ -148,7 +148,7 @@ static void malformed_installs_are_rejected(void) {
   patchcall_site_spec notCall = {0, key, PATCHCALL_SITE_BREAKPOINT};
   CHECK_CODE(patchcall_code_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, &notCall, 1, &blob),
              PATCHCALL_E_INVALID_ARGUMENT);
-  CHECK_MESSAGE_HAS("not an E8 call");
+  CHECK_MESSAGE_HAS("is not a 5-byte `call rel32` (E8)");
   patchcall_site_spec autoForm = {CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_AUTO};
   CHECK_CODE(patchcall_code_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, &autoForm, 1, &blob),
              PATCHCALL_E_INVALID_ARGUMENT);

@@ -16,6 +16,11 @@ inline constexpr uint8_t kFillByte = x86::kInt3;
 inline constexpr size_t kBreakpointSize = 1;
 inline constexpr uint8_t kBreakpoint[kBreakpointSize] = {x86::kInt3};
 inline constexpr uint8_t kCallHead[kBreakpointSize] = {x86::kCallRel32};
+// Words for messages: the patchable call, its field, the breakpoint, the call's head.
+inline constexpr const char kCallName[] = "5-byte `call rel32` (E8)";
+inline constexpr const char kFieldName[] = "rel32";
+inline constexpr const char kBreakpointName[] = "int3";
+inline constexpr const char kCallHeadName[] = "final E8";
 
 constexpr uintptr_t branchField(uintptr_t insn) noexcept { return insn + 1; }
 

@@ -1,0 +1,47 @@
+// patchcall — the Installer: reserving arena space for code, committing it with its sites
+// (every site's field written for its key's current target), abandoning a reservation.
+//
+// Reservations have their own mutex (reserving and writing code into a reservation never
+// takes the text mutex); commit runs under the text mutex like every registry change.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <span>
+
+#include "code_arena.h"
+#include "metadata.h"
+#include "patchcall/runtime.h"
+#include "registry.h"
+#include "text_writer.h"
+#include "veneers.h"
+
+namespace patchcall::detail {
+
+class Installer {
+ public:
+  Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers)
+      : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers) {}
+
+  Result<CodeReservation> reserve(size_t size);
+  // Only an outstanding reservation is released; anything else (a committed blob, a forged
+  // or repeated handle) is ignored, so live code is never int3-filled by mistake.
+  void abandon(const CodeReservation& r);
+  // Refuses anything but an outstanding reservation of this runtime (no lock needed after).
+  Status checkReservation(const CodeReservation& r);
+  // The text mutex held: validates every site, then writes and registers them all, syncs.
+  Result<Blob> commit(const CodeReservation& r, std::span<const SiteSpec> sites);
+
+  // fork(): the reservations' mutex is held across fork (fork_safety.cpp).
+  std::mutex& reservationsMutex() noexcept { return reservationsMutex_; }
+
+ private:
+  CodeArena& arena_;
+  TextWriter& writer_;
+  Registry& registry_;
+  Veneers& veneers_;
+  std::mutex reservationsMutex_;
+  MiMap<uintptr_t, size_t> reservations_;  // outstanding: rx -> size
+};
+
+}  // namespace patchcall::detail

@@ -1,0 +1,97 @@
+// patchcall — the Retargeter: the update path, as named steps (retargeter.cpp reads top to
+// bottom in the same order).
+//
+//   plan              validate every key and target, plan every write (no write yet; new
+//                     veneers only planned)
+//   awaitToggleGrace  a toggle flipped less than a grace period ago is not rewritten: drop
+//                     the lock, wait, plan again
+//   probeForeign      foreign sites still mapped, still our call, still writable
+//   write             phase 1: Direct sites, trampolines and target cells (one aligned store
+//                     each), each toggle's inactive call, the breakpoint over each breakpoint
+//                     site -> sync; phase 2: flip the toggles, breakpoint sites' tails -> sync;
+//                     phase 3: breakpoint sites' heads -> sync. Breakpoint sites beyond one
+//                     trap-table round take further rounds of three syncs (the only loop).
+//   publish           the keys' new targets; each toggle's flip, for the rule above
+//   strictWait        strict updates of keys with toggle sites: a grace period after the flip
+// A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+#include "foreign_site.h"
+#include "metadata.h"
+#include "patchcall/runtime.h"
+#include "quiescence.h"
+#include "registry.h"
+#include "text_mutex.h"
+#include "text_writer.h"
+#include "veneers.h"
+
+namespace patchcall::detail {
+
+class Retargeter {
+ public:
+  Retargeter(const Options& options, Registry& registry, Veneers& veneers, TextWriter& writer, ForeignSites& foreign,
+             Quiescence& quiescence)
+      : options_(options), registry_(registry), veneers_(veneers), writer_(writer), foreign_(foreign), quiescence_(quiescence) {}
+
+  // update() / updateBatch(): `guard` holds the text mutex; the waits drop it. `previous`
+  // (optional) receives each key's old target.
+  Status update(TextMutexGuard& guard, std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how);
+  // Points one just-registered breakpoint-form site at its key's current target with the
+  // breakpoint protocol; the key itself (target, other sites) is left alone. The caller holds
+  // the text mutex throughout (registration never drops it between reading the target and
+  // writing the site).
+  Status patchSiteToKey(uint32_t siteId);
+
+  uint64_t updates() const noexcept { return updates_.load(std::memory_order_relaxed); }
+  uint64_t siteWrites() const noexcept { return siteWrites_.load(std::memory_order_relaxed); }
+  uint64_t toggleGraceWaits() const noexcept { return toggleGraceWaits_.load(std::memory_order_relaxed); }
+
+ private:
+  // `destination` is where the branch points: the target, or a veneer for it.
+  struct DirectWrite {
+    uintptr_t field, destination, site;
+    SiteForm form;
+    uintptr_t target;
+    bool jump;  // a trampoline's jump, not a call
+  };
+  struct ToggleWrite {
+    uint32_t siteId;
+    uintptr_t site, field, destination;  // field: the inactive call's
+    uint8_t flip[arch::kToggleFlipSize];
+    uintptr_t target;
+  };
+  struct BreakpointWrite {
+    uintptr_t site, destination, target;
+    bool foreign;
+  };
+  struct Plan {
+    MiVector<DirectWrite> direct;
+    MiVector<ToggleWrite> toggles;
+    MiVector<BreakpointWrite> breakpoints;
+    uint64_t graceNeeded = 0;  // largest unfinished grace-period snapshot among the toggles
+    size_t writes() const noexcept { return direct.size() + toggles.size() + breakpoints.size(); }
+  };
+  class Writing;  // one write step's state (retargeter.cpp)
+
+  Status plan(std::span<const KeyUpdate> updates, Plan& plan);
+  Status probeForeign(const Plan& plan) const;
+  // The write step. Returns the first failure past validation (a foreign write the kernel
+  // refused after its probe passed, a sync that kept failing); every other site completes.
+  // kReentrantUpdate: refused before any write.
+  Status write(const Plan& plan, std::span<const KeyUpdate> cells);
+  uint64_t publish(const Plan& plan, std::span<const KeyUpdate> updates, const void** previous, bool* strict);
+
+  const Options& options_;
+  Registry& registry_;
+  Veneers& veneers_;
+  TextWriter& writer_;
+  ForeignSites& foreign_;
+  Quiescence& quiescence_;
+  std::atomic<uint64_t> updates_{0}, siteWrites_{0}, toggleGraceWaits_{0};
+};
+
+}  // namespace patchcall::detail

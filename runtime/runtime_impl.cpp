@@ -1,0 +1,85 @@
+// patchcall — Runtime::Impl: building the objects in order, and taking them down.
+#include "runtime_impl.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "fork_safety.h"
+#include "reclaimer.h"
+#include "test_hooks.h"
+#include "trap_table.h"
+
+namespace patchcall {
+
+thread_local const void* detail::tlsTextMutexOwner = nullptr;
+
+Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
+  if (options.maxThreads == 0 || options.maxSites == 0 || options.maxKeys == 0) {
+    return Status(Error::kInvalidArgument, "Options: maxThreads, maxSites and maxKeys must be > 0");
+  }
+  if (options.targetAlignment == 0 || (options.targetAlignment & (options.targetAlignment - 1)) != 0) {
+    return Status(Error::kInvalidArgument, "Options::targetAlignment must be a power of two");
+  }
+  if (!options.diagnosticSink) {
+    options.diagnosticSink = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+  }
+  Result<std::unique_ptr<detail::CodeArena>> arena = detail::CodeArena::create(options.arenaSize, options.arenaHint);
+  if (!arena) return arena.status();
+  auto impl = std::make_unique<Impl>(options, std::move(*arena));
+  PATCHCALL_TRY(impl->writer.open(options.sync));
+  if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() != SyncMethod::kMembarrier) {
+    options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
+  }
+  PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
+
+  // The runtime page: the poll flag on its own cache line, then the safepoint stub.
+  Result<uint8_t*> page = impl->arena->allocate(4096);
+  if (!page) return page.status();
+  detail::RuntimePage& p = impl->page;
+  p.pollFlag = reinterpret_cast<uintptr_t>(*page);
+  p.safepointStub = p.pollFlag + 64;
+  impl->registry.setRuntimePage(p.pollFlag);
+  uint8_t* rw = impl->arena->toRw(*page);
+  rw[0] = 0;
+  auto wanted = arch::StateSave::kAuto;
+  if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) wanted = static_cast<arch::StateSave>(hooks->stateSave.load());
+  p.stateSave = arch::detectStateSave(wanted);
+  size_t stubSize = arch::encodeSafepointStub(rw + 64, p.stateSave, &detail::safepointPending, &detail::safepointSlow);
+  if (stubSize > arch::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
+    return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
+  }
+
+  detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
+                                options.reportUnregisteredThreads};
+  impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
+  impl->retargeter = std::make_unique<detail::Retargeter>(impl->options, impl->registry, impl->veneers, impl->writer,
+                                                          impl->foreign, *impl->quiescence);
+  impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
+  impl->veneers.attach(*impl->reclaimer);
+  PATCHCALL_TRY(impl->writer.sync().syncOrError("create"));
+  impl->forkState.ownerPid = getpid();
+  PATCHCALL_TRY(detail::trackForFork(impl.get()));
+  return impl;
+}
+
+Runtime::Impl::Impl(const Options& o, std::unique_ptr<detail::CodeArena> a) : options(o), arena(std::move(a)) {}
+
+Runtime::Impl::~Impl() {
+  detail::untrackForFork(this);  // no fork may copy a runtime being torn down
+  if (reclaimer) reclaimer->stop();
+  reclaimer.reset();
+  retargeter.reset();
+  quiescence.reset();
+}
+
+Status Runtime::Impl::checkOwnProcess() const {
+  if (!forkState.childFailure.isOk()) return forkState.childFailure;
+  pid_t pid = getpid();  // a system call (~50 ns): only on paths that write code
+  if (pid == forkState.ownerPid) return Status::ok();
+  return Status(Error::kForkedChild, "process " + std::to_string(pid) + " was created without fork()'s atfork handlers " +
+                                         "(vfork, clone or a raw fork system call) and still maps the code of process " +
+                                         std::to_string(forkState.ownerPid) + "; it cannot write code");
+}
+
+}  // namespace patchcall

@@ -1,0 +1,88 @@
+// patchcall — TextWriter (see text_writer.h).
+#include "text_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "test_hooks.h"
+
+namespace patchcall::detail {
+
+TextWriter::~TextWriter() {
+  if (procMem_ >= 0) close(procMem_);
+}
+
+Status TextWriter::open(SyncMethod method) {
+  PATCHCALL_TRY(sync_.init(method));
+  procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);  // checked where foreign sites need it
+  return Status::ok();
+}
+
+Status TextWriter::needForeignAccess() {
+  if (procMem_ < 0 && procMemDeferred_) procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  procMemDeferred_ = false;
+  if (procMem_ < 0) return Status(Error::kUnsupportedSite, "/proc/self/mem is not writable here");
+  return Status::ok();
+}
+
+Status TextWriter::afterForkInChild(bool needNow) noexcept {
+  if (procMem_ >= 0) close(procMem_);
+  procMem_ = -1;
+  procMemDeferred_ = !needNow;
+  if (!needNow) return Status::ok();
+  procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  if (procMem_ < 0) return Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
+  return Status::ok();
+}
+
+bool TextWriter::readForeign(uintptr_t rx, void* out, size_t n) const noexcept {
+  return procMem_ >= 0 && pread(procMem_, out, n, static_cast<off_t>(rx)) == static_cast<ssize_t>(n);
+}
+
+bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) noexcept {
+  ssize_t done = pwrite(procMem_, bytes, n, static_cast<off_t>(rx));
+  if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
+  return done >= 0 && static_cast<size_t>(done) == n;
+}
+
+bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
+  if (!arena_.contains(reinterpret_cast<void*>(rx))) {
+    // Foreign code: the kernel writes it (not a shared mapping, nor an unmapped one: EIO).
+    if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->foreignWritesBeforeFailure.load() >= 0) {
+      if (hooks->foreignWritesBeforeFailure.fetch_sub(1) == 0) {
+        hooks->foreignWritesBeforeFailure.store(-1);
+        errno = EIO;
+        return false;
+      }
+    }
+    return writeForeign(rx, bytes, n);
+  }
+  uint8_t* rw = arena_.toRw(reinterpret_cast<void*>(rx));
+  if (n == 1) {
+    __atomic_store_n(rw, *static_cast<const uint8_t*>(bytes), __ATOMIC_RELAXED);
+  } else if (n == 2 && rx % 2 == 0) {
+    uint16_t v;
+    std::memcpy(&v, bytes, 2);
+    __atomic_store_n(reinterpret_cast<uint16_t*>(rw), v, __ATOMIC_RELAXED);
+  } else if (n == 8 && rx % 8 == 0) {
+    uint64_t v;
+    std::memcpy(&v, bytes, 8);
+    __atomic_store_n(reinterpret_cast<uint64_t*>(rw), v, __ATOMIC_RELAXED);
+  } else if (n == 4 && rx % 4 == 0) {
+    uint32_t v;
+    std::memcpy(&v, bytes, 4);
+    __atomic_store_n(reinterpret_cast<uint32_t*>(rw), v, __ATOMIC_RELAXED);
+  } else {
+    std::memcpy(rw, bytes, n);
+  }
+  return true;
+}
+
+void TextWriter::notify(uintptr_t site, uintptr_t target, SiteForm form) const {
+  if (observer_) observer_(PatchEvent{reinterpret_cast<const void*>(site), reinterpret_cast<const void*>(target), form});
+}
+
+}  // namespace patchcall::detail

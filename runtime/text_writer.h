@@ -1,0 +1,61 @@
+// patchcall — TextWriter: every write to code, and the cross-core sync that makes writes
+// visible to the other cores.
+//
+// Arena code is written through the arena's RW alias; code patchcall did not emit (foreign
+// sites) through /proc/self/mem, which the kernel writes despite the page's RX protection.
+// A width one instruction can store (1, 2, 4 or 8 aligned bytes) is stored by one
+// instruction, so a core fetching concurrently sees the old or the new bytes, never a mix.
+// Every write runs under Runtime::Impl::textMutex (the writer itself takes no lock).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "code_arena.h"
+#include "cross_core_sync.h"
+#include "patchcall/options.h"
+#include "patchcall/status.h"
+
+namespace patchcall::detail {
+
+class TextWriter {
+ public:
+  TextWriter(CodeArena& arena, std::function<void(const PatchEvent&)> observer) : arena_(arena), observer_(std::move(observer)) {}
+  ~TextWriter();
+  TextWriter(const TextWriter&) = delete;
+  TextWriter& operator=(const TextWriter&) = delete;
+
+  // Sets up the sync (membarrier registration or the fallback) and opens /proc/self/mem.
+  Status open(SyncMethod method);
+
+  // False only for foreign code the kernel refused to write (errno says why).
+  [[nodiscard]] bool write(uintptr_t rx, const void* bytes, size_t n);
+  // A branch field in the arena (always aligned): one relaxed store through the RW alias.
+  void storeField(uintptr_t field, int32_t value) noexcept {
+    __atomic_store_n(reinterpret_cast<int32_t*>(arena_.toRw(reinterpret_cast<void*>(field))), value, __ATOMIC_RELAXED);
+  }
+  // Foreign code through /proc/self/mem: never dereferenced (its mapping may be gone).
+  [[nodiscard]] bool readForeign(uintptr_t rx, void* out, size_t n) const noexcept;
+  [[nodiscard]] bool writeForeign(uintptr_t rx, const void* bytes, size_t n) noexcept;
+  // Foreign code needs /proc/self/mem; a fork child opens its own only on first need.
+  Status needForeignAccess();
+  // In a fork child: the parent's descriptor names the parent. `needNow`: the child has
+  // foreign sites (else the open is deferred to needForeignAccess).
+  Status afterForkInChild(bool needNow) noexcept;
+
+  // Tells the embedder's patch observer (Options::patchObserver) that a site now calls `target`.
+  void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
+
+  CrossCoreSync& sync() noexcept { return sync_; }
+  const CrossCoreSync& sync() const noexcept { return sync_; }
+
+ private:
+  CodeArena& arena_;
+  std::function<void(const PatchEvent&)> observer_;
+  CrossCoreSync sync_;
+  int procMem_ = -1;  // /proc/self/mem, read-write
+  bool procMemDeferred_ = false;  // fork child without foreign sites: open on first need
+};
+
+}  // namespace patchcall::detail
