@@ -8,7 +8,22 @@
 #endif
 
 namespace patchcall::jit {
+
+namespace detail {
+struct AssemblerAccess {
+  static bool finalized(const Assembler& a) noexcept { return a.finalized_; }
+  static void addSite(Assembler& a, Key key, SiteForm form) {
+    a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, form});
+  }
+  static void addFixup(Assembler& a, uint32_t field, uint32_t end, const void* target) { a.fixups_.push_back({field, end, target}); }
+  static Status recordError(Assembler& a, asmjit::Error err) { return a.recordError(err); }
+  static Result<Blob> install(Assembler& a);
+  static Status addPoll(Assembler& a);
+};
+}  // namespace detail
+
 namespace {
+using Access = detail::AssemblerAccess;
 
 // Every byte embedded here comes from the arch layer (runtime/arch/<isa>/).
 struct CallPlaceholder {
@@ -30,49 +45,59 @@ Status Assembler::recordError(asmjit::Error err) {
   return Status(Error::kEmitFailed, std::string("asmjit: ") + asmjit::DebugUtils::errorAsString(err));
 }
 
-static Status embed(Assembler& a, const uint8_t* bytes, size_t n) {
+namespace {
+
+Status embed(Assembler& a, const uint8_t* bytes, size_t n) {
   asmjit::Error err = a.embed(bytes, n);
   if (err != asmjit::kErrorOk) return Status(Error::kEmitFailed, std::string("asmjit: ") + asmjit::DebugUtils::errorAsString(err));
   return Status::ok();
 }
 
-static Status embed(Assembler& a, std::span<const uint8_t> bytes) { return embed(a, bytes.data(), bytes.size()); }
+Status embed(Assembler& a, std::span<const uint8_t> bytes) { return embed(a, bytes.data(), bytes.size()); }
 
-static Status padTo(Assembler& a, size_t modulus, size_t wantedRemainder) {
+Status padTo(Assembler& a, size_t modulus, size_t wantedRemainder) {
   size_t pad = (wantedRemainder + modulus - a.offset() % modulus) % modulus;
   return pad == 0 ? Status::ok() : embed(a, arch::nopPadding(pad), pad);
 }
 
+Status emitToggle(Assembler& a, Key key, void (*stall)());
+
+}  // namespace
+
 Status emitCall(Assembler& a, Key key, SiteForm form) {
-  if (a.finalized_) return Status(Error::kInvalidArgument, "emitCall: install() was already called on this Assembler");
+  if (Access::finalized(a)) return Status(Error::kInvalidArgument, "emitCall: install() was already called on this Assembler");
   if (!key.valid()) return Status(Error::kUnknownKey, "emitCall: invalid key");
   if (form == SiteForm::kToggle) return emitToggle(a, key, nullptr);
   if (form == SiteForm::kAuto) form = arch::fieldAligned(a.offset()) ? SiteForm::kDirect : SiteForm::kBreakpoint;
   if (form == SiteForm::kDirect) PATCHCALL_TRY(padTo(a, arch::kFieldAlign, arch::directSiteRemainder()));
-  a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, form});
+  Access::addSite(a, key, form);
   return embed(a, kCallPlaceholder.bytes, arch::kCallSize);
 }
 
+namespace {
 // The layout (runtime/arch/<isa>/site_layout.h): selector, [stall call], call A, call B. The
 // selector is aligned, so it never straddles a cache line and one store flips it.
 Status emitToggle(Assembler& a, Key key, void (*stall)()) {
-  if (a.finalized_) return Status(Error::kInvalidArgument, "emitToggle: install() was already called on this Assembler");
+  if (Access::finalized(a)) return Status(Error::kInvalidArgument, "emitCall: install() was already called on this Assembler");
   PATCHCALL_TRY(padTo(a, arch::kToggleAlign, 0));
-  a.sites_.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, SiteForm::kToggle});
+  Access::addSite(a, key, SiteForm::kToggle);
   PATCHCALL_TRY(embed(a, arch::toggleSelectorInitial()));
   if (stall != nullptr) PATCHCALL_TRY(emitFixedCall(a, reinterpret_cast<const void*>(stall)));
   return embed(a, arch::toggleCalls());
 }
+}  // namespace
 
 Status emitFixedCall(Assembler& a, const void* target) {
-  if (a.finalized_) return Status(Error::kInvalidArgument, "emitFixedCall: install() was already called on this Assembler");
+  if (Access::finalized(a)) return Status(Error::kInvalidArgument, "emitFixedCall: install() was already called on this Assembler");
   if (target == nullptr) return Status(Error::kNullTarget, "emitFixedCall: null target");
   auto at = static_cast<uint32_t>(a.offset());
-  a.fixups_.push_back({at + kCallFieldOffset, at + static_cast<uint32_t>(arch::kCallSize), target});
+  Access::addFixup(a, at + kCallFieldOffset, at + static_cast<uint32_t>(arch::kCallSize), target);
   return embed(a, kCallPlaceholder.bytes, arch::kCallSize);
 }
 
-Status emitSafepointPoll(Assembler& a) {
+Status emitSafepointPoll(Assembler& a) { return Access::addPoll(a); }
+
+Status detail::AssemblerAccess::addPoll(Assembler& a) {
   if (a.finalized_) return Status(Error::kInvalidArgument, "emitSafepointPoll: install() was already called on this Assembler");
   auto at = static_cast<uint32_t>(a.offset());
   PATCHCALL_TRY(embed(a, arch::pollCompare()));
@@ -85,7 +110,9 @@ Status emitSafepointPoll(Assembler& a) {
   return Status::ok();
 }
 
-Result<Blob> install(Assembler& a) {
+Result<Blob> install(Assembler& a) { return Access::install(a); }
+
+Result<Blob> detail::AssemblerAccess::install(Assembler& a) {
   if (a.installed_) return Status(Error::kInvalidArgument, "install: this Assembler was already installed");
   if (a.asmjit::x86::Assembler::errorHandler() != &a.errors_) {
     return Status(Error::kEmitFailed,
@@ -144,6 +171,7 @@ Result<Blob> install(Assembler& a) {
   Result<Blob> blob = rt.commitCode(*r, a.sites_);
   if (!blob) return fail(blob.status());
   a.installed_ = true;
+  a.code_ = blob->code;
   return blob;
 }
 

@@ -6,6 +6,7 @@
 //   jit::emitSafepointPoll(a);            // cmp byte [rip+flag], 0 ; jne slow
 //   a.pop(asmjit::x86::rbx); a.ret();
 //   Result<Blob> blob = jit::install(a);  // relocate, copy through RW, bind sites to keys
+//   const void* site = a.siteAddress(0);  // the first site emitted, now in the arena
 //
 // Blobs are 64-byte aligned in the arena, so an offset's alignment within the code is its
 // alignment at the final address. An Assembler installs once.
@@ -25,14 +26,8 @@ struct HolderBase {
   asmjit::CodeHolder holder;
   HolderBase() { holder.init(asmjit::Environment::host()); }
 };
+struct AssemblerAccess;  // the emitters' way in (jit/assembler.cpp)
 }  // namespace detail
-
-class Assembler;
-Status emitCall(Assembler& a, Key key, SiteForm form);
-Status emitToggle(Assembler& a, Key key, void (*stall)());
-Status emitSafepointPoll(Assembler& a);
-Status emitFixedCall(Assembler& a, const void* target);
-Result<Blob> install(Assembler& a);
 
 class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
  public:
@@ -49,15 +44,18 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   void resetErrorHandler() noexcept { errors_.next = nullptr; }
   asmjit::ErrorHandler* errorHandler() const noexcept { return errors_.next; }
   asmjit::CodeHolder& codeHolder() noexcept { return holder; }
+  // The sites in emission order (each emitCall adds one): offsets within the code.
   const std::vector<SiteSpec>& sites() const noexcept { return sites_; }
+  // Where sites()[index] is once install() succeeded (its first byte: the toggle for
+  // kToggle), the address Runtime::site() and the patch observer name; nullptr before
+  // install or for an index past the end.
+  const void* siteAddress(size_t index) const noexcept {
+    return installed_ && index < sites_.size() ? static_cast<const uint8_t*>(code_) + sites_[index].offset : nullptr;
+  }
   bool installed() const noexcept { return installed_; }
 
  private:
-  friend Status emitCall(Assembler&, Key, SiteForm);
-  friend Status emitToggle(Assembler&, Key, void (*)());
-  friend Status emitSafepointPoll(Assembler&);
-  friend Status emitFixedCall(Assembler&, const void*);
-  friend Result<Blob> install(Assembler&);
+  friend struct detail::AssemblerAccess;
 
   struct Fixup {
     uint32_t field;  // offset of the 32-bit field
@@ -85,6 +83,7 @@ class Assembler : private detail::HolderBase, public asmjit::x86::Assembler {
   std::vector<SiteSpec> sites_;
   std::vector<Fixup> fixups_;
   std::vector<SlowPath> slowPaths_;
+  const void* code_ = nullptr;  // the blob's first byte, once installed
   bool installed_ = false;
   bool finalized_ = false;  // slow paths emitted and links resolved
 };
@@ -113,9 +112,6 @@ Status emitCall(Assembler& a, Key key, SiteForm form = SiteForm::kDirect);
 Status emitSafepointPoll(Assembler& a);
 // A plain, unpatchable `call rel32` to a fixed address (the hard-wired baseline).
 Status emitFixedCall(Assembler& a, const void* target);
-// Internal (used by emitCall and patchcall/testing.h): a toggle site, with an optional
-// fixed call to `stall` between the toggle and call A.
-Status emitToggle(Assembler& a, Key key, void (*stall)());
 // Relocates to the arena, copies through the RW alias, applies fixups, binds the sites.
 Result<Blob> install(Assembler& a);
 
