@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace patchcall::observe {
@@ -22,5 +24,13 @@ struct CodeRange {
   size_t size = 0;
   std::string_view name;
 };
+
+// What perf, jitdump and gdb call code that was installed without a name: "jit_<hex start>".
+inline std::string displayName(std::string_view name, uintptr_t start) {
+  if (!name.empty()) return std::string(name);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "jit_%lx", static_cast<unsigned long>(start));
+  return buf;
+}
 
 }  // namespace patchcall::observe

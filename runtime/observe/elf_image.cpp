@@ -52,10 +52,7 @@ Result<ElfImage> ElfImage::build(const CodeEvent& blob, std::span<const CodeRang
   const uint16_t sectionCount = symtab + 3;
   for (const CodeRange& r : ranges) {
     Elf64_Sym s{};
-    std::string fallback;
-    std::string_view name = r.name;
-    if (name.empty()) name = fallback = "jit_" + detail::hex(r.start);
-    s.st_name = names.add(name);
+    s.st_name = names.add(displayName(r.name, r.start));
     s.st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC);
     s.st_shndx = text;
     s.st_value = r.start;

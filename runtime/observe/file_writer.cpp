@@ -15,6 +15,7 @@ Status FileWriter::open(std::string path, std::string_view what, bool readable) 
   path_ = std::move(path);
   const int flags = (readable ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC;
   fd_ = ::open(path_.c_str(), flags, 0644);
+  owner_ = ::getpid();
   if (fd_ < 0) {
     const int e = errno;
     return {Error::kSystemError, what_ + ": cannot create " + path_ + ": " + std::strerror(e) +
@@ -23,8 +24,10 @@ Status FileWriter::open(std::string path, std::string_view what, bool readable) 
   return Status::ok();
 }
 
+bool FileWriter::enabled() const noexcept { return fd_ >= 0 && owner_ == ::getpid(); }
+
 Status FileWriter::write(const void* data, size_t size) {
-  if (fd_ < 0) return Status::ok();
+  if (!enabled()) return Status::ok();
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
     const ssize_t n = ::write(fd_, p, size);

@@ -28,12 +28,16 @@ class FileWriter {
   // Marks the writer failed with `status` (which is returned), as a failed write does.
   Status fail(Status status);
 
-  bool enabled() const noexcept { return fd_ >= 0; }
+  // Open, and opened by this process (not inherited through fork()).
+  bool enabled() const noexcept;
+  // Open here or inherited from the parent: what afterForkInChild() replaces.
+  bool isOpen() const noexcept { return fd_ >= 0; }
   int fd() const noexcept { return fd_; }
   const std::string& path() const noexcept { return path_; }
 
  private:
   int fd_ = -1;
+  int owner_ = 0;  // getpid() at open()
   std::string path_;
   std::string what_;
 };

@@ -78,6 +78,10 @@ Status GdbJit::remove(Handle handle) {
   return Status::ok();
 }
 
+void GdbJit::forkPrepare() { descriptorMutex().lock(); }
+void GdbJit::forkParent() { descriptorMutex().unlock(); }
+void GdbJit::forkChild() { descriptorMutex().unlock(); }
+
 GdbJit::~GdbJit() {
   while (!entries_.empty()) (void)remove(entries_.begin()->first);
 }

@@ -43,6 +43,8 @@ static_assert(sizeof(jit_code_entry) == 32 && sizeof(jit_descriptor) == 24);
 
 namespace patchcall::observe {
 
+// One per Runtime; its calls are assumed serialized (the engine's lock). Only the shared
+// descriptor list takes the process-wide mutex.
 class GdbJit {
  public:
   using Handle = uint64_t;  // 0 is never a handle
@@ -61,6 +63,12 @@ class GdbJit {
   Status remove(Handle handle);
 
   size_t size() const noexcept { return entries_.size(); }
+
+  // A fork() while another thread holds the process-wide mutex would leave it locked in the
+  // child: the engine's pthread_atfork handlers call these (prepare locks, both unlock).
+  static void forkPrepare();
+  static void forkParent();
+  static void forkChild();
 
  private:
   struct Entry {

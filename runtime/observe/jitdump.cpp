@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "../arch/unwind_info.h"
-#include "../format.h"
 
 namespace patchcall::observe {
 namespace {
@@ -71,8 +70,8 @@ Status JitDump::writeLoad(uintptr_t start, size_t size, std::string_view name, c
   r.codeAddr = start;
   r.codeSize = size;
   r.codeIndex = codeIndex_++;
-  std::string fallback;
-  if (name.empty()) name = fallback = "jit_" + detail::hex(start);
+  const std::string shown = displayName(name, start);
+  name = shown;
   const size_t total = sizeof r + name.size() + 1 + size;
   r.prefix.totalSize = static_cast<uint32_t>(total);
   // One write per record: a reader never sees half a record unless the write itself failed.
@@ -95,7 +94,7 @@ Status JitDump::codeChanged(uintptr_t start, size_t size, std::string_view name,
 }
 
 Status JitDump::afterForkInChild(std::span<const CodeEvent> live) {
-  if (!file_.enabled()) return Status::ok();
+  if (!file_.isOpen()) return Status::ok();  // never opened, or disabled by a failure
   unmapMarker();
   file_.close();  // the parent's file: no close record from the child
   PATCHCALL_TRY(open(directory_));

@@ -18,17 +18,13 @@ Status PerfMap::codeLoaded(const CodeEvent& event) {
   const int n = std::snprintf(head, sizeof head, "%lx %lx ", static_cast<unsigned long>(event.start),
                               static_cast<unsigned long>(event.size));
   std::string line(head, static_cast<size_t>(n));
-  if (event.name.empty()) {
-    std::snprintf(head, sizeof head, "jit_%lx", static_cast<unsigned long>(event.start));
-    line += head;
-  }
-  for (char c : event.name) line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) ? '?' : c;
+  for (char c : displayName(event.name, event.start)) line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) ? '?' : c;
   line += '\n';
   return file_.write(line.data(), line.size());
 }
 
 Status PerfMap::afterForkInChild(std::span<const CodeEvent> live) {
-  if (!file_.enabled()) return Status::ok();
+  if (!file_.isOpen()) return Status::ok();  // never opened, or disabled by a failure
   file_.close();
   PATCHCALL_TRY(open(directory_));
   for (const CodeEvent& e : live) PATCHCALL_TRY(codeLoaded(e));

@@ -4,6 +4,8 @@
 
 #include <elf.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -179,3 +181,24 @@ TEST(ElfImage, ReadelfAcceptsImageSymbolsAndCfi) {
   EXPECT_NE(frames.find("00007f000050003f rsp+8    u     c-8"), std::string::npos) << frames;
 }
 #endif
+
+// The atfork hooks leave the process-wide mutex usable in the child (and in the parent).
+TEST(GdbJit, ForkHooksLeaveTheDescriptorUsable) {
+  GdbJit jit;
+  GdbJit::forkPrepare();
+  const pid_t child = fork();
+  if (child == 0) {
+    GdbJit::forkChild();
+    GdbJit mine;
+    auto h = mine.add({0x7f0000600000, 16, "in_child", nullptr});
+    _exit(h.isOk() && mine.remove(*h).isOk() ? 0 : 1);
+  }
+  GdbJit::forkParent();
+  ASSERT_GE(child, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  auto h = jit.add({0x7f0000700000, 16, "in_parent", nullptr});
+  ASSERT_TRUE(h.isOk());
+  EXPECT_TRUE(jit.remove(*h).isOk());
+}

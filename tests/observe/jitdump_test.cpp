@@ -4,7 +4,10 @@
 
 #include <elf.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+
+#include <csignal>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,6 +165,34 @@ TEST(JitDump, OpenFailureLeavesItDisabled) {
   EXPECT_FALSE(dump.enabled());
   const uint8_t b[4] = {};
   EXPECT_TRUE(dump.codeLoaded({0x1000, 4, "x", b}).isOk());
+}
+
+// A write that fails after open (file size limit: EFBIG) disables the dump with one Status
+// and unmaps the marker; run in a child so the limit does not outlive the test.
+TEST(JitDump, AFailedRecordDisablesTheDumpWithOneDiagnostic) {
+  const std::string dir = tempDir();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{100, 100};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    JitDump dump;
+    if (!dump.open(dir).isOk()) _exit(2);
+    std::vector<uint8_t> code(200, 0x90);
+    const patchcall::Status first = dump.codeLoaded({0x1000, code.size(), "big", code.data()});
+    if (first.code() != patchcall::Error::kSystemError || first.message().find("File too large") == std::string::npos) _exit(3);
+    if (dump.enabled() || markerMapped(dump.path())) _exit(4);
+    if (!dump.codeLoaded({0x2000, 4, "small", code.data()}).isOk()) _exit(5);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const Dump d = readDump(dir + "/jit-" + std::to_string(child) + ".dump");
+  EXPECT_EQ(d.header.magic, jd::kMagic);
+  EXPECT_TRUE(d.loads.empty());
 }
 
 TEST(JitDump, ForkChildStartsItsOwnDumpAndMarker) {

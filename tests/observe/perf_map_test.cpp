@@ -13,11 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "observe/file_writer.h"
 
 using patchcall::Error;
 using patchcall::observe::CodeEvent;
-using patchcall::observe::FileWriter;
 using patchcall::observe::PerfMap;
 
 namespace {
@@ -89,14 +87,37 @@ TEST(PerfMap, OpenFailureLeavesItDisabled) {
   EXPECT_TRUE(map.codeLoaded({0x1000, 16, "x", nullptr}).isOk());  // dropped, no second diagnostic
 }
 
-TEST(PerfMap, AFailedWriteDisablesWithOneDiagnostic) {
-  FileWriter w;
-  ASSERT_TRUE(w.open("/dev/full", "perf map").isOk());
-  const patchcall::Status first = w.write("x\n", 2);
+// The map file is a symlink to /dev/full: open succeeds, the first line fails (ENOSPC).
+TEST(PerfMap, AFailedLineDisablesTheMapWithOneDiagnostic) {
+  const std::string dir = tempDir();
+  ASSERT_EQ(symlink("/dev/full", (dir + "/perf-" + std::to_string(getpid()) + ".map").c_str()), 0);
+  PerfMap map;
+  ASSERT_TRUE(map.open(dir).isOk());
+  const patchcall::Status first = map.codeLoaded({0x1000, 16, "a", nullptr});
   EXPECT_EQ(first.code(), Error::kSystemError);
-  EXPECT_NE(first.message().find("disabled"), std::string::npos) << first.message();
-  EXPECT_FALSE(w.enabled());
-  EXPECT_TRUE(w.write("y\n", 2).isOk());
+  EXPECT_NE(first.message().find("No space left"), std::string::npos) << first.message();
+  EXPECT_FALSE(map.enabled());
+  EXPECT_TRUE(map.codeLoaded({0x2000, 16, "b", nullptr}).isOk());
+}
+
+// A child that never calls afterForkInChild must not write into the parent's file.
+TEST(PerfMap, ForkChildWithoutItsOwnFileWritesNothing) {
+  const std::string dir = tempDir();
+  PerfMap map;
+  ASSERT_TRUE(map.open(dir).isOk());
+  ASSERT_TRUE(map.codeLoaded({0x1000, 16, "before_fork", nullptr}).isOk());
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const bool ok = map.codeLoaded({0x2000, 16, "from_child", nullptr}).isOk() && !map.enabled();
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::vector<Line> lines = readMap(map.path());
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].name, "before_fork");
 }
 
 TEST(PerfMap, ForkChildWritesItsOwnFileWithTheInheritedCode) {
