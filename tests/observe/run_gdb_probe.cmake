@@ -6,6 +6,12 @@ foreach(v GDB PROBE)
     message(FATAL_ERROR "run_gdb_probe.cmake: -D${v}=... is required")
   endif()
 endforeach()
+# In the ASan build: LeakSanitizer cannot run under ptrace (it aborts the probe at exit).
+if(DEFINED ENV{ASAN_OPTIONS})
+  set(ENV{ASAN_OPTIONS} "$ENV{ASAN_OPTIONS}:detect_leaks=0")
+else()
+  set(ENV{ASAN_OPTIONS} "detect_leaks=0")
+endif()
 execute_process(
   COMMAND ${GDB} -batch -nx -ex "set debuginfod enabled off" -ex "break observeProbeTarget"
           -ex run -ex bt -ex continue -ex bt -ex continue ${PROBE}
