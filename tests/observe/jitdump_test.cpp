@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
+
 using patchcall::observe::CodeEvent;
 using patchcall::observe::JitDump;
 namespace jd = patchcall::observe::jitdump;
@@ -83,11 +85,6 @@ uint64_t nowMono() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-std::string tempDir() {
-  char tmpl[] = "/tmp/patchcall-observe-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  return d != nullptr ? d : "";
-}
 
 // The marker: an executable mapping of exactly our file, as perf sees it in its MMAP events.
 bool markerMapped(const std::string& path) {
@@ -105,7 +102,8 @@ bool markerMapped(const std::string& path) {
 }  // namespace
 
 TEST(JitDump, FileParsesBackWithHeaderRecordsAndBytes) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   const uint64_t before = nowMono();
   std::vector<uint8_t> fib(100), stub(16);
   for (size_t i = 0; i < fib.size(); ++i) fib[i] = static_cast<uint8_t>(i * 7);
@@ -170,7 +168,8 @@ TEST(JitDump, OpenFailureLeavesItDisabled) {
 // A write that fails after open (file size limit: EFBIG) disables the dump with one Status
 // and unmaps the marker; run in a child so the limit does not outlive the test.
 TEST(JitDump, AFailedRecordDisablesTheDumpWithOneDiagnostic) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
@@ -196,7 +195,8 @@ TEST(JitDump, AFailedRecordDisablesTheDumpWithOneDiagnostic) {
 }
 
 TEST(JitDump, ForkChildStartsItsOwnDumpAndMarker) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   const uint8_t code[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   JitDump dump;
   ASSERT_TRUE(dump.open(dir).isOk());

@@ -14,6 +14,8 @@
 #include <vector>
 
 
+#include "temp_dir.h"
+
 using patchcall::Error;
 using patchcall::observe::CodeEvent;
 using patchcall::observe::PerfMap;
@@ -43,16 +45,12 @@ std::vector<Line> readMap(const std::string& path) {
   return out;
 }
 
-std::string tempDir() {
-  char tmpl[] = "/tmp/patchcall-observe-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  return d != nullptr ? d : "";
-}
 
 }  // namespace
 
 TEST(PerfMap, LinesParseBackToTheEvents) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   PerfMap map;
   EXPECT_FALSE(map.enabled());
   ASSERT_TRUE(map.open(dir).isOk());
@@ -89,7 +87,8 @@ TEST(PerfMap, OpenFailureLeavesItDisabled) {
 
 // The map file is a symlink to /dev/full: open succeeds, the first line fails (ENOSPC).
 TEST(PerfMap, AFailedLineDisablesTheMapWithOneDiagnostic) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   ASSERT_EQ(symlink("/dev/full", (dir + "/perf-" + std::to_string(getpid()) + ".map").c_str()), 0);
   PerfMap map;
   ASSERT_TRUE(map.open(dir).isOk());
@@ -102,7 +101,8 @@ TEST(PerfMap, AFailedLineDisablesTheMapWithOneDiagnostic) {
 
 // A child that never calls afterForkInChild must not write into the parent's file.
 TEST(PerfMap, ForkChildWithoutItsOwnFileWritesNothing) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   PerfMap map;
   ASSERT_TRUE(map.open(dir).isOk());
   ASSERT_TRUE(map.codeLoaded({0x1000, 16, "before_fork", nullptr}).isOk());
@@ -121,7 +121,8 @@ TEST(PerfMap, ForkChildWithoutItsOwnFileWritesNothing) {
 }
 
 TEST(PerfMap, ForkChildWritesItsOwnFileWithTheInheritedCode) {
-  const std::string dir = tempDir();
+  const observe_test::TempDir tmp;
+  const std::string& dir = tmp;
   PerfMap map;
   ASSERT_TRUE(map.open(dir).isOk());
   const CodeEvent parentCode{0x10000, 0x80, "inherited", nullptr};
