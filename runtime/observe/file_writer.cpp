@@ -1,0 +1,56 @@
+// patchcall — FileWriter (see file_writer.h).
+#include "file_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace patchcall::observe {
+
+Status FileWriter::open(std::string path, std::string_view what, bool readable) {
+  close();
+  what_ = what;
+  path_ = std::move(path);
+  const int flags = (readable ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC;
+  fd_ = ::open(path_.c_str(), flags, 0644);
+  owner_ = ::getpid();
+  if (fd_ < 0) {
+    const int e = errno;
+    return {Error::kSystemError, what_ + ": cannot create " + path_ + ": " + std::strerror(e) +
+                                     " (disabled)"};
+  }
+  return Status::ok();
+}
+
+bool FileWriter::enabled() const noexcept { return fd_ >= 0 && owner_ == ::getpid(); }
+
+Status FileWriter::write(const void* data, size_t size) {
+  if (!enabled()) return Status::ok();
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = n < 0 ? errno : ENOSPC;
+      return fail({Error::kSystemError, what_ + ": write to " + path_ + " failed: " +
+                                            std::strerror(e) + " (disabled)"});
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+void FileWriter::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Status FileWriter::fail(Status status) {
+  close();
+  return status;
+}
+
+}  // namespace patchcall::observe
