@@ -204,7 +204,7 @@ uintptr_t Registry::decodeTarget(const SiteRecord& s) const {
   }
   if (s.form == SiteForm::kToggle) {
     arch::ToggleLayout t = toggleLayoutOf(s);
-    call = arch::toggleSelectsB(t) ? t.callB : t.callA;
+    call = (s.flags & kSiteToggleOnB) != 0 ? t.callB : t.callA;
   }
   return veneers_.resolve(arch::callDestination(call, reinterpret_cast<const uint8_t*>(call)));
 }

@@ -31,6 +31,7 @@ static_assert(sizeof(SiteRecord) == 16);
 enum SiteFlags : uint8_t {
   kSiteForeign = 1,   // outside the arena: written through /proc/self/mem
   kSiteStallGap = 2,  // toggle with the test-only stall call before call A (hook builds only)
+  kSiteToggleOnB = 4, // the toggle selects call B: kept here by the retargeter, never read from code
 };
 
 // The toggle's calls (runtime/arch/<isa>/site_layout.h).

@@ -113,7 +113,7 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
         plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false});
       } else if (s.form == SiteForm::kToggle) {
         arch::ToggleLayout t = toggleLayoutOf(s);
-        bool bActive = arch::toggleSelectsB(t);
+        bool bActive = (s.flags & kSiteToggleOnB) != 0;
         uintptr_t inactive = bActive ? t.callA : t.callB;
         Result<uintptr_t> d = veneers_.destination(inactive, target);
         if (!d) return d.status();
@@ -331,7 +331,10 @@ Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
 
 uint64_t Retargeter::publish(const Plan& plan, std::span<const KeyUpdate> updates, const void** previous, bool* strict) {
   uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence_.snapshot();
-  for (const ToggleWrite& w : plan.toggles) registry_.toggleFlips()[w.siteId] = flipSnap;
+  for (const ToggleWrite& w : plan.toggles) {
+    registry_.toggleFlips()[w.siteId] = flipSnap;
+    registry_.site(w.siteId).flags ^= kSiteToggleOnB;  // the flip just written
+  }
   for (size_t i = 0; i < updates.size(); ++i) {
     KeyRecord* k = registry_.key(updates[i].key);
     if (previous != nullptr) previous[i] = k->target;

@@ -69,8 +69,6 @@ constexpr SiteCalls siteCalls(uintptr_t site, SiteForm form, bool stallGap) noex
 constexpr size_t siteSize(SiteForm form, bool stallGap) noexcept;
 // Whether the call at `insn` may be retargeted with one store (its field is aligned).
 constexpr bool fieldAligned(uintptr_t insn) noexcept;
-// Which call the selector currently selects (read once, racing with nothing: text mutex held).
-inline bool toggleSelectsB(const ToggleLayout& t) noexcept;
 // The selector bytes that select B (or A).
 inline void toggleFlip(const ToggleLayout& t, bool selectB, uint8_t out[]) noexcept;
 // Installing code: what the emitter wrote at `at` for a site of `form`, `room` bytes before

@@ -35,6 +35,7 @@ set_tests_properties(FindPackageConsumerC PROPERTIES TIMEOUT 300 LABELS "packagi
 # PATCHCALL_SHARED=ON: the runtime as a shared library, used by the C quick start.
 add_test(NAME SharedRuntimeBuild
   COMMAND ${CMAKE_COMMAND} -DSOURCE_ROOT=${PROJECT_SOURCE_DIR} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/shared-build
+          -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
           -DGENERATOR=${CMAKE_GENERATOR} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/shared_build.cmake)
 set_tests_properties(SharedRuntimeBuild PROPERTIES TIMEOUT 600 LABELS "packaging")
 

@@ -47,10 +47,6 @@ constexpr size_t siteSize(SiteForm form, bool stallGap) noexcept {
 
 constexpr bool fieldAligned(uintptr_t insn) noexcept { return branchField(insn) % kFieldAlign == 0; }
 
-inline bool toggleSelectsB(const ToggleLayout& t) noexcept {
-  return *reinterpret_cast<const volatile uint8_t*>(t.toggle) == x86::kJmpRel8;
-}
-
 inline void toggleFlip(const ToggleLayout& t, bool selectB, uint8_t out[]) noexcept {
   out[0] = selectB ? x86::kJmpRel8 : x86::kToggleSelectA[0];
   out[1] = selectB ? t.jumpToB : x86::kToggleSelectA[1];
