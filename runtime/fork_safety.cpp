@@ -92,6 +92,7 @@ void child() noexcept {
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk(), p.pollFlagArmed);
     rt.arena->resetLockAfterFork();
+    rt.publication.afterForkInChild();
     new (&rt.installer.reservationsMutex()) std::mutex();
     rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
     if (!p.textHeldBefore) rt.textMutex.unlock();

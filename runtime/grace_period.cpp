@@ -188,7 +188,10 @@ void Quiescence::finishLocked(bool done) noexcept {
 
 Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   using Clock = std::chrono::steady_clock;
-  if (!inFlight_) beginLocked();  // else continue the one tryAdvance started
+  if (!inFlight_) {  // else continue the one tryAdvance started
+    if (beforeGracePeriod_) PATCHCALL_TRY(beforeGracePeriod_(true));
+    beginLocked();
+  }
   auto spinUntil = Clock::now() + config_.spin;
   Status status;
   while (true) {
@@ -253,6 +256,7 @@ bool Quiescence::tryAdvance() noexcept {
   }
   if (!inFlight_ && !completed(requested_.load(std::memory_order_relaxed))) {
     try {
+      if (beforeGracePeriod_ && !beforeGracePeriod_(false).isOk()) return done;  // a later step retries
       beginLocked();
     } catch (const std::bad_alloc&) {  // nothing armed: a later step retries
       return done;

@@ -79,6 +79,10 @@ class Quiescence {
   Status synchronize(std::chrono::milliseconds deadline) { return waitFor(snapshot(), deadline); }
   // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
   void setScanSet(const ScanSet* set);
+  // Called before a grace period starts (gpMutex_ held; it must not take the text mutex):
+  // a blocking leader passes mayWait = true and gets its error; a non-blocking step does not
+  // start the grace period unless it returns OK. The runtime publishes deferred writes here.
+  void setBeforeGracePeriod(std::function<Status(bool mayWait)> hook) { beforeGracePeriod_ = std::move(hook); }
 
   // Stacks (stacks.cpp).
   StackTable& stacks() noexcept { return stacks_; }
@@ -114,6 +118,7 @@ class Quiescence {
   void announceCompletion() noexcept;
 
   Config config_;
+  std::function<Status(bool mayWait)> beforeGracePeriod_;
   size_t cpus_ = 1;  // CPUs this process may run on (spin policy)
   volatile uint8_t* pollFlag_;  // RW alias of the byte JIT polls compare against zero
 

@@ -370,8 +370,18 @@ size_t Reclaimer::poll() {
   QuiescentWhile quiescent(*rt_.quiescence);
   std::unique_lock<std::timed_mutex> processing(processMutex_, std::try_to_lock);
   if (!processing.owns_lock()) return 0;  // another pass runs: poll never waits for it
+  (void)rt_.publication.tryPublishAll();  // manual mode publishes deferred updates here
   Result<size_t> r = process(false, std::chrono::steady_clock::now(), 0);
   return r ? *r : 0;
+}
+
+void Reclaimer::wakeForPublish() {
+  if (!background_) return;
+  try {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_one();
+  } catch (...) {  // std::system_error from the mutex: the next grace period publishes
+  }
 }
 
 void Reclaimer::wakeForGracePeriod() {
@@ -389,7 +399,16 @@ void Reclaimer::backgroundLoop() {
     uint64_t requested = rt_.quiescence->requested();
     bool gracePeriodWanted = !rt_.quiescence->completed(requested);
     if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !gracePeriodWanted) {
-      wake_.wait(lock);
+      if (!rt_.publication.pending()) {
+        wake_.wait(lock);
+        continue;
+      }
+      // Deferred updates nobody published: give publish() or the next update the chance to
+      // cover them, then publish them ourselves.
+      wake_.wait_for(lock, rt_.options.publishDelay);
+      lock.unlock();
+      (void)rt_.publication.publishAll(deadlineAfter(rt_.quiescence->defaultDeadline()));
+      lock.lock();
       continue;
     }
     uint64_t need = std::max(maxSnap_, gracePeriodWanted ? requested : 0);

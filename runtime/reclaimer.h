@@ -39,6 +39,9 @@ class Reclaimer {
   size_t poll();
   // Background mode: a grace period was requested (startGracePeriod); the thread drives it.
   void wakeForGracePeriod();
+  // A deferred update is the first unpublished one: the background thread publishes it
+  // within Options::publishDelay (manual mode: poll() does).
+  void wakeForPublish();
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its

@@ -2,6 +2,7 @@
 #include "retargeter.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -47,8 +48,22 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
   Status written = write(plan, updates);
   if (written.code() == Error::kReentrantUpdate) return written;  // refused before any write
   dropPlanned.armed = false;  // published
-  bool strict = how.strict;
+  uint64_t batch = publication_.wrote();  // numbered under the text mutex, after every write
+  bool strict = how.strict || plan.strict;
   uint64_t flipSnap = publish(plan, updates, previous, &strict);
+  // The last sync. A breakpoint round's came inside write(), after every write so far.
+  if (!plan.breakpoints.empty()) {
+    if (written.isOk()) publication_.synced(batch);
+  } else if (how.publish == Publish::kDeferred && !strict) {
+    deferred_.fetch_add(updates.size(), std::memory_order_relaxed);
+    publication_.deferred(batch);  // the background publisher's clock starts
+  } else {
+    if (plan.toggles.empty()) guard.unlock();  // Direct-only: no mutex held across the sync
+    auto deadline = std::chrono::steady_clock::now() + how.deadline.value_or(options_.graceDeadline);
+    if (hooks == nullptr || !hooks->skipSync.load()) {
+      if (Status p = publication_.publishUpTo(batch, deadline); !p.isOk() && written.isOk()) written = p;
+    }
+  }
   if (!written.isOk()) return written;
 
   // strictWait: only toggles need it. A thread past a toggle has no safepoint before its
@@ -89,6 +104,7 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
   plan.toggles.clear();
   plan.breakpoints.clear();
   plan.graceNeeded = 0;
+  plan.strict = false;
   veneers_.dropPlanned();  // planned by an earlier pass or caller and never written
   plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
   uint64_t batchStamp = registry_.nextBatchStamp();  // marks keys seen in this pass (duplicate check)
@@ -100,6 +116,7 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
     }
     k->batchStamp = batchStamp;
     k->pending = u.target;
+    plan.strict = plan.strict || k->strictUpdates;
     PATCHCALL_TRY(registry_.validateTarget(u.target));
     auto target = reinterpret_cast<uintptr_t>(u.target);
     Result<uintptr_t> tramp = veneers_.destination(k->trampoline, target);
@@ -305,6 +322,7 @@ Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
 
   // The first breakpoint round shares its three syncs with phase 1 and the toggles' flip;
   // further rounds (more sites than the trap table holds at once) take three syncs each.
+  // Without breakpoint sites the last sync is left to the publication step.
   w.directAndInactive(cells);
   size_t done = 0;
   do {
@@ -312,11 +330,12 @@ Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
     bool first = done == 0;
     w.beginRound(done, count);
     w.trap();
-    w.sync();  // phase 1
+    // Phase 1. Without breakpoint sites and toggles this is the last sync: publish's.
+    if (!plan.breakpoints.empty() || !plan.toggles.empty()) w.sync();
     w.afterTrapSync();
     if (first) w.flipToggles();
     w.writeTails();
-    if (!w.roundEmpty() || (first && !plan.toggles.empty())) w.sync();  // phase 2
+    if (!w.roundEmpty()) w.sync();  // phase 2 (for toggles alone: the last sync, publish's)
     w.writeHeads();
     if (!w.roundEmpty()) {
       w.sync();  // phase 3

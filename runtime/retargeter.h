@@ -11,9 +11,13 @@
 //                     site -> sync; phase 2: flip the toggles, breakpoint sites' tails -> sync;
 //                     phase 3: breakpoint sites' heads -> sync. Breakpoint sites beyond one
 //                     trap-table round take further rounds of three syncs (the only loop).
-//   publish           the keys' new targets; each toggle's flip, for the rule above
+//   publish           the keys' new targets; each toggle's flip, for the rule above; then the
+//                     last sync through Publication (shared with concurrent updaters; a
+//                     Direct-only update drops the text mutex first), or none for a
+//                     deferred update (publication.h)
 //   strictWait        strict updates of keys with toggle sites: a grace period after the flip
-// A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round.
+// A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round;
+// deferred ones one fewer (none for Direct sites).
 #pragma once
 
 #include <atomic>
@@ -23,6 +27,7 @@
 #include "foreign_site.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
+#include "publication.h"
 #include "quiescence.h"
 #include "registry.h"
 #include "text_mutex.h"
@@ -33,9 +38,10 @@ namespace patchcall::detail {
 
 class Retargeter {
  public:
-  Retargeter(const Options& options, Registry& registry, Veneers& veneers, TextWriter& writer, ForeignSites& foreign,
-             Quiescence& quiescence)
-      : options_(options), registry_(registry), veneers_(veneers), writer_(writer), foreign_(foreign), quiescence_(quiescence) {}
+  Retargeter(const Options& options, Registry& registry, Veneers& veneers, TextWriter& writer, Publication& publication,
+             ForeignSites& foreign, Quiescence& quiescence)
+      : options_(options), registry_(registry), veneers_(veneers), writer_(writer), publication_(publication),
+        foreign_(foreign), quiescence_(quiescence) {}
 
   // update() / updateBatch(): `guard` holds the text mutex; the waits drop it. `previous`
   // (optional) receives each key's old target.
@@ -49,6 +55,7 @@ class Retargeter {
   uint64_t updates() const noexcept { return updates_.load(std::memory_order_relaxed); }
   uint64_t siteWrites() const noexcept { return siteWrites_.load(std::memory_order_relaxed); }
   uint64_t toggleGraceWaits() const noexcept { return toggleGraceWaits_.load(std::memory_order_relaxed); }
+  uint64_t deferredUpdates() const noexcept { return deferred_.load(std::memory_order_relaxed); }
 
  private:
   // `destination` is where the branch points: the target, or a veneer for it.
@@ -73,15 +80,18 @@ class Retargeter {
     MiVector<ToggleWrite> toggles;
     MiVector<BreakpointWrite> breakpoints;
     uint64_t graceNeeded = 0;  // largest unfinished grace-period snapshot among the toggles
+    bool strict = false;       // some key has KeyOptions::strictUpdates
     size_t writes() const noexcept { return direct.size() + toggles.size() + breakpoints.size(); }
   };
   class Writing;  // one write step's state (retargeter.cpp)
 
   Status plan(std::span<const KeyUpdate> updates, Plan& plan);
   Status probeForeign(const Plan& plan) const;
-  // The write step. Returns the first failure past validation (a foreign write the kernel
-  // refused after its probe passed, a sync that kept failing); every other site completes.
-  // kReentrantUpdate: refused before any write.
+  // The write step, up to the last sync: that one is left to the publication step, unless
+  // the plan has breakpoint sites (their trap entries must outlive it). Returns the first
+  // failure past validation (a foreign write the kernel refused after its probe passed, a
+  // sync that kept failing); every other site completes. kReentrantUpdate: refused before
+  // any write.
   Status write(const Plan& plan, std::span<const KeyUpdate> cells);
   uint64_t publish(const Plan& plan, std::span<const KeyUpdate> updates, const void** previous, bool* strict);
 
@@ -89,9 +99,10 @@ class Retargeter {
   Registry& registry_;
   Veneers& veneers_;
   TextWriter& writer_;
+  Publication& publication_;
   ForeignSites& foreign_;
   Quiescence& quiescence_;
-  std::atomic<uint64_t> updates_{0}, siteWrites_{0}, toggleGraceWaits_{0};
+  std::atomic<uint64_t> updates_{0}, siteWrites_{0}, toggleGraceWaits_{0}, deferred_{0};
 };
 
 }  // namespace patchcall::detail

@@ -71,6 +71,12 @@ Status Runtime::updateBatch(std::span<const KeyUpdate> updates, const UpdateOpti
   });
 }
 
+Status Runtime::publish(std::optional<std::chrono::milliseconds> deadline) {
+  return detail::catchOutOfMemory("publish", [&] {
+    return impl_->publication.publishAll(std::chrono::steady_clock::now() + deadline.value_or(impl_->options.graceDeadline));
+  });
+}
+
 namespace {
 Status unknownKey(Key key) { return Status(Error::kUnknownKey, "key " + std::to_string(key.id) + " is not live"); }
 }  // namespace
@@ -274,6 +280,8 @@ RuntimeStats Runtime::stats() const {
   s.trapsEmulated = detail::TrapTable::instance().emulated();
   s.gracePeriods = m.quiescence->gracePeriods();
   s.toggleGraceWaits = m.retargeter->toggleGraceWaits();
+  s.updatesDeferred = m.retargeter->deferredUpdates();
+  s.publishSyncs = m.publication.publishSyncs();
   // The embedder's callbacks: veneers ride on the same queue (read in this order so the
   // differences never go negative).
   uint64_t veneersFreed = m.veneers.freed();

@@ -54,9 +54,18 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
                                 options.reportUnregisteredThreads};
   impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
   impl->retargeter = std::make_unique<detail::Retargeter>(impl->options, impl->registry, impl->veneers, impl->writer,
-                                                          impl->foreign, *impl->quiescence);
+                                                          impl->publication, impl->foreign, *impl->quiescence);
   impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
   impl->veneers.attach(*impl->reclaimer);
+  // Every grace period starts with the deferred writes published, so nothing they moved
+  // calls away from is retired or freed while a core may still run the old bytes.
+  impl->quiescence->setBeforeGracePeriod(
+      [p = &impl->publication, deadline = options.graceDeadline](bool mayWait) -> Status {
+        if (!p->pending()) return Status::ok();
+        if (!mayWait) return p->tryPublishAll() ? Status::ok() : Status(Error::kTimeout, "publish in flight");
+        return p->publishAll(std::chrono::steady_clock::now() + deadline);
+      });
+  impl->publication.setWaker([](void* r) { static_cast<detail::Reclaimer*>(r)->wakeForPublish(); }, impl->reclaimer.get());
   PATCHCALL_TRY(impl->writer.sync().syncOrError("create"));
   impl->forkState.ownerPid = getpid();
   PATCHCALL_TRY(detail::trackForFork(impl.get()));

@@ -6,6 +6,7 @@
 //
 //   CodeArena      code_arena.h      the RX/RW views of the memfd, allocation
 //   TextWriter     text_writer.h     every code write, /proc/self/mem, the cross-core sync
+//   Publication    publication.h     which writes every core sees; shared (group) syncs
 //   Veneers        veneers.h         stubs for far targets and their life
 //   Registry       registry.h        keys + trampolines, sites, blobs, target validation
 //   ForeignSites   foreign_site.h    calls in code patchcall did not emit
@@ -30,6 +31,7 @@
 #include "fair_mutex.h"
 #include "foreign_site.h"
 #include "patchcall/runtime.h"
+#include "publication.h"
 #include "quiescence.h"
 #include "registry.h"
 #include "retargeter.h"
@@ -73,6 +75,7 @@ struct Runtime::Impl {
   const Options options;
   const std::unique_ptr<detail::CodeArena> arena;
   detail::TextWriter writer{*arena, options.patchObserver};
+  detail::Publication publication{writer.sync()};
   detail::Veneers veneers{*arena, writer, options.allowVeneers};
   detail::Registry registry{options, *arena, writer, veneers};
   detail::ForeignSites foreign{*arena, writer, registry};

@@ -58,6 +58,10 @@ struct Options {
   // Retired callbacks and blobs are processed by a background thread; when false the
   // runtime owns no thread and the embedder calls barrier()/poll().
   bool backgroundReclaimer = true;
+  // Deferred updates (Publish::kDeferred) nobody publishes are published by the background
+  // reclaimer this long after the first of them (in manual mode: by the next poll()), so an
+  // old target never stays reachable indefinitely.
+  std::chrono::microseconds publishDelay{1000};
 
   // Checked mode: safepoint(), goOffline/goOnline and OfflineScope on a thread that is not
   // registered (so it has no protection) send one diagnostic per thread to the sink of every

@@ -65,6 +65,12 @@ struct KeyUpdate {
 //  - Toggle sites: a thread that executed the toggle before the flip and has not reached
 //    its next safepoint (or gone offline) can still make the old call, i.e. enter the old
 //    target after update() returned. Invariant 3 holds for toggles only with `strict`.
+// When an update's writes are made visible to every core (see UpdateOptions::publish).
+enum class Publish : uint8_t {
+  kNow = 0,       // update() returns after the cross-core sync (the guarantees above)
+  kDeferred = 1,  // update() returns after the writes, before the final sync (below)
+};
+
 struct UpdateOptions {
   // Also wait, after the flip, for a grace period: update() returns only when no thread can
   // still enter the old target through any of the keys' sites. Costs a grace period when a
@@ -72,8 +78,22 @@ struct UpdateOptions {
   // (every site, the trampoline and target() name the new target); only the wait for the
   // stragglers failed: a later synchronize() completes it.
   bool strict = false;
-  // Bound for that wait; default Options::graceDeadline.
+  // Bound for that wait (and for waiting on another thread's sync); default Options::graceDeadline.
   std::optional<std::chrono::milliseconds> deadline;
+  // kDeferred: the sites, the trampoline and the target cell are written and update()
+  // returns without the final cross-core sync (a Direct-only update then costs a few
+  // stores). Until that sync every call lands on a target that was current at some moment
+  // since the call's window began: the old one or the new one (a core may still run the old
+  // bytes), never anything else. After publish() returns -- or after any later immediate
+  // update, synchronize(), barrier(), or the start of the grace period of any retire() --
+  // the guarantees above hold for it. Code a deferred update moved calls away from is never
+  // freed before a sync made the move visible everywhere (every grace period starts with
+  // one). Toggle sites defer only their last sync (the flip's); breakpoint sites are not
+  // deferred at all (their trap entries must outlive the final sync, and the trap table is
+  // shared by the whole process). Strict updates (strict, KeyOptions::strictUpdates)
+  // publish now. Unpublished updates are published by the background reclaimer within
+  // Options::publishDelay (manual mode: by poll()).
+  Publish publish = Publish::kNow;
 };
 
 // Per-key settings, fixed at createKey.
@@ -106,6 +126,9 @@ struct RuntimeStats {
   // callbacksRetired/Run) and freed after a grace period (barrier() waits for them too).
   uint64_t veneersRetired = 0, veneersFreed = 0;
   uint64_t updates = 0, siteWrites = 0, syncs = 0;
+  // Deferred updates, and the syncs that published update batches outside an update's own
+  // protocol (publish(), shared syncs of concurrent updaters, grace-period starts).
+  uint64_t updatesDeferred = 0, publishSyncs = 0;
   uint64_t trapsEmulated = 0;
   uint64_t gracePeriods = 0, toggleGraceWaits = 0;
   uint64_t callbacksRetired = 0, callbacksRun = 0;
@@ -147,6 +170,10 @@ class Runtime {
   // a whole first: on error nothing is written (except a strict wait's kTimeout, above).
   Status updateBatch(std::span<const KeyUpdate> updates);
   Status updateBatch(std::span<const KeyUpdate> updates, const UpdateOptions& options);
+  // Makes every deferred update so far visible to every core (one sync, shared with
+  // concurrent callers; none when nothing is pending). Errors: kTimeout (another thread's
+  // sync did not finish by `deadline`), kSystemError (the sync keeps failing).
+  Status publish(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
   Result<const void*> target(Key key) const;
   // Entry of the key's out-of-line `jmp rel32` stub, callable from C++ (a fixed code address).
   Result<const void*> trampoline(Key key) const;
