@@ -21,11 +21,9 @@
 
 namespace {
 
-using patchcall::Key;
-using patchcall::KeyUpdate;
-using patchcall::Runtime;
-using patchcall::SiteForm;
 using namespace pcbench;
+using patchcall::KeyUpdate;
+using patchcall::SiteForm;
 
 void runBatch(benchmark::State& state, SiteForm form) {
   UpdateFixture& f = updateFixture();

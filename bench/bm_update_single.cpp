@@ -28,10 +28,6 @@
 
 namespace {
 
-using patchcall::Key;
-using patchcall::KeyUpdate;
-using patchcall::Runtime;
-using patchcall::SiteForm;
 using namespace pcbench;
 
 void BM_Membarrier_SyncCore(benchmark::State& state) {
@@ -45,25 +41,19 @@ void BM_Membarrier_SyncCore(benchmark::State& state) {
   }
 }
 
-void BM_Update_OneSite(benchmark::State& state) {
+// The fixture's one-site key of a form, updated alternately to the two targets.
+void runOneKey(benchmark::State& state, OneSite UpdateFixture::*site) {
   UpdateFixture& f = updateFixture();
   if (!ready(state, f)) return;
   pcbench::BusyPeer peer;
   patchcall::RuntimeStats before = f.rt->stats();
-  if (!alternate(state, *f.rt, f.direct)) return;
+  if (!alternate(state, *f.rt, f.*site)) return;
   reportStats(state, before, f.rt->stats(), "update");
-  verifyLoop(state, f.direct);
+  verifyLoop(state, f.*site);
 }
 
-void BM_Update_Breakpoint(benchmark::State& state) {
-  UpdateFixture& f = updateFixture();
-  if (!ready(state, f)) return;
-  pcbench::BusyPeer peer;
-  patchcall::RuntimeStats before = f.rt->stats();
-  if (!alternate(state, *f.rt, f.breakpoint)) return;
-  reportStats(state, before, f.rt->stats(), "update");
-  verifyLoop(state, f.breakpoint);
-}
+void BM_Update_OneSite(benchmark::State& state) { runOneKey(state, &UpdateFixture::direct); }
+void BM_Update_Breakpoint(benchmark::State& state) { runOneKey(state, &UpdateFixture::breakpoint); }
 
 void BM_Update_Toggle(benchmark::State& state) {
   UpdateFixture& f = updateFixture();
