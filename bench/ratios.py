@@ -12,74 +12,35 @@ markdown table: for each goal the two figures, their ratio, the goal and PASS/MI
   python3 bench/ratios.py bench.json
 
 With repetitions the chosen aggregate (--stat, default median) is used; without, the single
-run (or the median of repeated runs). Figures use real time (every benchmark is UseRealTime);
---time cpu uses CPU time instead, a useful cross-check on a busy machine (it leaves out time
-the thread spent preempted, and also time blocked in the kernel, so it understates syncs).
+run (or each field's median of repeated runs: bench/gbench_json.py states the rules). Figures
+use real time (every benchmark is UseRealTime); --time cpu uses CPU time instead, a useful
+cross-check on a busy machine (it leaves out time the thread spent preempted, and also time
+blocked in the kernel, so it understates syncs).
 Python 3 standard library only.
 """
 import argparse
-import json
-import re
-import statistics
+import os
 import sys
 
-UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gbench_json  # noqa: E402  (bench/gbench_json.py: names, repetitions, units, errors)
 
 
-def base_name(name):
-    """BM_GracePeriod/1/min_time:0.200/real_time -> BM_GracePeriod/1"""
-    parts = [p for p in name.split("/") if not re.match(r"^(real_time|manual_time|min_time:.*|iterations:.*|repeats:.*|threads:.*)$", p)]
-    return "/".join(parts)
+class Results(gbench_json.Results):
+    """gbench_json.Results with this table's time kind; a missing figure raises KeyError."""
 
-
-class Results:
     def __init__(self, doc, stat, time_kind):
-        self.context = doc.get("context", {})
+        super().__init__(doc, stat)
         self.time_kind = time_kind
-        runs, aggregates = {}, {}
-        for b in doc.get("benchmarks", []):
-            if b.get("error_occurred"):
-                continue
-            name = base_name(b.get("run_name", b["name"]))
-            if b.get("run_type") == "aggregate":
-                if b.get("aggregate_name") == stat:
-                    aggregates[name] = b
-            else:
-                runs.setdefault(name, []).append(b)
-        self.entries = dict(aggregates)
-        for name, group in runs.items():
-            if name not in self.entries:
-                self.entries[name] = self._combine(group, stat)
-        self.errors = sorted({base_name(b.get("run_name", b["name"])) + ": " + b.get("error_message", "")
-                              for b in doc.get("benchmarks", []) if b.get("error_occurred")})
-
-    @staticmethod
-    def _combine(group, stat):
-        if len(group) == 1:
-            return group[0]
-        pick = statistics.median if stat == "median" else statistics.mean
-        out = dict(group[0])
-        for key, value in group[0].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[key] = pick([g[key] for g in group if key in g])
-        return out
-
-    def has(self, name):
-        return name in self.entries
 
     def time_ns(self, name):
         """Time of one benchmark iteration, in ns."""
-        e = self.entries[name]
-        return e[self.time_kind + "_time"] * UNIT_NS[e.get("time_unit", "ns")]
+        return super().time_ns(name, self.time_kind)
 
     def per_item_ns(self, name):
         """Time per processed item (one call, one loop iteration), in ns."""
-        e = self.entries[name]
-        ips = e.get("items_per_second")
-        if not ips:
-            return self.time_ns(name)
-        items_per_iteration = ips * e["real_time"] * UNIT_NS[e.get("time_unit", "ns")] * 1e-9
-        return self.time_ns(name) / items_per_iteration
+        ns = super().per_item_ns(name, self.time_kind)
+        return self.time_ns(name) if ns is None else ns
 
     def counter(self, name, key):
         return self.entries[name][key]
@@ -161,10 +122,7 @@ def main():
     ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed or a figure is missing")
     args = ap.parse_args()
 
-    text = sys.stdin.read() if args.json == "-" else open(args.json, encoding="utf-8").read()
-    # Console output may precede the JSON when stdout was captured with --benchmark_format=json.
-    doc = json.loads(text[text.index("{"):])
-    r = Results(doc, args.stat, args.time)
+    r = Results(gbench_json.load(args.json), args.stat, args.time)
 
     ctx = r.context
     print("Run: %s, %s CPUs at %s MHz, load average %s; %s of %s time%s." % (
@@ -194,7 +152,7 @@ def main():
             g.title, g.a[0], g.a[2](a), g.b[0], g.b[2](b), ratio, goal, verdict))
     if r.errors:
         print()
-        for e in r.errors:
+        for e in sorted(r.errors):
             print("- benchmark error: " + e)
     return 1 if (args.strict and missed) else 0
 

@@ -8,3 +8,6 @@ set_target_properties(patchcall-stress PROPERTIES
   RUNTIME_OUTPUT_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 target_compile_options(patchcall-stress PRIVATE -Wall -Wextra)
 target_link_libraries(patchcall-stress PRIVATE patchcall Threads::Threads)
+if(TARGET patchcall::testing)  # --fault (PATCHCALL_TEST_HOOKS builds only)
+  target_link_libraries(patchcall-stress PRIVATE patchcall::testing)
+endif()

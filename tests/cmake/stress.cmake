@@ -1,4 +1,4 @@
-# ctest entries for the stress/retarget driver (bench/stress/, issue 5). Each run is a few
+# ctest entries for the stress/retarget driver (bench/stress/). Each run is a few
 # seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures.
 if(NOT PATCHCALL_BUILD_BENCH)
   return()
@@ -75,7 +75,7 @@ if(PATCHCALL_TEST_HOOKS)
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
 endif()
 
-# --fibers (issue 10): 1,000 fibers over 4 caller threads, switching at polls and inside
+# --fibers: 1,000 fibers over 4 caller threads, switching at polls and inside
 # targets, migrating between threads, while target blobs are retired continuously. Parked
 # fibers hold return addresses into retired targets: they must be pinned (MIN_PINNED), none
 # may run freed code (0 violations), and the rest must still be freed (MIN_FREED).

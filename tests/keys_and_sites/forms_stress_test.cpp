@@ -1,5 +1,6 @@
-// Stress (issue 4): 4 threads call through 1,000 sites while 100,000 key updates retarget
-// them, once for unaligned Breakpoint sites and once for Toggle sites (grace rule on).
+// Stress of the multi-store site forms: 4 threads call through 1,000 sites while 100,000 key
+// updates retarget them, once for unaligned Breakpoint sites and once for Toggle sites (grace
+// rule on).
 //
 // Invariant 2 of DESIGN.md is checked on every call: key k's version v targets
 // targets[(k + v) % 16]; the updater publishes begun[k] before it writes and done[k] after

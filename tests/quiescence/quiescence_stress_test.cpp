@@ -3,7 +3,7 @@
 // (int3-filled) code would kill the process; every value a target returns is verified (a real
 // token, of a blob already bound and not yet replaced when the call began); at the
 // end every retired blob is freed (no leak) and its memory is int3.
-// PATCHCALL_STRESS_BLOBS=<n> scales the blob count (default 10000, as issue 3 asks).
+// PATCHCALL_STRESS_BLOBS=<n> scales the blob count (default 10000).
 #include <gtest/gtest.h>
 
 #include <asmjit/x86.h>

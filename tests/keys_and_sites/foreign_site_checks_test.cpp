@@ -13,16 +13,16 @@
 #include <thread>
 #include <vector>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "jit_targets.h"
 #include "patchcall/testing.h"
 
 namespace patchcall {
 namespace {
 
-using hardening::callInt;
-using hardening::installCaller;
-using hardening::quietManualOptions;
+using checks::callInt;
+using checks::installCaller;
+using checks::quietManualOptions;
 using test::idOf;
 using test::installTargets;
 using test::mapForeignCode;

@@ -19,23 +19,23 @@
 #include <string_view>
 #include <vector>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "quiescence_util.h"
 
 namespace patchcall {
 namespace {
 
 namespace x86 = asmjit::x86;
-using hardening::callInt;
-using hardening::installCaller;
-using hardening::installReturner;
-using hardening::quietManualOptions;
+using checks::callInt;
+using checks::installCaller;
+using checks::installReturner;
+using checks::quietManualOptions;
 using namespace std::chrono_literals;
 
-using hardening::cxxOne;
-using hardening::cxxTwo;
-using hardening::fnOne;
-using hardening::fnTwo;
+using checks::cxxOne;
+using checks::cxxTwo;
+using checks::fnOne;
+using checks::fnTwo;
 
 // `push rbx ; call k1 ; ... call kn ; pop rbx ; ret` with n Direct sites.
 Result<Blob> installSites(Runtime& rt, Key key, int n) {
@@ -58,16 +58,16 @@ TEST(HardeningExhaustion, TooManySitesIsAnErrorAndTheRuntimeStaysUsable) {
   ASSERT_TRUE(three.isOk()) << three.status().toString();
   size_t used = rt->arenaInfo().used;
 
-  HARDENING_EXPECT_ERROR(installSites(*rt, *key, 2), Error::kTooManySites);
+  EXPECT_ERROR(installSites(*rt, *key, 2), Error::kTooManySites);
   std::vector<uint8_t> two = {0xE8, 0, 0, 0, 0, 0xE8, 0, 0, 0, 0, 0xC3};
-  HARDENING_EXPECT_ERROR(rt->installCode(two, std::vector<SiteSpec>{{0, *key, SiteForm::kBreakpoint}, {5, *key, SiteForm::kBreakpoint}}),
+  EXPECT_ERROR(rt->installCode(two, std::vector<SiteSpec>{{0, *key, SiteForm::kBreakpoint}, {5, *key, SiteForm::kBreakpoint}}),
                          Error::kTooManySites);
   EXPECT_EQ(rt->stats().sites, 3u) << "a refused install registered sites";
   EXPECT_EQ(rt->arenaInfo().used, used) << "a refused install kept its arena memory";
   // Exactly at the limit is fine; one more is not.
   Result<Blob> fourth = installSites(*rt, *key, 1);
   ASSERT_TRUE(fourth.isOk()) << fourth.status().toString();
-  HARDENING_EXPECT_ERROR(installSites(*rt, *key, 1), Error::kTooManySites);
+  EXPECT_ERROR(installSites(*rt, *key, 1), Error::kTooManySites);
 
   // Still usable: updates reach every site; retiring a blob gives its sites back.
   ASSERT_TRUE(rt->update(*key, fnTwo()).isOk());
@@ -91,10 +91,10 @@ TEST(HardeningExhaustion, MaxKeysIsAnErrorAndExistingKeysKeepWorking) {
     ASSERT_TRUE(k.isOk()) << "key " << i << ": " << k.status().toString();
     keys.push_back(*k);
   }
-  HARDENING_EXPECT_ERROR(rt->createKey(fnOne()), Error::kInvalidArgument);
+  EXPECT_ERROR(rt->createKey(fnOne()), Error::kInvalidArgument);
   // Key ids are never reused, so destroying one does not give the quota back (documented).
   ASSERT_TRUE(rt->destroyKey(keys[2]).isOk());
-  HARDENING_EXPECT_ERROR(rt->createKey(fnOne()), Error::kInvalidArgument);
+  EXPECT_ERROR(rt->createKey(fnOne()), Error::kInvalidArgument);
   ASSERT_TRUE(rt->update(keys[0], fnTwo()).isOk());
   Result<Blob> caller = installCaller(*rt, keys[0]);
   ASSERT_TRUE(caller.isOk());
@@ -146,7 +146,7 @@ TEST(HardeningExhaustion, FullArenaRefusesNewVeneersAndTrampolinesThenRecovers) 
   RuntimeStats before = rt->stats();
 
   // The first far target needs a veneer chunk: no room, nothing patched.
-  HARDENING_EXPECT_ERROR(rt->update(*key, far), Error::kArenaExhausted);
+  EXPECT_ERROR(rt->update(*key, far), Error::kArenaExhausted);
   EXPECT_EQ(rt->target(*key).value(), fnOne());
   EXPECT_EQ(callInt(caller->code), 1);
   EXPECT_EQ(rt->stats().siteWrites, before.siteWrites);
@@ -158,7 +158,7 @@ TEST(HardeningExhaustion, FullArenaRefusesNewVeneersAndTrampolinesThenRecovers) 
     keyStatus = k.status();
     created += k.isOk();
   }
-  HARDENING_EXPECT_ERROR(keyStatus, Error::kArenaExhausted);
+  EXPECT_ERROR(keyStatus, Error::kArenaExhausted);
   EXPECT_LT(created, 600);
 
   // Give the memory back: both work, and the site follows.

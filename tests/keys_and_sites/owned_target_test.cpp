@@ -10,21 +10,21 @@
 #include <string>
 #include <vector>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "jit_targets.h"
 
 namespace patchcall {
 namespace {
 
-using hardening::callInt;
-using hardening::installCaller;
-using hardening::quietManualOptions;
+using checks::callInt;
+using checks::installCaller;
+using checks::quietManualOptions;
 using test::idOf;
 using test::installTargets;
 
 #define EXPECT_OWNED_REFUSED(expr, text)                                                          \
   do {                                                                                            \
-    Status s_ = hardening::statusOf(expr);                                                        \
+    Status s_ = checks::statusOf(expr);                                                        \
     EXPECT_EQ(s_.code(), Error::kInvalidArgument) << #expr ": " << s_.toString();                 \
     EXPECT_NE(s_.message().find(text), std::string::npos) << #expr ": message lacks '" << (text) \
                                                           << "': " << s_.toString();              \

@@ -1,4 +1,5 @@
-// Shared helpers for the hardening_*_test.cpp files (bad inputs, resource exhaustion, signals).
+// Error checks shared by the tests of bad inputs, resource exhaustion and signals: the exact
+// error code and its message, quiet manual-mode options, tiny JIT returners and callers.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -16,7 +17,7 @@
                                                           << "': " << s_.toString();        \
   } while (0)
 
-namespace patchcall::hardening {
+namespace patchcall::checks {
 
 inline Status statusOf(const Status& s) { return s; }
 template <typename T>
@@ -25,10 +26,10 @@ Status statusOf(const Result<T>& r) {
 }
 
 // Asserts the exact error code and a non-empty message, for a Status or a Result<T>.
-#define HARDENING_EXPECT_ERROR(expr, error)                                           \
+#define EXPECT_ERROR(expr, error)                                           \
   do {                                                                                \
     auto&& result_ = (expr);                                                          \
-    ::patchcall::Status status_ = ::patchcall::hardening::statusOf(result_);          \
+    ::patchcall::Status status_ = ::patchcall::checks::statusOf(result_);          \
     EXPECT_EQ(status_.code(), error) << #expr ": " << status_.toString();             \
     if (!status_.isOk()) {                                                            \
       EXPECT_FALSE(status_.message().empty()) << #expr ": empty message";             \
@@ -69,4 +70,4 @@ inline const void* fnTwo() { return reinterpret_cast<const void*>(&cxxTwo); }
 
 inline int callInt(const void* code) { return reinterpret_cast<int (*)()>(const_cast<void*>(code))(); }
 
-}  // namespace patchcall::hardening
+}  // namespace patchcall::checks

@@ -1,4 +1,4 @@
-// Bad inputs of the public API not covered by tests/bad_input_test.cpp and the area tests:
+// Bad inputs of the public API not covered by update_bad_input_test.cpp and the area tests:
 // README.md "Bad-input table" lists every (function, bad input, Error) row and the test that checks it.
 // Each failure must be the exact error, carry a message, and leave the runtime usable.
 #include <linux/filter.h>
@@ -20,7 +20,7 @@
 #include <limits>
 #include <vector>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "patchcall/static_call.h"
 #include "quiescence_util.h"
 
@@ -28,16 +28,16 @@ namespace patchcall {
 namespace {
 
 namespace x86 = asmjit::x86;
-using hardening::callInt;
-using hardening::installCaller;
-using hardening::installReturner;
-using hardening::quietManualOptions;
+using checks::callInt;
+using checks::installCaller;
+using checks::installReturner;
+using checks::quietManualOptions;
 using namespace std::chrono_literals;
 
-using hardening::cxxOne;
-using hardening::cxxTwo;
-using hardening::fnOne;
-using hardening::fnTwo;
+using checks::cxxOne;
+using checks::cxxTwo;
+using checks::fnOne;
+using checks::fnTwo;
 
 Runtime makeRuntime(Options o = quietManualOptions()) {
   Result<Runtime> r = Runtime::create(std::move(o));
@@ -54,17 +54,17 @@ TEST(HardeningBadInput, CreateRejectsZeroLimitsAndArenaSizesOutsideTheSupportedR
   for (size_t size : {size_t{0}, size_t{65535}, size_t{2} << 30, std::numeric_limits<size_t>::max()}) {
     Options o = quietManualOptions();
     o.arenaSize = size;
-    HARDENING_EXPECT_ERROR(Runtime::create(o), Error::kInvalidArgument);
+    EXPECT_ERROR(Runtime::create(o), Error::kInvalidArgument);
   }
   Options threads = quietManualOptions();
   threads.maxThreads = 0;
-  HARDENING_EXPECT_ERROR(Runtime::create(threads), Error::kInvalidArgument);
+  EXPECT_ERROR(Runtime::create(threads), Error::kInvalidArgument);
   Options keys = quietManualOptions();
   keys.maxKeys = 0;
-  HARDENING_EXPECT_ERROR(Runtime::create(keys), Error::kInvalidArgument);
+  EXPECT_ERROR(Runtime::create(keys), Error::kInvalidArgument);
   Options align = quietManualOptions();
   align.targetAlignment = 0;
-  HARDENING_EXPECT_ERROR(Runtime::create(align), Error::kInvalidArgument);
+  EXPECT_ERROR(Runtime::create(align), Error::kInvalidArgument);
   // The smallest supported arena works.
   Options small = quietManualOptions();
   small.arenaSize = size_t{64} << 10;
@@ -143,7 +143,7 @@ TEST(HardeningBadInput, TargetCellOfAnUnknownKey) {
   Result<Key> k = rt.createKey(fnOne());
   ASSERT_TRUE(k.isOk());
   ASSERT_TRUE(rt.destroyKey(*k).isOk());
-  for (Key bad : {Key{}, Key{424242}, *k}) HARDENING_EXPECT_ERROR(rt.targetCell(bad), Error::kUnknownKey);
+  for (Key bad : {Key{}, Key{424242}, *k}) EXPECT_ERROR(rt.targetCell(bad), Error::kUnknownKey);
 }
 
 TEST(HardeningBadInput, EmptyBatchIsANoOp) {
@@ -158,15 +158,15 @@ TEST(HardeningBadInput, EmptyBatchIsANoOp) {
 TEST(HardeningBadInput, StaticCallBadArguments) {
   using Sc = StaticCall<int()>;
   Runtime rt = makeRuntime();
-  HARDENING_EXPECT_ERROR(Sc::create(rt, nullptr), Error::kNullTarget);
+  EXPECT_ERROR(Sc::create(rt, nullptr), Error::kNullTarget);
   Result<Sc> sc = Sc::create(rt, &cxxOne, "typed");
   ASSERT_TRUE(sc.isOk()) << sc.status().toString();
-  HARDENING_EXPECT_ERROR(sc->update(nullptr), Error::kNullTarget);
+  EXPECT_ERROR(sc->update(nullptr), Error::kNullTarget);
   EXPECT_EQ((*sc)(), 1) << "a refused update changed the target";
   EXPECT_EQ(sc->target(), &cxxOne);
   ASSERT_TRUE(rt.destroyKey(sc->key()).isOk());
   EXPECT_EQ(sc->target(), nullptr) << "target() of a destroyed key";
-  HARDENING_EXPECT_ERROR(sc->update(&cxxTwo), Error::kUnknownKey);
+  EXPECT_ERROR(sc->update(&cxxTwo), Error::kUnknownKey);
   EXPECT_EQ((*sc)(), 1) << "the cell of a destroyed key must keep calling its last target";
 }
 
@@ -174,8 +174,8 @@ TEST(HardeningBadInput, StaticCallBadArguments) {
 
 TEST(HardeningBadInput, ReserveCodeOfZeroBytesIsInvalid) {
   Runtime rt = makeRuntime();
-  HARDENING_EXPECT_ERROR(rt.reserveCode(0), Error::kInvalidArgument);
-  HARDENING_EXPECT_ERROR(rt.installCode({}, {}), Error::kInvalidArgument);
+  EXPECT_ERROR(rt.reserveCode(0), Error::kInvalidArgument);
+  EXPECT_ERROR(rt.installCode({}, {}), Error::kInvalidArgument);
 }
 
 // The size used to round up (wrapping) to 0 and the reservation "succeeded".
@@ -196,11 +196,11 @@ TEST(HardeningBadInput, CommitCodeRejectsReservationsNotInTheArena) {
   Runtime rt = makeRuntime();
   auto* outside = static_cast<uint8_t*>(const_cast<void*>(rt.arenaInfo().rxBase)) + rt.arenaInfo().size + 4096;
   for (CodeReservation bad : {CodeReservation{nullptr, nullptr, 64}, CodeReservation{outside, outside, 64}}) {
-    HARDENING_EXPECT_ERROR(rt.commitCode(bad, {}), Error::kInvalidArgument);
+    EXPECT_ERROR(rt.commitCode(bad, {}), Error::kInvalidArgument);
   }
   Result<CodeReservation> r = rt.reserveCode(64);
   ASSERT_TRUE(r.isOk());
-  HARDENING_EXPECT_ERROR(rt.commitCode(CodeReservation{r->rx, r->rw, 0}, {}), Error::kInvalidArgument);
+  EXPECT_ERROR(rt.commitCode(CodeReservation{r->rx, r->rw, 0}, {}), Error::kInvalidArgument);
   rt.abandonCode(*r);
   rt.abandonCode(CodeReservation{});  // a null reservation is ignored
   EXPECT_EQ(rt.stats().blobs, 0u);
@@ -240,7 +240,7 @@ TEST(HardeningBadInput, CommitCodeRejectsMalformedSiteLists) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
     Result<Blob> b = rt.installCode(code, c.specs);
-    HARDENING_EXPECT_ERROR(b, c.expected);
+    EXPECT_ERROR(b, c.expected);
     EXPECT_EQ(rt.stats().sites, 0u) << "a refused site list registered sites";
     EXPECT_EQ(rt.stats().blobs, 0u);
     EXPECT_EQ(rt.arenaInfo().used, usedBefore) << "installCode kept the reservation of a refused blob";
@@ -422,21 +422,21 @@ TEST(HardeningBadInput, AssemblerMisuse) {
   ASSERT_TRUE(key.isOk());
   {
     jit::Assembler empty(rt);
-    HARDENING_EXPECT_ERROR(jit::install(empty), Error::kInvalidArgument);
+    EXPECT_ERROR(jit::install(empty), Error::kInvalidArgument);
   }
   jit::Assembler a(rt);
   a.sub(x86::rsp, 8);
-  HARDENING_EXPECT_ERROR(jit::emitFixedCall(a, nullptr), Error::kNullTarget);
+  EXPECT_ERROR(jit::emitFixedCall(a, nullptr), Error::kNullTarget);
   ASSERT_TRUE(jit::emitCall(a, *key).isOk());
   a.add(x86::rsp, 8);
   a.ret();
   Result<Blob> b = jit::install(a);
   ASSERT_TRUE(b.isOk()) << b.status().toString();
   EXPECT_TRUE(a.installed());
-  HARDENING_EXPECT_ERROR(jit::install(a), Error::kInvalidArgument);
-  HARDENING_EXPECT_ERROR(jit::emitCall(a, *key), Error::kInvalidArgument);
-  HARDENING_EXPECT_ERROR(jit::emitSafepointPoll(a), Error::kInvalidArgument);
-  HARDENING_EXPECT_ERROR(jit::emitFixedCall(a, fnOne()), Error::kInvalidArgument);
+  EXPECT_ERROR(jit::install(a), Error::kInvalidArgument);
+  EXPECT_ERROR(jit::emitCall(a, *key), Error::kInvalidArgument);
+  EXPECT_ERROR(jit::emitSafepointPoll(a), Error::kInvalidArgument);
+  EXPECT_ERROR(jit::emitFixedCall(a, fnOne()), Error::kInvalidArgument);
   EXPECT_EQ(rt.stats().blobs, 1u) << "a refused second install registered a blob";
   EXPECT_EQ(callInt(b->code), 1);
 }
@@ -450,7 +450,7 @@ TEST(HardeningBadInput, SiteFormOutsideTheEnumIsRefusedAtInstall) {
   a.ret();
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(!e.isOk() || !b.isOk()) << "a site of form 9 was installed";
-  if (e.isOk()) HARDENING_EXPECT_ERROR(b, Error::kInvalidArgument);
+  if (e.isOk()) EXPECT_ERROR(b, Error::kInvalidArgument);
   EXPECT_EQ(rt.stats().sites, 0u);
 }
 
@@ -489,7 +489,7 @@ TEST(HardeningBadInput, FixedCallBeyondRel32IsOutOfRangeAndReleasesTheReservatio
   ASSERT_TRUE(jit::emitFixedCall(a, far.fn()).isOk());
   a.add(x86::rsp, 8);
   a.ret();
-  HARDENING_EXPECT_ERROR(jit::install(a), Error::kOutOfRange);
+  EXPECT_ERROR(jit::install(a), Error::kOutOfRange);
   EXPECT_EQ(rt.arenaInfo().used, used) << "a refused install kept its arena memory";
   EXPECT_EQ(rt.stats().blobs, 0u);
 }
@@ -582,9 +582,9 @@ TEST(HardeningBadInput, ZeroDeadlinesAreBoundedWaits) {
   qtest::TestThread stuck;
   ASSERT_TRUE(stuck.registerWith(rt, "stuck-reader").isOk());
   auto start = qtest::Clock::now();
-  HARDENING_EXPECT_ERROR(rt.synchronize(0ms), Error::kTimeout);
+  EXPECT_ERROR(rt.synchronize(0ms), Error::kTimeout);
   ASSERT_TRUE(rt.retire([] {}).isOk());
-  HARDENING_EXPECT_ERROR(rt.barrier(0ms), Error::kTimeout);
+  EXPECT_ERROR(rt.barrier(0ms), Error::kTimeout);
   EXPECT_LT(qtest::msSince(start), 1000) << "zero deadlines waited";
   EXPECT_FALSE(log.matching("stuck-reader").empty()) << log.all();
   ASSERT_TRUE(stuck.unregister());
@@ -614,9 +614,9 @@ TEST(HardeningBadInput, UpdateOfARecentlyFlippedToggleTimesOutWithoutWriting) {
   ASSERT_TRUE(stuck.registerWith(rt, "stuck-reader").isOk());
   RuntimeStats before = rt.stats();
   auto start = qtest::Clock::now();
-  HARDENING_EXPECT_ERROR(rt.update(*key, fnOne()), Error::kTimeout);
+  EXPECT_ERROR(rt.update(*key, fnOne()), Error::kTimeout);
   KeyUpdate batch[] = {{*key, fnOne()}};
-  HARDENING_EXPECT_ERROR(rt.updateBatch(batch), Error::kTimeout);
+  EXPECT_ERROR(rt.updateBatch(batch), Error::kTimeout);
   EXPECT_LT(qtest::msSince(start), 2000) << "the waits were not bounded by graceDeadline";
   EXPECT_EQ(rt.stats().siteWrites, before.siteWrites) << "a timed-out update wrote code";
   EXPECT_EQ(rt.target(*key).value(), fnTwo());

@@ -1,4 +1,4 @@
-// The dual-call toggle race (issue 4) and its fix, executed for real.
+// The dual-call toggle race and its fix (the grace-period rule), executed for real.
 //
 // A reader R reads the toggle (call A selected) and stalls before call A. Update 1 writes
 // call B and flips to B; update 2 then rewrites call A, the call R is about to execute.

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <thread>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "patchcall/testing.h"
 #include "quiescence_util.h"
 
@@ -41,9 +41,9 @@ __attribute__((noinline)) void deepStackOf(uintptr_t value, int depth, F&& atBot
 TEST(HardeningScanRace, ThreadBackOnlineScansOnlyWhatTheGracePeriodWaitsFor) {
   testing::setQuarantineScanSets(true);
   uint64_t lateScansBefore = testing::scansOfRetiredSets();
-  Result<Runtime> rt = Runtime::create(hardening::quietManualOptions());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  Result<Blob> blob = hardening::installReturner(*rt, 5);
+  Result<Blob> blob = checks::installReturner(*rt, 5);
   ASSERT_TRUE(blob.isOk());
   ASSERT_TRUE(rt->retire(*blob).isOk());
 

@@ -21,14 +21,14 @@
 #include <thread>
 #include <vector>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "quiescence_util.h"
 
 namespace patchcall {
 namespace {
 
 namespace x86 = asmjit::x86;
-using hardening::callInt;
+using checks::callInt;
 using namespace std::chrono_literals;
 
 std::atomic<int> gTraps{0};
@@ -57,7 +57,7 @@ struct ProtocolRun {
 };
 ProtocolRun runBreakpointProtocol(Runtime& rt, uint64_t minTraps) {
   ProtocolRun run;
-  Result<Blob> one = hardening::installReturner(rt, 1), two = hardening::installReturner(rt, 2);
+  Result<Blob> one = checks::installReturner(rt, 1), two = checks::installReturner(rt, 2);
   Result<Key> key = one ? rt.createKey(one->code) : Result<Key>(Error::kUnknownKey, "");
   if (!two || !key) return run;
   jit::Assembler a(rt);
@@ -109,7 +109,7 @@ int callUnrelatedInt3(Runtime& rt) {
 void previousTrapHandlerChild(bool siginfo) {
   struct sigaction old = installTrapHandler(siginfo);
   (void)old;
-  Result<Runtime> rt = Runtime::create(hardening::quietManualOptions());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   if (!rt) _exit(10);
   raise(SIGTRAP);
   int after = callUnrelatedInt3(*rt);
@@ -146,7 +146,7 @@ void chainingHandler(int sig, siginfo_t* info, void* ctx) {
 }
 
 void laterHandlerChainsChild() {
-  Result<Runtime> rt = Runtime::create(hardening::quietManualOptions());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   if (!rt) _exit(10);
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
@@ -194,7 +194,7 @@ void segvUntouchedChild() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGSEGV, &sa, nullptr);
   sigaction(SIGSEGV, nullptr, &before);
-  Result<Runtime> rt = Runtime::create(hardening::quietManualOptions());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   if (!rt) _exit(10);
   ProtocolRun run = runBreakpointProtocol(*rt, 5);
   sigaction(SIGSEGV, nullptr, &after);
@@ -222,10 +222,10 @@ void handlerInstalledOnceChild() {
   sigaction(SIGTRAP, nullptr, &none);
   struct sigaction first, second;
   {
-    Result<Runtime> a = Runtime::create(hardening::quietManualOptions());
+    Result<Runtime> a = Runtime::create(checks::quietManualOptions());
     if (!a) _exit(10);
     sigaction(SIGTRAP, nullptr, &first);
-    Result<Runtime> b = Runtime::create(hardening::quietManualOptions());
+    Result<Runtime> b = Runtime::create(checks::quietManualOptions());
     if (!b) _exit(11);
   }
   sigaction(SIGTRAP, nullptr, &second);

@@ -16,17 +16,17 @@
 #include <fstream>
 #include <string>
 
-#include "hardening_support.h"
+#include "error_checks.h"
 #include "patchcall/testing.h"
 
 namespace patchcall {
 namespace {
 
-using hardening::callInt;
-using hardening::fnOne;
-using hardening::fnTwo;
-using hardening::installCaller;
-using hardening::quietManualOptions;
+using checks::callInt;
+using checks::fnOne;
+using checks::fnTwo;
+using checks::installCaller;
+using checks::quietManualOptions;
 
 struct ResetHooks {
   ~ResetHooks() {
