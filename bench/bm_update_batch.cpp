@@ -25,27 +25,6 @@ using namespace pcbench;
 using patchcall::KeyUpdate;
 using patchcall::SiteForm;
 
-void runBatch(benchmark::State& state, SiteForm form) {
-  UpdateFixture& f = updateFixture();
-  if (!ready(state, f)) return;
-  auto count = static_cast<size_t>(state.range(0));
-  KeyBatch* b = f.batchOf(form, count);
-  if (b == nullptr) return state.SkipWithError(f.error.c_str());
-  pcbench::BusyPeer peer;
-  patchcall::RuntimeStats before = f.rt->stats();
-  size_t i = 0;
-  pcbench::LoopClock clock;
-  for (auto _ : state) {
-    patchcall::Status s = f.rt->updateBatch(b->batch[i++ & 1]);
-    if (!s) {
-      state.SkipWithError(("updateBatch: " + s.toString()).c_str());
-      return;
-    }
-  }
-  pcbench::reportPerSite(state, clock, count);
-  reportStats(state, before, f.rt->stats(), "batch");
-}
-
 void BM_Update_Batch(benchmark::State& state) { runBatch(state, SiteForm::kDirect); }
 void BM_Update_Batch_Breakpoint(benchmark::State& state) { runBatch(state, SiteForm::kBreakpoint); }
 

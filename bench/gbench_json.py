@@ -9,8 +9,10 @@ scripts/bench-table (Python 3 standard library only).
 
 The rules, for every script alike:
   - names: a record's run_name (else name) without the parts Google Benchmark appends
-    (real_time, manual_time, min_time:*, iterations:*, repeats:*, threads:*), so
-    "BM_GracePeriod/1/min_time:0.200/real_time" is "BM_GracePeriod/1";
+    (real_time, manual_time, min_time:*, iterations:*, repeats:*), so
+    "BM_GracePeriod/1/min_time:0.200/real_time" is "BM_GracePeriod/1"; threads:N is kept, as
+    it tells apart the runs of one benchmark at several thread counts
+    ("BM_Update_Concurrent/real_time/threads:4" is "BM_Update_Concurrent/threads:4");
   - repetitions: the aggregate named `stat` ("median" or "mean") when the JSON has it (with
     --benchmark_repetitions); otherwise every numeric field is the median (or mean) of that
     field over the benchmark's runs (one run: that run itself). Other aggregates are ignored;
@@ -24,7 +26,7 @@ import statistics
 import sys
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-_APPENDED = re.compile(r"^(real_time|manual_time|min_time:.*|iterations:.*|repeats:.*|threads:.*)$")
+_APPENDED = re.compile(r"^(real_time|manual_time|min_time:.*|iterations:.*|repeats:.*)$")
 
 
 def parse(text):

@@ -1,6 +1,8 @@
 // patchcall — the C API for keys (patchcall.h, "keys"): create, destroy, update (plain, with
 // options, batched), target and trampoline, over Runtime's key functions.
 #include <chrono>
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +106,9 @@ patchcall::UpdateOptions toCpp(const patchcall_update_options& o) {
   patchcall::UpdateOptions u;
   u.strict = o.strict != 0;
   if (o.deadline_ms >= 0) u.deadline = std::chrono::milliseconds(o.deadline_ms);
+  if (o.struct_size >= offsetof(patchcall_update_options, deferred) + sizeof o.deferred && o.deferred != 0) {
+    u.publish = patchcall::Publish::kDeferred;
+  }
   return u;
 }
 
@@ -116,6 +121,16 @@ int badSize(const char* function, const char* what) {
 }  // namespace
 
 extern "C" {
+
+int patchcall_publish(patchcall_runtime* rt, int64_t deadline_ms) {
+  return guarded("patchcall_publish", [&] {
+    if (rt == nullptr) return nullArgument("patchcall_publish", "rt");
+    std::optional<std::chrono::milliseconds> deadline;
+    if (deadline_ms >= 0) deadline = std::chrono::milliseconds(deadline_ms);
+    patchcall::Status s = rt->rt.publish(deadline);
+    return s.isOk() ? succeed() : fail(s);
+  });
+}
 
 void patchcall_key_options_init(patchcall_key_options* o) {
   if (o == nullptr) return;

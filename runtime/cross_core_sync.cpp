@@ -114,6 +114,9 @@ int CrossCoreSync::syncOnce() noexcept {
     hooks->syncFailures.fetch_sub(1);
     return hooks->syncErrno.load();
   }
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->syncSleepUs.load() > 0) {
+    usleep(static_cast<useconds_t>(hooks->syncSleepUs.load()));  // a slow sync that leaves the CPU free
+  }
   if (method_ == SyncMethod::kMembarrier) {
     return membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) == 0 ? 0 : errno;
   }

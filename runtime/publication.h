@@ -3,9 +3,10 @@
 //
 // Every update numbers its write batch (wrote(), under the text mutex, after its last
 // write). A sync covers every batch numbered when it starts. publishUpTo(e) returns once a
-// sync that started after batch e was written has completed: callers arriving while a sync
-// is in flight wait for it and share the next one (group commit), so N concurrent updaters
-// pay about one sync per round, not N.
+// sync that started after batch e was written has completed: one caller leads a sync, the
+// others sleep until it ends and return if it covered them, else one of them leads the next
+// (group commit, as concurrent synchronize() callers share grace periods), so N concurrent
+// updaters pay about one sync per round, not N.
 //
 // Deferred updates (UpdateOptions::publish = Publish::kDeferred) number their batch and return;
 // the batch is published by Runtime::publish(), by a later immediate update, by the
@@ -38,6 +39,7 @@ class Publication {
     return published_.load(std::memory_order_acquire) < written_.load(std::memory_order_acquire);
   }
   uint64_t written() const noexcept { return written_.load(std::memory_order_acquire); }
+  uint64_t published() const noexcept { return published_.load(std::memory_order_acquire); }
 
   // Returns once batch `batch` is published: a sync that started after it completed. Waits
   // at most until `deadline` for another caller's sync (kTimeout); kSystemError if the sync
@@ -56,7 +58,10 @@ class Publication {
     if (wake_ != nullptr && published_.load(std::memory_order_acquire) + 1 >= batch) wake_(wakeArg_);
   }
   // fork(), in the child: the parent's syncing thread is gone.
-  void afterForkInChild() noexcept { new (&mutex_) std::timed_mutex(); }
+  void afterForkInChild() noexcept {
+    new (&mutex_) std::mutex();
+    followers_.store(0, std::memory_order_relaxed);
+  }
 
  private:
   int syncLocked() noexcept;  // one sync covering everything written before it starts
@@ -66,11 +71,15 @@ class Publication {
     }
   }
 
+  void announce() noexcept;  // a sync ended: wake the followers
+
   CrossCoreSync& sync_;
-  std::timed_mutex mutex_;  // one publishing sync at a time; never taken under it: the text mutex
+  std::mutex mutex_;  // held by the leader of one publishing sync; never taken under it: the text mutex
   alignas(64) std::atomic<uint64_t> written_{0};
   alignas(64) std::atomic<uint64_t> published_{0};
   std::atomic<uint64_t> syncs_{0};
+  alignas(64) std::atomic<uint32_t> done_{0};  // futex word: bumped as each sync ends
+  std::atomic<uint32_t> followers_{0};         // callers asleep on done_
   void (*wake_)(void*) = nullptr;
   void* wakeArg_ = nullptr;
 };

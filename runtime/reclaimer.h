@@ -60,6 +60,7 @@ class Reclaimer {
   struct BlobEntry {
     uint32_t id;
     uint64_t ticket;  // retirement order (1, 2, ...): barrier waits for tickets up to its own
+    uint64_t written;  // write batches numbered when it was retired: all published before it is freed
   };
   struct BlobRound {  // tracked blobs, oldest first; a scan set rides on grace period `snap` when set
     uint64_t snap = 0;

@@ -19,6 +19,8 @@ void setSkipSync(bool skip) { detail::testHooks()->skipSync.store(skip); }
 void setSkipRetireGrace(bool skip) { detail::testHooks()->skipRetireGrace.store(skip); }
 void setSkipForkCopy(bool skip) { detail::testHooks()->skipForkCopy.store(skip); }
 void setSkipStackScan(bool skip) { detail::testHooks()->skipStackScan.store(skip); }
+void setSkipPublishBeforeGracePeriod(bool skip) { detail::testHooks()->skipPublishBeforeGracePeriod.store(skip); }
+uint64_t blobsFreedUnpublished() { return detail::testHooks()->blobsFreedUnpublished.load(); }
 void setQuarantineScanSets(bool keep) { detail::testHooks()->quarantineScanSets.store(keep); }
 uint64_t scansOfRetiredSets() { return detail::testHooks()->scansOfRetiredSets.load(); }
 void setSkipStrictGrace(bool skip) { detail::testHooks()->skipStrictGrace.store(skip); }
@@ -30,6 +32,7 @@ void setSyncFailures(int attempts, int error) {
   detail::testHooks()->syncErrno.store(error);
   detail::testHooks()->syncFailures.store(attempts);
 }
+void setSyncSleep(int microseconds) { detail::testHooks()->syncSleepUs.store(microseconds); }
 void setForeignWriteFailure(int successes) { detail::testHooks()->foreignWritesBeforeFailure.store(successes); }
 void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {
   detail::testHooks()->fakeCpuFlags.store(cpuFlags);

@@ -13,6 +13,11 @@ struct TestHooks {
   std::atomic<bool> skipRetireGrace{false};  // free retired blobs without grace period or scan
   std::atomic<bool> skipForkCopy{false};     // a fork child keeps sharing the parent's code
   std::atomic<bool> skipStackScan{false};    // scan no parked stack, and none at a switch
+  // Grace periods start (and the background publisher idles) without publishing deferred
+  // updates; a blob freed while some write batch numbered before its retirement is
+  // unpublished counts in blobsFreedUnpublished.
+  std::atomic<bool> skipPublishBeforeGracePeriod{false};
+  std::atomic<uint64_t> blobsFreedUnpublished{0};
   // Called between the bytes of a non-atomic (toggle) rel32 write, to widen the tear window.
   std::atomic<void (*)(int byteIndex)> betweenBytes{nullptr};
   // Called first thing in every safepoint slow path, on the polling thread (for tests that
@@ -27,6 +32,9 @@ struct TestHooks {
   std::atomic<uint8_t> stateSave{0};
   // The next `syncFailures` cross-core sync attempts fail with `syncErrno`.
   std::atomic<int> syncFailures{0}, syncErrno{0};
+  // Every cross-core sync first sleeps this long (as a sync on a big machine takes, without
+  // taking the CPU): lets a 2-core machine show concurrent updaters sharing syncs.
+  std::atomic<int> syncSleepUs{0};
   // Foreign-site writes (after the probe) fail with EIO once `foreignWritesBeforeFailure`
   // more have succeeded; -1: never.
   std::atomic<int> foreignWritesBeforeFailure{-1};

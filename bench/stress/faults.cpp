@@ -41,6 +41,7 @@ bool applyFaults(const Options& o, std::string* error) {
   patchcall::testing::setSkipForkCopy(o.fault == Fault::kSkipForkCopy);
   patchcall::testing::setSkipStackScan(o.fault == Fault::kSkipStackScan);
   patchcall::testing::setSkipStrictGrace(o.fault == Fault::kSkipStrictGrace);
+  patchcall::testing::setSkipPublishBeforeGracePeriod(o.fault == Fault::kSkipPublish);
   patchcall::testing::setBetweenByteWrites(o.widenRace ? &widenTear : nullptr);
   return true;
 #else
@@ -53,5 +54,13 @@ bool applyFaults(const Options& o, std::string* error) {
 }
 
 void (*toggleStallHook(const Options& o))() { return o.widenRace ? &stallBeforeCallA : nullptr; }
+
+uint64_t libraryViolations() {
+#ifdef PATCHCALL_TEST_HOOKS
+  return patchcall::testing::blobsFreedUnpublished();
+#else
+  return 0;
+#endif
+}
 
 }  // namespace stress

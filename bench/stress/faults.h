@@ -11,6 +11,10 @@
 //   --fault=skip-strict-grace  implies --strict-toggle; strict updates return without their
 //                       grace period: a thread past a toggle enters the old target after the
 //                       update returned (use with --form toggle --widen-race)
+//   --fault=skip-publish  grace periods start without publishing deferred updates: a blob a
+//                       deferred update moved calls away from can be freed before the move is
+//                       visible everywhere; the reclaimer's check counts each such free, and the
+//                       run reports it as a violation (use with --publish deferred --retire)
 //   --widen-race        makes the toggle race easy to hit without breaking the protocol:
 //                       - toggle sites get a stall call between the toggle and call A; every
 //                         kStallEvery-th pass sleeps, so a thread sits exactly where the race
@@ -35,5 +39,8 @@ namespace stress {
 bool applyFaults(const Options& options, std::string* error);
 // The stall for toggle sites when the race is widened, else nullptr.
 void (*toggleStallHook(const Options& options))();
+// Protocol violations patchcall's own checks counted in this process (test builds: blobs
+// freed while a deferred move away from them was unpublished); 0 in other builds.
+uint64_t libraryViolations();
 
 }  // namespace stress

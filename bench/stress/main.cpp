@@ -93,26 +93,37 @@ int run(const Options& o) {
   r.runtime = rt.stats();
   r.arena = rt.arenaInfo();
   std::vector<uint32_t> allLatencies;
+  double updaterSeconds = 0;
   for (size_t f = 0; f < forms.size(); ++f) {
-    UpdaterStats& u = updaters.stats()[f];
     FormReport fr;
     fr.form = forms[f];
     fr.keys = static_cast<uint32_t>(plan.keysOfForm[f].size());
     fr.sites = static_cast<uint32_t>(std::count(plan.sites.form.begin(), plan.sites.form.end(), forms[f]));
-    fr.updates = u.updates.load();
-    fr.batches = u.batches.load();
-    fr.latency = Latency::of(u.latencyNs);
-    allLatencies.insert(allLatencies.end(), u.latencyNs.begin(), u.latencyNs.end());
+    std::vector<uint32_t> formLatencies;
+    for (int n = 0; n < o.updaters; ++n) {  // this form's updaters (World::updaterConfigs)
+      UpdaterStats& u = updaters.stats()[f * static_cast<size_t>(o.updaters) + static_cast<size_t>(n)];
+      fr.updates += u.updates.load();
+      fr.batches += u.batches.load();
+      fr.deferred += u.deferred.load();
+      fr.publishes += u.publishes.load();
+      fr.blobsRetired += u.blobsRetired.load();
+      updaterSeconds += u.seconds;
+      formLatencies.insert(formLatencies.end(), u.latencyNs.begin(), u.latencyNs.end());
+      if (!u.error.empty() && r.error.empty()) r.error = std::string(formName(forms[f])) + " updater: " + u.error;
+    }
+    allLatencies.insert(allLatencies.end(), formLatencies.begin(), formLatencies.end());
+    fr.latency = Latency::of(std::move(formLatencies));
     if (forms[f] == patchcall::SiteForm::kBreakpoint) fr.emulatedTraps = r.runtime.trapsEmulated;
     if (forms[f] == patchcall::SiteForm::kToggle) fr.toggleGraceWaits = r.runtime.toggleGraceWaits;
-    fr.blobsRetired = u.blobsRetired.load();
     for (const CallerStats& c : callers.stats()) fr.calls += c.callsByForm[static_cast<int>(forms[f])];
     fr.violations = checker.byForm(static_cast<int>(forms[f]));
     r.updates += fr.updates;
+    r.deferred += fr.deferred;
     r.blobsRetired += fr.blobsRetired;
-    if (!u.error.empty() && r.error.empty()) r.error = std::string(formName(forms[f])) + " updater: " + u.error;
     r.forms.push_back(fr);
   }
+  r.updatesPerSecondPerUpdater = updaterSeconds > 0 ? static_cast<double>(r.updates) / updaterSeconds : 0;
+  r.syncsPerUpdate = r.updates > 0 ? static_cast<double>(r.runtime.syncs) / static_cast<double>(r.updates) : 0;
   r.latency = Latency::of(std::move(allLatencies));
   for (const CallerStats& c : callers.stats()) {
     ThreadReport t;
@@ -131,7 +142,8 @@ int run(const Options& o) {
   for (const CallerStats& c : callers.stats()) {
     if (!c.error.empty() && r.error.empty()) r.error = c.error;
   }
-  r.violations = checker.total() + r.forkFailures;
+  r.libraryViolations = libraryViolations();
+  r.violations = checker.total() + r.forkFailures + r.libraryViolations;
   r.details = checker.details();
   r.exitCode = r.violations != 0 ? kExitViolation : !r.error.empty() ? kExitRuntimeError : 0;
   printSummary(r);

@@ -23,6 +23,12 @@ them, and checks every call's result against the versions that were current duri
   --seconds S        run length (default 10)
   --update-rate R    updates per second over all keys, or 'max' (default max)
   --batch N          keys per updateBatch call (default 8)
+  --updaters N       updater threads per form, each owning a share of its keys (default 1)
+  --publish P        now | deferred | mixed (default now): deferred updates return before the
+                     final sync and are published by publish() every --publish-every batches
+                     (or by any immediate update); mixed picks per batch. A deferred key's
+                     `end` version is stored only after the publish that covers it
+  --publish-every N  deferred batches between an updater's publish() calls (default 8)
   --retire           every update installs fresh target blobs and retires the old ones
                      (freed blobs are int3-filled: running one is a violation)
   --fibers N         the callers run on N fibers (registered stacks) that the caller
@@ -102,6 +108,16 @@ const char* faultName(Fault fault) {
     case Fault::kSkipForkCopy: return "skip-fork-copy";
     case Fault::kSkipStackScan: return "skip-stack-scan";
     case Fault::kSkipStrictGrace: return "skip-strict-grace";
+    case Fault::kSkipPublish: return "skip-publish";
+  }
+  return "?";
+}
+
+const char* publishName(PublishChoice publish) {
+  switch (publish) {
+    case PublishChoice::kNow: return "now";
+    case PublishChoice::kDeferred: return "deferred";
+    case PublishChoice::kMixed: return "mixed";
   }
   return "?";
 }
@@ -155,6 +171,17 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       } else if (!parseDouble(name, v, 0.001, 1e9, &o->updateRate, &err)) {
         return bad(err + " (or 'max')");
       }
+    } else if (name == "--updaters") {
+      if (!need(v) || !parseInt(name, v, 1, 64, &o->updaters, &err)) return bad(err);
+    } else if (name == "--publish-every") {
+      if (!need(v) || !parseInt(name, v, 1, 100000, &o->publishEvery, &err)) return bad(err);
+    } else if (name == "--publish") {
+      if (!need(v)) return bad(err);
+      std::string_view p = v;
+      if (p == "now") o->publish = PublishChoice::kNow;
+      else if (p == "deferred") o->publish = PublishChoice::kDeferred;
+      else if (p == "mixed") o->publish = PublishChoice::kMixed;
+      else return bad("--publish expects now, deferred or mixed, got '" + std::string(p) + "'");
     } else if (name == "--form") {
       if (!need(v)) return bad(err);
       std::string_view f = v;
@@ -194,9 +221,10 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       else if (f == "skip-fork-copy") o->fault = Fault::kSkipForkCopy;
       else if (f == "skip-stack-scan") o->fault = Fault::kSkipStackScan;
       else if (f == "skip-strict-grace") o->fault = Fault::kSkipStrictGrace, o->strictToggle = true;
+      else if (f == "skip-publish") o->fault = Fault::kSkipPublish;
       else if (f == "none") o->fault = Fault::kNone;
       else return bad("--fault expects skip-sync, skip-grace, skip-retire-grace, skip-fork-copy, skip-stack-scan, "
-                      "skip-strict-grace or none, got '" +
+                      "skip-strict-grace, skip-publish or none, got '" +
                       std::string(f) + "'");
     } else if (name == "--widen-race" && flag()) {
       o->widenRace = true;
@@ -214,6 +242,13 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
   int forms = static_cast<int>(o->forms().size());
   if (o->keys < forms) {
     return bad("--form mixed needs at least 3 keys (one per form), got --keys " + std::to_string(o->keys));
+  }
+  for (size_t f = 0; f < static_cast<size_t>(forms); ++f) {
+    // Every updater needs keys of its own: at least --updaters keys per form.
+    if (o->keys / forms < o->updaters) {
+      return bad("--updaters " + std::to_string(o->updaters) + " needs at least that many keys per form, got --keys " +
+                 std::to_string(o->keys) + " over " + std::to_string(forms) + " form(s)");
+    }
   }
   if (o->sites < forms) {
     return bad("--form mixed needs at least 3 sites (one per form), got --sites " + std::to_string(o->sites));

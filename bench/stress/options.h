@@ -14,7 +14,12 @@ namespace stress {
 enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
 
 // Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).
-enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy, kSkipStackScan, kSkipStrictGrace };
+enum class Fault { kNone, kSkipSync, kSkipGrace, kSkipRetireGrace, kSkipForkCopy, kSkipStackScan, kSkipStrictGrace,
+                   kSkipPublish };
+
+// When the updaters' writes are published (patchcall::Publish): every update at once, every
+// update deferred (a publish() every --publish-every batches), or each batch chosen at random.
+enum class PublishChoice { kNow, kDeferred, kMixed };
 
 struct Options {
   int threads = 4;
@@ -24,6 +29,9 @@ struct Options {
   double seconds = 10;
   double updateRate = 0;  // updates per second over all forms; 0 = as fast as possible
   int batch = 8;          // keys per updateBatch call
+  int updaters = 1;       // updater threads per form (each owns a share of the form's keys)
+  PublishChoice publish = PublishChoice::kNow;
+  int publishEvery = 8;   // deferred batches between an updater's publish() calls
   bool retire = false;
   int forks = 0;  // children forked during the run, each running a short stress of its own
   int fibers = 0;  // 0: callers run on their threads; else on this many fibers (fibers.h)
@@ -48,5 +56,6 @@ std::optional<int> parseOptions(int argc, char** argv, Options* out);
 
 const char* formName(patchcall::SiteForm form);
 const char* faultName(Fault fault);
+const char* publishName(PublishChoice publish);
 
 }  // namespace stress

@@ -81,6 +81,11 @@ void printSummary(const RunReport& r) {
     std::printf("fault injection: %s%s\n", faultName(o.fault), o.widenRace ? " + widened toggle race" : "");
   }
   if (o.strictToggle) std::printf("strict updates: toggle calls checked against `end` read after the toggle\n");
+  if (o.publish != PublishChoice::kNow || o.updaters > 1) {
+    std::printf("updaters: %d per form, publish %s%s\n", o.updaters, publishName(o.publish),
+                o.publish == PublishChoice::kNow ? "" : (" (publish() every " + std::to_string(o.publishEvery) +
+                                                         " deferred batches; `end` stored after it)").c_str());
+  }
   // Grace periods and freed blobs belong to the runtime as a whole (one quiescence domain,
   // one reclaimer): they appear in the total row only.
   const char* row = "%-11s %6s %5s %9s %8s %8s %9s %8s %7s %7s %8s %8s %9s %10s\n";
@@ -105,6 +110,13 @@ void printSummary(const RunReport& r) {
               human(static_cast<double>(r.calls) / r.seconds).c_str(),
               static_cast<unsigned long long>(r.runtime.blobsPinnedByStacks),
               static_cast<unsigned long long>(r.runtime.syncs));
+  std::printf("updates/s per updater %s   syncs per update %.3f   deferred updates %llu   publish syncs %llu\n",
+              human(r.updatesPerSecondPerUpdater).c_str(), r.syncsPerUpdate, static_cast<unsigned long long>(r.deferred),
+              static_cast<unsigned long long>(r.runtime.publishSyncs));
+  if (r.libraryViolations != 0) {
+    std::printf("patchcall's own checks: %llu blobs freed while a deferred move away from them was unpublished\n",
+                static_cast<unsigned long long>(r.libraryViolations));
+  }
   std::printf("per caller thread: calls/s");
   for (const ThreadReport& t : r.threads) std::printf(" %s", human(t.callsPerSecond).c_str());
   std::printf("\n                   cpu ns/call (check included)");
@@ -130,13 +142,14 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(f, "{\n  \"config\": {\"threads\": %d, \"sites\": %d, \"keys\": %d, \"form\": \"%s\", \"seconds\": %g, "
                   "\"update_rate\": %s, \"batch\": %d, \"retire\": %s, \"seed\": %llu, \"fault\": \"%s\", "
-                  "\"widen_race\": %s, \"strict_toggle\": %s, \"sync\": \"%s\", \"arena_near_text\": %s, \"fibers\": %d},\n",
+                  "\"widen_race\": %s, \"strict_toggle\": %s, \"sync\": \"%s\", \"arena_near_text\": %s, \"fibers\": %d, "
+                  "\"updaters\": %d, \"publish\": \"%s\", \"publish_every\": %d},\n",
                o.threads, o.sites, o.keys,
                o.form == FormChoice::kMixed ? "mixed" : formName(o.forms()[0]), o.seconds,
                o.updateRate > 0 ? std::to_string(o.updateRate).c_str() : "\"max\"", o.batch, o.retire ? "true" : "false",
                static_cast<unsigned long long>(o.seed), faultName(o.fault), o.widenRace ? "true" : "false",
                o.strictToggle ? "true" : "false", r.arena.sync == patchcall::SyncMethod::kMembarrier ? "membarrier" : "mprotect-ipi",
-               r.arena.nearText ? "true" : "false", o.fibers);
+               r.arena.nearText ? "true" : "false", o.fibers, o.updaters, publishName(o.publish), o.publishEvery);
   std::fprintf(f, "  \"elapsed_s\": %.3f,\n  \"forms\": {\n", r.seconds);
   for (size_t i = 0; i < r.forms.size(); ++i) {
     const FormReport& x = r.forms[i];
@@ -157,11 +170,15 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
                   "\"grace_periods\": %llu, \"toggle_grace_waits\": %llu, \"emulated_traps\": %llu, "
                   "\"blobs_retired\": %llu, \"blobs_freed\": %llu, \"blobs_pinned_by_stacks\": %llu, "
                   "\"syncs\": %llu, \"site_writes\": %llu, \"fork_children\": %llu, \"fork_failures\": %llu, "
-                  "\"fiber_switches\": %llu, \"fiber_migrations\": %llu},\n",
+                  "\"fiber_switches\": %llu, \"fiber_migrations\": %llu, \"updates_per_s_per_updater\": %.1f, "
+                  "\"syncs_per_update\": %.4f, \"deferred_updates\": %llu, \"publish_syncs\": %llu, "
+                  "\"library_violations\": %llu},\n",
                u(r.calls), static_cast<double>(r.calls) / r.seconds, perThread, u(r.violations),
                u(r.runtime.gracePeriods), u(r.runtime.toggleGraceWaits), u(r.runtime.trapsEmulated),
                u(r.runtime.blobsRetired), u(r.runtime.blobsFreed), u(r.runtime.blobsPinnedByStacks), u(r.runtime.syncs),
-               u(r.runtime.siteWrites), u(r.forkChildren), u(r.forkFailures), u(r.fiberSwitches), u(r.fiberMigrations));
+               u(r.runtime.siteWrites), u(r.forkChildren), u(r.forkFailures), u(r.fiberSwitches), u(r.fiberMigrations),
+               r.updatesPerSecondPerUpdater, r.syncsPerUpdate, u(r.deferred), u(r.runtime.publishSyncs),
+               u(r.libraryViolations));
   std::fprintf(f, "  \"threads\": [");
   for (size_t i = 0; i < r.threads.size(); ++i) {
     const ThreadReport& t = r.threads[i];

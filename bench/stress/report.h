@@ -24,6 +24,7 @@ struct FormReport {
   uint64_t emulatedTraps = 0;     // breakpoint: calls the SIGTRAP handler emulated mid-update
   uint64_t toggleGraceWaits = 0;  // toggle: updates that waited for the grace-period rule
   uint64_t blobsRetired = 0;
+  uint64_t deferred = 0, publishes = 0;  // keys updated deferred; publish() calls
   uint64_t calls = 0;
   uint64_t violations = 0;
 };
@@ -43,6 +44,10 @@ struct RunReport {
   patchcall::RuntimeStats runtime;
   patchcall::ArenaInfo arena;
   uint64_t updates = 0, calls = 0, violations = 0, blobsRetired = 0;
+  uint64_t deferred = 0;                 // --publish: updates made deferred
+  double updatesPerSecondPerUpdater = 0;  // updates / the updaters' summed running time
+  double syncsPerUpdate = 0;              // cross-core syncs (all of them) / updates
+  uint64_t libraryViolations = 0;         // counted by patchcall's own checks (faults.h)
   uint64_t forkChildren = 0, forkFailures = 0;  // --fork: children run, children that failed
   uint64_t fiberSwitches = 0, fiberMigrations = 0;  // --fibers: resumes, and resumes on another thread
   Latency latency;

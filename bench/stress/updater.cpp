@@ -1,4 +1,5 @@
-// patchcall-stress — updater loop: pick a batch, publish `begin`, update, publish `end`.
+// patchcall-stress — updater loop: pick a batch, publish `begin`, update, publish `end` (for a
+// deferred update: after the publish that covers it).
 #include "updater.h"
 
 #include <algorithm>
@@ -53,6 +54,16 @@ void Updaters::run(size_t index, UpdaterConfig c) {
     st.error = std::move(msg);
     failed_.store(true);
   };
+  // Deferred updates whose `end` waits for a covering publish: (key, version).
+  std::vector<std::pair<uint32_t, uint32_t>> unpublished;
+  int deferredBatches = 0;
+  auto storeEnds = [&] {
+    for (auto [k, v] : unpublished) cells_[k].end.store(tag(k, v), std::memory_order_release);
+    unpublished.clear();
+    deferredBatches = 0;
+  };
+  const patchcall::UpdateOptions deferred{.strict = false, .deadline = std::nullopt,
+                                          .publish = patchcall::Publish::kDeferred};
   auto begin = Clock::now();
   uint64_t done = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
@@ -84,13 +95,25 @@ void Updaters::run(size_t index, UpdaterConfig c) {
       updates.push_back({keys_[batchKeys[i]], targets[i]});
     }
     targets_.publish(batchKeys.data(), batchVersions.data(), batch);
+    bool deferThis = c.publish == PublishChoice::kDeferred || (c.publish == PublishChoice::kMixed && (rng() & 1) != 0);
     auto t0 = Clock::now();
-    patchcall::Status s = rt_.updateBatch(updates);
+    patchcall::Status s = deferThis ? rt_.updateBatch(updates, deferred) : rt_.updateBatch(updates);
     auto t1 = Clock::now();
     if (!s.isOk()) return fail("updateBatch (" + std::to_string(batch) + " keys): " + s.toString());
     for (size_t i = 0; i < batch; ++i) {
-      cells_[batchKeys[i]].end.store(tag(batchKeys[i], batchVersions[i]), std::memory_order_release);
+      if (deferThis) unpublished.emplace_back(batchKeys[i], batchVersions[i]);
+      else cells_[batchKeys[i]].end.store(tag(batchKeys[i], batchVersions[i]), std::memory_order_release);
       version[batchKeys[i]] = batchVersions[i];
+    }
+    if (deferThis) {
+      st.deferred.fetch_add(batch, std::memory_order_relaxed);
+      if (++deferredBatches >= c.publishEvery) {
+        if (patchcall::Status p = rt_.publish(); !p.isOk()) return fail("publish: " + p.toString());
+        st.publishes.fetch_add(1, std::memory_order_relaxed);
+        storeEnds();
+      }
+    } else {
+      storeEnds();  // an immediate update returned: every earlier write is published too
     }
     int64_t retired = targets_.committed(batchKeys.data(), batch, &err);
     if (retired < 0) return fail(err);
@@ -101,6 +124,8 @@ void Updaters::run(size_t index, UpdaterConfig c) {
     st.batches.fetch_add(1, std::memory_order_relaxed);
     done += batch;
   }
+  if (!unpublished.empty() && rt_.publish().isOk()) storeEnds();
+  st.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
 }
 
 }  // namespace stress

@@ -1,5 +1,6 @@
-// patchcall-stress — the updaters: one thread per site form, each retargeting the keys of its
-// form in batches, publishing the version cells around every update (versions.h).
+// patchcall-stress — the updaters: --updaters threads per site form, each retargeting its own
+// share of the form's keys in batches, publishing the version cells around every update
+// (versions.h). A deferred update's `end` cells are stored after the publish that covers it.
 #pragma once
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "options.h"
 #include "patchcall/runtime.h"
 #include "targets.h"
 #include "versions.h"
@@ -19,6 +21,9 @@ struct UpdaterStats {
   std::atomic<uint64_t> updates{0};  // keys retargeted
   std::atomic<uint64_t> batches{0};  // updateBatch calls
   std::atomic<uint64_t> blobsRetired{0};
+  std::atomic<uint64_t> deferred{0};   // keys updated with Publish::kDeferred
+  std::atomic<uint64_t> publishes{0};  // publish() calls
+  double seconds = 0;                // how long it ran (read after join)
   std::vector<uint32_t> latencyNs;   // per updateBatch call (read after join)
   std::string error;                 // the first runtime error; the updater stops on it
 };
@@ -29,6 +34,8 @@ struct UpdaterConfig {
   int batch = 8;
   double rate = 0;  // updates/s for this updater; 0 = max
   uint64_t seed = 1;
+  PublishChoice publish = PublishChoice::kNow;
+  int publishEvery = 8;
 };
 
 class Updaters {

@@ -32,9 +32,18 @@ bool World::build(patchcall::Runtime& rt, const Options& o, const std::string& k
 std::vector<UpdaterConfig> World::updaterConfigs(const Options& o) const {
   std::vector<patchcall::SiteForm> forms = o.forms();
   std::vector<UpdaterConfig> configs;
+  // Updaters of form f are configs [f * o.updaters, (f + 1) * o.updaters); each owns every
+  // o.updaters-th key of the form (a key has one updater: its versions stay consecutive).
   for (size_t f = 0; f < forms.size(); ++f) {
-    configs.push_back(UpdaterConfig{forms[f], plan.keysOfForm[f], o.batch, o.updateRate / static_cast<double>(forms.size()),
-                                    o.seed + 1 + f});
+    for (int u = 0; u < o.updaters; ++u) {
+      std::vector<uint32_t> keys;
+      for (size_t i = static_cast<size_t>(u); i < plan.keysOfForm[f].size(); i += static_cast<size_t>(o.updaters)) {
+        keys.push_back(plan.keysOfForm[f][i]);
+      }
+      configs.push_back(UpdaterConfig{forms[f], std::move(keys), o.batch,
+                                      o.updateRate / static_cast<double>(forms.size() * static_cast<size_t>(o.updaters)),
+                                      o.seed + 1 + f + 64 * static_cast<size_t>(u), o.publish, o.publishEvery});
+    }
   }
   return configs;
 }

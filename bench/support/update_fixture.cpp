@@ -93,4 +93,23 @@ bool alternate(benchmark::State& state, patchcall::Runtime& rt, OneSite& s) {
   return true;
 }
 
+void runBatch(benchmark::State& state, patchcall::SiteForm form, const patchcall::UpdateOptions& how) {
+  UpdateFixture& f = updateFixture();
+  if (!ready(state, f)) return;
+  auto count = static_cast<size_t>(state.range(0));
+  KeyBatch* b = f.batchOf(form, count);
+  if (b == nullptr) return state.SkipWithError(f.error.c_str());
+  pcbench::BusyPeer peer;
+  patchcall::RuntimeStats before = f.rt->stats();
+  size_t i = 0;
+  pcbench::LoopClock clock;
+  for (auto _ : state) {
+    if (patchcall::Status s = f.rt->updateBatch(b->batch[i++ & 1], how); !s) {
+      return state.SkipWithError(("updateBatch: " + s.toString()).c_str());
+    }
+  }
+  pcbench::reportPerSite(state, clock, count);
+  reportStats(state, before, f.rt->stats(), "batch");
+}
+
 }  // namespace pcbench

@@ -68,5 +68,8 @@ void reportStats(benchmark::State& state, const patchcall::RuntimeStats& before,
 void verifyLoop(benchmark::State& state, const OneSite& s);
 // Updates `s` alternately to the two targets, one update per iteration.
 bool alternate(benchmark::State& state, patchcall::Runtime& rt, OneSite& s);
+// One updateBatch of the fixture's range(0) keys of `form` per iteration, alternately to the
+// two targets; per-site time and sync counts as counters.
+void runBatch(benchmark::State& state, patchcall::SiteForm form, const patchcall::UpdateOptions& how = {});
 
 }  // namespace pcbench

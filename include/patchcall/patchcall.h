@@ -311,7 +311,15 @@ typedef struct patchcall_update_options {
   size_t struct_size;  /* set by patchcall_update_options_init */
   int strict;          /* nonzero: wait for the grace period after the flip */
   int64_t deadline_ms; /* bound of that wait; < 0: options.grace_deadline_ms */
+  /* Added in 0.2 (a smaller struct_size keeps the default, 0): nonzero defers the final
+   * cross-core sync (patchcall::Publish::kDeferred; see patchcall_publish). */
+  int deferred;
 } patchcall_update_options;
+/* Publishes every deferred update so far: one cross-core sync, shared with concurrent
+ * callers, none when nothing is pending (patchcall::Runtime::publish). Until then a call
+ * through a deferred-updated site lands on the old or the new target. deadline_ms < 0:
+ * options.grace_deadline_ms. Errors: INVALID_ARGUMENT (rt NULL), TIMEOUT, SYSTEM_ERROR. */
+int patchcall_publish(patchcall_runtime* rt, int64_t deadline_ms);
 void patchcall_key_options_init(patchcall_key_options* options);
 void patchcall_update_options_init(patchcall_update_options* options);
 /* As patchcall_key_create / _update / _update_batch, with options (not NULL). Errors as

@@ -25,7 +25,8 @@ def aggregate(name, stat, real):
 class Rules(unittest.TestCase):
     def test_names_lose_the_parts_google_benchmark_appends(self):
         self.assertEqual(gbench_json.base_name("BM_GracePeriod/1/min_time:0.200/real_time"), "BM_GracePeriod/1")
-        self.assertEqual(gbench_json.base_name("BM_X/iterations:20/repeats:3/threads:2/manual_time"), "BM_X")
+        self.assertEqual(gbench_json.base_name("BM_X/iterations:20/repeats:3/manual_time"), "BM_X")
+        self.assertEqual(gbench_json.base_name("BM_X/real_time/threads:4"), "BM_X/threads:4")
         self.assertEqual(gbench_json.base_name("BM_Update_Batch/10000"), "BM_Update_Batch/10000")
 
     def test_the_aggregate_named_stat_wins_over_the_runs(self):

@@ -1,6 +1,7 @@
 /* C API: keys, trampolines, batches, installing code with sites of every form, reservations,
  * site introspection, foreign (compiled C) call sites, retiring blobs and callbacks. */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdatomic.h>
 
 #include "capi_check.h"
@@ -336,9 +337,44 @@ static void strict_updates_wait_for_a_grace_period_after_the_flip(void) {
   patchcall_runtime_destroy(rt);
 }
 
+/* Deferred updates: the site calls the new target at once on this thread, no sync until
+ * patchcall_publish (one), and a struct_size from before the field keeps updates immediate. */
+static void deferred_updates_and_publish(void) {
+  patchcall_runtime* rt = capi_new_runtime();
+  patchcall_key key = 0;
+  CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "deferred", &key), PATCHCALL_OK);
+  patchcall_blob a = capi_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_DIRECT);
+  CHECK(a.id != 0);
+  patchcall_update_options uo;
+  patchcall_update_options_init(&uo);
+  CHECK(uo.deferred == 0);
+  uo.deferred = 1;
+  patchcall_stats before, after;
+  CHECK_CODE(patchcall_stats_get(rt, &before), PATCHCALL_OK);
+  CHECK_CODE(patchcall_key_update_with(rt, key, PATCHCALL_FN(capi_target_two), &uo, NULL), PATCHCALL_OK);
+  CHECK(capi_as_fn(a.code)() == 2);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.syncs == before.syncs);
+  CHECK_CODE(patchcall_publish(rt, -1), PATCHCALL_OK);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.syncs == before.syncs + 1);
+  CHECK_CODE(patchcall_publish(NULL, -1), PATCHCALL_E_INVALID_ARGUMENT);
+  /* An older caller's struct ends before `deferred`: its update is immediate. */
+  uo.struct_size = offsetof(patchcall_update_options, deferred);
+  before = after;
+  CHECK_CODE(patchcall_key_update_with(rt, key, PATCHCALL_FN(capi_target_three), &uo, NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_stats_get(rt, &after), PATCHCALL_OK);
+  CHECK(after.syncs == before.syncs + 1);
+  CHECK(capi_as_fn(a.code)() == 3);
+  CHECK_CODE(patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_one), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_blob_retire(rt, a), PATCHCALL_OK);
+  patchcall_runtime_destroy(rt);
+}
+
 int main(void) {
   RUN(keys_update_target_and_trampoline);
   RUN(batch_updates_share_one_sync);
+  RUN(deferred_updates_and_publish);
   RUN(installed_sites_of_every_form_follow_their_key);
   RUN(malformed_installs_are_rejected);
   RUN(reserve_commit_and_abandon);

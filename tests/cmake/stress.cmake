@@ -35,6 +35,12 @@ patchcall_stress_test(Stress_CleanOversubscribedMixed 0
   "--threads;6;--sites;240;--keys;24;--form;mixed;--seconds;3"
   "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=3000;MIN_CALLS=1000000")
 
+# Four updaters per form, each batch published now or deferred at random (a publish() every 8
+# deferred batches), target blobs retired continuously: 0 violations over 20 s.
+patchcall_stress_test(Stress_UpdatersPublishMixedRetire 0
+  "--threads;3;--sites;300;--keys;60;--form;mixed;--retire;--updaters;4;--publish;mixed;--seconds;20;--update-rate;30000"
+  "JSON=${PATCHCALL_STRESS_OUT}/updaters-publish-mixed.json;MIN_UPDATES=100000;MIN_FREED=50;MIN_CALLS=1000000")
+
 # fork() during the run: every child checks its inherited sites and runs a stress of its own.
 patchcall_stress_test(Stress_CleanForkChildren 0
   "--threads;3;--sites;240;--keys;24;--form;mixed;--retire;--seconds;3;--update-rate;30000;--fork;4"
@@ -68,6 +74,12 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipStrictGraceIsDetected 1
     "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--widen-race;--fault=skip-strict-grace"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-strict-grace.json;MIN_VIOLATIONS=1")
+  # Grace periods that start without publishing deferred updates: retired targets a deferred
+  # update moved calls away from are freed before the move is visible everywhere, which
+  # patchcall's own check counts and the driver reports (nothing else publishes here).
+  patchcall_stress_test(Stress_FaultSkipPublishIsDetected 1
+    "--threads;2;--sites;60;--keys;6;--form;direct;--retire;--seconds;3;--update-rate;20000;--publish;deferred;--publish-every;100000;--fault=skip-publish"
+    "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-publish.json;MIN_VIOLATIONS=1")
   # Retired target blobs freed without a grace period: a caller preempted inside an old
   # target resumes on int3 fill, which the driver must report (invariant 4 is observable).
   patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1

@@ -6,6 +6,12 @@
 
 namespace tinyvm {
 
+namespace {
+// Tier-up only needs every call to reach a valid tier (patchcall::Publish::kDeferred).
+const patchcall::UpdateOptions kPublishLater{.strict = false, .deadline = std::nullopt,
+                                             .publish = patchcall::Publish::kDeferred};
+}  // namespace
+
 using patchcall::Error;
 using patchcall::Result;
 using patchcall::Status;
@@ -83,7 +89,10 @@ const void* Vm::tierUpLocked(uint32_t index) {
     return nullptr;
   };
   if (!blob) return giveUp(blob.status());
-  Result<const void*> previous = rt_.update(fs.key, blob->code);
+  // Deferred: a call that still reaches the stub is correct too (tier0Entry finds the code
+  // compiled and runs it), and the stub is freed only after a grace period, which starts by
+  // publishing this update. So tier-up costs a few stores, not a cross-core sync.
+  Result<const void*> previous = rt_.update(fs.key, blob->code, kPublishLater);
   if (!previous) {
     (void)rt_.retire(*blob);  // nothing targets it yet
     return giveUp(previous.status());
@@ -137,7 +146,7 @@ Status Vm::compileAllHardwiredLocked() {
     JitReport report;
     Result<patchcall::Blob> blob = jitCompile(rt_, *f, env, options_.jit, &report);
     if (!blob) return blob.status();
-    Result<const void*> previous = rt_.update(fs.key, blob->code);
+    Result<const void*> previous = rt_.update(fs.key, blob->code, kPublishLater);  // as in tierUpLocked
     if (!previous) return previous.status();
     PATCHCALL_TRY(rt_.retire(fs.stub));
     fs.stub = {};

@@ -29,6 +29,11 @@ void setSkipForkCopy(bool skip);
 // Scans no parked stack and none at switchStack (only each thread's current stack, as before
 // stacks were known): a parked fiber inside a retired blob no longer pins it.
 void setSkipStackScan(bool skip);
+// Grace periods start, and the background publisher idles, without publishing deferred
+// updates (UpdateOptions::publish); a blob freed while a write batch numbered before its
+// retirement is unpublished is counted.
+void setSkipPublishBeforeGracePeriod(bool skip);
+uint64_t blobsFreedUnpublished();
 // Retired stack-scan sets are kept readable and marked retired instead of freed; a scan that
 // reads one after its grace period withdrew it is counted (a use after free in other builds).
 void setQuarantineScanSets(bool keep);
@@ -50,6 +55,9 @@ void setAfterBreakpointInt3Hook(void (*hook)());
 // The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
 // (each sync tries three times before it reports a failure).
 void setSyncFailures(int attempts, int error);
+// Every cross-core sync sleeps `microseconds` first (0: off): a sync as slow as on a machine
+// with many CPUs, without taking the CPU, so concurrent updaters queue for it.
+void setSyncSleep(int microseconds);
 // After `successes` more foreign-site code writes, the next one fails with EIO (as if the
 // mapping changed between an update's probe and its write); -1 turns it off.
 void setForeignWriteFailure(int successes);
