@@ -8,7 +8,7 @@ const char* errorName(Error e) noexcept {
     case Error::kOk: return "ok";
     case Error::kNullTarget: return "null target";
     case Error::kMisalignedTarget: return "misaligned target";
-    case Error::kOutOfRange: return "target out of rel32 range";
+    case Error::kOutOfRange: return "target out of a call's direct reach";
     case Error::kArenaExhausted: return "code arena exhausted";
     case Error::kReentrantUpdate: return "re-entrant update";
     case Error::kUnknownSite: return "unknown call site";

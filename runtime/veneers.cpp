@@ -1,5 +1,6 @@
 // patchcall — Veneers (see veneers.h for the life of a veneer).
 #include <cstring>
+#include <string>
 
 #include "format.h"
 #include "reclaimer.h"
@@ -15,7 +16,7 @@ using arch::kVeneerSize;
 Result<uintptr_t> Veneers::planVeneer(uintptr_t insn, uintptr_t target) {
   uintptr_t next = insn + arch::kCallSize;  // messages name the call's end
   if (!allowed_) {
-    return Status(Error::kOutOfRange, "target " + hex(target) + " is out of rel32 reach of the call ending at " +
+    return Status(Error::kOutOfRange, "target " + hex(target) + " is out of " + std::string(arch::kFieldName) + " reach of the call ending at " +
                                           hex(next) + " and veneers are disabled");
   }
   uintptr_t v = 0;
@@ -45,7 +46,7 @@ Result<uintptr_t> Veneers::planVeneer(uintptr_t insn, uintptr_t target) {
   }
   if (!arch::inReach(insn, v)) {
     return Status(Error::kOutOfRange, "neither target " + hex(target) + " nor its veneer " + hex(v) +
-                                          " is within rel32 reach of the call ending at " + hex(next));
+                                          " is within " + std::string(arch::kFieldName) + " reach of the call ending at " + hex(next));
   }
   return v;
 }
