@@ -213,6 +213,12 @@ const void* patchcall_safepoint_stub(const patchcall_runtime* rt) {
   return rt == nullptr ? nullptr : rt->rt.safepointStub();
 }
 
+const void* patchcall_noop_target(const patchcall_runtime* rt) { return rt == nullptr ? nullptr : rt->rt.noopTarget(); }
+
+const void* patchcall_return_zero_target(const patchcall_runtime* rt) {
+  return rt == nullptr ? nullptr : rt->rt.returnZeroTarget();
+}
+
 // ---- threads and quiescence -----------------------------------------------------------------
 
 int patchcall_thread_register(patchcall_runtime* rt, const char* name, patchcall_thread** out) {

@@ -155,6 +155,8 @@ int patchcall_key_create_with(patchcall_runtime* rt, const void* initial_target,
     if (!knownSize(options)) return badSize("patchcall_key_create_with", "options");
     patchcall::KeyOptions k;
     k.strictUpdates = options->strict_updates != 0;
+    k.nullIsNoop = options->struct_size >= offsetof(patchcall_key_options, null_is_noop) + sizeof options->null_is_noop &&
+                   options->null_is_noop != 0;
     patchcall::Result<patchcall::Key> key = rt->rt.createKey(initial_target, name != nullptr ? name : "", k);
     if (!key) return fail(key.status());
     *out = key->id;

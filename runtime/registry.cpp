@@ -23,6 +23,7 @@ KeyRecord* Registry::key(Key k) noexcept {
 }
 
 Result<Key> Registry::createKey(const void* initialTarget, std::string_view name, const KeyOptions& options) {
+  if (initialTarget == nullptr && options.nullIsNoop) initialTarget = reinterpret_cast<const void*>(noopTarget_);
   PATCHCALL_TRY(validateTarget(initialTarget));
   if (keys_.size() > options_.maxKeys) {
     return Status(Error::kInvalidArgument, "Options::maxKeys (" + std::to_string(options_.maxKeys) + ") reached");
@@ -44,6 +45,7 @@ Result<Key> Registry::createKey(const void* initialTarget, std::string_view name
   KeyRecord k;
   k.live = true;
   k.strictUpdates = options.strictUpdates;
+  k.nullIsNoop = options.nullIsNoop;
   k.target = initialTarget;
   k.trampoline = entry;
   k.name = MiString(name.data(), name.size());
@@ -87,8 +89,10 @@ Status Registry::validateTarget(const void* target) const {
                                                 "-byte aligned (Options::targetAlignment)");
   }
   if (!arena_.contains(target)) return Status::ok();
+  if (t == noopTarget_ || t == returnZeroTarget_) return Status::ok();
   if (t >= runtimePage_ && t < runtimePage_ + 4096) {
-    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint flag and stub), not code to call");
+    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint flag and stub), not code to call (its "
+                                               "callable entries are noopTarget() and returnZeroTarget())");
   }
   if (trampolines_.contains(t)) {
     // A live key's trampoline entry is a function (calls chain to that key's target); the

@@ -45,6 +45,7 @@ inline arch::SiteCalls siteCallsOf(const SiteRecord& s) {
 struct KeyRecord {
   bool live = false;
   bool strictUpdates = false;  // KeyOptions::strictUpdates
+  bool nullIsNoop = false;     // KeyOptions::nullIsNoop: a null target is the runtime's noop target
   uint64_t batchStamp = 0;     // last update pass that touched this key
   const void* target = nullptr;
   const void* pending = nullptr;  // its target in the update pass marked by batchStamp
@@ -65,8 +66,20 @@ struct BlobRecord {
 class Registry {
  public:
   Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers);
-  // The runtime page (poll flag and safepoint stub): never a target.
-  void setRuntimePage(uintptr_t page) noexcept { runtimePage_ = page; }
+  // The runtime page (poll flag, safepoint stub): never a target, except its two shared
+  // targets (Runtime::noopTarget, returnZeroTarget).
+  void setRuntimePage(uintptr_t page, uintptr_t noop, uintptr_t returnZero) noexcept {
+    runtimePage_ = page, noopTarget_ = noop, returnZeroTarget_ = returnZero;
+  }
+  uintptr_t noopTarget() const noexcept { return noopTarget_; }
+  // What `target` means for key `k` (a null target of a nullIsNoop key: the noop target),
+  // and back: what target() reports for what the key holds.
+  const void* resolve(const KeyRecord& k, const void* target) const noexcept {
+    return target == nullptr && k.nullIsNoop ? reinterpret_cast<const void*>(noopTarget_) : target;
+  }
+  const void* reported(const KeyRecord& k, const void* held) const noexcept {
+    return k.nullIsNoop && held == reinterpret_cast<const void*>(noopTarget_) ? nullptr : held;
+  }
 
   // ---- keys ----
   // Allocates the key's trampoline, points it (and its target cell) at `target`, syncs.
@@ -131,7 +144,7 @@ class Registry {
   CodeArena& arena_;
   TextWriter& writer_;
   Veneers& veneers_;
-  uintptr_t runtimePage_ = 0;
+  uintptr_t runtimePage_ = 0, noopTarget_ = 0, returnZeroTarget_ = 0;
 
   MiVector<KeyRecord> keys_;    // index = key id; [0] unused
   MiVector<SiteRecord> sites_;  // index = site id; [0] unused

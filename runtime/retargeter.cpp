@@ -35,6 +35,15 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
   Plan plan;
   while (true) {
     PATCHCALL_TRY(this->plan(updates, plan));
+    if (plan.unchanged) {  // every key already has its target: nothing to write, no sync
+      for (size_t i = 0; i < updates.size() && previous != nullptr; ++i) {
+        const KeyRecord* k = registry_.key(updates[i].key);
+        previous[i] = registry_.reported(*k, k->target);
+      }
+      if (how.publish == Publish::kDeferred || !publication_.pending()) return Status::ok();
+      guard.unlock();  // an immediate update still publishes the deferred ones before it
+      return publication_.publishAll(std::chrono::steady_clock::now() + how.deadline.value_or(options_.graceDeadline));
+    }
     // awaitToggleGrace: a call is rewritten only a grace period after its toggle's last flip.
     if (plan.graceNeeded == 0 || (hooks != nullptr && hooks->skipToggleGrace.load())) break;
     veneers_.dropPlanned();
@@ -105,6 +114,7 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
   plan.breakpoints.clear();
   plan.graceNeeded = 0;
   plan.strict = false;
+  plan.unchanged = true;
   veneers_.dropPlanned();  // planned by an earlier pass or caller and never written
   plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
   uint64_t batchStamp = registry_.nextBatchStamp();  // marks keys seen in this pass (duplicate check)
@@ -115,10 +125,11 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
       return Status(Error::kInvalidArgument, "updateBatch: key " + std::to_string(u.key.id) + " appears twice in one batch");
     }
     k->batchStamp = batchStamp;
-    k->pending = u.target;
+    k->pending = registry_.resolve(*k, u.target);
     plan.strict = plan.strict || k->strictUpdates;
-    PATCHCALL_TRY(registry_.validateTarget(u.target));
-    auto target = reinterpret_cast<uintptr_t>(u.target);
+    plan.unchanged = plan.unchanged && k->pending == k->target;
+    PATCHCALL_TRY(registry_.validateTarget(k->pending));
+    auto target = reinterpret_cast<uintptr_t>(k->pending);
     Result<uintptr_t> tramp = veneers_.destination(k->trampoline, target);
     if (!tramp) return tramp.status();
     plan.direct.push_back({arch::branchField(k->trampoline), *tramp, k->trampoline, SiteForm::kDirect, target, true});
@@ -148,7 +159,9 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
       }
     }
   }
-  for (const KeyUpdate& u : updates) PATCHCALL_TRY(registry_.checkTrampolineChain(u.key.id, u.target, batchStamp));
+  for (const KeyUpdate& u : updates) {
+    PATCHCALL_TRY(registry_.checkTrampolineChain(u.key.id, registry_.key(u.key)->pending, batchStamp));
+  }
   return Status::ok();
 }
 
@@ -181,7 +194,8 @@ class Retargeter::Writing {
   // toggle's inactive call (no thread takes it until the flip).
   void directAndInactive(std::span<const KeyUpdate> cells) {
     for (const KeyUpdate& u : cells) {
-      (void)r_.writer_.write(arch::trampolineCell(r_.registry_.key(u.key)->trampoline), &u.target, sizeof u.target);
+      const KeyRecord* k = r_.registry_.key(u.key);
+      (void)r_.writer_.write(arch::trampolineCell(k->trampoline), &k->pending, sizeof k->pending);
     }
     for (const DirectWrite& w : plan_.direct) {
       r_.writer_.storeField(w.field, w.jump ? arch::jumpFieldValue(w.field, w.destination) : arch::callFieldValue(w.field, w.destination));
@@ -356,8 +370,8 @@ uint64_t Retargeter::publish(const Plan& plan, std::span<const KeyUpdate> update
   }
   for (size_t i = 0; i < updates.size(); ++i) {
     KeyRecord* k = registry_.key(updates[i].key);
-    if (previous != nullptr) previous[i] = k->target;
-    k->target = updates[i].target;
+    if (previous != nullptr) previous[i] = registry_.reported(*k, k->target);
+    k->target = k->pending;
     *strict = *strict || k->strictUpdates;
   }
   veneers_.retireOrphans();  // every branch that named them was rewritten and synced

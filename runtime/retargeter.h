@@ -81,6 +81,7 @@ class Retargeter {
     MiVector<BreakpointWrite> breakpoints;
     uint64_t graceNeeded = 0;  // largest unfinished grace-period snapshot among the toggles
     bool strict = false;       // some key has KeyOptions::strictUpdates
+    bool unchanged = true;     // every key's new target is the one it has
     size_t writes() const noexcept { return direct.size() + toggles.size() + breakpoints.size(); }
   };
   class Writing;  // one write step's state (retargeter.cpp)

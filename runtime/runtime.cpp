@@ -85,7 +85,7 @@ Result<const void*> Runtime::target(Key key) const {
   auto lock = impl_->readLock();
   const detail::KeyRecord* k = impl_->registry.key(key);
   if (k == nullptr) return unknownKey(key);
-  return k->target;
+  return impl_->registry.reported(*k, k->target);
 }
 
 Result<const void*> Runtime::trampoline(Key key) const {
@@ -297,6 +297,11 @@ RuntimeStats Runtime::stats() const {
 }
 
 const volatile uint8_t* Runtime::safepointFlag() const { return reinterpret_cast<const volatile uint8_t*>(impl_->page.pollFlag); }
+
+const void* Runtime::noopTarget() const noexcept { return reinterpret_cast<const void*>(impl_->page.noopTarget); }
+const void* Runtime::returnZeroTarget() const noexcept {
+  return reinterpret_cast<const void*>(impl_->page.returnZeroTarget);
+}
 
 const void* Runtime::safepointStub() const { return reinterpret_cast<const void*>(impl_->page.safepointStub); }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "fork_safety.h"
 #include "reclaimer.h"
@@ -38,17 +39,23 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   if (!page) return page.status();
   detail::RuntimePage& p = impl->page;
   p.pollFlag = reinterpret_cast<uintptr_t>(*page);
-  p.safepointStub = p.pollFlag + 64;
-  impl->registry.setRuntimePage(p.pollFlag);
+  p.safepointStub = p.pollFlag + detail::RuntimePage::kStubOffset;
+  p.noopTarget = p.pollFlag + detail::RuntimePage::kNoopOffset;
+  p.returnZeroTarget = p.pollFlag + detail::RuntimePage::kReturnZeroOffset;
+  impl->registry.setRuntimePage(p.pollFlag, p.noopTarget, p.returnZeroTarget);
   uint8_t* rw = impl->arena->toRw(*page);
   rw[0] = 0;
   auto wanted = arch::StateSave::kAuto;
   if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) wanted = static_cast<arch::StateSave>(hooks->stateSave.load());
   p.stateSave = arch::detectStateSave(wanted);
-  size_t stubSize = arch::encodeSafepointStub(rw + 64, p.stateSave, &detail::safepointPending, &detail::safepointSlow);
+  size_t stubSize = arch::encodeSafepointStub(rw + detail::RuntimePage::kStubOffset, p.stateSave, &detail::safepointPending,
+                                              &detail::safepointSlow);
+  static_assert(detail::RuntimePage::kStubOffset + arch::kSafepointStubMaxSize <= detail::RuntimePage::kNoopOffset);
   if (stubSize > arch::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
     return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
   }
+  std::memcpy(rw + detail::RuntimePage::kNoopOffset, arch::noopStub().data(), arch::noopStub().size());
+  std::memcpy(rw + detail::RuntimePage::kReturnZeroOffset, arch::returnZeroStub().data(), arch::returnZeroStub().size());
 
   detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
                                 options.reportUnregisteredThreads};

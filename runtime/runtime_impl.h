@@ -59,8 +59,11 @@ struct ForkState {
 // The runtime page at the start of the arena: the poll flag on its own cache line, then the
 // safepoint stub.
 struct RuntimePage {
+  // Offsets in the page: the flag's cache line, the stub, then the two shared targets.
+  static constexpr size_t kStubOffset = 64, kNoopOffset = 448, kReturnZeroOffset = 512;
   uintptr_t pollFlag = 0;
   uintptr_t safepointStub = 0;
+  uintptr_t noopTarget = 0, returnZeroTarget = 0;  // the only callable addresses of the page
   arch::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
 };
 

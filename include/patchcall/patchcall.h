@@ -159,6 +159,10 @@ int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out);
  * whole XSAVE state; it does not move rsp first, so a poll that keeps the red zone calls it
  * as `lea rsp,[rsp-128] ; call stub ; lea rsp,[rsp+128]`. NULL for a NULL runtime. */
 const volatile uint8_t* patchcall_safepoint_flag(const patchcall_runtime* rt);
+/* Shared targets for any key (Runtime::noopTarget / returnZeroTarget): returns at once, and
+ * returns 0. NULL for a NULL runtime. */
+const void* patchcall_noop_target(const patchcall_runtime* rt);
+const void* patchcall_return_zero_target(const patchcall_runtime* rt);
 const void* patchcall_safepoint_stub(const patchcall_runtime* rt);
 
 /* ---- threads and quiescence -------------------------------------------------------------- */
@@ -306,6 +310,9 @@ int patchcall_key_trampoline(const patchcall_runtime* rt, patchcall_key key, con
 typedef struct patchcall_key_options {
   size_t struct_size;  /* set by patchcall_key_options_init */
   int strict_updates;  /* nonzero: every update of this key (or a batch holding it) is strict */
+  /* Added in 0.2 (a smaller struct_size keeps the default, 0): nonzero makes a NULL target
+   * mean patchcall_noop_target(rt) (patchcall::KeyOptions::nullIsNoop). */
+  int null_is_noop;
 } patchcall_key_options;
 typedef struct patchcall_update_options {
   size_t struct_size;  /* set by patchcall_update_options_init */

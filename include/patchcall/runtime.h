@@ -100,6 +100,10 @@ struct UpdateOptions {
 struct KeyOptions {
   // Every update of this key (or of a batch containing it) is strict (UpdateOptions::strict).
   bool strictUpdates = false;
+  // A null target (createKey, update) means Runtime::noopTarget(): every call through the
+  // key returns at once (the kernel's static_call_cond, for keys of void functions);
+  // target() then reports nullptr.
+  bool nullIsNoop = false;
 };
 
 struct SiteInfo {
@@ -160,7 +164,9 @@ class Runtime {
   // Fails with kStillTargeted while sites are bound to the key.
   Status destroyKey(Key key);
   // Retargets the key's trampoline and every bound site with one cross-core sync;
-  // returns the previous target. What holds on return: see UpdateOptions. A foreign site
+  // returns the previous target. An update (or a batch) to the targets the keys have already
+  // writes nothing and makes no sync of its own (an immediate one still publishes earlier
+  // deferred updates). What holds on return: see UpdateOptions. A foreign site
   // that can no longer be written (see registerForeignSite) fails it with kUnsupportedSite
   // before the first write; a sync that keeps failing is kSystemError after the writes (they
   // are not undone).
@@ -267,6 +273,12 @@ class Runtime {
   // --- introspection --------------------------------------------------------------------
   ArenaInfo arenaInfo() const;
   RuntimeStats stats() const;
+  // Shared targets any key may take (the kernel's static_call parity): a function that
+  // returns at once (for keys of void functions: the call becomes a no-op, still one store to
+  // switch) and one that returns 0 (rax = 0: for integer, pointer and bool results, like
+  // __static_call_return0). Fixed addresses in the runtime page, never retired.
+  const void* noopTarget() const noexcept;
+  const void* returnZeroTarget() const noexcept;
   // The byte in the RX arena that JIT safepoint polls compare against zero.
   const volatile uint8_t* safepointFlag() const;
   // Shared out-of-line slow path for JIT polls: saves the caller-saved registers, rflags and

@@ -84,6 +84,10 @@ constexpr uintptr_t trampolineEntry(uintptr_t slot) noexcept;
 constexpr uintptr_t trampolineCell(uintptr_t entry) noexcept;
 // The jump's first bytes, written once when the key is created (its field comes after).
 inline std::span<const uint8_t> trampolineJumpHead() noexcept;
+// The shared targets every key may take (kernel static_call parity): a function that
+// returns at once (a void call becomes a no-op) and one that returns 0 in the return register.
+inline std::span<const uint8_t> noopStub() noexcept;
+inline std::span<const uint8_t> returnZeroStub() noexcept;
 // A veneer for `target` (kVeneerSize bytes), and the target a written veneer holds.
 inline void encodeVeneer(uintptr_t target, uint8_t out[]) noexcept;
 inline uintptr_t veneerTarget(uintptr_t veneer) noexcept;

@@ -371,10 +371,39 @@ static void deferred_updates_and_publish(void) {
   patchcall_runtime_destroy(rt);
 }
 
+/* The shared targets and a key whose NULL target is the no-op one (static_call_cond). */
+static void noop_and_return_zero_targets(void) {
+  patchcall_runtime* rt = capi_new_runtime();
+  CHECK(patchcall_noop_target(NULL) == NULL && patchcall_return_zero_target(NULL) == NULL);
+  const void* noop = patchcall_noop_target(rt);
+  const void* zero = patchcall_return_zero_target(rt);
+  CHECK(noop != NULL && zero != NULL && noop != zero);
+  patchcall_key_options ko;
+  patchcall_key_options_init(&ko);
+  CHECK(ko.null_is_noop == 0);
+  patchcall_key plain = 0, cond = 0;
+  CHECK_CODE(patchcall_key_create_with(rt, NULL, "plain", &ko, &plain), PATCHCALL_E_NULL_TARGET);
+  ko.null_is_noop = 1;
+  CHECK_CODE(patchcall_key_create_with(rt, NULL, "cond", &ko, &cond), PATCHCALL_OK);
+  patchcall_blob a = capi_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, cond, PATCHCALL_SITE_DIRECT);
+  CHECK(a.id != 0);
+  capi_as_fn(a.code)(); /* calls the no-op target: returns */
+  CHECK_CODE(patchcall_key_update(rt, cond, zero, NULL), PATCHCALL_OK);
+  CHECK(capi_as_fn(a.code)() == 0);
+  CHECK_CODE(patchcall_key_update(rt, cond, PATCHCALL_FN(capi_target_two), NULL), PATCHCALL_OK);
+  CHECK(capi_as_fn(a.code)() == 2);
+  const void* old = NULL;
+  CHECK_CODE(patchcall_key_update(rt, cond, NULL, &old), PATCHCALL_OK);
+  CHECK(old == PATCHCALL_FN(capi_target_two));
+  CHECK_CODE(patchcall_blob_retire(rt, a), PATCHCALL_OK);
+  patchcall_runtime_destroy(rt);
+}
+
 int main(void) {
   RUN(keys_update_target_and_trampoline);
   RUN(batch_updates_share_one_sync);
   RUN(deferred_updates_and_publish);
+  RUN(noop_and_return_zero_targets);
   RUN(installed_sites_of_every_form_follow_their_key);
   RUN(malformed_installs_are_rejected);
   RUN(reserve_commit_and_abandon);

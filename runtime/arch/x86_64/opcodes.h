@@ -15,5 +15,7 @@ inline constexpr uint8_t kOperandSize = 0x66;                // prefix: 66 90 is
 inline constexpr uint8_t kNopRm[2] = {0x0F, 0x1F};           // nop r/m (0F 1F /0)
 inline constexpr uint8_t kJmpIndirect[2] = {0xFF, 0x25};     // jmp qword [rip+disp32]
 inline constexpr uint8_t kCmpByteRipImm8[2] = {0x80, 0x3D};  // cmp byte [rip+disp32], imm8
+inline constexpr uint8_t kRet = 0xC3;                        // ret
+inline constexpr uint8_t kXorEaxEax[2] = {0x31, 0xC0};       // xor eax, eax
 
 }  // namespace patchcall::arch::x86
