@@ -303,7 +303,10 @@ TEST(SharedSyncs, ConcurrentUpdatersShareSyncsAndEachReturnsPublished) {
   EXPECT_EQ(failures.load(), 0u);
   RuntimeStats after = rt->stats();
   uint64_t updates = after.updates - before.updates, syncs = after.syncs - before.syncs;
-  EXPECT_EQ(updates, 4u * kPerThread);
+  // Own-key updates always change the target; one to the shared key may repeat the target
+  // another thread just set, which is a no-op (not counted, no sync).
+  EXPECT_GE(updates, 2u * kPerThread);
+  EXPECT_LE(updates, 4u * kPerThread);
   double perUpdate = static_cast<double>(syncs) / static_cast<double>(updates);
   EXPECT_LT(perUpdate, 0.7) << "4 updaters queued for slow syncs and did not share them";
   std::printf("4 updaters, 300 us syncs: %llu updates, %llu syncs (%.2f per update)\n",
