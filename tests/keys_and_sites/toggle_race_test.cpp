@@ -171,9 +171,10 @@ std::string buildRaceSetup(RaceSetup& s, KeyOptions keyOptions = {}) {
                   relOld, relNew, torn, s.pad);
     return buf;
   }
-  // Two preparatory updates leave call A -> t0, call B -> t0 and the toggle selecting A.
-  for (int i = 0; i < 2; ++i) {
-    Result<const void*> u = s.rt.update(s.key, s.t0);
+  // Two preparatory updates leave call A -> t0, call B -> t1 and the toggle selecting A (an
+  // update to the key's current target would write nothing: each moves it).
+  for (const void* t : {s.t1, s.t0}) {
+    Result<const void*> u = s.rt.update(s.key, t);
     if (!u) return u.status().toString();
   }
   if (s.toggle[0] != 0x66 || s.toggle[1] != 0x90) return "toggle does not select call A after two updates";
