@@ -115,18 +115,22 @@ void Veneers::forgetUser(uintptr_t field) noexcept {
 void Veneers::release(uintptr_t v) noexcept {
   auto it = users_.find(v);
   if (it == users_.end() || --it->second != 0) return;
-  users_.erase(it);
-  byTarget_.erase(arch::veneerTarget(v));  // no new user; a later far call to `target` gets a fresh veneer
+  // Its entries stay until retireOrphans: a branch noted later in the same update may point
+  // at it again (noteUser then finds the entry; nothing here may allocate or fail).
   try {
     orphans_.push_back(v);
   } catch (...) {
-    // Out of memory: never freed (it stays unreachable and intact).
+    // Out of memory: it stays live with no user (intact; a later far call may reuse it).
   }
 }
 
 void Veneers::retireOrphans() noexcept {
   for (uintptr_t v : orphans_) {
-    if (users_.count(v) != 0) continue;  // pointed at again later in the same update
+    auto it = users_.find(v);
+    if (it == users_.end() || it->second != 0) continue;  // pointed at again later in the same update
+    users_.erase(it);
+    // No new user: a later far call to its target gets a fresh veneer.
+    if (auto t = byTarget_.find(arch::veneerTarget(v)); t != byTarget_.end() && t->second == v) byTarget_.erase(t);
     try {
       retired_.fetch_add(1, std::memory_order_release);
       (void)reclaimer_->retire([this, v] {

@@ -94,7 +94,7 @@ void Session::opStaticCall() {
   expectCodes("StaticCall::update", old.status(), (v2 & ~kOk) | ((v2 & kOk) != 0 ? reachCodes(second.fn, false) : 0));
   if (!old) return;
   FUZZ_CHECK(reinterpret_cast<const void*>(*old) == first.fn, "StaticCall::update returned the wrong previous target");
-  ++updates_;
+  if (second.fn != first.fn) ++updates_;  // to the current target: a no-op, not counted
   keys_.back().target = second.fn;
   FUZZ_CHECK(static_cast<uint32_t>((*sc)()) == second.value && sc->target() == reinterpret_cast<Sc::Fn>(const_cast<void*>(second.fn)),
              "StaticCall after update does not call the new target");
@@ -131,7 +131,7 @@ void Session::opUpdate() {
   if (old.code() == Error::kArenaExhausted) crossCheckExhausted(4096, "update");
   if (!old) return;
   FUZZ_CHECK(*old == keys_[k].target, "update returned previous " + hex(*old) + ", model " + hex(keys_[k].target));
-  afterUpdate(k, t);
+  if (t != keys_[k].target) afterUpdate(k, t);  // to the current target: a no-op, not counted
 }
 
 void Session::opBatch() {
@@ -176,7 +176,10 @@ void Session::opBatch() {
   expectCodes("updateBatch", s, allowed);
   if (s.code() == Error::kArenaExhausted) crossCheckExhausted(4096, "updateBatch");
   if (!s.isOk()) return;
-  for (size_t i = 0; i < n; ++i) afterUpdate(index[i], batch[i].target);
+  // A batch that moves no key is a no-op (nothing written, not counted); otherwise every key counts.
+  bool moves = false;
+  for (size_t i = 0; i < n; ++i) moves = moves || batch[i].target != keys_[index[i]].target;
+  for (size_t i = 0; i < n && moves; ++i) afterUpdate(index[i], batch[i].target);
 }
 
 void Session::opDestroyKey() {
