@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "arch/unwind_info.h"
+#include "arch/arch.h"
 #include "observe/frame_registration.h"
 #include "patchcall/runtime.h"
 
