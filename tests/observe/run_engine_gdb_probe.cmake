@@ -1,0 +1,47 @@
+# ctest ObserveEngineGdbFrames (cmake -P): runs PROBE (engine_gdb_probe.cpp) under GDB in
+# batch mode, breaking in observeEngineTarget. Round 1 (called from the blob installed as
+# jit_named_caller with its frame layout): bt must show jit_named_caller as #1 and reach
+# main. Round 2 (after that blob was retired and freed; an unnamed blob calls): bt must not
+# name jit_named_caller, and must still reach main.
+foreach(v GDB PROBE)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run_engine_gdb_probe.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+if(DEFINED ENV{ASAN_OPTIONS})
+  set(ENV{ASAN_OPTIONS} "$ENV{ASAN_OPTIONS}:detect_leaks=0")
+else()
+  set(ENV{ASAN_OPTIONS} "detect_leaks=0")
+endif()
+execute_process(
+  COMMAND ${GDB} -batch -nx -ex "set debuginfod enabled off" -ex "break observeEngineTarget"
+          -ex run -ex bt -ex continue -ex bt -ex continue ${PROBE}
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+set(all "${out}\n${err}")
+string(FIND "${all}" "observeEngineTarget (round=1)" first)
+string(FIND "${all}" "observeEngineTarget (round=2)" second)
+set(problems "")
+if(first EQUAL -1 OR second EQUAL -1)
+  string(APPEND problems "gdb did not stop twice in observeEngineTarget\n")
+else()
+  math(EXPR len "${second} - ${first}")
+  string(SUBSTRING "${all}" ${first} ${len} named)
+  string(SUBSTRING "${all}" ${second} -1 freed)
+  if(NOT named MATCHES "#1 +0x[0-9a-f]+ in jit_named_caller \\(\\)\n#2 [^\n]*main \\(\\)")
+    string(APPEND problems "round 1: bt does not show #1 jit_named_caller, then main\n")
+  endif()
+  if(freed MATCHES "jit_named_caller")
+    string(APPEND problems "round 2: the freed blob's name is still listed\n")
+  endif()
+  if(NOT freed MATCHES "#1 +0x[0-9a-f]+ in jit_[0-9a-f]+ \\(\\)\n#2 [^\n]*main \\(\\)")
+    string(APPEND problems "round 2: bt does not show the unnamed blob as jit_<address>, then main\n")
+  endif()
+endif()
+if(NOT all MATCHES "probe: done" OR NOT all MATCHES "exited normally")
+  string(APPEND problems "the probe did not finish normally under gdb\n")
+endif()
+if(problems)
+  message(FATAL_ERROR "${problems}--- gdb output (rc ${rc}) ---\n${all}")
+endif()
+string(REGEX MATCH "probe: second blob [a-z ]+ the freed one's address" reuse "${all}")
+message(STATUS "gdb: bt names jit_named_caller while installed, not after it was freed (${reuse})")
