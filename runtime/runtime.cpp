@@ -164,6 +164,15 @@ Status Runtime::retire(Blob blob) {
 
 // ---- sites -----------------------------------------------------------------------------------
 
+namespace {
+SiteInfo siteInfoOf(const detail::Registry& registry, uint32_t id) {
+  const detail::SiteRecord& s = registry.site(id);
+  return SiteInfo{reinterpret_cast<const void*>(s.address), Key{s.key}, s.form,
+                  reinterpret_cast<const void*>(registry.decodeTarget(s)), (s.flags & detail::kSiteForeign) != 0};
+}
+
+}  // namespace
+
 Result<SiteInfo> Runtime::site(const void* address) const {
   return detail::catchOutOfMemory("site", [&]() -> Result<SiteInfo> {
     auto lock = impl_->readLock();
@@ -175,9 +184,7 @@ Result<SiteInfo> Runtime::site(const void* address) const {
       std::snprintf(buf, sizeof buf, "%p", address);
       return Status(Error::kUnknownSite, std::string("no call site is registered at ") + buf);
     }
-    const detail::SiteRecord& s = impl_->registry.site(id);
-    return SiteInfo{address, Key{s.key}, s.form, reinterpret_cast<const void*>(impl_->registry.decodeTarget(s)),
-                    (s.flags & detail::kSiteForeign) != 0};
+    return siteInfoOf(impl_->registry, id);
   });
 }
 
@@ -303,32 +310,31 @@ RuntimeStats Runtime::stats() const {
 }
 
 namespace {
-SiteInfo siteInfoOf(const detail::Registry& registry, uint32_t id) {
-  const detail::SiteRecord& s = registry.site(id);
-  return SiteInfo{reinterpret_cast<const void*>(s.address), Key{s.key}, s.form,
-                  reinterpret_cast<const void*>(registry.decodeTarget(s)), (s.flags & detail::kSiteForeign) != 0};
-}
-}  // namespace
 
-Result<std::vector<KeyInfo>> Runtime::keys() const {
-  return detail::catchOutOfMemory("keys", [&]() -> Result<std::vector<KeyInfo>> {
-    std::vector<KeyInfo> out;
-    auto lock = impl_->readLock();
-    const detail::Registry& r = impl_->registry;
-    for (uint32_t id = 1; id < r.keyCount(); ++id) {
-      const detail::KeyRecord& k = r.keyAt(id);
-      if (!k.live) continue;
-      out.push_back(KeyInfo{Key{id}, std::string(k.name), k.target, reinterpret_cast<const void*>(k.trampoline), k.sites.size()});
-    }
+// keys(), sites(), blobs(): `fill` appends to the vector under the text mutex.
+template <typename T, typename Fill>
+Result<std::vector<T>> snapshot(const Runtime::Impl& impl, const char* what, Fill&& fill) {
+  return detail::catchOutOfMemory(what, [&]() -> Result<std::vector<T>> {
+    std::vector<T> out;
+    auto lock = impl.readLock();
+    fill(impl.registry, out);
     return out;
   });
 }
 
+}  // namespace
+
+Result<std::vector<KeyInfo>> Runtime::keys() const {
+  return snapshot<KeyInfo>(*impl_, "keys", [](const detail::Registry& r, std::vector<KeyInfo>& out) {
+    for (uint32_t id = 1; id < r.keyCount(); ++id) {
+      const detail::KeyRecord& k = r.keyAt(id);
+      if (k.live) out.push_back({Key{id}, std::string(k.name), k.target, reinterpret_cast<const void*>(k.trampoline), k.sites.size()});
+    }
+  });
+}
+
 Result<std::vector<SiteInfo>> Runtime::sites() const {
-  return detail::catchOutOfMemory("sites", [&]() -> Result<std::vector<SiteInfo>> {
-    std::vector<SiteInfo> out;
-    auto lock = impl_->readLock();
-    const detail::Registry& r = impl_->registry;
+  return snapshot<SiteInfo>(*impl_, "sites", [](const detail::Registry& r, std::vector<SiteInfo>& out) {
     out.reserve(r.liveSites());
     for (uint32_t id = 1; id < r.keyCount(); ++id) {
       const detail::KeyRecord& k = r.keyAt(id);
@@ -338,28 +344,22 @@ Result<std::vector<SiteInfo>> Runtime::sites() const {
       std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
                 [](const SiteInfo& a, const SiteInfo& b) { return a.address < b.address; });
     }
-    return out;
   });
 }
 
 Result<std::vector<BlobInfo>> Runtime::blobs() const {
-  return detail::catchOutOfMemory("blobs", [&]() -> Result<std::vector<BlobInfo>> {
-    std::vector<BlobInfo> out;
-    auto lock = impl_->readLock();
-    const detail::Registry& r = impl_->registry;
+  return snapshot<BlobInfo>(*impl_, "blobs", [](const detail::Registry& r, std::vector<BlobInfo>& out) {
     for (uint32_t id = 1; id < r.blobCount(); ++id) {
       const detail::BlobRecord& b = r.blob(id);
       if (b.state == detail::BlobState::kFreed) continue;
-      BlobInfo info;
+      BlobInfo& info = out.emplace_back();
       info.blob = Blob{id, reinterpret_cast<void*>(b.rx), b.size};
       info.name = std::string(b.names.name);
       for (const detail::BlobRange& g : b.names.ranges) info.ranges.push_back({g.offset, g.size, std::string(g.name)});
       info.frameLayout = b.names.frameLayout;
       info.retired = b.state == detail::BlobState::kRetired;
       info.sites = b.sites.size();
-      out.push_back(std::move(info));
     }
-    return out;
   });
 }
 

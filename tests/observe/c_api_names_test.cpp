@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "patchcall/patchcall.h"
+#include "site_code.h"
 
 namespace {
 
 extern "C" __attribute__((noinline)) void capiNamesTarget(int) {}
 
-constexpr uint32_t kSiteOffset = 7;
-const std::vector<uint8_t> kCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00, 0xE8, 0, 0, 0, 0, 0xC9, 0xC3};
+using observe_test::kSiteOffset;
+const std::vector<uint8_t>& kCode = observe_test::kSiteCode;
 
 struct Seen {
   std::vector<std::string> keys, blobs, ranges;

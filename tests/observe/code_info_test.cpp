@@ -3,7 +3,6 @@
 // target reached through a site crosses the JIT frame; backtrace() includes it) and with
 // gdb's JIT interface, and both registrations end when the blob is freed. Also: the
 // introspection snapshots and jit::install with a name.
-#include <execinfo.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include "observe/gdb_jit.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
+#include "site_code.h"
 
 // libgcc's FDE lookup (unwind-dw2-fde.h): what the unwinder finds for a pc.
 struct dwarf_eh_bases {
@@ -28,20 +28,11 @@ extern "C" const void* _Unwind_Find_FDE(void* pc, dwarf_eh_bases* bases);
 
 using namespace patchcall;
 
+using namespace observe_test;
+
 namespace {
 
-std::vector<void*> g_frames;
-
-__attribute__((noinline)) void throwingTarget(int) { throw std::runtime_error("through a site"); }
-__attribute__((noinline)) void tracingTarget(int) {
-  g_frames.assign(64, nullptr);
-  g_frames.resize(static_cast<size_t>(backtrace(g_frames.data(), 64)));
-}
 __attribute__((noinline)) void quietTarget(int) {}
-
-// push rbp; mov rbp, rsp; nop3; call rel32 (site at 7); leave; ret
-constexpr uint32_t kSiteOffset = 7;
-const std::vector<uint8_t> kCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00, 0xE8, 0, 0, 0, 0, 0xC9, 0xC3};
 
 bool fdeFor(uintptr_t pc) {
   dwarf_eh_bases bases{};
@@ -62,20 +53,20 @@ bool gdbListsName(const std::string& name) {
 TEST(CodeInfo, AFrameLayoutThatDoesNotMatchTheBytesIsRefused) {
   Result<Runtime> rt = Runtime::create();
   ASSERT_TRUE(rt.isOk());
-  std::vector<uint8_t> noPrologue(kCode);
+  std::vector<uint8_t> noPrologue(kSiteCode);
   noPrologue[0] = 0x90;  // nop instead of push rbp
   Result<Blob> b = rt->installCode(noPrologue, {}, CodeInfo{"bad", {}, FrameLayout::kFramePointer});
   EXPECT_EQ(b.status().code(), Error::kInvalidArgument);
-  std::vector<uint8_t> noLeave(kCode);
+  std::vector<uint8_t> noLeave(kSiteCode);
   noLeave[12] = 0x90;  // no leave before the ret
   b = rt->installCode(noLeave, {}, CodeInfo{"bad", {}, FrameLayout::kFramePointer});
   EXPECT_EQ(b.status().code(), Error::kInvalidArgument) << "kFramePointer checks the epilogue";
   EXPECT_TRUE(rt->installCode(noLeave, {}, CodeInfo{"ok", {}, FrameLayout::kFramePointerAnyEpilogue}).isOk())
       << "kFramePointerAnyEpilogue checks only the prologue";
   const NamedRange outside[] = {{8, 64, "past_the_end"}};
-  EXPECT_EQ(rt->installCode(kCode, {}, CodeInfo{"r", outside, FrameLayout::kNone}).status().code(), Error::kInvalidArgument);
+  EXPECT_EQ(rt->installCode(kSiteCode, {}, CodeInfo{"r", outside, FrameLayout::kNone}).status().code(), Error::kInvalidArgument);
   const NamedRange overlapping[] = {{0, 8, "a"}, {4, 8, "b"}};
-  EXPECT_EQ(rt->installCode(kCode, {}, CodeInfo{"r", overlapping, FrameLayout::kNone}).status().code(),
+  EXPECT_EQ(rt->installCode(kSiteCode, {}, CodeInfo{"r", overlapping, FrameLayout::kNone}).status().code(),
             Error::kInvalidArgument);
   EXPECT_EQ(rt->stats().blobs, 1u) << "refused code installs nothing";
 }
@@ -86,7 +77,7 @@ TEST(CodeInfo, AnExceptionFromATargetCrossesABlobInstalledWithItsFrameLayout) {
   Result<Key> key = rt->createKey(reinterpret_cast<const void*>(&throwingTarget), "thrower");
   ASSERT_TRUE(key.isOk());
   const SiteSpec site{kSiteOffset, *key, SiteForm::kDirect};
-  Result<Blob> blob = rt->installCode(kCode, {&site, 1}, CodeInfo{"jit_caller", {}, FrameLayout::kFramePointer});
+  Result<Blob> blob = rt->installCode(kSiteCode, {&site, 1}, CodeInfo{"jit_caller", {}, FrameLayout::kFramePointer});
   ASSERT_TRUE(blob.isOk()) << blob.status().toString();
   const auto start = reinterpret_cast<uintptr_t>(blob->code);
   auto jit = reinterpret_cast<void (*)(int)>(blob->code);
@@ -100,9 +91,9 @@ TEST(CodeInfo, AnExceptionFromATargetCrossesABlobInstalledWithItsFrameLayout) {
 
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&tracingTarget)).isOk());
   jit(0);
-  auto at = std::find(g_frames.begin(), g_frames.end(), reinterpret_cast<void*>(start + kSiteOffset + 5));
-  ASSERT_NE(at, g_frames.end()) << "backtrace() has no frame at the JIT code's return address";
-  EXPECT_GT(g_frames.end() - at, 2) << "backtrace() stopped at the JIT frame";
+  auto at = std::find(tracedFrames().begin(), tracedFrames().end(), reinterpret_cast<void*>(start + kSiteOffset + 5));
+  ASSERT_NE(at, tracedFrames().end()) << "backtrace() has no frame at the JIT code's return address";
+  EXPECT_GT(tracedFrames().end() - at, 2) << "backtrace() stopped at the JIT frame";
 
   // Freed: the unwinder and gdb forget it before the bytes become int3.
   EXPECT_TRUE(fdeFor(start + kSiteOffset + 5));
@@ -123,8 +114,8 @@ TEST(CodeInfo, GdbImagesFollowOptionsGdbJit) {
     ASSERT_TRUE(rt.isOk());
     size_t before = 0;
     for (const jit_code_entry* e = __jit_debug_descriptor.first_entry; e != nullptr; e = e->next_entry) ++before;
-    ASSERT_TRUE(rt->installCode(kCode, {}, CodeInfo{"gdb_named", {}, FrameLayout::kNone}).isOk());
-    ASSERT_TRUE(rt->installCode(kCode, {}).isOk());
+    ASSERT_TRUE(rt->installCode(kSiteCode, {}, CodeInfo{"gdb_named", {}, FrameLayout::kNone}).isOk());
+    ASSERT_TRUE(rt->installCode(kSiteCode, {}).isOk());
     size_t after = 0;
     for (const jit_code_entry* e = __jit_debug_descriptor.first_entry; e != nullptr; e = e->next_entry) ++after;
     size_t expected = mode == GdbJitMode::kAll ? 2 : mode == GdbJitMode::kDescribed ? 1 : 0;
@@ -139,8 +130,8 @@ TEST(CodeInfo, SnapshotsListKeysSitesAndBlobsWithTheirNames) {
   Result<Key> b = rt->createKey(reinterpret_cast<const void*>(&tracingTarget));
   ASSERT_TRUE(a.isOk() && b.isOk());
   const SiteSpec site{kSiteOffset, *a, SiteForm::kDirect};
-  const NamedRange ranges[] = {{0, static_cast<uint32_t>(kCode.size()), "whole"}};
-  Result<Blob> blob = rt->installCode(kCode, {&site, 1}, CodeInfo{"snap", ranges, FrameLayout::kFramePointer});
+  const NamedRange ranges[] = {{0, static_cast<uint32_t>(kSiteCode.size()), "whole"}};
+  Result<Blob> blob = rt->installCode(kSiteCode, {&site, 1}, CodeInfo{"snap", ranges, FrameLayout::kFramePointer});
   ASSERT_TRUE(blob.isOk());
 
   Result<std::vector<KeyInfo>> keys = rt->keys();
@@ -202,7 +193,7 @@ TEST(CodeInfo, StatsAreOneSnapshot) {
   std::atomic<uint64_t> installed{0};
   std::thread writer([&] {
     for (int i = 0; i < 200; ++i) {
-      Result<Blob> b = rt->installCode(kCode, {});
+      Result<Blob> b = rt->installCode(kSiteCode, {});
       if (!b) break;
       installed.fetch_add(1);
       (void)rt->retire(*b);

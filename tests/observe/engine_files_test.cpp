@@ -2,6 +2,7 @@
 // file's records are checked against what the registry says is installed (Runtime::keys,
 // blobs), and a file that cannot be written costs one diagnostic, not the install.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -14,6 +15,7 @@
 
 #include "observe/jitdump.h"
 #include "patchcall/runtime.h"
+#include "site_code.h"
 #include "temp_dir.h"
 
 using namespace patchcall;
@@ -23,9 +25,8 @@ namespace {
 extern "C" __attribute__((noinline)) int filesTargetA(int x) { return x + 1; }
 extern "C" __attribute__((noinline)) int filesTargetB(int x) { return x + 2; }
 
-// push rbp; mov rbp, rsp; nop3; call rel32 (site at 7); leave; ret
-constexpr uint32_t kSiteOffset = 7;
-const std::vector<uint8_t> kCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00, 0xE8, 0, 0, 0, 0, 0xC9, 0xC3};
+using observe_test::kSiteOffset;
+const std::vector<uint8_t>& kCode = observe_test::kSiteCode;
 
 struct MapLine {
   uintptr_t start;
@@ -218,4 +219,29 @@ TEST(EngineFiles, TheEnvironmentTurnsThePerfMapOn) {
   ASSERT_TRUE(rt->installCode(kCode, {}, CodeInfo{"from_env", {}, FrameLayout::kNone}).isOk());
   EXPECT_EQ(readPerfMap(getpid()).count("from_env"), 1u);
   std::remove(path.c_str());
+}
+
+// A fork() child writes its own perf-<child pid>.map, with a line for the code it inherited.
+TEST(EngineFiles, AForkChildAnnouncesTheCodeItInherited) {
+  Options o;
+  o.perfMap = true;
+  Result<Runtime> rt = Runtime::create(o);
+  ASSERT_TRUE(rt.isOk());
+  Result<Key> key = rt->createKey(reinterpret_cast<const void*>(&filesTargetA), "inherited_key");
+  ASSERT_TRUE(key.isOk());
+  const SiteSpec site{kSiteOffset, *key, SiteForm::kDirect};
+  Result<Blob> blob = rt->installCode(kCode, {&site, 1}, CodeInfo{"inherited", {}, FrameLayout::kFramePointer});
+  ASSERT_TRUE(blob.isOk());
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);  // the atfork child handler has written the child's map
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  auto map = readPerfMap(child);
+  ASSERT_EQ(map.count("inherited"), 1u);
+  EXPECT_EQ(map.find("inherited")->second.start, reinterpret_cast<uintptr_t>(blob->code));
+  EXPECT_EQ(map.count("trampoline:inherited_key"), 1u);
+  EXPECT_EQ(map.count("patchcall_safepoint_stub"), 1u);
+  std::remove(("/tmp/perf-" + std::to_string(child) + ".map").c_str());
+  std::remove(("/tmp/perf-" + std::to_string(getpid()) + ".map").c_str());
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "patchcall/runtime.h"
+#include "site_code.h"
 
 using namespace patchcall;
 
@@ -18,8 +19,7 @@ extern "C" __attribute__((noinline)) void observeEngineTarget(int round) {
 
 namespace {
 
-// push rbp; mov rbp, rsp; nop3; call rel32 (site at 7); leave; ret
-const std::vector<uint8_t> kCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00, 0xE8, 0, 0, 0, 0, 0xC9, 0xC3};
+const std::vector<uint8_t>& kCode = observe_test::kSiteCode;
 
 int fail(const char* what, const Status& s) {
   std::printf("probe: %s failed: %s\n", what, s.toString().c_str());
@@ -33,7 +33,7 @@ int main() {
   if (!rt) return fail("create", rt.status());
   Result<Key> key = rt->createKey(reinterpret_cast<const void*>(&observeEngineTarget), "probe_key");
   if (!key) return fail("createKey", key.status());
-  const SiteSpec site{7, *key, SiteForm::kDirect};
+  const SiteSpec site{observe_test::kSiteOffset, *key, SiteForm::kDirect};
   Result<Blob> named = rt->installCode(kCode, {&site, 1}, CodeInfo{"jit_named_caller", {}, FrameLayout::kFramePointer});
   if (!named) return fail("installCode", named.status());
   reinterpret_cast<void (*)(int)>(named->code)(1);

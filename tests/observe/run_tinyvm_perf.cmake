@@ -45,13 +45,13 @@ else()
   endif()
 endif()
 
-execute_process(COMMAND ${PERF} record -e cycles:u -o ${WORK}/probe.data true
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
-if(NOT rc EQUAL 0)
+include(${CMAKE_CURRENT_LIST_DIR}/perf_available.cmake)
+perf_events_available(${PERF} ${WORK})
+if(NOT PERF_AVAILABLE)
   if(problems)
     message(FATAL_ERROR "${problems}")
   endif()
-  message(STATUS "perf unavailable (perf record exit ${rc}): ${err}; the perf map and jitdump contents are right")
+  message(STATUS "perf unavailable (${PERF_REFUSAL}); the perf map and jitdump contents are right")
   return()
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -E env JITDUMPDIR=${WORK}
