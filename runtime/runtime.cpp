@@ -328,7 +328,9 @@ Result<std::vector<KeyInfo>> Runtime::keys() const {
   return snapshot<KeyInfo>(*impl_, "keys", [](const detail::Registry& r, std::vector<KeyInfo>& out) {
     for (uint32_t id = 1; id < r.keyCount(); ++id) {
       const detail::KeyRecord& k = r.keyAt(id);
-      if (k.live) out.push_back({Key{id}, std::string(k.name), k.target, reinterpret_cast<const void*>(k.trampoline), k.sites.size()});
+      if (!k.live) continue;
+      out.push_back({Key{id}, std::string(k.name), r.reported(k, k.target), reinterpret_cast<const void*>(k.trampoline),
+                     k.sites.size()});
     }
   });
 }

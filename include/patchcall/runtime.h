@@ -130,7 +130,7 @@ struct ArenaInfo {
 struct KeyInfo {
   Key key;
   std::string name;
-  const void* target = nullptr;
+  const void* target = nullptr;  // as target() reports it
   const void* trampoline = nullptr;
   size_t sites = 0;  // sites bound to it (foreign ones included)
 };

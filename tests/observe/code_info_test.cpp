@@ -143,6 +143,17 @@ TEST(CodeInfo, SnapshotsListKeysSitesAndBlobsWithTheirNames) {
   EXPECT_EQ((*keys)[0].trampoline, *rt->trampoline(*a));
   EXPECT_EQ((*keys)[1].name, "");
   EXPECT_EQ((*keys)[1].sites, 0u);
+  KeyOptions noop;
+  noop.nullIsNoop = true;
+  Result<Key> c = rt->createKey(nullptr, "noop", noop);
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  keys = rt->keys();
+  ASSERT_TRUE(keys.isOk());
+  ASSERT_EQ(keys->size(), 3u);
+  EXPECT_EQ((*keys)[2].target, nullptr) << "as target() reports a nullIsNoop key";
+  ASSERT_TRUE(rt->destroyKey(*c).isOk());
+  keys = rt->keys();
+  ASSERT_TRUE(keys.isOk());
 
   Result<std::vector<SiteInfo>> sites = rt->sites();
   ASSERT_TRUE(sites.isOk());

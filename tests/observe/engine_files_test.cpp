@@ -138,6 +138,10 @@ TEST(EngineFiles, PerfMapAndJitDumpFollowTheRegistry) {
   EXPECT_EQ(map.find("trampoline:answer")->second.start, reinterpret_cast<uintptr_t>((*keys)[0].trampoline));
   ASSERT_EQ(map.count("patchcall_safepoint_stub"), 1u);
   EXPECT_EQ(map.find("patchcall_safepoint_stub")->second.start, reinterpret_cast<uintptr_t>(rt->safepointStub()));
+  ASSERT_EQ(map.count("patchcall_noop"), 1u);
+  EXPECT_EQ(map.find("patchcall_noop")->second.start, reinterpret_cast<uintptr_t>(rt->noopTarget()));
+  ASSERT_EQ(map.count("patchcall_return_zero"), 1u);
+  EXPECT_EQ(map.find("patchcall_return_zero")->second.start, reinterpret_cast<uintptr_t>(rt->returnZeroTarget()));
 
   // jitdump: the same loads, with the installed bytes.
   const std::string dumpPath = dir + ("/jit-" + std::to_string(getpid()) + ".dump").c_str();
