@@ -17,7 +17,7 @@ struct AssemblerAccess {
   }
   static void addFixup(Assembler& a, uint32_t field, uint32_t end, const void* target) { a.fixups_.push_back({field, end, target}); }
   static Status recordError(Assembler& a, asmjit::Error err) { return a.recordError(err); }
-  static Result<Blob> install(Assembler& a);
+  static Result<Blob> install(Assembler& a, const CodeInfo& info);
   static Status addPoll(Assembler& a);
 };
 }  // namespace detail
@@ -110,9 +110,11 @@ Status detail::AssemblerAccess::addPoll(Assembler& a) {
   return Status::ok();
 }
 
-Result<Blob> install(Assembler& a) { return Access::install(a); }
+Result<Blob> install(Assembler& a) { return Access::install(a, CodeInfo{}); }
+Result<Blob> install(Assembler& a, const CodeInfo& info) { return Access::install(a, info); }
+Result<Blob> install(Assembler& a, std::string_view name) { return Access::install(a, CodeInfo{name, {}, FrameLayout::kNone}); }
 
-Result<Blob> detail::AssemblerAccess::install(Assembler& a) {
+Result<Blob> detail::AssemblerAccess::install(Assembler& a, const CodeInfo& info) {
   if (a.installed_) return Status(Error::kInvalidArgument, "install: this Assembler was already installed");
   if (a.asmjit::x86::Assembler::errorHandler() != &a.errors_) {
     return Status(Error::kEmitFailed,
@@ -168,7 +170,7 @@ Result<Blob> detail::AssemblerAccess::install(Assembler& a) {
     }
     std::memcpy(r->rw + f.field, &v, sizeof v);
   }
-  Result<Blob> blob = rt.commitCode(*r, a.sites_);
+  Result<Blob> blob = rt.commitCode(*r, a.sites_, info);
   if (!blob) return fail(blob.status());
   a.installed_ = true;
   a.code_ = blob->code;

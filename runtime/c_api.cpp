@@ -70,6 +70,10 @@ using namespace patchcall::capi;
 using patchcall::Error;
 
 constexpr size_t kOptionsSizeV1 = offsetof(patchcall_options, diagnostic_user) + sizeof(void*);
+// 0.2 ended at report_unregistered_threads, padded to the struct's pointer alignment.
+constexpr size_t kOptionsSizeV2 =
+    (offsetof(patchcall_options, report_unregistered_threads) + sizeof(int) + alignof(void*) - 1) & ~(alignof(void*) - 1);
+static_assert(kOptionsSizeV2 < sizeof(patchcall_options));
 using patchcall::Status;
 
 std::optional<std::chrono::milliseconds> deadlineOf(int64_t ms) {
@@ -131,6 +135,10 @@ void patchcall_options_init(patchcall_options* o) {
   o->max_sites = d.maxSites;
   o->max_keys = d.maxKeys;
   o->report_unregistered_threads = d.reportUnregisteredThreads ? 1 : 0;
+  o->perf_map = d.perfMap ? 1 : 0;
+  o->jitdump = d.jitDump ? 1 : 0;
+  o->jitdump_directory = nullptr;
+  o->gdb_jit = static_cast<int>(d.gdbJit);
 }
 
 int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime** out) {
@@ -140,7 +148,8 @@ int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime
     patchcall::Options o;
     if (options != nullptr) {
       // Every size a released header had: 0.1 ended at diagnostic_user.
-      if (options->struct_size != sizeof(patchcall_options) && options->struct_size != kOptionsSizeV1) {
+      if (options->struct_size != sizeof(patchcall_options) && options->struct_size != kOptionsSizeV1 &&
+          options->struct_size != kOptionsSizeV2) {
         return fail(PATCHCALL_E_INVALID_ARGUMENT,
                     "patchcall_runtime_create: options.struct_size does not match this library; "
                     "fill the options with patchcall_options_init first");
@@ -161,6 +170,15 @@ int patchcall_runtime_create(const patchcall_options* options, patchcall_runtime
       o.maxKeys = options->max_keys;
       if (options->struct_size >= offsetof(patchcall_options, report_unregistered_threads) + sizeof(int)) {
         o.reportUnregisteredThreads = options->report_unregistered_threads != 0;
+      }
+      if (options->struct_size == sizeof(patchcall_options)) {
+        if (options->gdb_jit < PATCHCALL_GDB_JIT_DESCRIBED || options->gdb_jit > PATCHCALL_GDB_JIT_OFF) {
+          return fail(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_runtime_create: options.gdb_jit is not a patchcall_gdb_jit");
+        }
+        o.perfMap = options->perf_map != 0;
+        o.jitDump = options->jitdump != 0;
+        if (options->jitdump_directory != nullptr) o.jitDumpDirectory = options->jitdump_directory;
+        o.gdbJit = static_cast<patchcall::GdbJitMode>(options->gdb_jit);
       }
       if (auto observer = options->patch_observer) {
         void* user = options->patch_observer_user;
@@ -299,20 +317,91 @@ int patchcall_retire_callback(patchcall_runtime* rt, void (*callback)(void* user
 
 // ---- code ---------------------------------------------------------------------------------------
 
-int patchcall_code_install(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
-                           size_t site_count, patchcall_blob* out) {
-  return guarded("patchcall_code_install", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_code_install", "rt");
-    if (out == nullptr) return nullArgument("patchcall_code_install", "out");
+}  // extern "C"
+
+namespace {
+
+// patchcall_code_info -> CodeInfo; `ranges` owns the converted ranges.
+int convertInfo(const char* function, const patchcall_code_info* info, std::vector<patchcall::NamedRange>* ranges,
+                patchcall::CodeInfo* out) {
+  if (info == nullptr) return PATCHCALL_OK;
+  if (info->struct_size != sizeof(patchcall_code_info)) {
+    return fail(PATCHCALL_E_INVALID_ARGUMENT, (std::string(function) + ": info->struct_size is not one this library knows; "
+                                                                       "fill it with patchcall_code_info_init first").c_str());
+  }
+  if (info->frame_layout < PATCHCALL_FRAME_NONE || info->frame_layout > PATCHCALL_FRAME_POINTER_ANY_EPILOGUE) {
+    return fail(PATCHCALL_E_INVALID_ARGUMENT, (std::string(function) + ": info->frame_layout is not a patchcall_frame_layout").c_str());
+  }
+  if (info->ranges == nullptr && info->range_count != 0) return nullArgument(function, "info->ranges");
+  for (size_t i = 0; i < info->range_count; ++i) {
+    const patchcall_named_range& r = info->ranges[i];
+    ranges->push_back({r.offset, r.size, r.name != nullptr ? std::string_view(r.name) : std::string_view()});
+  }
+  out->name = info->name != nullptr ? std::string_view(info->name) : std::string_view();
+  out->ranges = *ranges;
+  out->frameLayout = static_cast<patchcall::FrameLayout>(info->frame_layout);
+  return PATCHCALL_OK;
+}
+
+int installCode(const char* function, patchcall_runtime* rt, const uint8_t* bytes, size_t size,
+                const patchcall_site_spec* sites, size_t site_count, const patchcall_code_info* info, patchcall_blob* out) {
+  return guarded(function, [&] {
+    if (rt == nullptr) return nullArgument(function, "rt");
+    if (out == nullptr) return nullArgument(function, "out");
     *out = patchcall_blob{0, nullptr, 0};
-    if (bytes == nullptr && size != 0) return nullArgument("patchcall_code_install", "bytes");
+    if (bytes == nullptr && size != 0) return nullArgument(function, "bytes");
     std::vector<patchcall::SiteSpec> specs;
-    if (int e = convertSites("patchcall_code_install", rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
-    patchcall::Result<patchcall::Blob> blob = rt->rt.installCode(std::span<const uint8_t>(bytes, size), specs);
+    if (int e = convertSites(function, rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    std::vector<patchcall::NamedRange> ranges;
+    patchcall::CodeInfo ci;
+    if (int e = convertInfo(function, info, &ranges, &ci); e != PATCHCALL_OK) return e;
+    patchcall::Result<patchcall::Blob> blob = rt->rt.installCode(std::span<const uint8_t>(bytes, size), specs, ci);
     if (!blob) return fail(blob.status());
     *out = toC(*blob);
     return succeed();
   });
+}
+
+int commitCode(const char* function, patchcall_runtime* rt, const patchcall_reservation* reservation,
+               const patchcall_site_spec* sites, size_t site_count, const patchcall_code_info* info, patchcall_blob* out) {
+  return guarded(function, [&] {
+    if (rt == nullptr) return nullArgument(function, "rt");
+    if (reservation == nullptr) return nullArgument(function, "reservation");
+    if (out == nullptr) return nullArgument(function, "out");
+    *out = patchcall_blob{0, nullptr, 0};
+    std::vector<patchcall::SiteSpec> specs;
+    if (int e = convertSites(function, rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
+    std::vector<patchcall::NamedRange> ranges;
+    patchcall::CodeInfo ci;
+    if (int e = convertInfo(function, info, &ranges, &ci); e != PATCHCALL_OK) return e;
+    patchcall::CodeReservation r{reservation->rx, reservation->rw, reservation->size};
+    patchcall::Result<patchcall::Blob> blob = rt->rt.commitCode(r, specs, ci);
+    if (!blob) return fail(blob.status());
+    *out = toC(*blob);
+    return succeed();
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+void patchcall_code_info_init(patchcall_code_info* info) {
+  if (info == nullptr) return;
+  std::memset(info, 0, sizeof *info);
+  info->struct_size = sizeof *info;
+  info->frame_layout = PATCHCALL_FRAME_NONE;
+}
+
+int patchcall_code_install(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
+                           size_t site_count, patchcall_blob* out) {
+  return installCode("patchcall_code_install", rt, bytes, size, sites, site_count, nullptr, out);
+}
+
+int patchcall_code_install_with(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
+                                size_t site_count, const patchcall_code_info* info, patchcall_blob* out) {
+  if (info == nullptr) return nullArgument("patchcall_code_install_with", "info");
+  return installCode("patchcall_code_install_with", rt, bytes, size, sites, site_count, info, out);
 }
 
 int patchcall_code_reserve(patchcall_runtime* rt, size_t size, patchcall_reservation* out) {
@@ -329,19 +418,14 @@ int patchcall_code_reserve(patchcall_runtime* rt, size_t size, patchcall_reserva
 
 int patchcall_code_commit(patchcall_runtime* rt, const patchcall_reservation* reservation,
                           const patchcall_site_spec* sites, size_t site_count, patchcall_blob* out) {
-  return guarded("patchcall_code_commit", [&] {
-    if (rt == nullptr) return nullArgument("patchcall_code_commit", "rt");
-    if (reservation == nullptr) return nullArgument("patchcall_code_commit", "reservation");
-    if (out == nullptr) return nullArgument("patchcall_code_commit", "out");
-    *out = patchcall_blob{0, nullptr, 0};
-    std::vector<patchcall::SiteSpec> specs;
-    if (int e = convertSites("patchcall_code_commit", rt, sites, site_count, &specs); e != PATCHCALL_OK) return e;
-    patchcall::CodeReservation r{reservation->rx, reservation->rw, reservation->size};
-    patchcall::Result<patchcall::Blob> blob = rt->rt.commitCode(r, specs);
-    if (!blob) return fail(blob.status());
-    *out = toC(*blob);
-    return succeed();
-  });
+  return commitCode("patchcall_code_commit", rt, reservation, sites, site_count, nullptr, out);
+}
+
+int patchcall_code_commit_with(patchcall_runtime* rt, const patchcall_reservation* reservation,
+                               const patchcall_site_spec* sites, size_t site_count, const patchcall_code_info* info,
+                               patchcall_blob* out) {
+  if (info == nullptr) return nullArgument("patchcall_code_commit_with", "info");
+  return commitCode("patchcall_code_commit_with", rt, reservation, sites, site_count, info, out);
 }
 
 int patchcall_code_abandon(patchcall_runtime* rt, const patchcall_reservation* reservation) {

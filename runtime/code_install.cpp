@@ -70,7 +70,7 @@ Status Installer::checkReservation(const CodeReservation& r) {
   return Status::ok();
 }
 
-Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpec> specs) {
+Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpec> specs, const CodeInfo& info) {
   MiVector<SiteSpec> sorted(specs.begin(), specs.end());
   std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
   veneers_.dropPlanned();
@@ -103,6 +103,8 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
       destinations[2 * i + c] = *d;
     }
   }
+  PreparedBlob prepared;
+  PATCHCALL_TRY(observer_.prepare(info, rx, r.rw, r.size, prepared));
   if (registry_.liveSites() + sorted.size() > registry_.maxSites()) {
     return Status(Error::kTooManySites, "installing " + std::to_string(sorted.size()) + " sites would exceed Options::maxSites (" +
                                             std::to_string(registry_.maxSites()) + ")");
@@ -114,6 +116,13 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
   for (auto& [k, n] : perKey) registry_.keyAt(k).sites.reserve(registry_.keyAt(k).sites.size() + n);
   registry_.reserveSites(sorted.size());
   registry_.reserveBlob();
+  BlobNames names;
+  names.name = MiString(info.name.data(), info.name.size());
+  names.frameLayout = info.frameLayout;
+  for (const observe::CodeRange& c : prepared.ranges) {
+    names.ranges.push_back(BlobRange{static_cast<uint32_t>(c.start - rx), static_cast<uint32_t>(c.size),
+                                     MiString(c.name.data(), c.name.size())});
+  }
   // New veneers: written and synced before the code that calls them is handed out; then
   // count the new calls' references (allocation first). Refused before any site is bound:
   // the reservation stays the caller's (abandon or retry).
@@ -128,7 +137,7 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
       }
     }
   }
-  uint32_t blobId = registry_.addBlob(rx, r.size, sorted.size());
+  uint32_t blobId = registry_.addBlob(rx, r.size, sorted.size(), std::move(names));
   // Nobody executes this code yet: plain writes through the RW alias.
   for (size_t i = 0; i < sorted.size(); ++i) {
     arch::SiteCalls calls = callsOf(i);
@@ -149,6 +158,12 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
   if (Status synced = writer_.sync().syncOrError("commitCode"); !synced.isOk()) {
     registry_.freeBlob(blobId);
     return synced;
+  }
+  // Nobody has the blob yet (its address is handed out below): registering its frames now
+  // is in time for the first call; a refusal frees it like a failed sync.
+  if (Status observed = observer_.blobInstalled(blobId, rx, r.size, info.name, prepared); !observed.isOk()) {
+    registry_.freeBlob(blobId);
+    return observed;
   }
   return Blob{blobId, r.rx, r.size};
 }

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "code_arena.h"
+#include "code_observer.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "registry.h"
@@ -20,8 +21,8 @@ namespace patchcall::detail {
 
 class Installer {
  public:
-  Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers)
-      : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers) {}
+  Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers, CodeObserver& observer)
+      : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers), observer_(observer) {}
 
   Result<CodeReservation> reserve(size_t size);
   // Only an outstanding reservation is released; anything else (a committed blob, a forged
@@ -29,8 +30,9 @@ class Installer {
   void abandon(const CodeReservation& r);
   // Refuses anything but an outstanding reservation of this runtime (no lock needed after).
   Status checkReservation(const CodeReservation& r);
-  // The text mutex held: validates every site, then writes and registers them all, syncs.
-  Result<Blob> commit(const CodeReservation& r, std::span<const SiteSpec> sites);
+  // The text mutex held: validates every site and `info` (code_info.h), then writes and
+  // registers them all, syncs, and tells the observer (perf, gdb, the unwinder).
+  Result<Blob> commit(const CodeReservation& r, std::span<const SiteSpec> sites, const CodeInfo& info);
 
   // fork(): the reservations' mutex is held across fork (fork_safety.cpp).
   std::mutex& reservationsMutex() noexcept { return reservationsMutex_; }
@@ -40,6 +42,7 @@ class Installer {
   TextWriter& writer_;
   Registry& registry_;
   Veneers& veneers_;
+  CodeObserver& observer_;
   std::mutex reservationsMutex_;
   MiMap<uintptr_t, size_t> reservations_;  // outstanding: rx -> size
 };

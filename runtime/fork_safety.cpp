@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
+#include "format.h"
+#include "observe/gdb_jit.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
@@ -56,6 +59,8 @@ void prepare() noexcept {
       p.copy = Status(Error::kOutOfMemory, std::string());
     }
   }
+  // gdb's descriptor list (process-wide) is changed under the text mutexes: last in the order.
+  observe::GdbJit::forkPrepare();
 }
 
 void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
@@ -67,6 +72,7 @@ void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
 }
 
 void parent() noexcept {
+  observe::GdbJit::forkParent();
   for (size_t i = gRuntimes.size(); i-- > 0;) {
     Runtime::Impl& rt = *gRuntimes[i];
     rt.arena->dropForkCopy();
@@ -76,7 +82,33 @@ void parent() noexcept {
   gRuntimesMutex.unlock();
 }
 
+// The child's perf map and jitdump (perf keys both by pid) start with everything it inherited.
+void reannounceCode(Runtime::Impl& rt) {
+  if (!rt.observer.filesOpened()) return;
+  std::deque<std::string> names;  // stable addresses for the events' string_views
+  std::vector<observe::CodeEvent> live;
+  for (const observe::CodeEvent& e : runtimePageCode(rt.page)) live.push_back(e);
+  for (uint32_t id = 1; id < rt.registry.keyCount(); ++id) {
+    const KeyRecord& k = rt.registry.keyAt(id);
+    if (!k.live) continue;
+    names.push_back("trampoline:" + (k.name.empty() ? "key" + std::to_string(id) : std::string(k.name)));
+    uintptr_t slot = arch::trampolineCell(k.trampoline);
+    live.push_back({k.trampoline, arch::kTrampolineSlotSize - (k.trampoline - slot), names.back(),
+                    reinterpret_cast<const uint8_t*>(k.trampoline)});
+  }
+  rt.veneers.forEachLive([&](uintptr_t v, uintptr_t target) {
+    names.push_back("veneer:" + hex(target));
+    live.push_back({v, arch::kVeneerSize, names.back(), reinterpret_cast<const uint8_t*>(v)});
+  });
+  for (uint32_t id = 1; id < rt.registry.blobCount(); ++id) {
+    const BlobRecord& b = rt.registry.blob(id);
+    if (b.state != BlobState::kFreed) forEachCodeEvent(b, [&](const observe::CodeEvent& e) { live.push_back(e); });
+  }
+  rt.observer.afterForkInChild(live);
+}
+
 void child() noexcept {
+  observe::GdbJit::forkChild();
   pid_t pid = getpid();
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
@@ -88,6 +120,10 @@ void child() noexcept {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
       // foreign sites the open waits for the first registration (a fork stays cheaper).
       s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty());
+    }
+    try {
+      reannounceCode(rt);  // the text mutex is still held
+    } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk(), p.pollFlagArmed);

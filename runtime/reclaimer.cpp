@@ -286,6 +286,7 @@ size_t Reclaimer::finishRound() {
       rt_.registry.freeBlob(id);
       ++freed;
     }
+    blobsFreed_.fetch_add(freed, std::memory_order_relaxed);  // under the text mutex: stats() agrees with the registry
   }
   round_.blobs.resize(kept);
   if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->quarantineScanSets.load()) {
@@ -300,7 +301,6 @@ size_t Reclaimer::finishRound() {
   roundActive_.store(kept != 0);
   roundOldest_.store(kept != 0 ? round_.blobs.front().ticket : UINT64_MAX);
   pinnedNow_.store(kept);
-  blobsFreed_.fetch_add(freed, std::memory_order_relaxed);
   blobsPinned_.fetch_add(kept, std::memory_order_relaxed);
   return freed;
 }

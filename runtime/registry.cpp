@@ -8,8 +8,8 @@
 
 namespace patchcall::detail {
 
-Registry::Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers)
-    : options_(options), maxSites_(options.maxSites), arena_(arena), writer_(writer), veneers_(veneers) {
+Registry::Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers, CodeObserver& observer)
+    : options_(options), maxSites_(options.maxSites), arena_(arena), writer_(writer), veneers_(veneers), observer_(observer) {
   keys_.emplace_back();
   sites_.emplace_back();
   blobs_.emplace_back();
@@ -65,7 +65,13 @@ Result<Key> Registry::createKey(const void* initialTarget, std::string_view name
     keys_.back().live = false;
     return synced;
   }
-  return Key{static_cast<uint32_t>(keys_.size() - 1)};
+  auto id = static_cast<uint32_t>(keys_.size() - 1);
+  if (observer_.filesEnabled()) {
+    // The executable part of the slot: the jump (the cell before it is data).
+    observer_.codeLoaded(entry, arch::kTrampolineSlotSize - (entry - arch::trampolineCell(entry)),
+                         "trampoline:" + (name.empty() ? "key" + std::to_string(id) : std::string(name)));
+  }
+  return Key{id};
 }
 
 Status Registry::destroyKey(Key key) {
@@ -215,13 +221,14 @@ uintptr_t Registry::decodeTarget(const SiteRecord& s) const {
 
 // ---- blobs ---------------------------------------------------------------------------------
 
-uint32_t Registry::addBlob(uintptr_t rx, size_t size, size_t sites) {
+uint32_t Registry::addBlob(uintptr_t rx, size_t size, size_t sites, BlobNames names) {
   auto id = static_cast<uint32_t>(blobs_.size());
   BlobRecord b;
   b.rx = rx;
   b.size = size;
   b.state = BlobState::kLive;
   b.sites.reserve(sites);
+  b.names = std::move(names);
   blobByAddress_.emplace(rx, id);
   blobs_.push_back(std::move(b));  // reserved (reserveBlob)
   return id;
@@ -254,11 +261,13 @@ Status Registry::markRetired(const Blob& blob) {
 
 void Registry::freeBlob(uint32_t id) {
   BlobRecord& b = blobs_[id];
+  observer_.blobFreed(id);  // gdb and the unwinder forget it before its bytes become int3
   removeSites(b.sites);
   blobByAddress_.erase(b.rx);
   arena_.release(reinterpret_cast<uint8_t*>(b.rx), b.size);
   b.state = BlobState::kFreed;
   MiVector<uint32_t>().swap(b.sites);
+  b.names = BlobNames();
 }
 
 void Registry::countInto(RuntimeStats& s) const {

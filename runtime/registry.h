@@ -11,6 +11,7 @@
 
 #include "arch/arch.h"
 #include "code_arena.h"
+#include "code_observer.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
 #include "text_writer.h"
@@ -56,16 +57,39 @@ struct KeyRecord {
 
 enum class BlobState : uint8_t { kLive, kRetired, kFreed };
 
+// A named function inside a blob (CodeInfo::ranges), offset from the blob's start.
+struct BlobRange {
+  uint32_t offset = 0, size = 0;
+  MiString name;
+};
+
+// What CodeInfo said about a blob, kept for introspection, jitdump's reloads and fork.
+struct BlobNames {
+  MiString name;
+  MiVector<BlobRange> ranges;  // sorted by offset
+  FrameLayout frameLayout = FrameLayout::kNone;
+};
+
 struct BlobRecord {
   uintptr_t rx = 0;
   size_t size = 0;
   BlobState state = BlobState::kFreed;
   MiVector<uint32_t> sites;  // sorted by address
+  BlobNames names;
 };
+
+// The code events a blob stands for: one per named range, else the whole blob.
+template <typename F>
+void forEachCodeEvent(const BlobRecord& b, F&& f) {
+  if (b.names.ranges.empty()) f(observe::CodeEvent{b.rx, b.size, b.names.name, reinterpret_cast<const uint8_t*>(b.rx)});
+  for (const BlobRange& r : b.names.ranges) {
+    f(observe::CodeEvent{b.rx + r.offset, r.size, r.name, reinterpret_cast<const uint8_t*>(b.rx + r.offset)});
+  }
+}
 
 class Registry {
  public:
-  Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers);
+  Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers, CodeObserver& observer);
   // The runtime page (poll flag, safepoint stub): never a target, except its two shared
   // targets (Runtime::noopTarget, returnZeroTarget).
   void setRuntimePage(uintptr_t page, uintptr_t noop, uintptr_t returnZero) noexcept {
@@ -124,15 +148,16 @@ class Registry {
 
   // ---- blobs ----
   // Registers code being committed, with room for `sites` sites (added in address order).
-  uint32_t addBlob(uintptr_t rx, size_t size, size_t sites);
+  uint32_t addBlob(uintptr_t rx, size_t size, size_t sites, BlobNames names);
   void addBlobSite(uint32_t blob, uint32_t site) { blobs_[blob].sites.push_back(site); }
   void reserveBlob() { blobs_.reserve(blobs_.size() + 1); }
   const BlobRecord* blobContaining(uintptr_t address) const;
   const BlobRecord& blob(uint32_t id) const noexcept { return blobs_[id]; }
+  size_t blobCount() const noexcept { return blobs_.size(); }  // including the unused [0]
   // Checks a retire(Blob) (a blob of this runtime, live, no key targeting it); marks it retired.
   Status markRetired(const Blob& blob);
   void markLive(uint32_t id) noexcept { blobs_[id].state = BlobState::kLive; }  // its retire failed
-  // Unbinds its sites, int3-fills and releases its code.
+  // Unregisters its debug information, unbinds its sites, int3-fills and releases its code.
   void freeBlob(uint32_t id);
 
   // Counts for RuntimeStats (keys, sites, blobs, veneers, siteMetadataBytes).
@@ -144,6 +169,7 @@ class Registry {
   CodeArena& arena_;
   TextWriter& writer_;
   Veneers& veneers_;
+  CodeObserver& observer_;
   uintptr_t runtimePage_ = 0, noopTarget_ = 0, returnZeroTarget_ = 0;
 
   MiVector<KeyRecord> keys_;    // index = key id; [0] unused

@@ -60,6 +60,8 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
   uint64_t batch = publication_.wrote();  // numbered under the text mutex, after every write
   bool strict = how.strict || plan.strict;
   uint64_t flipSnap = publish(plan, updates, previous, &strict);
+  // jitdump's reload of the touched blobs needs the text mutex, which the last sync may drop.
+  observe(plan);
   // The last sync. A breakpoint round's came inside write(), after every write so far.
   if (!plan.breakpoints.empty()) {
     if (written.isOk()) publication_.synced(batch);
@@ -378,6 +380,25 @@ uint64_t Retargeter::publish(const Plan& plan, std::span<const KeyUpdate> update
   updates_.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites_.fetch_add(plan.writes(), std::memory_order_relaxed);
   return flipSnap;
+}
+
+void Retargeter::observe(const Plan& plan) {
+  if (!observer_.jitDumpEnabled()) return;
+  MiVector<const BlobRecord*> touched;
+  auto note = [&](uintptr_t site) {
+    const BlobRecord* b = registry_.blobContaining(site);
+    if (b != nullptr && std::find(touched.begin(), touched.end(), b) == touched.end()) touched.push_back(b);
+  };
+  for (const DirectWrite& w : plan.direct) {
+    if (!w.jump) note(w.site);
+  }
+  for (const ToggleWrite& w : plan.toggles) note(w.site);
+  for (const BreakpointWrite& w : plan.breakpoints) {
+    if (!w.foreign) note(w.site);
+  }
+  for (const BlobRecord* b : touched) {
+    forEachCodeEvent(*b, [&](const observe::CodeEvent& e) { observer_.blobChanged(e.start, e.size, e.name); });
+  }
 }
 
 }  // namespace patchcall::detail

@@ -15,6 +15,8 @@
 //                     last sync through Publication (shared with concurrent updaters; a
 //                     Direct-only update drops the text mutex first), or none for a
 //                     deferred update (publication.h)
+//   observe           (before that last sync, under the text mutex) jitdump: a new load of
+//                     each blob the writes touched (code_observer.h)
 //   strictWait        strict updates of keys with toggle sites: a grace period after the flip
 // A batch of Direct sites costs one sync; toggles two; breakpoint sites three per round;
 // deferred ones one fewer (none for Direct sites).
@@ -24,6 +26,7 @@
 #include <cstdint>
 #include <span>
 
+#include "code_observer.h"
 #include "foreign_site.h"
 #include "metadata.h"
 #include "patchcall/runtime.h"
@@ -39,9 +42,9 @@ namespace patchcall::detail {
 class Retargeter {
  public:
   Retargeter(const Options& options, Registry& registry, Veneers& veneers, TextWriter& writer, Publication& publication,
-             ForeignSites& foreign, Quiescence& quiescence)
+             ForeignSites& foreign, Quiescence& quiescence, CodeObserver& observer)
       : options_(options), registry_(registry), veneers_(veneers), writer_(writer), publication_(publication),
-        foreign_(foreign), quiescence_(quiescence) {}
+        foreign_(foreign), quiescence_(quiescence), observer_(observer) {}
 
   // update() / updateBatch(): `guard` holds the text mutex; the waits drop it. `previous`
   // (optional) receives each key's old target.
@@ -95,6 +98,8 @@ class Retargeter {
   // any write.
   Status write(const Plan& plan, std::span<const KeyUpdate> cells);
   uint64_t publish(const Plan& plan, std::span<const KeyUpdate> updates, const void** previous, bool* strict);
+  // After the syncs: one jitdump reload per blob whose sites the plan rewrote.
+  void observe(const Plan& plan);
 
   const Options& options_;
   Registry& registry_;
@@ -103,6 +108,7 @@ class Retargeter {
   Publication& publication_;
   ForeignSites& foreign_;
   Quiescence& quiescence_;
+  CodeObserver& observer_;
   std::atomic<uint64_t> updates_{0}, siteWrites_{0}, toggleGraceWaits_{0}, deferred_{0};
 };
 

@@ -117,20 +117,28 @@ void Runtime::abandonCode(const CodeReservation& r) {
 }
 
 Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteSpec> sites) {
+  return commitCode(r, sites, CodeInfo{});
+}
+
+Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteSpec> sites, const CodeInfo& info) {
   return detail::catchOutOfMemory("commitCode", [&]() -> Result<Blob> {
     PATCHCALL_TRY(impl_->installer.checkReservation(r));
     PATCHCALL_TRY(impl_->checkMayWrite("commitCode"));
     TextMutexGuard guard(impl_->textMutex, impl_.get());
-    return impl_->installer.commit(r, sites);
+    return impl_->installer.commit(r, sites, info);
   });
 }
 
 Result<Blob> Runtime::installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites) {
+  return installCode(bytes, sites, CodeInfo{});
+}
+
+Result<Blob> Runtime::installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites, const CodeInfo& info) {
   return detail::catchOutOfMemory("installCode", [&]() -> Result<Blob> {
     Result<CodeReservation> r = reserveCode(bytes.size());
     if (!r) return r.status();
     std::memcpy(r->rw, bytes.data(), bytes.size());
-    Result<Blob> blob = commitCode(*r, sites);
+    Result<Blob> blob = commitCode(*r, sites, info);
     if (!blob) abandonCode(*r);
     return blob;
   });
@@ -156,6 +164,15 @@ Status Runtime::retire(Blob blob) {
 
 // ---- sites -----------------------------------------------------------------------------------
 
+namespace {
+SiteInfo siteInfoOf(const detail::Registry& registry, uint32_t id) {
+  const detail::SiteRecord& s = registry.site(id);
+  return SiteInfo{reinterpret_cast<const void*>(s.address), Key{s.key}, s.form,
+                  reinterpret_cast<const void*>(registry.decodeTarget(s)), (s.flags & detail::kSiteForeign) != 0};
+}
+
+}  // namespace
+
 Result<SiteInfo> Runtime::site(const void* address) const {
   return detail::catchOutOfMemory("site", [&]() -> Result<SiteInfo> {
     auto lock = impl_->readLock();
@@ -167,9 +184,7 @@ Result<SiteInfo> Runtime::site(const void* address) const {
       std::snprintf(buf, sizeof buf, "%p", address);
       return Status(Error::kUnknownSite, std::string("no call site is registered at ") + buf);
     }
-    const detail::SiteRecord& s = impl_->registry.site(id);
-    return SiteInfo{address, Key{s.key}, s.form, reinterpret_cast<const void*>(impl_->registry.decodeTarget(s)),
-                    (s.flags & detail::kSiteForeign) != 0};
+    return siteInfoOf(impl_->registry, id);
   });
 }
 
@@ -270,10 +285,8 @@ ArenaInfo Runtime::arenaInfo() const {
 RuntimeStats Runtime::stats() const {
   Impl& m = *impl_;
   RuntimeStats s;
-  {
-    auto lock = m.readLock();
-    m.registry.countInto(s);
-  }
+  auto lock = m.readLock();  // everything below in one critical section (RuntimeStats)
+  m.registry.countInto(s);
   s.updates = m.retargeter->updates();
   s.siteWrites = m.retargeter->siteWrites();
   s.syncs = m.writer.sync().count();
@@ -294,6 +307,62 @@ RuntimeStats Runtime::stats() const {
   s.blobsFreed = m.reclaimer->blobsFreed();
   s.blobsPinnedByStacks = m.reclaimer->blobsPinned();
   return s;
+}
+
+namespace {
+
+// keys(), sites(), blobs(): `fill` appends to the vector under the text mutex.
+template <typename T, typename Fill>
+Result<std::vector<T>> snapshot(const Runtime::Impl& impl, const char* what, Fill&& fill) {
+  return detail::catchOutOfMemory(what, [&]() -> Result<std::vector<T>> {
+    std::vector<T> out;
+    auto lock = impl.readLock();
+    fill(impl.registry, out);
+    return out;
+  });
+}
+
+}  // namespace
+
+Result<std::vector<KeyInfo>> Runtime::keys() const {
+  return snapshot<KeyInfo>(*impl_, "keys", [](const detail::Registry& r, std::vector<KeyInfo>& out) {
+    for (uint32_t id = 1; id < r.keyCount(); ++id) {
+      const detail::KeyRecord& k = r.keyAt(id);
+      if (!k.live) continue;
+      out.push_back({Key{id}, std::string(k.name), r.reported(k, k.target), reinterpret_cast<const void*>(k.trampoline),
+                     k.sites.size()});
+    }
+  });
+}
+
+Result<std::vector<SiteInfo>> Runtime::sites() const {
+  return snapshot<SiteInfo>(*impl_, "sites", [](const detail::Registry& r, std::vector<SiteInfo>& out) {
+    out.reserve(r.liveSites());
+    for (uint32_t id = 1; id < r.keyCount(); ++id) {
+      const detail::KeyRecord& k = r.keyAt(id);
+      if (!k.live) continue;
+      size_t first = out.size();
+      for (uint32_t s : k.sites) out.push_back(siteInfoOf(r, s));
+      std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                [](const SiteInfo& a, const SiteInfo& b) { return a.address < b.address; });
+    }
+  });
+}
+
+Result<std::vector<BlobInfo>> Runtime::blobs() const {
+  return snapshot<BlobInfo>(*impl_, "blobs", [](const detail::Registry& r, std::vector<BlobInfo>& out) {
+    for (uint32_t id = 1; id < r.blobCount(); ++id) {
+      const detail::BlobRecord& b = r.blob(id);
+      if (b.state == detail::BlobState::kFreed) continue;
+      BlobInfo& info = out.emplace_back();
+      info.blob = Blob{id, reinterpret_cast<void*>(b.rx), b.size};
+      info.name = std::string(b.names.name);
+      for (const detail::BlobRange& g : b.names.ranges) info.ranges.push_back({g.offset, g.size, std::string(g.name)});
+      info.frameLayout = b.names.frameLayout;
+      info.retired = b.state == detail::BlobState::kRetired;
+      info.sites = b.sites.size();
+    }
+  });
 }
 
 const volatile uint8_t* Runtime::safepointFlag() const { return reinterpret_cast<const volatile uint8_t*>(impl_->page.pollFlag); }

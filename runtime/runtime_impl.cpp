@@ -33,6 +33,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
     options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
   }
   PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
+  impl->observer.open();
 
   // The runtime page: the poll flag on its own cache line, then the safepoint stub.
   Result<uint8_t*> page = impl->arena->allocate(4096);
@@ -56,12 +57,15 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   }
   std::memcpy(rw + detail::RuntimePage::kNoopOffset, arch::noopStub().data(), arch::noopStub().size());
   std::memcpy(rw + detail::RuntimePage::kReturnZeroOffset, arch::returnZeroStub().data(), arch::returnZeroStub().size());
+  p.safepointStubSize = stubSize;
+  for (const observe::CodeEvent& e : detail::runtimePageCode(p)) impl->observer.codeLoaded(e.start, e.size, e.name);
 
   detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
                                 options.reportUnregisteredThreads};
   impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
   impl->retargeter = std::make_unique<detail::Retargeter>(impl->options, impl->registry, impl->veneers, impl->writer,
-                                                          impl->publication, impl->foreign, *impl->quiescence);
+                                                          impl->publication, impl->foreign, *impl->quiescence,
+                                                          impl->observer);
   impl->reclaimer = std::make_unique<detail::Reclaimer>(*impl, options.backgroundReclaimer);
   impl->veneers.attach(*impl->reclaimer);
   // Every grace period starts with the deferred writes published, so nothing they moved

@@ -7,6 +7,7 @@
 //   CodeArena      code_arena.h      the RX/RW views of the memfd, allocation
 //   TextWriter     text_writer.h     every code write, /proc/self/mem, the cross-core sync
 //   Publication    publication.h     which writes every core sees; shared (group) syncs
+//   CodeObserver   code_observer.h   perf map, jitdump, gdb images, unwinder registration
 //   Veneers        veneers.h         stubs for far targets and their life
 //   Registry       registry.h        keys + trampolines, sites, blobs, target validation
 //   ForeignSites   foreign_site.h    calls in code patchcall did not emit
@@ -22,12 +23,14 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <memory>
 #include <string>
 
 #include "arch/arch.h"
 #include "code_arena.h"
 #include "code_install.h"
+#include "code_observer.h"
 #include "fair_mutex.h"
 #include "foreign_site.h"
 #include "patchcall/runtime.h"
@@ -64,8 +67,17 @@ struct RuntimePage {
   uintptr_t pollFlag = 0;
   uintptr_t safepointStub = 0;
   uintptr_t noopTarget = 0, returnZeroTarget = 0;  // the only callable addresses of the page
+  size_t safepointStubSize = 0;
   arch::StateSaveLayout stateSave;  // how the stub saves extended state (CPUID at create)
 };
+
+// The page's code as perf and jitdump name it (code_observer.h).
+inline std::array<observe::CodeEvent, 3> runtimePageCode(const RuntimePage& p) {
+  auto at = [](uintptr_t a) { return reinterpret_cast<const uint8_t*>(a); };
+  return {observe::CodeEvent{p.safepointStub, p.safepointStubSize, kSafepointStubName, at(p.safepointStub)},
+          observe::CodeEvent{p.noopTarget, arch::noopStub().size(), "patchcall_noop", at(p.noopTarget)},
+          observe::CodeEvent{p.returnZeroTarget, arch::returnZeroStub().size(), "patchcall_return_zero", at(p.returnZeroTarget)}};
+}
 
 }  // namespace detail
 
@@ -79,10 +91,11 @@ struct Runtime::Impl {
   const std::unique_ptr<detail::CodeArena> arena;
   detail::TextWriter writer{*arena, options.patchObserver};
   detail::Publication publication{writer.sync()};
-  detail::Veneers veneers{*arena, writer, options.allowVeneers};
-  detail::Registry registry{options, *arena, writer, veneers};
+  detail::CodeObserver observer{options};
+  detail::Veneers veneers{*arena, writer, observer, options.allowVeneers};
+  detail::Registry registry{options, *arena, writer, veneers, observer};
   detail::ForeignSites foreign{*arena, writer, registry};
-  detail::Installer installer{*arena, writer, registry, veneers};
+  detail::Installer installer{*arena, writer, registry, veneers, observer};
   detail::RuntimePage page;
   std::unique_ptr<detail::Quiescence> quiescence;  // its readers poll the runtime page
   std::unique_ptr<detail::Retargeter> retargeter;

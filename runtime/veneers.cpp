@@ -76,6 +76,7 @@ Status Veneers::publishPlanned() {
     (void)writer_.write(v, code, sizeof code);
     byTarget_.emplace(target, v);
     users_.emplace(v, 0);
+    if (observer_.filesEnabled()) observer_.codeLoaded(v, kVeneerSize, "veneer:" + hex(target));
   }
   planned_.clear();
   return writer_.sync().syncOrError("veneer");  // every core sees the veneers before any call can be pointed at them

@@ -21,6 +21,7 @@
 
 #include "arch/arch.h"
 #include "code_arena.h"
+#include "code_observer.h"
 #include "metadata.h"
 #include "patchcall/status.h"
 #include "text_writer.h"
@@ -31,7 +32,8 @@ class Reclaimer;
 
 class Veneers {
  public:
-  Veneers(CodeArena& arena, TextWriter& writer, bool allowed) : arena_(arena), writer_(writer), allowed_(allowed) {}
+  Veneers(CodeArena& arena, TextWriter& writer, CodeObserver& observer, bool allowed)
+      : arena_(arena), writer_(writer), observer_(observer), allowed_(allowed) {}
   // Retired veneers are freed through the reclaimer's queue (it is created after the registry).
   void attach(Reclaimer& reclaimer) noexcept { reclaimer_ = &reclaimer; }
 
@@ -62,6 +64,11 @@ class Veneers {
     return pool_.contains(destination) ? arch::veneerTarget(destination) : destination;
   }
   size_t live() const noexcept { return byTarget_.size(); }
+  // f(veneer, far target) for every live veneer.
+  template <typename F>
+  void forEachLive(F&& f) const {
+    for (const auto& [target, v] : byTarget_) f(v, target);
+  }
   uint64_t retired() const noexcept { return retired_.load(std::memory_order_acquire); }
   uint64_t freed() const noexcept { return freed_.load(std::memory_order_acquire); }
 
@@ -72,6 +79,7 @@ class Veneers {
 
   CodeArena& arena_;
   TextWriter& writer_;
+  CodeObserver& observer_;
   Reclaimer* reclaimer_ = nullptr;
   const bool allowed_;  // Options::allowVeneers
   SlotPool pool_;

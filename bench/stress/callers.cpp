@@ -133,7 +133,7 @@ bool CallerCode::buildStrictStubs(patchcall::Runtime& rt, size_t keys, void (*to
     if (s.isOk()) s = asmStatus(a.mov(r12, qword_ptr(r15, static_cast<int32_t>(k * sizeof(KeyCells) + offsetof(KeyCells, end)))));
     if (s.isOk()) s = asmStatus(a.ret());
   }
-  patchcall::Result<patchcall::Blob> blob = s.isOk() ? patchcall::jit::install(a) : patchcall::Result<patchcall::Blob>(s);
+  patchcall::Result<patchcall::Blob> blob = s.isOk() ? patchcall::jit::install(a, "stress_strict_stubs") : patchcall::Result<patchcall::Blob>(s);
   if (!blob) {
     *error = "installing the --strict-toggle stubs: " + blob.status().toString();
     return false;
@@ -159,7 +159,7 @@ bool CallerCode::build(patchcall::Runtime& rt, const std::vector<patchcall::Key>
       *error = "emitting caller group at site " + std::to_string(first) + ": " + s.toString();
       return false;
     }
-    patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+    patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a, "stress_callers_" + std::to_string(first));
     if (!blob) {
       *error = "installing caller group at site " + std::to_string(first) + ": " + blob.status().toString();
       return false;

@@ -44,6 +44,8 @@ int run(const Options& o) {
   checker.installSignalHandlers();
 
   patchcall::Options ro;
+  ro.perfMap = o.perfMap;
+  ro.jitDump = o.jitDump;
   ro.diagnosticSink = [progress](const std::string& m) {
     std::fprintf(stderr, "%s%s\n", progress ? "\n" : "", m.c_str());
   };

@@ -40,6 +40,8 @@ them, and checks every call's result against the versions that were current duri
                      (fresh keys, code and threads in its copy) that must see 0 violations
   --json FILE        write the summary figures as JSON
   --progress         live progress line on stderr even when it is not a terminal
+  --perf-map         write /tmp/perf-<pid>.map (perf report names the JIT callers and targets)
+  --jitdump          write jit-<pid>.dump ($JITDUMPDIR or /tmp) for perf inject --jit
   --strict-toggle    (test builds) strict updates, and toggle calls checked against `end`
                      read between the toggle and call A: no call may enter a target older
                      than the last completed update (Direct and Breakpoint sites always are)
@@ -196,6 +198,10 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       o->retire = true;
     } else if (name == "--progress" && flag()) {
       o->progress = true;
+    } else if (name == "--perf-map" && flag()) {
+      o->perfMap = true;
+    } else if (name == "--jitdump" && flag()) {
+      o->jitDump = true;
     } else if (name == "--seed") {
       if (!need(v)) return bad(err);
       char* end = nullptr;

@@ -38,6 +38,8 @@ struct Options {
   uint64_t seed = 1;
   std::string jsonPath;
   bool progress = false;  // forced on by --progress; otherwise only when stderr is a tty
+  bool perfMap = false;   // --perf-map: patchcall::Options::perfMap
+  bool jitDump = false;   // --jitdump: patchcall::Options::jitDump
   // Hidden (test builds): break the protocol, or widen the toggle race without breaking it.
   Fault fault = Fault::kNone;
   bool widenRace = false;

@@ -64,7 +64,7 @@ bool TargetSource::init(std::vector<const void*>* initial, std::string* error) {
       }
     }
   }
-  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a, "stress_target_pool");
   if (!blob) {
     *error = "installing the target pool: " + blob.status().toString();
     return false;
@@ -88,7 +88,7 @@ bool TargetSource::emitBlob(const uint32_t* keys, const uint32_t* versions, size
       return false;
     }
   }
-  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a, "stress_targets");
   if (!blob) {
     *error = "installing a target blob: " + blob.status().toString();
     return false;

@@ -15,6 +15,7 @@
 #include <asmjit/x86.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "patchcall/runtime.h"
@@ -114,5 +115,10 @@ Status emitSafepointPoll(Assembler& a);
 Status emitFixedCall(Assembler& a, const void* target);
 // Relocates to the arena, copies through the RW alias, applies fixups, binds the sites.
 Result<Blob> install(Assembler& a);
+// The same with a name (and ranges, frame layout: Runtime::commitCode). The poll slow paths
+// install() appends come after your code: with a frame layout, declare
+// kFramePointerAnyEpilogue when the code has polls (they run inside the frame).
+Result<Blob> install(Assembler& a, const CodeInfo& info);
+Result<Blob> install(Assembler& a, std::string_view name);
 
 }  // namespace patchcall::jit

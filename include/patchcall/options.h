@@ -37,6 +37,13 @@ struct PatchEvent {
   SiteForm form;
 };
 
+// Which blobs get an in-memory ELF image for gdb's JIT interface (runtime/observe/gdb_jit.h).
+enum class GdbJitMode : uint8_t {
+  kDescribed = 0,  // blobs installed with a name, named ranges or a frame layout (CodeInfo)
+  kAll = 1,        // every blob (unnamed ones as "jit_<hex address>")
+  kOff = 2,
+};
+
 struct Options {
   // Code arena: reserved once, mapped twice (RX + RW) through a memfd.
   size_t arenaSize = size_t{256} << 20;
@@ -72,6 +79,22 @@ struct Options {
   uint32_t maxThreads = 1024;
   uint32_t maxSites = uint32_t{1} << 24;
   uint32_t maxKeys = uint32_t{1} << 20;
+
+  // Profilers and debuggers (README "Profiling and debugging JIT code"). Every write happens
+  // under the text mutex at install, free and update, never on a call path; a failing file
+  // write turns that file off with one diagnostic. The environment can turn them on for an
+  // embedder that does not: PATCHCALL_PERF_MAP=1, PATCHCALL_JITDUMP=1 (or =<directory>),
+  // read by Runtime::create.
+  // /tmp/perf-<pid>.map: a line per blob (or named range), trampoline, veneer and the
+  // safepoint stub.
+  bool perfMap = false;
+  // <jitDumpDirectory>/jit-<pid>.dump with the code bytes (perf inject --jit); a new load
+  // record of each blob an update rewrote, once per update.
+  bool jitDump = false;
+  std::string jitDumpDirectory;  // empty: $JITDUMPDIR, else /tmp
+  // An ELF image per blob (a few hundred bytes, and an attached gdb re-reads its symbols at
+  // each registration). Unwinding through a declared frame layout does not depend on it.
+  GdbJitMode gdbJit = GdbJitMode::kDescribed;
 
   // Called under the text mutex for every site or trampoline write.
   std::function<void(const PatchEvent&)> patchObserver;

@@ -122,7 +122,21 @@ typedef struct patchcall_options {
    * nonzero reports, once per thread, a safepoint / offline / online call on a thread that
    * is not registered (patchcall::Options::reportUnregisteredThreads). */
   int report_unregistered_threads;
+  /* Added in 0.3 (patchcall::Options::perfMap, jitDump, jitDumpDirectory, gdbJit; README
+   * "Profiling and debugging JIT code"). An older struct_size keeps the defaults: off, off,
+   * NULL, PATCHCALL_GDB_JIT_DESCRIBED. */
+  int perf_map;                    /* nonzero: /tmp/perf-<pid>.map */
+  int jitdump;                     /* nonzero: jit-<pid>.dump */
+  const char* jitdump_directory;   /* NULL: $JITDUMPDIR, else /tmp (copied at create) */
+  int gdb_jit;                     /* enum patchcall_gdb_jit */
 } patchcall_options;
+
+/* Which blobs get an ELF image for gdb's JIT interface (patchcall::GdbJitMode). */
+enum patchcall_gdb_jit {
+  PATCHCALL_GDB_JIT_DESCRIBED = 0, /* installed with a name, ranges or a frame layout */
+  PATCHCALL_GDB_JIT_ALL = 1,
+  PATCHCALL_GDB_JIT_OFF = 2
+};
 
 /* The defaults of patchcall::Options. */
 void patchcall_options_init(patchcall_options* options);
@@ -376,6 +390,36 @@ int patchcall_code_commit(patchcall_runtime* rt, const patchcall_reservation* re
  * range outside the arena is detected: INVALID_ARGUMENT). */
 int patchcall_code_abandon(patchcall_runtime* rt, const patchcall_reservation* reservation);
 
+/* Names and frame layout of installed code (patchcall::CodeInfo, code_info.h): perf, jitdump
+ * and gdb show the names; a declared frame layout is checked against the bytes and its
+ * .eh_frame registered with the unwinder until the blob is freed. */
+enum patchcall_frame_layout {
+  PATCHCALL_FRAME_NONE = 0,
+  PATCHCALL_FRAME_POINTER = 1,                /* push rbp; mov rbp, rsp ... leave; ret */
+  PATCHCALL_FRAME_POINTER_ANY_EPILOGUE = 2    /* the prologue; any epilogues inside */
+};
+typedef struct patchcall_named_range {
+  uint32_t offset; /* from the blob's first byte */
+  uint32_t size;
+  const char* name;
+} patchcall_named_range;
+typedef struct patchcall_code_info {
+  size_t struct_size;                   /* set by patchcall_code_info_init */
+  const char* name;                     /* NULL or "": unnamed */
+  const patchcall_named_range* ranges;  /* may be NULL when range_count is 0 */
+  size_t range_count;
+  int frame_layout;                     /* enum patchcall_frame_layout */
+} patchcall_code_info;
+void patchcall_code_info_init(patchcall_code_info* info);
+/* As patchcall_code_install / _commit with `info` (not NULL). Errors as those, plus
+ * INVALID_ARGUMENT: struct_size unknown, a range empty, overlapping or past the end, bytes
+ * that do not follow the declared frame layout (nothing is installed). */
+int patchcall_code_install_with(patchcall_runtime* rt, const uint8_t* bytes, size_t size, const patchcall_site_spec* sites,
+                                size_t site_count, const patchcall_code_info* info, patchcall_blob* out);
+int patchcall_code_commit_with(patchcall_runtime* rt, const patchcall_reservation* reservation,
+                               const patchcall_site_spec* sites, size_t site_count, const patchcall_code_info* info,
+                               patchcall_blob* out);
+
 /* Frees the blob after a grace period once no key targets it and no registered thread's
  * stack holds an address inside it (freed code is filled with int3). Errors:
  * STILL_TARGETED (update the key first), DOUBLE_RETIRE, INVALID_ARGUMENT (not a blob). */
@@ -390,6 +434,30 @@ typedef struct patchcall_site_info {
   const void* target;  /* what the site's active call decodes to now */
   int foreign;
 } patchcall_site_info;
+
+/* ---- introspection: every key, site and blob (Runtime::keys, sites, blobs) --------------------
+ * Each walks a snapshot taken under the text mutex and calls `visit` outside it, in id order;
+ * a nonzero return from `visit` stops the walk (and is returned). The pointers inside an info
+ * are valid during that call only. Errors: INVALID_ARGUMENT (NULL), OUT_OF_MEMORY. */
+typedef struct patchcall_key_info {
+  patchcall_key key;
+  const char* name;  /* "" when unnamed */
+  const void* target;
+  const void* trampoline;
+  size_t sites;
+} patchcall_key_info;
+typedef struct patchcall_blob_info {
+  patchcall_blob blob;
+  const char* name;                     /* "" when unnamed */
+  const patchcall_named_range* ranges;  /* range_count entries, by offset */
+  size_t range_count;
+  int frame_layout;                     /* enum patchcall_frame_layout */
+  int retired;                          /* nonzero: retired, not yet freed */
+  size_t sites;
+} patchcall_blob_info;
+int patchcall_keys_each(const patchcall_runtime* rt, int (*visit)(void* user, const patchcall_key_info* key), void* user);
+int patchcall_sites_each(const patchcall_runtime* rt, int (*visit)(void* user, const patchcall_site_info* site), void* user);
+int patchcall_blobs_each(const patchcall_runtime* rt, int (*visit)(void* user, const patchcall_blob_info* blob), void* user);
 
 /* Error: UNKNOWN_SITE. */
 int patchcall_site_info_get(const patchcall_runtime* rt, const void* address, patchcall_site_info* out);

@@ -10,7 +10,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "patchcall/code_info.h"
 #include "patchcall/options.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/status.h"
@@ -124,6 +126,35 @@ struct ArenaInfo {
   SyncMethod sync = SyncMethod::kMembarrier;  // what create() settled on
 };
 
+// One key, as keys() lists it.
+struct KeyInfo {
+  Key key;
+  std::string name;
+  const void* target = nullptr;  // as target() reports it
+  const void* trampoline = nullptr;
+  size_t sites = 0;  // sites bound to it (foreign ones included)
+};
+
+// One installed blob (live or retired, not yet freed), as blobs() lists it.
+struct BlobInfo {
+  struct Range {
+    uint32_t offset = 0, size = 0;
+    std::string name;
+  };
+  Blob blob;
+  std::string name;  // as installed (empty: unnamed)
+  std::vector<Range> ranges;
+  FrameLayout frameLayout = FrameLayout::kNone;
+  bool retired = false;
+  size_t sites = 0;
+};
+
+// A snapshot taken under the text mutex: keys, sites, blobs, veneers, siteMetadataBytes,
+// updates, siteWrites, updatesDeferred and blobsFreed are exact with each other (no install,
+// update or free is half-counted). The other counters also change on threads that do not
+// hold that mutex (syncs and publishSyncs: a Direct-only update's last sync runs unlocked;
+// grace periods, traps, retire callbacks, veneers freed by them): each is a value it held
+// during the snapshot.
 struct RuntimeStats {
   uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;  // veneers: live ones (some site uses each)
   // Veneers no call names any more: retired (on the reclaimer's queue, not counted in
@@ -191,9 +222,15 @@ class Runtime {
   Result<CodeReservation> reserveCode(size_t size);
   // Writes each site's displacement for its key's current target and registers the sites.
   Result<Blob> commitCode(const CodeReservation& reservation, std::span<const SiteSpec> sites);
+  // The same, with a name, named ranges and a frame layout (code_info.h): reported to the
+  // perf map, jitdump and gdb (Options::perfMap, jitDump, gdbJit); a declared frame layout is
+  // checked (kInvalidArgument, nothing installed) and its .eh_frame registered with the
+  // unwinder until the blob is freed. Ranges outside the blob or overlapping: kInvalidArgument.
+  Result<Blob> commitCode(const CodeReservation& reservation, std::span<const SiteSpec> sites, const CodeInfo& info);
   void abandonCode(const CodeReservation& reservation);
   // reserveCode + copy + commitCode for position-independent bytes.
   Result<Blob> installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites);
+  Result<Blob> installCode(std::span<const uint8_t> bytes, std::span<const SiteSpec> sites, const CodeInfo& info);
   // Frees the blob after a grace period once no key targets it and no thread's stack holds
   // an address inside it. Errors: kStillTargeted, kDoubleRetire, kInvalidArgument (bad handle).
   Status retire(Blob blob);
@@ -273,6 +310,12 @@ class Runtime {
   // --- introspection --------------------------------------------------------------------
   ArenaInfo arenaInfo() const;
   RuntimeStats stats() const;
+  // Snapshots for a runtime's own diagnostics, each taken under the text mutex (so an install
+  // or update is in it completely or not at all), in id order (sites: keys' order, then
+  // address). Error: kOutOfMemory.
+  Result<std::vector<KeyInfo>> keys() const;
+  Result<std::vector<SiteInfo>> sites() const;
+  Result<std::vector<BlobInfo>> blobs() const;
   // Shared targets any key may take (the kernel's static_call parity): a function that
   // returns at once (for keys of void functions: the call becomes a no-op, still one store to
   // switch) and one that returns 0 (rax = 0: for integer, pointer and bool results, like

@@ -117,10 +117,16 @@ inline void resumeAt(void* ctx, uintptr_t site) noexcept;
 enum class SiteHolds : uint8_t { kCall, kBreakpoint, kOther };
 inline SiteHolds siteHolds(uintptr_t site) noexcept;
 
+// ---- debug and unwind information (runtime/observe/, frame_cfi.h) --------------------------
+//   kElfMachine                e_machine of the in-memory ELF images (gdb, jitdump)
+//   FrameCfiRange, checkFramePointerCode(), buildFramePointerEhFrame()
+//                              the .eh_frame bytes of a declared frame layout
+
 }  // namespace patchcall::arch
 
 #if defined(__x86_64__)
 #include "x86_64/branch.h"
+#include "x86_64/frame_cfi.h"
 #include "x86_64/poll.h"
 #include "x86_64/safepoint_stub.h"
 #include "x86_64/site_layout.h"

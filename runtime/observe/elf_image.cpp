@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "../arch/unwind_info.h"
+#include "../arch/arch.h"
 #include "../format.h"
 
 namespace patchcall::observe {

@@ -9,11 +9,11 @@
 
 namespace patchcall::observe {
 
-Status FileWriter::open(std::string path, std::string_view what, bool readable) {
+Status FileWriter::open(std::string path, std::string_view what, bool readable, bool truncate) {
   close();
   what_ = what;
   path_ = std::move(path);
-  const int flags = (readable ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC;
+  const int flags = (readable ? O_RDWR : O_WRONLY) | O_CREAT | (truncate ? O_TRUNC : 0) | O_APPEND | O_CLOEXEC;
   fd_ = ::open(path_.c_str(), flags, 0644);
   owner_ = ::getpid();
   if (fd_ < 0) {

@@ -19,8 +19,9 @@ class FileWriter {
   FileWriter& operator=(const FileWriter&) = delete;
   ~FileWriter() { close(); }
 
-  // Creates (truncates) `path`; `what` names the feature in messages ("perf map").
-  Status open(std::string path, std::string_view what, bool readable = false);
+  // Creates (truncates, unless `truncate` is false: appends) `path`; `what` names the
+  // feature in messages ("perf map").
+  Status open(std::string path, std::string_view what, bool readable = false, bool truncate = true);
   Status write(const void* data, size_t size);
   // Closes the file; later writes are dropped. After fork() the child calls it on the
   // parent's descriptor (O_APPEND shared with the parent: it must never write through it).

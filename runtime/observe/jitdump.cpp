@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../arch/unwind_info.h"
+#include "../arch/arch.h"
 
 namespace patchcall::observe {
 namespace {

@@ -7,9 +7,9 @@
 
 namespace patchcall::observe {
 
-Status PerfMap::open(std::string directory) {
+Status PerfMap::open(std::string directory, bool truncate) {
   directory_ = std::move(directory);
-  return file_.open(directory_ + "/perf-" + std::to_string(::getpid()) + ".map", "perf map");
+  return file_.open(directory_ + "/perf-" + std::to_string(::getpid()) + ".map", "perf map", false, truncate);
 }
 
 Status PerfMap::codeLoaded(const CodeEvent& event) {
@@ -23,10 +23,10 @@ Status PerfMap::codeLoaded(const CodeEvent& event) {
   return file_.write(line.data(), line.size());
 }
 
-Status PerfMap::afterForkInChild(std::span<const CodeEvent> live) {
+Status PerfMap::afterForkInChild(std::span<const CodeEvent> live, bool truncate) {
   if (!file_.isOpen()) return Status::ok();  // never opened, or disabled by a failure
   file_.close();
-  PATCHCALL_TRY(open(directory_));
+  PATCHCALL_TRY(open(directory_, truncate));
   for (const CodeEvent& e : live) PATCHCALL_TRY(codeLoaded(e));
   return Status::ok();
 }

@@ -19,8 +19,10 @@ class PerfMap {
   // perf looks only in /tmp; tests pass their own directory.
   static constexpr const char* kDefaultDirectory = "/tmp";
 
-  // Creates (truncates) <directory>/perf-<getpid()>.map. On failure the map stays disabled.
-  Status open(std::string directory = kDefaultDirectory);
+  // Creates (truncates) <directory>/perf-<getpid()>.map; with `truncate` false appends to it
+  // (a second runtime in the process: perf reads one map per pid). On failure the map stays
+  // disabled.
+  Status open(std::string directory = kDefaultDirectory, bool truncate = true);
   // Appends "%lx %lx %s\n" (hex start, hex size, name). Control characters in the name become
   // '?', an empty name becomes "jit_<start>". The first failed write disables the map and
   // returns its Status; every later call returns ok and writes nothing.
@@ -28,7 +30,7 @@ class PerfMap {
   // In a fork() child: stop writing the parent's file and start perf-<child pid>.map, with a
   // line for every code range `live` still maps (the child inherited the arena, and perf keys
   // maps by pid, so samples of inherited code need them in the child's file too).
-  Status afterForkInChild(std::span<const CodeEvent> live = {});
+  Status afterForkInChild(std::span<const CodeEvent> live = {}, bool truncate = true);
   void close() { file_.close(); }
 
   bool enabled() const noexcept { return file_.enabled(); }

@@ -3,34 +3,25 @@
 // exception thrown by the key's target reaches the C++ caller of the JIT code, and after
 // update() retargets the site, backtrace() from the new target includes the JIT frame and
 // the frames above it.
-#include <execinfo.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <stdexcept>
 #include <vector>
 
-#include "arch/unwind_info.h"
+#include "arch/arch.h"
 #include "observe/frame_registration.h"
 #include "patchcall/runtime.h"
+#include "site_code.h"
 
 using namespace patchcall;
+using observe_test::kSiteOffset;
+using observe_test::throwingTarget;
+using observe_test::tracingTarget;
 
 namespace {
-
-std::vector<void*> g_frames;
-
-__attribute__((noinline)) void throwingTarget(int) { throw std::runtime_error("through a site"); }
-__attribute__((noinline)) void tracingTarget(int) {
-  g_frames.assign(64, nullptr);
-  g_frames.resize(static_cast<size_t>(backtrace(g_frames.data(), 64)));
-}
-
-// push rbp; mov rbp, rsp; nop3; call rel32 (site at 7: rel32 at 8, aligned); leave; ret
-constexpr uint32_t kSiteOffset = 7;
-const std::vector<uint8_t> kCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00,
-                                    0xE8, 0, 0, 0, 0, 0xC9, 0xC3};
-
+const std::vector<uint8_t>& kCode = observe_test::kSiteCode;
+std::vector<void*>& g_frames = observe_test::tracedFrames();
 }  // namespace
 
 TEST(ArenaUnwind, ExceptionAndBacktraceCrossARegisteredBlobCalledThroughASite) {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "arch/unwind_info.h"
+#include "arch/arch.h"
 #include "observe/elf_image.h"
 
 using patchcall::observe::CodeEvent;

@@ -3,7 +3,7 @@
 // breaks in that function and checks what `bt` names (see there).
 #include <cstdio>
 
-#include "arch/unwind_info.h"
+#include "arch/arch.h"
 #include "jit_frame.h"
 #include "observe/frame_registration.h"
 #include "observe/gdb_jit.h"

@@ -14,10 +14,10 @@ file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 set(problems "")
 
-execute_process(COMMAND ${PERF} record -e cycles:u -o ${WORK}/probe.data true
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
-if(NOT rc EQUAL 0)
-  message(STATUS "perf unavailable (perf record exit ${rc}): ${err}")
+include(${CMAKE_CURRENT_LIST_DIR}/perf_available.cmake)
+perf_events_available(${PERF} ${WORK})
+if(NOT PERF_AVAILABLE)
+  message(STATUS "perf unavailable (${PERF_REFUSAL})")
   return()
 endif()
 execute_process(COMMAND ${PERF} record -e cycles:u -o ${WORK}/map.data ${PROBE} map

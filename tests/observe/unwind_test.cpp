@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "arch/unwind_info.h"
+#include "arch/arch.h"
 #include "jit_frame.h"
 #include "observe/frame_registration.h"
 

@@ -26,6 +26,8 @@ Options:
   --calls C       sites (default) or hardwired (plain calls; no reload)
   --site-form F   direct (default), toggle, breakpoint, auto
   --no-polls      omit safepoint polls from JIT code
+  --perf-map      write /tmp/perf-<pid>.map (perf report names JIT code)
+  --jitdump       write jit-<pid>.dump ($JITDUMPDIR or /tmp; perf record -k mono, perf inject --jit)
   --entry NAME    function to run (default main)
   --args A,B,..   its integer arguments
   --threads N     run the entry in N threads at once
@@ -144,6 +146,10 @@ ParseResult parseCommandLine(int argc, char** argv) {
       else return fail("bad --site-form '" + v + "' (direct, toggle, breakpoint, auto)");
     } else if (arg == "--no-polls") {
       o.vm.jit.polls = false;
+    } else if (arg == "--perf-map") {
+      o.vm.runtime.perfMap = true;
+    } else if (arg == "--jitdump") {
+      o.vm.runtime.jitDump = true;
     } else if (arg == "--entry") {
       if (!value(&o.entry)) return fail("--entry needs a function name");
     } else if (arg == "--args") {

@@ -408,7 +408,11 @@ patchcall::Result<patchcall::Blob> jitCompile(patchcall::Runtime& rt, const Func
   if (errors.error != asmjit::kErrorOk) {
     return Status(Error::kEmitFailed, "tinyvm: asmjit failed compiling '" + f.name + "': " + errors.text);
   }
-  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+  // Named for perf and gdb; the frame-pointer prologue above makes the frame unwindable
+  // (exceptions, backtrace(), gdb's bt). Several returns and the poll slow paths after the
+  // code: only the prologue is a fixed place.
+  patchcall::Result<patchcall::Blob> blob =
+      patchcall::jit::install(a, patchcall::CodeInfo{f.name, {}, patchcall::FrameLayout::kFramePointerAnyEpilogue});
   if (blob) {
     r.codeSize = blob->size;
     for (const patchcall::SiteSpec& s : a.sites()) r.siteOffsets.push_back(s.offset);

@@ -50,7 +50,10 @@ patchcall::Result<patchcall::Blob> Vm::installStubLocked(uint32_t index) {
   a.mov(x86::rax, x86::qword_ptr(x86::rsp));
   a.leave();
   a.ret();
-  patchcall::Result<patchcall::Blob> blob = patchcall::jit::install(a);
+  // perf and gdb call it lazy:<function>; its frame is rbp-based until the tail jump.
+  const std::string name = "lazy:" + fns_[index].current.load(std::memory_order_relaxed)->name;
+  patchcall::Result<patchcall::Blob> blob =
+      patchcall::jit::install(a, patchcall::CodeInfo{name, {}, patchcall::FrameLayout::kFramePointerAnyEpilogue});
   if (blob) counters_->stubsInstalled.fetch_add(1);
   return blob;
 }

@@ -24,6 +24,7 @@
 #include <span>
 #include <vector>
 
+#include "opcodes.h"
 #include "patchcall/status.h"
 
 namespace patchcall::arch {
@@ -37,8 +38,7 @@ inline constexpr uint8_t kDwarfRbp = 6;
 inline constexpr uint8_t kDwarfReturnAddress = 16;  // the "RA" column: rip
 inline constexpr uint8_t kPushRbp = 0x55;
 inline constexpr uint8_t kMovRbpRsp[2][3] = {{0x48, 0x89, 0xE5}, {0x48, 0x8B, 0xEC}};  // both encodings
-inline constexpr uint8_t kLeave = 0xC9;
-inline constexpr uint8_t kRet = 0xC3;
+inline constexpr uint8_t kLeave = 0xC9;  // kRet: opcodes.h
 inline constexpr size_t kPrologueSize = 4;  // push rbp (1) + mov rbp, rsp (3)
 }  // namespace x86
 
