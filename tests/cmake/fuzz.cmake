@@ -3,9 +3,12 @@
 #    harness without libFuzzer, so every seed (and any reproducer added to the corpus) keeps
 #    passing its invariants.
 #  - ApiFuzz_Short: when clang++ is available, a separate clang build of the fuzzer with
-#    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_SECONDS (45 s).
+#    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_RUNS inputs with
+#    PATCHCALL_FUZZ_SEED (deterministic: the same search everywhere), at most PATCHCALL_FUZZ_SECONDS.
 set(PATCHCALL_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
-set(PATCHCALL_FUZZ_SECONDS 45 CACHE STRING "Length of the ApiFuzz_Short ctest run, in seconds")
+set(PATCHCALL_FUZZ_SECONDS 120 CACHE STRING "Upper bound of the ApiFuzz_Short ctest run, in seconds")
+set(PATCHCALL_FUZZ_RUNS 4000 CACHE STRING "Inputs ApiFuzz_Short runs")
+set(PATCHCALL_FUZZ_SEED 1 CACHE STRING "libFuzzer seed of ApiFuzz_Short (fixed: every machine searches alike)")
 
 add_executable(api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/api_fuzz.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_ops.cpp
                ${PATCHCALL_FUZZ_DIR}/fuzz_model.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_support.cpp
@@ -21,6 +24,7 @@ if(PATCHCALL_CLANGXX AND PATCHCALL_CLANG)
   add_test(NAME ApiFuzz_Short
            COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PATCHCALL_FUZZ_DIR} -DBUILD_DIR=${CMAKE_BINARY_DIR}/fuzz-build
                    -DCXX=${PATCHCALL_CLANGXX} -DCC=${PATCHCALL_CLANG} -DSECONDS=${PATCHCALL_FUZZ_SECONDS}
+                   -DRUNS=${PATCHCALL_FUZZ_RUNS} -DSEED=${PATCHCALL_FUZZ_SEED}
                    -P ${PATCHCALL_FUZZ_DIR}/run_short.cmake)
   # Includes configuring and building the fuzz target the first time (~25 s on 2 cores).
   set_tests_properties(ApiFuzz_Short PROPERTIES TIMEOUT 600 LABELS "fuzz")
