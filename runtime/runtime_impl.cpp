@@ -49,6 +49,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   if (stubSize > arch::kSafepointStubMaxSize) {  // still inside the page: no harm done yet
     return Status(Error::kEmitFailed, "the safepoint stub grew past kSafepointStubMaxSize");
   }
+  arch::codeWritten(p.safepointStub, stubSize);
 
   detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
                                 options.reportUnregisteredThreads};

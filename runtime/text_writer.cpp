@@ -78,6 +78,7 @@ bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
   } else {
     std::memcpy(rw, bytes, n);
   }
+  arch::codeWritten(rx, n);  // A64: clean and invalidate the caches for the range; x86: nothing
   return true;
 }
 

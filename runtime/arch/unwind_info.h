@@ -7,4 +7,10 @@
 // Kept apart from arch.h while that seam is being reworked; it can be folded into it.
 #pragma once
 
+#if defined(__x86_64__)
 #include "x86_64/frame_cfi.h"
+#elif defined(__aarch64__)
+#include "aarch64/frame_cfi.h"
+#else
+#error "patchcall: no unwind information for this instruction set (runtime/arch/<isa>/frame_cfi.h)"
+#endif
