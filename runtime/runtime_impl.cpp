@@ -28,7 +28,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   if (!arena) return arena.status();
   auto impl = std::make_unique<Impl>(options, std::move(*arena));
   PATCHCALL_TRY(impl->writer.open(options.sync));
-  if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() != SyncMethod::kMembarrier) {
+  if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() == SyncMethod::kMprotectIpi) {
     options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
   }
   PATCHCALL_TRY(detail::TrapTable::instance().installHandler());

@@ -16,7 +16,7 @@ TextWriter::~TextWriter() {
 }
 
 Status TextWriter::open(SyncMethod method) {
-  PATCHCALL_TRY(sync_.init(method));
+  PATCHCALL_TRY(sync_.init(method, [](void* arena) { return static_cast<CodeArena*>(arena)->remapRx(); }, &arena_));
   procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);  // checked where foreign sites need it
   return Status::ok();
 }
