@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "patchcall/runtime.h"
 
@@ -23,6 +24,69 @@ void check(bool ok, const char* what) {
 // caller: stp x29, x30, [sp, #-16]!; mov x29, sp; bl <site>; ldp x29, x30, [sp], #16; ret
 constexpr uint32_t kCaller[] = {0xA9BF7BFD, 0x910003FD, 0x94000000, 0xA8C17BFD, 0xD65F03C0};
 constexpr uint32_t kSiteOffset = 8;
+
+// A64 encoders for the stub check below (base register x0, 64-bit, signed offsets).
+constexpr uint32_t ldpX0(uint32_t t1, uint32_t t2, uint32_t off) { return 0xA9400000 | (off / 8) << 15 | t2 << 10 | 0 << 5 | t1; }
+constexpr uint32_t stpX0(uint32_t t1, uint32_t t2, uint32_t off) { return 0xA9000000 | (off / 8) << 15 | t2 << 10 | 0 << 5 | t1; }
+constexpr uint32_t movz(uint32_t d, uint32_t imm, uint32_t hw) { return 0xD2800000 | hw << 21 | imm << 5 | d; }
+constexpr uint32_t movk(uint32_t d, uint32_t imm, uint32_t hw) { return 0xF2800000 | hw << 21 | imm << 5 | d; }
+
+// Calls the runtime's safepoint stub from A64 code with x1-x15, x17, x18, NZCV and v31 holding
+// known values (from `in`), and stores what they hold after it returns into `out`: the stub
+// must give every one back. x16 is the scratch the call itself uses (as a poll's does).
+//   in/out layout: [x1..x15, x17, x18, nzcv, v31.d[0], v31.d[1]] (20 slots), out = in + 20 slots
+bool stubKeepsRegisters(patchcall::Runtime& rt) {
+  using namespace patchcall;
+  auto stub = reinterpret_cast<uint64_t>(rt.safepointStub());
+  constexpr uint32_t kOut = 20 * 8;
+  std::vector<uint32_t> c = {0xA9BF7BFD, 0x910003FD};  // stp x29, x30, [sp, #-16]!; mov x29, sp
+  // x19 (callee-saved) is kept by this code itself: it carries x0 (the buffer) across.
+  c.push_back(0xF81F0FF3);  // str x19, [sp, #-16]!
+  c.push_back(0xAA0003F3);  // mov x19, x0
+  for (uint32_t r = 1; r < 15; r += 2) c.push_back(ldpX0(r, r + 1, 8 * (r - 1)));  // x1..x14
+  c.push_back(ldpX0(15, 17, 8 * 14));  // x15, x17
+  c.push_back(ldpX0(18, 16, 8 * 16));  // x18, x16 = nzcv value
+  c.push_back(0xD51B4210);             // msr nzcv, x16
+  c.push_back(ldpX0(16, 0, 8 * 18));   // x16, x0 = v31 halves (x0 reloaded below)
+  c.push_back(0x4E081E1F);             // mov v31.d[0], x16
+  c.push_back(0x4E181C1F);             // mov v31.d[1], x0
+  for (uint32_t hw = 0; hw < 4; ++hw) c.push_back((hw == 0 ? movz : movk)(16, (stub >> (16 * hw)) & 0xFFFF, hw));
+  c.push_back(0xAA1303E0);  // mov x0, x19
+  c.push_back(0xD63F0200);  // blr x16
+  c.push_back(0xD53B4210);  // mrs x16, nzcv (before anything sets flags)
+  c.push_back(0xAA1303E0);  // mov x0, x19 (x0 was given back too; the buffer again, to be sure)
+  for (uint32_t r = 1; r < 15; r += 2) c.push_back(stpX0(r, r + 1, kOut + 8 * (r - 1)));
+  c.push_back(stpX0(15, 17, kOut + 8 * 14));
+  c.push_back(stpX0(18, 16, kOut + 8 * 16));
+  c.push_back(0x4E083FF1);  // mov x17, v31.d[0]   (umov)
+  c.push_back(0x4E183FF2);  // mov x18, v31.d[1]
+  c.push_back(stpX0(17, 18, kOut + 8 * 18));
+  c.push_back(0xF84107F3);  // ldr x19, [sp], #16
+  c.push_back(0xA8C17BFD);  // ldp x29, x30, [sp], #16
+  c.push_back(0xD65F03C0);  // ret
+  std::vector<uint8_t> bytes(c.size() * 4);
+  std::memcpy(bytes.data(), c.data(), bytes.size());
+  Result<Blob> blob = rt.installCode(bytes, {});
+  if (!blob) {
+    std::printf("  installCode: %s\n", blob.status().message().c_str());
+    return false;
+  }
+  uint64_t buf[40] = {};
+  for (int i = 0; i < 20; ++i) buf[i] = 0x1111'0000'0000'0000ull * (i % 15 + 1) + 0x100 * i + 0x7;
+  buf[17] = 0x9000'0000;  // NZCV: N and V set (bits 31..28)
+  reinterpret_cast<void (*)(uint64_t*)>(blob->code)(buf);
+  bool same = true;
+  const char* names[20] = {"x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+                           "x15", "x17", "x18", "nzcv", "v31.d[0]", "v31.d[1]"};
+  for (int i = 0; i < 20; ++i) {
+    if (buf[20 + i] != buf[i]) {
+      std::printf("  %s: %#llx before the stub, %#llx after\n", names[i], static_cast<unsigned long long>(buf[i]),
+                  static_cast<unsigned long long>(buf[20 + i]));
+      same = false;
+    }
+  }
+  return same;
+}
 
 }  // namespace
 
@@ -79,6 +143,7 @@ int main() {
   check(!refused.isOk() && refused.status().message().find("only Direct") != std::string::npos,
         "a toggle site is refused, with the reason");
   if (!refused.isOk()) std::printf("  %s\n", refused.status().message().c_str());
+  check(stubKeepsRegisters(*rt), "the safepoint stub gives back x1-x15, x17, x18, NZCV and v31");
   std::printf("%s\n", failures == 0 ? "a64 smoke: all passed" : "a64 smoke: FAILED");
   return failures == 0 ? 0 : 1;
 }
