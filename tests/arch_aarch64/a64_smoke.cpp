@@ -5,9 +5,12 @@
 // the first failure.
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
+#include "patchcall/quiescence.h"
 #include "patchcall/runtime.h"
 
 namespace {
@@ -88,6 +91,36 @@ bool stubKeepsRegisters(patchcall::Runtime& rt) {
   return same;
 }
 
+// A reader thread calls the site in a loop while this thread retargets it `updates` times:
+// every call lands on one of the two targets, and the reader sees both (under qemu only with
+// the emulator sync: without it the reader keeps the first translation forever).
+bool concurrentUpdates(patchcall::Runtime& rt, patchcall::Key key, int (*caller)(), int updates) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> ones{0}, twos{0}, others{0};
+  std::thread reader([&] {
+    // Registered and polling, as JIT code is: retired veneers are freed (udf-filled) only after
+    // every registered thread passed a safepoint.
+    patchcall::Result<patchcall::ThreadScope> scope = rt.registerThread("reader");
+    if (!scope) return (void)others.fetch_add(1);
+    while (!stop.load(std::memory_order_relaxed)) {
+      int v = caller();
+      (v == 1 ? ones : v == 2 ? twos : others).fetch_add(1, std::memory_order_relaxed);
+      patchcall::safepoint();
+    }
+  });
+  bool ok = true;
+  for (int i = 0; i < updates && ok; ++i) {
+    auto next = reinterpret_cast<const void*>(i % 2 == 0 ? &patchcallSmokeTwo : &patchcallSmokeOne);
+    ok = rt.update(key, next).isOk();
+    for (long seen = ones + twos; ones + twos < seen + 50;) std::this_thread::yield();  // let the reader run
+  }
+  stop = true;
+  reader.join();
+  std::printf("  %d updates: reader saw target one %ld times, two %ld times, anything else %ld times\n", updates,
+              ones.load(), twos.load(), others.load());
+  return ok && others == 0 && ones > 0 && twos > 0;
+}
+
 }  // namespace
 
 int main() {
@@ -143,6 +176,7 @@ int main() {
   check(!refused.isOk() && refused.status().message().find("only Direct") != std::string::npos,
         "a toggle site is refused, with the reason");
   if (!refused.isOk()) std::printf("  %s\n", refused.status().message().c_str());
+  check(concurrentUpdates(*rt, *key, caller, 200), "a reader calling while the site is retargeted 200 times");
   check(stubKeepsRegisters(*rt), "the safepoint stub gives back x1-x15, x17, x18, NZCV and v31");
   std::printf("%s\n", failures == 0 ? "a64 smoke: all passed" : "a64 smoke: FAILED");
   return failures == 0 ? 0 : 1;
