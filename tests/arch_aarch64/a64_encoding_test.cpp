@@ -161,6 +161,17 @@ TEST(A64Encoding, VeneerLoadsItsQuadIntoX16AndBranches) {
   }
 }
 
+TEST(A64Encoding, NoopAndReturnZeroTargetsDecode) {
+  A64Disasm dis;
+  std::vector<Decoded> noop = dis.decode(noopStub().data(), noopStub().size(), 0x3000);
+  ASSERT_EQ(noop.size(), 1u);
+  EXPECT_EQ(noop[0].id, ARM64_INS_RET) << noop[0].text;
+  std::vector<Decoded> zero = dis.decode(returnZeroStub().data(), returnZeroStub().size(), 0x3040);
+  ASSERT_EQ(zero.size(), 2u);
+  EXPECT_EQ(zero[0].text, "movz x0, #0") << zero[0].text;  // the whole x0 (x86: xor eax, eax)
+  EXPECT_EQ(zero[1].id, ARM64_INS_RET) << zero[1].text;
+}
+
 TEST(A64Encoding, PollLoadsTheFlagByteThroughX16AndBranchesOnIt) {
   A64Disasm dis;
   struct Case {

@@ -1,4 +1,4 @@
-// patchcall aarch64 — the two stubs patchcall writes into the arena.
+// patchcall aarch64 — the stubs patchcall writes into the arena.
 //
 //   trampoline slot (16)  [target cell: 8][b imm26][udf #0]
 //                         the cell 8-byte aligned, the b 4-byte aligned (one store)
@@ -6,6 +6,10 @@
 //                         x16 is IP0: AAPCS64 lets a veneer between a call and its callee
 //                         clobber x16/x17 (the linker's own veneers do), so no caller keeps
 //                         a value there across a call
+//   no-op target          D65F03C0                            ret
+//   return-0 target       D2800000 D65F03C0                   mov x0, #0 ; ret
+// (noopStub/returnZeroStub: main's kernel static_call parity, arch.h there; unused here until
+// this branch meets it.)
 #pragma once
 
 #include <span>
@@ -29,6 +33,16 @@ constexpr uintptr_t trampolineEntry(uintptr_t slot) noexcept { return slot + a64
 constexpr uintptr_t trampolineCell(uintptr_t entry) noexcept { return entry - a64::kTrampolineEntryOffset; }
 // Empty: the engine then stores the whole `b` as the jump's field (x86 writes E9 first).
 inline std::span<const uint8_t> trampolineJumpHead() noexcept { return {a64::kTrampolineJump, 0}; }
+
+namespace a64 {
+inline constexpr uint32_t kMovX0Zero = 0xD2800000;  // movz x0, #0
+inline constexpr uint8_t kRetStub[4] = {bytesOf(kRet).b[0], bytesOf(kRet).b[1], bytesOf(kRet).b[2], bytesOf(kRet).b[3]};
+inline constexpr uint8_t kReturnZeroStub[8] = {bytesOf(kMovX0Zero).b[0], bytesOf(kMovX0Zero).b[1], bytesOf(kMovX0Zero).b[2],
+                                               bytesOf(kMovX0Zero).b[3], bytesOf(kRet).b[0],        bytesOf(kRet).b[1],
+                                               bytesOf(kRet).b[2],       bytesOf(kRet).b[3]};
+}  // namespace a64
+inline std::span<const uint8_t> noopStub() noexcept { return a64::kRetStub; }
+inline std::span<const uint8_t> returnZeroStub() noexcept { return a64::kReturnZeroStub; }
 
 inline void encodeVeneer(uintptr_t target, uint8_t out[]) noexcept {
   std::memset(out, kFillByte, kVeneerSize);
