@@ -165,6 +165,10 @@ Status CodeArena::adoptForkCopy() noexcept {
   return Status::ok();
 }
 
+int CodeArena::remapRx() noexcept {
+  return mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd_, 0) == MAP_FAILED ? errno : 0;
+}
+
 uint8_t CodeArena::forkCopyByte(uintptr_t rx) const noexcept {
   uint8_t b = 0xFF;
   auto offset = static_cast<off_t>(rx - reinterpret_cast<uintptr_t>(rx_));

@@ -56,6 +56,10 @@ class CodeArena {
   uint8_t forkCopyByte(uintptr_t rx) const noexcept;
   size_t touched() const noexcept { return touched_; }
 
+  // Maps the RX view again over itself from the memfd (same address, same pages): an emulator
+  // (qemu-user) drops its translations of the range. 0 or errno. SyncMethod::kEmulatorRemap.
+  int remapRx() noexcept;
+
   int64_t distanceFromText() const noexcept { return distanceFromText_; }
   bool nearText() const noexcept { return nearText_; }
 

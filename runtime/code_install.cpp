@@ -31,6 +31,8 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
       break;
     case arch::SiteCheck::kUnresolvedForm:
       return Status(Error::kInvalidArgument, "site form kAuto must be resolved before commitCode");
+    case arch::SiteCheck::kUnsupportedForm:
+      return Status(Error::kInvalidArgument, "site" + where + ": " + arch::kUnsupportedFormWhy);
   }
   return Status(Error::kInvalidArgument, "toggle site" + where + " is malformed");
 }
@@ -155,6 +157,7 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
   }
   // Every core sees the complete new code before anyone is handed it; if it cannot be made
   // sure, nobody is: the blob is unregistered and freed (no thread can be running it yet).
+  arch::codeWritten(reinterpret_cast<uintptr_t>(r.rx), r.size);  // the embedder wrote it through the RW alias
   if (Status synced = writer_.sync().syncOrError("commitCode"); !synced.isOk()) {
     registry_.freeBlob(blobId);
     return synced;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -67,7 +68,20 @@ std::string CrossCoreSync::fallbackUnsafeReason(const char* release, const char*
          "instruction, not an IPI, so an mprotect downgrade no longer serializes the other cores";
 }
 
-Status CrossCoreSync::init(SyncMethod method) {
+Status CrossCoreSync::init(SyncMethod method, int (*remap)(void*), void* remapArg) {
+  const char* env = std::getenv("PATCHCALL_SYNC");
+  if (method == SyncMethod::kAuto && env != nullptr && std::strcmp(env, "emulator-remap") == 0) method = SyncMethod::kEmulatorRemap;
+  if (method == SyncMethod::kEmulatorRemap) {
+    if (remap == nullptr) return Status(Error::kSyncUnsupported, "SyncMethod::kEmulatorRemap needs the arena's remap");
+    if (!registerSyncCore()) {
+      return Status(Error::kSyncUnsupported, std::string("the kernel refused membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE): ") +
+                                                 std::strerror(errno) + " (SyncMethod::kEmulatorRemap)");
+    }
+    method_ = SyncMethod::kEmulatorRemap;
+    remap_ = remap;
+    remapArg_ = remapArg;
+    return Status::ok();
+  }
   std::string membarrierError;
   if (method != SyncMethod::kMprotectIpi) {
     if (registerSyncCore()) {
@@ -117,7 +131,10 @@ int CrossCoreSync::syncOnce() noexcept {
   if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->syncSleepUs.load() > 0) {
     usleep(static_cast<useconds_t>(hooks->syncSleepUs.load()));  // a slow sync that leaves the CPU free
   }
-  if (method_ == SyncMethod::kMembarrier) {
+  if (method_ == SyncMethod::kEmulatorRemap) {
+    if (int e = remap_(remapArg_); e != 0) return e;  // qemu-user retranslates the arena from here on
+  }
+  if (method_ == SyncMethod::kMembarrier || method_ == SyncMethod::kEmulatorRemap) {
     return membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) == 0 ? 0 : errno;
   }
   // Fallback: dirty the page so its TLB entry is live, then revoke write access. The kernel
@@ -147,7 +164,9 @@ Status CrossCoreSync::syncOrError(const char* what) {
   int e = sync();
   if (e == 0) return Status::ok();
   return Status(Error::kSystemError, std::string(what) + ": the cross-core sync (" +
-                                         (method_ == SyncMethod::kMembarrier ? "membarrier SYNC_CORE" : "mprotect fallback") +
+                                         (method_ == SyncMethod::kMembarrier       ? "membarrier SYNC_CORE"
+                                          : method_ == SyncMethod::kEmulatorRemap ? "emulator remap + membarrier SYNC_CORE"
+                                                                                  : "mprotect fallback") +
                                          ") failed three times: " + std::strerror(e) +
                                          "; the code is written, but other cores may run the old bytes until they next serialize");
 }

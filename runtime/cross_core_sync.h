@@ -21,8 +21,10 @@ namespace patchcall::detail {
 
 class CrossCoreSync {
  public:
-  // Registers membarrier SYNC_CORE (or prepares the mprotect fallback) per `method`.
-  Status init(SyncMethod method);
+  // Registers membarrier SYNC_CORE (or prepares the mprotect fallback) per `method`. With
+  // kEmulatorRemap (or kAuto and PATCHCALL_SYNC=emulator-remap) every sync also calls
+  // `remap` (CodeArena::remapRx: 0 or errno) first.
+  Status init(SyncMethod method, int (*remap)(void*) = nullptr, void* remapArg = nullptr);
   ~CrossCoreSync();
   // 0, or the errno of a sync that kept failing (transient failures are retried): the code
   // is written, but other cores may still run the old bytes.
@@ -40,6 +42,8 @@ class CrossCoreSync {
   int syncOnce() noexcept;
   SyncMethod method_ = SyncMethod::kMembarrier;
   void* ipiPage_ = nullptr;  // for kMprotectIpi
+  int (*remap_)(void*) = nullptr;  // for kEmulatorRemap
+  void* remapArg_ = nullptr;
   std::atomic<uint64_t> count_{0};
 };
 

@@ -14,6 +14,8 @@
 #include <climits>
 #include <cstdint>
 
+#include "arch/arch.h"
+
 namespace patchcall::detail {
 
 class FairMutex {
@@ -24,7 +26,7 @@ class FairMutex {
       uint32_t serving = serving_.load(std::memory_order_acquire);
       if (serving == ticket) return;
       if (spins < 128) {
-        __builtin_ia32_pause();
+        arch::cpuRelax();
         continue;
       }
       sleepers_.fetch_add(1, std::memory_order_seq_cst);

@@ -73,6 +73,7 @@ Status ForeignSites::probe(uintptr_t a, const uint8_t expected[arch::kCallSize],
 }
 
 Result<uint32_t> ForeignSites::add(uintptr_t a, Key key) {
+  if (!arch::kBreakpointProtocol) return Status(Error::kUnsupportedSite, "registerForeignSite: not yet on this ISA (no breakpoint protocol)");
   if (Status s = writer_.needForeignAccess(); !s.isOk()) return Status(s.code(), "registerForeignSite: " + s.message());
   const KeyRecord* k = registry_.key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");

@@ -29,7 +29,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   if (!arena) return arena.status();
   auto impl = std::make_unique<Impl>(options, std::move(*arena));
   PATCHCALL_TRY(impl->writer.open(options.sync));
-  if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() != SyncMethod::kMembarrier) {
+  if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() == SyncMethod::kMprotectIpi) {
     options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
   }
   PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
@@ -59,6 +59,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   std::memcpy(rw + detail::RuntimePage::kReturnZeroOffset, arch::returnZeroStub().data(), arch::returnZeroStub().size());
   p.safepointStubSize = stubSize;
   for (const observe::CodeEvent& e : detail::runtimePageCode(p)) impl->observer.codeLoaded(e.start, e.size, e.name);
+  arch::codeWritten(p.pollFlag, 4096);  // the whole page: stub and shared targets
 
   detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
                                 options.reportUnregisteredThreads};

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "arch/arch.h"
 #include "metadata.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/status.h"
@@ -28,7 +29,7 @@ namespace patchcall::detail {
 
 struct ScanSet;
 
-inline void cpuRelax() noexcept { __builtin_ia32_pause(); }
+inline void cpuRelax() noexcept { arch::cpuRelax(); }
 // A thread's scanLock: held for a stack scan, which takes microseconds; yields after a while.
 inline void lockSpin(std::atomic<uint32_t>& lock) noexcept {
   for (int i = 0; lock.exchange(1, std::memory_order_acquire) != 0; ++i) {

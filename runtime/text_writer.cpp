@@ -16,7 +16,7 @@ TextWriter::~TextWriter() {
 }
 
 Status TextWriter::open(SyncMethod method) {
-  PATCHCALL_TRY(sync_.init(method));
+  PATCHCALL_TRY(sync_.init(method, [](void* arena) { return static_cast<CodeArena*>(arena)->remapRx(); }, &arena_));
   procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);  // checked where foreign sites need it
   return Status::ok();
 }
@@ -78,6 +78,7 @@ bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
   } else {
     std::memcpy(rw, bytes, n);
   }
+  arch::codeWritten(rx, n);  // A64: clean and invalidate the caches for the range; x86: nothing
   return true;
 }
 

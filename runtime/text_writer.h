@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "arch/arch.h"
 #include "code_arena.h"
 #include "cross_core_sync.h"
 #include "patchcall/options.h"
@@ -34,6 +35,7 @@ class TextWriter {
   // A branch field in the arena (always aligned): one relaxed store through the RW alias.
   void storeField(uintptr_t field, int32_t value) noexcept {
     __atomic_store_n(reinterpret_cast<int32_t*>(arena_.toRw(reinterpret_cast<void*>(field))), value, __ATOMIC_RELAXED);
+    arch::codeWritten(field, sizeof value);
   }
   // Foreign code through /proc/self/mem: never dereferenced (its mapping may be gone).
   [[nodiscard]] bool readForeign(uintptr_t rx, void* out, size_t n) const noexcept;

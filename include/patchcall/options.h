@@ -26,6 +26,11 @@ enum class SyncMethod : uint8_t {
                      // pre-membarrier serialize_memory trick). Only where every remote TLB
                      // flush is an IPI: refused (kSyncUnsupported) on Linux >= 6.15 with a CPU
                      // that has INVLPGB (broadcast flushes, no IPI), or when that is unknown
+  kEmulatorRemap = 3,  // qemu-user only, never on hardware: membarrier SYNC_CORE plus, after every
+                       // write phase, the arena's RX view mapped again over itself (MAP_FIXED from
+                       // its memfd), which makes qemu drop the translations it keeps of code
+                       // written through the RW view. Chosen only here or, with kAuto, by the
+                       // environment variable PATCHCALL_SYNC=emulator-remap (scripts/test-aarch64)
 };
 
 // One code write, reported to Options::patchObserver under the text mutex (e.g. for a

@@ -20,6 +20,8 @@
 //                        words for error messages (the engine never spells an opcode)
 //   kTrampolineSlotSize  one key's trampoline slot (target cell + jump)
 //   kVeneerSize          one far-target veneer
+//   kBreakpointProtocol  whether the breakpoint protocol exists (kBreakpoint sites, foreign
+//                        sites); kUnsupportedFormWhy: the error text where a form does not
 //   kPollSize, kPollFlagField, kRedZoneSize
 //                        the inline safepoint poll, where its flag displacement sits, and the
 //                        stack below the stack pointer that leaf code may use (the slow path
@@ -30,6 +32,7 @@
 #include <cstdint>
 #include <span>
 
+#include "arch_types.h"  // SiteCalls, ToggleLayout, SiteCheck, SiteHolds
 #include "patchcall/options.h"
 
 namespace patchcall::arch {
@@ -53,16 +56,6 @@ constexpr bool isCall(const uint8_t* bytes) noexcept;
 inline uintptr_t callDestination(uintptr_t insn, const uint8_t* bytes) noexcept;
 
 // ---- sites: the layout of every form ----------------------------------------------------
-// The calls a site holds (a toggle has two; the others one), in address order.
-struct SiteCalls {
-  uintptr_t at[2];
-  int count;
-};
-// The dual call of a toggle site at `site`: its selector, call A, call B.
-struct ToggleLayout {
-  uintptr_t toggle, callA, callB;
-  uint8_t jumpToB;  // the selector's operand that selects B
-};
 constexpr ToggleLayout toggleLayout(uintptr_t site, bool stallGap) noexcept;
 constexpr SiteCalls siteCalls(uintptr_t site, SiteForm form, bool stallGap) noexcept;
 // Bytes the site occupies (patchcall rewrites them; no target may point inside).
@@ -73,7 +66,6 @@ constexpr bool fieldAligned(uintptr_t insn) noexcept;
 inline void toggleFlip(const ToggleLayout& t, bool selectB, uint8_t out[]) noexcept;
 // Installing code: what the emitter wrote at `at` for a site of `form`, `room` bytes before
 // the end of the code. siteLength reads no further than `room`.
-enum class SiteCheck : uint8_t { kOk, kNotACall, kUnalignedField, kMalformedToggle, kUnresolvedForm };
 size_t siteLength(SiteForm form, const uint8_t* at, size_t room) noexcept;
 SiteCheck checkSiteBytes(SiteForm form, const uint8_t* at, bool* stallGap) noexcept;
 
@@ -91,6 +83,13 @@ inline std::span<const uint8_t> returnZeroStub() noexcept;
 // A veneer for `target` (kVeneerSize bytes), and the target a written veneer holds.
 inline void encodeVeneer(uintptr_t target, uint8_t out[]) noexcept;
 inline uintptr_t veneerTarget(uintptr_t veneer) noexcept;
+
+// ---- after a write, and while spinning ----------------------------------------------------
+// Makes the `n` bytes just written at `rx` (through the RW alias) visible to this core's
+// instruction fetch; the other cores still need the cross-core sync.
+inline void codeWritten(uintptr_t rx, size_t n) noexcept;
+// The spin-wait hint of the ISA.
+inline void cpuRelax() noexcept;
 
 // ---- emitters (jit/) --------------------------------------------------------------------
 // `n` bytes of no-op (n < kMaxNopPadding), for padding before a site.
@@ -114,7 +113,6 @@ inline void emulateCall(void* ctx, uintptr_t site, uintptr_t target) noexcept;
 // ... or at the site itself (it holds the complete new call again).
 inline void resumeAt(void* ctx, uintptr_t site) noexcept;
 // What the site holds now (one acquire load: the handler races with the writer).
-enum class SiteHolds : uint8_t { kCall, kBreakpoint, kOther };
 inline SiteHolds siteHolds(uintptr_t site) noexcept;
 
 // ---- debug and unwind information (runtime/observe/, frame_cfi.h) --------------------------
@@ -126,12 +124,22 @@ inline SiteHolds siteHolds(uintptr_t site) noexcept;
 
 #if defined(__x86_64__)
 #include "x86_64/branch.h"
+#include "x86_64/cpu.h"
 #include "x86_64/frame_cfi.h"
 #include "x86_64/poll.h"
 #include "x86_64/safepoint_stub.h"
 #include "x86_64/site_layout.h"
 #include "x86_64/stubs.h"
 #include "x86_64/trap_emulation.h"
+#elif defined(__aarch64__)
+#include "aarch64/branch.h"
+#include "aarch64/cpu.h"
+#include "aarch64/frame_cfi.h"
+#include "aarch64/poll.h"
+#include "aarch64/safepoint_stub.h"
+#include "aarch64/site_layout.h"
+#include "aarch64/stubs.h"
+#include "aarch64/trap_emulation.h"
 #else
 #error "patchcall: no arch layer for this instruction set (runtime/arch/<isa>/)"
 #endif

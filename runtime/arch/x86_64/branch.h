@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstring>
 
+#include "../arch_types.h"
 #include "opcodes.h"
 
 namespace patchcall::arch {
@@ -21,6 +22,9 @@ inline constexpr const char kCallName[] = "5-byte `call rel32` (E8)";
 inline constexpr const char kFieldName[] = "rel32";
 inline constexpr const char kBreakpointName[] = "int3";
 inline constexpr const char kCallHeadName[] = "final E8";
+// Every form exists: the toggle and the breakpoint protocol cover sites one store cannot.
+inline constexpr bool kBreakpointProtocol = true;
+inline constexpr const char kUnsupportedFormWhy[] = "";
 
 constexpr uintptr_t branchField(uintptr_t insn) noexcept { return insn + 1; }
 

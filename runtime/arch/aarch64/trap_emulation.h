@@ -1,0 +1,36 @@
+// patchcall aarch64 — the SIGTRAP side of the breakpoint protocol: which trap is patchcall's
+// brk at a site, and how the handler makes the trapped thread continue (the ucontext's pc and
+// x30). Compiled only for aarch64 (its mcontext). kBreakpointProtocol is false on A64, so the
+// engine never writes a brk today; this file keeps the seam complete for foreign sites.
+// Async-signal-safe: plain loads and stores only.
+#pragma once
+
+#include <signal.h>
+#include <ucontext.h>
+
+#include "branch.h"
+
+namespace patchcall::arch {
+
+// A brk reports TRAP_BRKPT with pc at the brk itself (x86: SI_KERNEL, rip past the int3).
+inline bool isBreakpointTrap(int siCode) noexcept { return siCode == TRAP_BRKPT; }
+
+inline uintptr_t trapSite(const void* ctx) noexcept {
+  return static_cast<uintptr_t>(static_cast<const ucontext_t*>(ctx)->uc_mcontext.pc);
+}
+
+// `bl target` from the site: the link register gets the site's end, pc the target (x86 pushes).
+inline void emulateCall(void* ctx, uintptr_t site, uintptr_t target) noexcept {
+  auto* uc = static_cast<ucontext_t*>(ctx);
+  uc->uc_mcontext.regs[a64::kLr] = site + kCallSize;
+  uc->uc_mcontext.pc = target;
+}
+
+inline void resumeAt(void* ctx, uintptr_t site) noexcept { static_cast<ucontext_t*>(ctx)->uc_mcontext.pc = site; }
+
+inline SiteHolds siteHolds(uintptr_t site) noexcept {
+  uint32_t insn = __atomic_load_n(reinterpret_cast<const uint32_t*>(site), __ATOMIC_ACQUIRE);
+  return a64::isBl(insn) ? SiteHolds::kCall : insn == a64::kPatchBrk ? SiteHolds::kBreakpoint : SiteHolds::kOther;
+}
+
+}  // namespace patchcall::arch
