@@ -60,6 +60,8 @@ bool Session::start() {
   rt_.emplace(std::move(*r));
   ArenaInfo a = rt().arenaInfo();
   arenaLo_ = reinterpret_cast<uintptr_t>(a.rxBase);
+  sharedTargets_[0] = rt().noopTarget();
+  sharedTargets_[1] = rt().returnZeroTarget();
   arenaHi_ = arenaLo_ + a.size;
   foreignCode()->reset(cxxTargets()[0].fn);
   return true;

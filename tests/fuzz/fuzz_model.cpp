@@ -64,7 +64,9 @@ Codes Session::validateCodes(const void* t, size_t forKey, bool inBatch) const {
   if (a == 0) return bit(Error::kNullTarget);
   if (options_.targetAlignment > 1 && a % options_.targetAlignment != 0) return bit(Error::kMisalignedTarget);
   if (!inArena(t)) return kOk;
-  if (a < arenaLo_ + 4096) return bit(Error::kInvalidArgument);  // the runtime page
+  if (a < arenaLo_ + 4096) {  // the runtime page: only its two shared targets may be called
+    return t == sharedTargets_[0] || t == sharedTargets_[1] ? kOk : bit(Error::kInvalidArgument);
+  }
   if (trampolineSlotCovering(t)) {
     // Only a live key's entry is callable, and only if the chain of trampolines it starts
     // does not lead back to the key being updated (in a batch, other entries may change the
@@ -164,7 +166,10 @@ const void* Session::pickTarget(std::string* what) {
       if (b != nullptr) return *what = "retired blob", b->blob.code;
       return *what = "runtime page", reinterpret_cast<const void*>(arenaLo_ + 128);
     }
-    case 9: return *what = "runtime page", reinterpret_cast<const void*>(arenaLo_ + 64 * in_.below(64));
+    case 9: {  // any 64-byte line of the runtime page but the two shared targets' (448, 512)
+      size_t line = in_.below(62);
+      return *what = "runtime page", reinterpret_cast<const void*>(arenaLo_ + 64 * (line < 7 ? line : line + 2));
+    }
     case 10: return *what = "low unmapped", reinterpret_cast<const void*>(uintptr_t{0x10000});
     case 11: {
       const BlobM* b = blobPick(false, true);

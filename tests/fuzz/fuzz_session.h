@@ -179,6 +179,7 @@ class Session {
   std::optional<HelperThread> helper_;
   ThreadScope self_;
   uintptr_t arenaLo_ = 0, arenaHi_ = 0;
+  const void* sharedTargets_[2] = {nullptr, nullptr};  // noopTarget(), returnZeroTarget(): callable
 
   std::vector<KeyM> keys_;
   std::vector<BlobM> blobs_;
