@@ -3,9 +3,11 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <new>
@@ -24,6 +26,21 @@ namespace {
 std::mutex gRuntimesMutex;                // held from prepare until the parent/child handler
 std::vector<Runtime::Impl*> gRuntimes;    // live runtimes, in creation order
 std::once_flag gAtforkOnce;
+std::atomic<std::atomic<uint8_t>*> gOwnerMark{nullptr};  // see ownerMarkSet (fork_safety.h)
+
+// Maps the mark's page once (under gRuntimesMutex); leaves it null if the kernel has no
+// MADV_WIPEONFORK.
+void createOwnerMark() noexcept {
+  if (gOwnerMark.load(std::memory_order_relaxed) != nullptr) return;
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return;
+  if (madvise(page, 4096, MADV_WIPEONFORK) != 0) {
+    munmap(page, 4096);
+    return;
+  }
+  auto* mark = new (page) std::atomic<uint8_t>(1);
+  gOwnerMark.store(mark, std::memory_order_release);
+}
 
 // The handlers run on the forking thread with gRuntimesMutex held from prepare to the end,
 // so they pass per-runtime state through Impl::forkState.
@@ -147,6 +164,8 @@ void child() noexcept {
   }
   new (&lifetimeMutex()) std::mutex();  // thread records' lifetime lock (thread_scope.cpp)
   new (&gRuntimesMutex) std::mutex();
+  // Every runtime's ownerPid is this process again (the kernel wiped the mark in the child).
+  if (std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_relaxed)) mark->store(1, std::memory_order_release);
 }
 
 }  // namespace
@@ -159,8 +178,16 @@ Status trackForFork(Runtime::Impl* rt) {
                                            "): patchcall cannot make fork() safe in this process");
   }
   std::lock_guard<std::mutex> lock(gRuntimesMutex);
+  // Created where no runtime exists yet: then every runtime of this process is owned here.
+  // (A runtime created in a child of a raw fork system call finds the mark wiped: getpid().)
+  if (gRuntimes.empty() && gOwnerMark.load(std::memory_order_relaxed) == nullptr) createOwnerMark();
   gRuntimes.push_back(rt);
   return Status::ok();
+}
+
+bool ownerMarkSet() noexcept {
+  std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_acquire);
+  return mark != nullptr && mark->load(std::memory_order_acquire) != 0;
 }
 
 void untrackForFork(Runtime::Impl* rt) noexcept {

@@ -18,4 +18,12 @@ namespace patchcall::detail {
 Status trackForFork(Runtime::Impl* rt);
 void untrackForFork(Runtime::Impl* rt) noexcept;
 
+// True while no child of a fork that skipped the atfork handlers can be running this code:
+// a byte on a MADV_WIPEONFORK page, which the kernel zero-fills in every child made by fork
+// or clone without CLONE_VM (a raw fork system call included), set when the first runtime is
+// tracked and again by the atfork child handler. While it holds, every runtime's ownerPid is
+// this process and Runtime::Impl::checkOwnProcess needs no getpid() (a system call, ~100 ns
+// here). False without MADV_WIPEONFORK (Linux < 4.14): then getpid() decides. Process-wide.
+bool ownerMarkSet() noexcept;
+
 }  // namespace patchcall::detail

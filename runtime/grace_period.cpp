@@ -18,6 +18,7 @@
 
 #include "deadline.h"
 #include "quiescence.h"
+#include "test_hooks.h"
 
 namespace patchcall::detail {
 
@@ -28,6 +29,16 @@ long futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* ti
 }
 
 }  // namespace
+
+Status Quiescence::publishBefore(bool mayWait) noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->skipPublishBeforeGracePeriod.load()) return Status::ok();
+  if (!mayWait) return publication_->tryPublishAll() ? Status::ok() : Status(Error::kTimeout, std::string());
+  try {
+    return publication_->publishAll(std::chrono::steady_clock::now() + config_.deadline);
+  } catch (const std::bad_alloc&) {  // the error message could not be built
+    return Status(Error::kSystemError, std::string());
+  }
+}
 
 void Quiescence::setScanSet(const ScanSet* set) {
   std::lock_guard<std::timed_mutex> lock(gpMutex_);
@@ -189,7 +200,7 @@ void Quiescence::finishLocked(bool done) noexcept {
 Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
   using Clock = std::chrono::steady_clock;
   if (!inFlight_) {  // else continue the one tryAdvance started
-    if (beforeGracePeriod_) PATCHCALL_TRY(beforeGracePeriod_(true));
+    if (publication_ != nullptr && publication_->pending()) PATCHCALL_TRY(publishBefore(true));
     beginLocked();
   }
   auto spinUntil = Clock::now() + config_.spin;
@@ -256,7 +267,7 @@ bool Quiescence::tryAdvance() noexcept {
   }
   if (!inFlight_ && !completed(requested_.load(std::memory_order_relaxed))) {
     try {
-      if (beforeGracePeriod_ && !beforeGracePeriod_(false).isOk()) return done;  // a later step retries
+      if (publication_ != nullptr && publication_->pending() && !publishBefore(false).isOk()) return done;  // retried later
       beginLocked();
     } catch (const std::bad_alloc&) {  // nothing armed: a later step retries
       return done;

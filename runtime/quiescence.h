@@ -25,6 +25,7 @@
 #include <string>
 
 #include "metadata.h"
+#include "publication.h"
 #include "scan_set.h"
 #include "stacks.h"
 #include "thread_record.h"
@@ -79,10 +80,10 @@ class Quiescence {
   Status synchronize(std::chrono::milliseconds deadline) { return waitFor(snapshot(), deadline); }
   // Stack-scan set for grace periods started after this call (nullptr to stop scanning).
   void setScanSet(const ScanSet* set);
-  // Called before a grace period starts (gpMutex_ held; it must not take the text mutex):
-  // a blocking leader passes mayWait = true and gets its error; a non-blocking step does not
-  // start the grace period unless it returns OK. The runtime publishes deferred writes here.
-  void setBeforeGracePeriod(std::function<Status(bool mayWait)> hook) { beforeGracePeriod_ = std::move(hook); }
+  // Every grace period starts with the runtime's deferred code writes published (gpMutex_
+  // held; publishing never takes the text mutex): a blocking leader waits for the sync and
+  // fails with its error, a non-blocking step starts no grace period while a sync is in flight.
+  void setPublication(Publication* publication) noexcept { publication_ = publication; }
 
   // Stacks (stacks.cpp).
   StackTable& stacks() noexcept { return stacks_; }
@@ -118,7 +119,8 @@ class Quiescence {
   void announceCompletion() noexcept;
 
   Config config_;
-  std::function<Status(bool mayWait)> beforeGracePeriod_;
+  Publication* publication_ = nullptr;
+  Status publishBefore(bool mayWait) noexcept;  // grace_period.cpp
   size_t cpus_ = 1;  // CPUs this process may run on (spin policy)
   volatile uint8_t* pollFlag_;  // RW alias of the byte JIT polls compare against zero
 

@@ -71,15 +71,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   impl->veneers.attach(*impl->reclaimer);
   // Every grace period starts with the deferred writes published, so nothing they moved
   // calls away from is retired or freed while a core may still run the old bytes.
-  impl->quiescence->setBeforeGracePeriod(
-      [p = &impl->publication, deadline = options.graceDeadline](bool mayWait) -> Status {
-        if (!p->pending()) return Status::ok();
-        if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr && hooks->skipPublishBeforeGracePeriod.load()) {
-          return Status::ok();
-        }
-        if (!mayWait) return p->tryPublishAll() ? Status::ok() : Status(Error::kTimeout, "publish in flight");
-        return p->publishAll(std::chrono::steady_clock::now() + deadline);
-      });
+  impl->quiescence->setPublication(&impl->publication);
   impl->publication.setWaker([](void* r) { static_cast<detail::Reclaimer*>(r)->wakeForPublish(); }, impl->reclaimer.get());
   PATCHCALL_TRY(impl->writer.sync().syncOrError("create"));
   impl->forkState.ownerPid = getpid();
@@ -99,7 +91,8 @@ Runtime::Impl::~Impl() {
 
 Status Runtime::Impl::checkOwnProcess() const {
   if (!forkState.childFailure.isOk()) return forkState.childFailure;
-  pid_t pid = getpid();  // a system call (~50 ns): only on paths that write code
+  if (detail::ownerMarkSet()) return Status::ok();  // no fork without our handlers since (fork_safety.h)
+  pid_t pid = getpid();  // a system call (~100 ns here)
   if (pid == forkState.ownerPid) return Status::ok();
   return Status(Error::kForkedChild, "process " + std::to_string(pid) + " was created without fork()'s atfork handlers " +
                                          "(vfork, clone or a raw fork system call) and still maps the code of process " +
