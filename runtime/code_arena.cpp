@@ -237,6 +237,8 @@ Result<uintptr_t> SlotPool::take(CodeArena& arena, size_t slotSize) {
     chunks.emplace_back(reinterpret_cast<uintptr_t>(*chunk), reinterpret_cast<uintptr_t>(*chunk) + kChunk);
     next = chunks.back().first;
     end = chunks.back().second;
+    lowest = std::min(lowest, next);
+    highest = std::max(highest, end);
   }
   uintptr_t s = next;
   next += slotSize;

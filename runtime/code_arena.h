@@ -85,8 +85,10 @@ class CodeArena {
 // chunks let target validation tell the pool's memory from code.
 struct SlotPool {
   uintptr_t next = 0, end = 0;
+  uintptr_t lowest = UINTPTR_MAX, highest = 0;  // bounds of every chunk: a quick "no"
   MiVector<std::pair<uintptr_t, uintptr_t>> chunks;  // [begin, end)
   bool contains(uintptr_t p) const noexcept {
+    if (p < lowest || p >= highest) return false;
     for (auto& c : chunks) if (p >= c.first && p < c.second) return true;
     return false;
   }

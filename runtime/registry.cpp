@@ -136,6 +136,7 @@ Status Registry::validateTarget(const void* target) const {
 }
 
 Status Registry::checkTrampolineChain(uint32_t keyId, const void* target, uint64_t batchStamp) const {
+  if (!arena_.contains(target)) return Status::ok();  // the common case: C++ or foreign code
   auto t = reinterpret_cast<uintptr_t>(target);
   for (size_t steps = 0; trampolines_.contains(t); ++steps) {
     auto it = keyByTrampoline_.find(t);
