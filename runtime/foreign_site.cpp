@@ -63,7 +63,7 @@ Status ForeignSites::probe(uintptr_t a, const uint8_t expected[arch::kCallSize],
   }
   // The same bytes back: harmless to a thread executing them, and exactly the write the kernel
   // refuses where a real one would fail (a MAP_SHARED mapping: EIO).
-  if (!const_cast<TextWriter&>(writer_).writeForeign(a, now, n)) {
+  if (!writer_.writeForeign(a, now, n)) {
     return Status(Error::kUnsupportedSite, std::string(what) + ": foreign site " + hex(a) +
                                                " cannot be written through /proc/self/mem (" + std::strerror(errno) +
                                                "): the kernel refuses writes to shared mappings (another JIT's "

@@ -51,10 +51,7 @@ void Quiescence::setScanSet(const ScanSet* set) {
 }
 
 void Quiescence::announceCompletion() noexcept {
-  gpDone_.fetch_add(1, std::memory_order_seq_cst);
-  // Dekker with the follower (followers_++ then FUTEX_WAIT checks gpDone_): a follower we do
-  // not see here has not slept yet and will find gpDone_ changed. No syscall without one.
-  if (followers_.load(std::memory_order_seq_cst) != 0) futex(&gpDone_, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
+  gpDone_.announce();
 }
 
 void Quiescence::wakeWaiter() noexcept {
@@ -110,20 +107,12 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
       announceCompletion();
       break;
     }
-    uint32_t seen = gpDone_.load(std::memory_order_acquire);
+    uint32_t seen = gpDone_.current();
     if (completed(snap)) break;
-    auto left = end - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) {
+    if (!gpDone_.wait(seen, end)) {
       status = Status(Error::kTimeout, "patchcall: timed out waiting for another caller's grace period");
       break;
     }
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(10)))
-                  .count();
-    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    followers_.fetch_add(1, std::memory_order_seq_cst);
-    futex(&gpDone_, FUTEX_WAIT_PRIVATE, seen, &ts);
-    followers_.fetch_sub(1, std::memory_order_relaxed);
   }
   return status;
 }

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <new>
 
+#include "completion_event.h"
 #include "cross_core_sync.h"
 #include "patchcall/status.h"
 
@@ -60,7 +61,7 @@ class Publication {
   // fork(), in the child: the parent's syncing thread is gone.
   void afterForkInChild() noexcept {
     new (&mutex_) std::mutex();
-    followers_.store(0, std::memory_order_relaxed);
+    done_.afterForkInChild();
   }
 
  private:
@@ -71,15 +72,12 @@ class Publication {
     }
   }
 
-  void announce() noexcept;  // a sync ended: wake the followers
-
   CrossCoreSync& sync_;
   std::mutex mutex_;  // held by the leader of one publishing sync; never taken under it: the text mutex
   alignas(64) std::atomic<uint64_t> written_{0};
   alignas(64) std::atomic<uint64_t> published_{0};
   std::atomic<uint64_t> syncs_{0};
-  alignas(64) std::atomic<uint32_t> done_{0};  // futex word: bumped as each sync ends
-  std::atomic<uint32_t> followers_{0};         // callers asleep on done_
+  CompletionEvent done_;  // announced as each sync ends (followers sleep on it)
   void (*wake_)(void*) = nullptr;
   void* wakeArg_ = nullptr;
 };

@@ -179,7 +179,7 @@ void Quiescence::afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept 
   if ((s & 1) != 0) seq_.store(s - 1, std::memory_order_relaxed);  // did not complete here
   activeScan_.store(nullptr, std::memory_order_relaxed);
   waiting_.store(0, std::memory_order_relaxed);
-  followers_.store(0, std::memory_order_relaxed);
+  gpDone_.afterForkInChild();
   // Else the byte may still be the parent's. Not even read otherwise: the child's fresh
   // mapping of the copy would fault the page in just to find 0.
   if (codeIsOurs && pollFlagArmed) *pollFlag_ = 0;

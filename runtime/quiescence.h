@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 
+#include "completion_event.h"
 #include "metadata.h"
 #include "publication.h"
 #include "scan_set.h"
@@ -132,8 +133,7 @@ class Quiescence {
   alignas(64) std::atomic<uint32_t> waiting_{0};  // futex word
   alignas(64) std::atomic<uint64_t> seq_{0};
   std::atomic<uint64_t> gracePeriods_{0};
-  alignas(64) std::atomic<uint32_t> gpDone_{0};  // futex word bumped as each grace period ends
-  std::atomic<uint32_t> followers_{0};            // callers asleep on gpDone_
+  CompletionEvent gpDone_;  // announced as each grace period ends (followers sleep on it)
 
   std::timed_mutex gpMutex_;       // one grace period at a time
   const ScanSet* pendingScan_ = nullptr;  // under gpMutex_

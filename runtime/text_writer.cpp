@@ -42,7 +42,7 @@ bool TextWriter::readForeign(uintptr_t rx, void* out, size_t n) const noexcept {
   return procMem_ >= 0 && pread(procMem_, out, n, static_cast<off_t>(rx)) == static_cast<ssize_t>(n);
 }
 
-bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) noexcept {
+bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept {
   ssize_t done = pwrite(procMem_, bytes, n, static_cast<off_t>(rx));
   if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
   return done >= 0 && static_cast<size_t>(done) == n;

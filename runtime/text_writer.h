@@ -39,7 +39,7 @@ class TextWriter {
   }
   // Foreign code through /proc/self/mem: never dereferenced (its mapping may be gone).
   [[nodiscard]] bool readForeign(uintptr_t rx, void* out, size_t n) const noexcept;
-  [[nodiscard]] bool writeForeign(uintptr_t rx, const void* bytes, size_t n) noexcept;
+  [[nodiscard]] bool writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept;  // state untouched
   // Foreign code needs /proc/self/mem; a fork child opens its own only on first need.
   Status needForeignAccess();
   // In a fork child: the parent's descriptor names the parent. `needNow`: the child has

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/testing.h"
 #include "quiescence_util.h"
@@ -41,27 +42,11 @@ const std::vector<const void*>& targets() {
 int targetValue(int k, uint64_t v) { return 9000 + static_cast<int>((k + v) % kTargets); }
 const void* targetOf(int k, uint64_t v) { return targets()[(k + v) % kTargets]; }
 
-// One function per key: `sub rsp,8 ; site ; add rsp,8 ; ret` (Breakpoint: an unaligned rel32).
+// One function per key returning what its site's target returns (test::installCallers: a
+// Breakpoint site there has an unaligned rel32).
 std::vector<Fn> installCallers(Runtime& rt, const std::vector<Key>& keys, SiteForm form) {
-  jit::Assembler a(rt);
-  std::vector<size_t> starts;
-  for (size_t k = 0; k < keys.size(); ++k) {
-    a.align(asmjit::AlignMode::kCode, 16);
-    starts.push_back(a.offset());
-    a.sub(x86::rsp, 8);
-    if (form == SiteForm::kBreakpoint) {
-      while ((a.offset() + 1) % 4 != 2) a.nop();
-    }
-    Status s = jit::emitCall(a, keys[k], form);
-    EXPECT_TRUE(s.isOk()) << s.toString();
-    a.add(x86::rsp, 8);
-    a.ret();
-  }
-  Result<Blob> b = jit::install(a);
-  EXPECT_TRUE(b.isOk()) << b.status().toString();
   std::vector<Fn> out;
-  if (!b) return out;
-  for (size_t off : starts) out.push_back(reinterpret_cast<Fn>(static_cast<uint8_t*>(b->code) + off));
+  for (const test::SiteCaller& c : test::installCallers(rt, keys, form)) out.push_back(c.fn);
   return out;
 }
 
