@@ -33,7 +33,8 @@ static_assert(PATCHCALL_E_RETIRED_TARGET == static_cast<int>(Error::kRetiredTarg
 static_assert(PATCHCALL_E_UNSUPPORTED_SITE == static_cast<int>(Error::kUnsupportedSite));
 static_assert(PATCHCALL_E_FORKED_CHILD == static_cast<int>(Error::kForkedChild));
 static_assert(PATCHCALL_E_SYSTEM_ERROR == static_cast<int>(Error::kSystemError));
-static_assert(PATCHCALL_ERROR_COUNT == static_cast<int>(Error::kSystemError) + 1);
+static_assert(PATCHCALL_E_TABLE_FULL == static_cast<int>(Error::kTableFull));
+static_assert(PATCHCALL_ERROR_COUNT == static_cast<int>(Error::kTableFull) + 1);
 static_assert(PATCHCALL_SITE_DIRECT == static_cast<int>(patchcall::SiteForm::kDirect));
 static_assert(PATCHCALL_SITE_TOGGLE == static_cast<int>(patchcall::SiteForm::kToggle));
 static_assert(PATCHCALL_SITE_BREAKPOINT == static_cast<int>(patchcall::SiteForm::kBreakpoint));

@@ -29,6 +29,7 @@ const char* errorName(Error e) noexcept {
     case Error::kUnsupportedSite: return "unsupported site";
     case Error::kForkedChild: return "child process without its own copy";
     case Error::kSystemError: return "system call failed";
+    case Error::kTableFull: return "table full";
   }
   return "unknown error";
 }

@@ -35,6 +35,7 @@ enum class Error : int {
   kUnsupportedSite,      // foreign site: not an E8 call in executable, writable, still mapped memory
   kForkedChild,          // called in a process made without fork()'s atfork handlers (vfork, clone)
   kSystemError,          // a system call failed where it should not (the message names it and errno)
+  kTableFull,            // a fixed-size table is full (AOT static keys and calls)
 };
 
 const char* errorName(Error e) noexcept;
