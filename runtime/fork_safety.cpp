@@ -17,6 +17,7 @@
 #include "format.h"
 #include "observe/gdb_jit.h"
 #include "reclaimer.h"
+#include "aot/static_registry.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
 
@@ -45,6 +46,7 @@ void createOwnerMark() noexcept {
 // The handlers run on the forking thread with gRuntimesMutex held from prepare to the end,
 // so they pass per-runtime state through Impl::forkState.
 void prepare() noexcept {
+  aot::StaticRegistry::forkPrepare();  // first: an AOT batch never waits for a runtime's lock
   gRuntimesMutex.lock();
   // A grace period in flight (and the reclaimer pass that waits for it) may wait for this
   // thread: be quiescent in every domain before waiting for any lock.
@@ -97,6 +99,7 @@ void parent() noexcept {
     unlockAfterFork(rt, rt.forkState);
   }
   gRuntimesMutex.unlock();
+  aot::StaticRegistry::forkParent();
 }
 
 // The child's perf map and jitdump (perf keys both by pid) start with everything it inherited.
@@ -166,17 +169,23 @@ void child() noexcept {
   new (&gRuntimesMutex) std::mutex();
   // Every runtime's ownerPid is this process again (the kernel wiped the mark in the child).
   if (std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_relaxed)) mark->store(1, std::memory_order_release);
+  aot::StaticRegistry::forkChild();
 }
 
 }  // namespace
 
-Status trackForFork(Runtime::Impl* rt) {
+Status ensureForkHandlers() {
   static int registered = -1;
   std::call_once(gAtforkOnce, [] { registered = pthread_atfork(&prepare, &parent, &child); });
   if (registered != 0) {
     return Status(Error::kOutOfMemory, "pthread_atfork failed (" + std::to_string(registered) +
                                            "): patchcall cannot make fork() safe in this process");
   }
+  return Status::ok();
+}
+
+Status trackForFork(Runtime::Impl* rt) {
+  if (Status s = ensureForkHandlers(); !s) return s;
   std::lock_guard<std::mutex> lock(gRuntimesMutex);
   // Created where no runtime exists yet: then every runtime of this process is owned here.
   // (A runtime created in a child of a raw fork system call finds the mark wiped: getpid().)

@@ -13,6 +13,9 @@
 
 namespace patchcall::detail {
 
+// Registers the process's one set of atfork handlers (runtimes, then the AOT registry of
+// static keys and calls: runtime/aot/static_registry.h) on first use.
+Status ensureForkHandlers();
 // Adds a runtime to the list the atfork handlers walk (registering them on first use).
 // Fails (kOutOfMemory) only if pthread_atfork could not register the handlers.
 Status trackForFork(Runtime::Impl* rt);

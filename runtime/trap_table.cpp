@@ -17,6 +17,7 @@ namespace {
 struct Entry {
   std::atomic<uintptr_t> site{0};
   std::atomic<uintptr_t> target{0};
+  std::atomic<uint8_t> how{0};  // TrapTable::Emulate
 };
 
 Entry gEntries[TrapTable::kCapacity];
@@ -63,8 +64,13 @@ void onSigtrap(int sig, siginfo_t* info, void* ctx) {
       uint64_t before = gRoundSeq.load(std::memory_order_acquire);
       if (hooks != nullptr && hooks->inTrapHandler.load() != nullptr) hooks->inTrapHandler.load()(2 * pass);
       uintptr_t target = 0;
-      if (TrapTable::instance().lookup(site, &target)) {
-        arch::emulateCall(ctx, site, target);
+      TrapTable::Emulate how = TrapTable::Emulate::kCall;
+      if (TrapTable::instance().lookup(site, &target, &how)) {
+        if (how == TrapTable::Emulate::kCall) {
+          arch::emulateCall(ctx, site, target);
+        } else {
+          arch::resumeAt(ctx, target);
+        }
         gEmulated.fetch_add(1, std::memory_order_relaxed);
         return;
       }
@@ -103,11 +109,12 @@ Status TrapTable::installHandler() {
   return installStatus_;
 }
 
-int64_t TrapTable::publish(uintptr_t site, uintptr_t target) noexcept {
+int64_t TrapTable::publish(uintptr_t site, uintptr_t target, Emulate how) noexcept {
   for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
     uintptr_t cur = gEntries[i].site.load(std::memory_order_relaxed);
     if (cur == site || cur == 0) {
       gEntries[i].target.store(target, std::memory_order_relaxed);
+      gEntries[i].how.store(static_cast<uint8_t>(how), std::memory_order_relaxed);
       gEntries[i].site.store(site, std::memory_order_release);
       return static_cast<int64_t>(i);
     }
@@ -126,15 +133,17 @@ void TrapTable::endRound(const uint32_t* slots, size_t count) noexcept {
   for (size_t k = 0; k < count; ++k) gEntries[slots[k]].site.store(0, std::memory_order_release);
 }
 
-bool TrapTable::lookup(uintptr_t site, uintptr_t* target) const noexcept {
+bool TrapTable::lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept {
   for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
     uintptr_t cur = gEntries[i].site.load(std::memory_order_acquire);
     if (cur == 0) return false;
     if (cur != site) continue;
     uintptr_t t = gEntries[i].target.load(std::memory_order_acquire);
+    auto h = static_cast<Emulate>(gEntries[i].how.load(std::memory_order_acquire));
     // Re-check: a concurrent clear/reuse means the round is over (handled by the caller).
     if (gEntries[i].site.load(std::memory_order_acquire) != site) return false;
     *target = t;
+    *how = h;
     return true;
   }
   return false;

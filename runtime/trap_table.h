@@ -2,9 +2,10 @@
 //
 // This is patchcall's one piece of process-wide state (a signal handler is per process):
 // a fixed, never-freed open-addressing table of sites currently int3-protected, each with
-// the target a trapping thread must be sent to. The handler is async-signal-safe (atomics
-// only), emulates the call (push site+5, jump to target), and chains to the previous
-// SIGTRAP handler for traps it does not own.
+// the target a trapping thread must be sent to and how: as a call (push site+5, jump to
+// target: JIT and foreign call sites, AOT inline calls) or as a jump (AOT branches, tail calls
+// and trampolines; a NOP5 is a jump to site+5). The handler is async-signal-safe (atomics
+// only) and chains to the previous SIGTRAP handler for traps it does not own.
 #pragma once
 
 #include <cstddef>
@@ -32,14 +33,15 @@ class TrapTable {
   // sync, endRound(). The handler compares the round sequence before and after it looks, so a
   // trap it handles late (across any number of rounds) is never mistaken for a foreign one.
   // Returns the slot used (for endRound), or -1 when the table is full.
-  int64_t publish(uintptr_t site, uintptr_t target) noexcept;
+  enum class Emulate : uint8_t { kCall, kJump };
+  int64_t publish(uintptr_t site, uintptr_t target, Emulate how = Emulate::kCall) noexcept;
   void beginRound() noexcept;
   // Every site of the round holds its complete new call by now.
   void endRound(const uint32_t* slots, size_t count) noexcept;
   uint64_t emulated() const noexcept;
 
   // For the handler.
-  bool lookup(uintptr_t site, uintptr_t* target) const noexcept;
+  bool lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept;
 
  private:
   TrapTable() = default;

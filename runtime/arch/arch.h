@@ -115,6 +115,13 @@ inline void resumeAt(void* ctx, uintptr_t site) noexcept;
 // What the site holds now (one acquire load: the handler races with the writer).
 inline SiteHolds siteHolds(uintptr_t site) noexcept;
 
+// ---- AOT text: static keys and calls (runtime/aot/, static_text.h) -------------------------
+//   kStaticPatching            whether this ISA patches them (else the headers' portable path)
+//   kStaticSiteSize, kStaticNop, StaticInsn, encodeStaticNop(), encodeStaticBranch(),
+//   decodeStaticSite()         the NOP / jump / call a branch, call site or trampoline holds
+//   staticTrampolineIndirect(), staticTrampolineReturn(), isStaticTrampoline()
+//                              the trampoline layout of include/patchcall/static_call_aot.h
+
 // ---- debug and unwind information (runtime/observe/, frame_cfi.h) --------------------------
 //   kElfMachine                e_machine of the in-memory ELF images (gdb, jitdump)
 //   FrameCfiRange, checkFramePointerCode(), buildFramePointerEhFrame()
@@ -129,6 +136,7 @@ inline SiteHolds siteHolds(uintptr_t site) noexcept;
 #include "x86_64/poll.h"
 #include "x86_64/safepoint_stub.h"
 #include "x86_64/site_layout.h"
+#include "x86_64/static_text.h"
 #include "x86_64/stubs.h"
 #include "x86_64/trap_emulation.h"
 #elif defined(__aarch64__)
@@ -138,6 +146,7 @@ inline SiteHolds siteHolds(uintptr_t site) noexcept;
 #include "aarch64/poll.h"
 #include "aarch64/safepoint_stub.h"
 #include "aarch64/site_layout.h"
+#include "aarch64/static_text.h"
 #include "aarch64/stubs.h"
 #include "aarch64/trap_emulation.h"
 #else

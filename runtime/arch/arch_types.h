@@ -23,7 +23,8 @@ struct ToggleLayout {
 };
 // What checkSiteBytes found. kUnsupportedForm: the ISA has no such form (kUnsupportedFormWhy says why).
 enum class SiteCheck : uint8_t { kOk, kNotACall, kUnalignedField, kMalformedToggle, kUnresolvedForm, kUnsupportedForm };
-// What a site holds while the trap handler looks at it.
+// What a site holds while the trap handler looks at it: kCall, a complete instruction a
+// round writes (re-execute it), the round's breakpoint, or something else.
 enum class SiteHolds : uint8_t { kCall, kBreakpoint, kOther };
 
 }  // namespace patchcall::arch

@@ -33,7 +33,10 @@ inline void resumeAt(void* ctx, uintptr_t site) noexcept {
 
 inline SiteHolds siteHolds(uintptr_t site) noexcept {
   uint8_t byte = __atomic_load_n(reinterpret_cast<const uint8_t*>(site), __ATOMIC_ACQUIRE);
-  return byte == x86::kCallRel32 ? SiteHolds::kCall : byte == x86::kInt3 ? SiteHolds::kBreakpoint : SiteHolds::kOther;
+  // Every complete instruction a protocol round leaves at a site: a call, or (AOT sites) a
+  // jmp rel32 or the NOP5 (0F 1F 44 00 00).
+  bool complete = byte == x86::kCallRel32 || byte == x86::kJmpRel32 || byte == x86::kNopRm[0];
+  return complete ? SiteHolds::kCall : byte == x86::kInt3 ? SiteHolds::kBreakpoint : SiteHolds::kOther;
 }
 
 }  // namespace patchcall::arch

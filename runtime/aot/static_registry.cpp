@@ -1,0 +1,374 @@
+// patchcall — the registry of AOT static keys and calls: registering modules, and rewriting
+// sites when a key flips or a call is retargeted.
+#include "static_registry.h"
+
+#include <elf.h>
+#include <link.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "../arch/arch.h"
+#include "../format.h"
+#include "../fork_safety.h"
+#include "call_site_discovery.h"
+#include "function_bounds.h"
+
+namespace patchcall::detail::aot {
+namespace {
+
+std::atomic<StaticRegistry*> gRegistry{nullptr};
+
+// The module's segments and .eh_frame_hdr, found from any address inside it.
+struct FindModule {
+  uintptr_t address;
+  Module* out;
+  bool found = false;
+};
+
+int visitObject(dl_phdr_info* info, size_t, void* arg) {
+  auto* f = static_cast<FindModule*>(arg);
+  bool inside = false;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && f->address >= lo && f->address < lo + ph.p_memsz) inside = true;
+  }
+  if (!inside) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD) {
+      f->out->segments.emplace_back(lo, lo + ph.p_memsz);
+      if ((ph.p_flags & PF_X) != 0) f->out->executable.emplace_back(lo, lo + ph.p_memsz);
+    } else if (ph.p_type == PT_GNU_EH_FRAME) {
+      f->out->ehFrameHdr = lo;
+    }
+  }
+  f->out->name = info->dlpi_name != nullptr && info->dlpi_name[0] != '\0' ? info->dlpi_name : "the executable";
+  f->found = true;
+  return 1;
+}
+
+template <typename T>
+std::span<const T> section(const void* begin, const void* end) {
+  if (begin == nullptr || end == nullptr || end <= begin) return {};
+  auto n = static_cast<size_t>(static_cast<const char*>(end) - static_cast<const char*>(begin)) / sizeof(T);
+  return {static_cast<const T*>(begin), n};
+}
+
+const char* kindName(SiteKind k) {
+  switch (k) {
+    case SiteKind::kBranch: return "branch";
+    case SiteKind::kTrampoline: return "trampoline";
+    case SiteKind::kCall: return "inline call";
+    case SiteKind::kTailCall: return "inline tail call";
+  }
+  return "site";
+}
+
+bool isKeyEnabled(uintptr_t key) {
+  return __atomic_load_n(&reinterpret_cast<const patchcall_static_key*>(key)->enabled, __ATOMIC_ACQUIRE) != 0;
+}
+uintptr_t callTargetField(uintptr_t call) {
+  return reinterpret_cast<uintptr_t>(__atomic_load_n(&reinterpret_cast<const patchcall_static_call*>(call)->target, __ATOMIC_ACQUIRE));
+}
+uintptr_t trampolineOf(uintptr_t call) { return reinterpret_cast<uintptr_t>(reinterpret_cast<const patchcall_static_call*>(call)->trampoline); }
+
+}  // namespace
+
+bool Module::contains(uintptr_t a) const noexcept {
+  for (auto [lo, hi] : segments)
+    if (a >= lo && a < hi) return true;
+  return false;
+}
+bool Module::executes(uintptr_t a, size_t n) const noexcept {
+  for (auto [lo, hi] : executable)
+    if (a >= lo && a + n <= hi) return true;
+  return false;
+}
+
+StaticRegistry& StaticRegistry::instance() {
+  static StaticRegistry* registry = [] {
+    auto* r = new StaticRegistry;  // never destroyed: modules unregister from destructors
+    (void)ensureForkHandlers();    // without them a fork child shares nothing half done anyway
+    gRegistry.store(r, std::memory_order_release);
+    return r;
+  }();
+  return *registry;
+}
+
+void StaticRegistry::forkPrepare() noexcept {
+  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.lock();
+}
+void StaticRegistry::forkParent() noexcept {
+  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
+}
+void StaticRegistry::forkChild() noexcept {
+  // Held by the forking thread, which is this one: unlock (text_ reopens /proc/self/mem).
+  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
+}
+
+// ---- modules ----------------------------------------------------------------------------
+
+void StaticRegistry::registerModule(const patchcall_module* handle) {
+  if (handle == nullptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  try {
+    for (const Module& m : modules_)
+      if (m.handle == handle) return;
+    Module& m = modules_.emplace_back();
+    m.id = nextId_++;
+    m.handle = handle;
+    Status s = doRegister(handle, m);
+    if (!s) m.status = std::move(s);
+  } catch (const std::bad_alloc&) {
+    // The module stays unknown: its keys and calls report UNKNOWN_KEY, its code runs as
+    // compiled (branches in their default direction, calls through the trampoline).
+    if (!modules_.empty() && modules_.back().handle == handle) modules_.pop_back();
+  }
+}
+
+Status StaticRegistry::doRegister(const patchcall_module* handle, Module& m) {
+  FindModule find{reinterpret_cast<uintptr_t>(handle), &m};
+  dl_iterate_phdr(&visitObject, &find);
+  if (!find.found) return Status(Error::kInvalidArgument, "AOT module at " + hex(find.address) + ": not inside any loaded object");
+  if (handle->abi != PATCHCALL_MODULE_ABI) {
+    return Status(Error::kInvalidArgument, "AOT module " + m.name + ": compiled against static_module.h ABI " +
+                                               std::to_string(handle->abi) + ", this library reads " + std::to_string(PATCHCALL_MODULE_ABI));
+  }
+  auto keys = section<patchcall_static_key>(handle->keys_begin, handle->keys_end);
+  auto calls = section<patchcall_static_call>(handle->calls_begin, handle->calls_end);
+  if (keys_.size() + keys.size() > PATCHCALL_STATIC_KEYS_MAX) {
+    return Status(Error::kTableFull, "AOT module " + m.name + ": its " + std::to_string(keys.size()) + " static keys do not fit the key table (" +
+                                         std::to_string(keys_.size()) + " of " + std::to_string(PATCHCALL_STATIC_KEYS_MAX) +
+                                         " in use); the module's keys and calls stay as compiled");
+  }
+  for (const patchcall_static_key& k : keys) keys_.emplace(reinterpret_cast<uintptr_t>(&k), m.id);
+  for (const patchcall_static_call& c : calls) {
+    if (!arch::kStaticPatching || arch::isStaticTrampoline(static_cast<const uint8_t*>(c.trampoline))) {
+      calls_.emplace(reinterpret_cast<uintptr_t>(&c), m.id);
+    }
+  }
+  if (!arch::kStaticPatching) return Status::ok();
+  std::vector<Site> added;
+  addBranches(m, added);
+  addCalls(m, added);
+  addCallSites(m, added);
+  for (const Site& s : added) {
+    sites_[s.object].push_back(s);
+    siteAddresses_.insert(s.address);
+  }
+  // Branches of keys already flipped, calls already retargeted: the module's sites follow.
+  return rewrite(added);
+}
+
+void StaticRegistry::addBranches(Module& m, std::vector<Site>& added) {
+  for (const patchcall_jump_entry& e : section<patchcall_jump_entry>(m.handle->jumps_begin, m.handle->jumps_end)) {
+    uintptr_t ref = e.key & ~uintptr_t{1};
+    if (!m.contains(ref) || !m.executes(e.code, arch::kStaticSiteSize) || !m.executes(e.target, 1)) continue;
+    uintptr_t key = reinterpret_cast<uintptr_t>(*reinterpret_cast<patchcall_static_key* const*>(ref));
+    uintptr_t dest = 0;
+    arch::StaticInsn insn = arch::decodeStaticSite(e.code, reinterpret_cast<const uint8_t*>(e.code), &dest);
+    bool valid = insn == arch::StaticInsn::kNop || (insn == arch::StaticInsn::kJump && dest == e.target);
+    if (key == 0 || !valid || siteAddresses_.count(e.code) != 0) continue;
+    added.push_back(Site{e.code, key, m.id, SiteKind::kBranch, (e.key & 1) != 0, e.target});
+  }
+}
+
+void StaticRegistry::addCalls(Module& m, std::vector<Site>& added) {
+  for (const patchcall_static_call& c : section<patchcall_static_call>(m.handle->calls_begin, m.handle->calls_end)) {
+    auto tramp = reinterpret_cast<uintptr_t>(c.trampoline);
+    if (calls_.count(reinterpret_cast<uintptr_t>(&c)) == 0 || !m.executes(tramp, PATCHCALL_SCT_SIZE)) continue;
+    added.push_back(Site{tramp, reinterpret_cast<uintptr_t>(&c), m.id, SiteKind::kTrampoline, false, 0});
+  }
+}
+
+void StaticRegistry::addCallSites(Module& m, std::vector<Site>& added) {
+  std::unordered_set<uintptr_t> claimed;
+  auto taken = [&](uintptr_t a) { return claimed.count(a) != 0 || siteAddresses_.count(a) != 0; };
+  for (const patchcall_call_site_entry& e : section<patchcall_call_site_entry>(m.handle->sites_begin, m.handle->sites_end)) {
+    FunctionBounds fn;
+    if (e.call == nullptr || !m.executes(e.marker, 1) || !functionBounds(m.ehFrameHdr, e.marker, &fn)) continue;
+    auto tramp = reinterpret_cast<uintptr_t>(e.call->trampoline);
+    if (!arch::isStaticTrampoline(reinterpret_cast<const uint8_t*>(tramp))) continue;
+    FoundCall found;
+    if (!findCallAfterMarker(e.marker, fn.end, tramp, taken, &found) || !m.executes(found.address, arch::kStaticSiteSize)) continue;
+    claimed.insert(found.address);
+    added.push_back(Site{found.address, reinterpret_cast<uintptr_t>(e.call), m.id, found.tail ? SiteKind::kTailCall : SiteKind::kCall,
+                         false, found.original});
+  }
+}
+
+void StaticRegistry::unregisterModule(const patchcall_module* handle) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = std::find_if(modules_.begin(), modules_.end(), [&](const Module& m) { return m.handle == handle; });
+  if (it == modules_.end()) return;
+  const Module& m = *it;
+  // Its objects (and their sites anywhere) and its sites (of any object) are forgotten.
+  for (auto k = keys_.begin(); k != keys_.end();) k = k->second == m.id ? keys_.erase(k) : std::next(k);
+  for (auto c = calls_.begin(); c != calls_.end();) c = c->second == m.id ? calls_.erase(c) : std::next(c);
+  for (auto s = sites_.begin(); s != sites_.end();) {
+    std::vector<Site>& list = s->second;
+    bool objectGone = m.contains(s->first);
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const Site& site) {
+                                bool gone = objectGone || site.module == m.id;
+                                if (gone) siteAddresses_.erase(site.address);
+                                return gone;
+                              }),
+               list.end());
+    s = list.empty() ? sites_.erase(s) : std::next(s);
+  }
+  modules_.erase(it);
+}
+
+Status StaticRegistry::moduleStatus(uintptr_t address) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const Module& m : modules_)
+    if (m.contains(address)) return m.status;
+  return Status(Error::kUnknownKey, "no registered AOT module contains " + hex(address));
+}
+
+Status StaticRegistry::unknown(uintptr_t object, const char* what) {
+  for (const Module& m : modules_)
+    if (m.contains(object) && !m.status) return m.status;
+  return Status(Error::kUnknownKey, hex(object) + " is not a " + what + " of a loaded module (defined with PATCHCALL_DEFINE_" +
+                                        (std::strcmp(what, "static key") == 0 ? "STATIC_KEY_*" : "STATIC_CALL") +
+                                        "; a dlclose'd library's are forgotten)");
+}
+
+// ---- rewriting sites --------------------------------------------------------------------
+
+void StaticRegistry::desired(const Site& site, uint8_t out[]) const {
+  if (site.kind == SiteKind::kBranch) {
+    if (isKeyEnabled(site.object) != site.likely) {
+      (void)arch::encodeStaticBranch(site.address, site.label, false, out);  // in one module: in reach
+    } else {
+      arch::encodeStaticNop(out);
+    }
+    return;
+  }
+  uintptr_t tramp = trampolineOf(site.object), target = callTargetField(site.object);
+  bool null = target == arch::staticTrampolineReturn(tramp);
+  switch (site.kind) {
+    case SiteKind::kTrampoline:
+      if (!arch::encodeStaticBranch(site.address, target, false, out)) {
+        (void)arch::encodeStaticBranch(site.address, arch::staticTrampolineIndirect(tramp), false, out);
+      }
+      return;
+    case SiteKind::kCall:
+      if (null) {
+        arch::encodeStaticNop(out);
+      } else if (!arch::encodeStaticBranch(site.address, target, true, out)) {
+        (void)arch::encodeStaticBranch(site.address, site.label, true, out);
+      }
+      return;
+    case SiteKind::kTailCall:
+      if (!arch::encodeStaticBranch(site.address, target, false, out)) {
+        (void)arch::encodeStaticBranch(site.address, site.label, false, out);
+      }
+      return;
+    case SiteKind::kBranch: return;
+  }
+}
+
+Status StaticRegistry::rewrite(const std::vector<Site>& sites, bool* wrote) {
+  std::vector<TextPatch> patches;
+  patches.reserve(sites.size());
+  for (const Site& entry : sites) {
+    const Site* site = &entry;
+    TextPatch p;
+    p.address = site->address;
+    std::memcpy(p.from, reinterpret_cast<const void*>(site->address), arch::kStaticSiteSize);
+    desired(*site, p.to);
+    if (std::memcmp(p.from, p.to, arch::kStaticSiteSize) == 0) continue;
+    uintptr_t ignored;
+    if (arch::decodeStaticSite(site->address, p.from, &ignored) == arch::StaticInsn::kOther) {
+      // Not what patchcall recorded or wrote (a debugger's breakpoint, someone else's patch):
+      // refuse the whole batch before its first write.
+      return Status(Error::kUnsupportedSite, std::string("AOT ") + kindName(site->kind) + " at " + hex(site->address) +
+                                                 " no longer holds an instruction patchcall wrote; nothing was changed");
+    }
+    patches.push_back(p);
+  }
+  std::sort(patches.begin(), patches.end(), [](const TextPatch& a, const TextPatch& b) { return a.address < b.address; });
+  if (wrote != nullptr) *wrote = !patches.empty();
+  return text_.apply(patches);
+}
+
+const std::vector<Site>& StaticRegistry::sitesOf(uintptr_t object) const {
+  static const std::vector<Site> kNone;
+  auto it = sites_.find(object);
+  return it == sites_.end() ? kNone : it->second;
+}
+
+Status StaticRegistry::setKey(patchcall_static_key* key, bool enabled) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto object = reinterpret_cast<uintptr_t>(key);
+  if (keys_.count(object) == 0) return unknown(object, "static key");
+  if (isKeyEnabled(object) == enabled) return Status::ok();
+  __atomic_store_n(&key->enabled, enabled ? 1 : 0, __ATOMIC_RELEASE);
+  Status s = rewrite(sitesOf(object));
+  // Failed: the old state stays the key's, so a retry rewrites every branch again.
+  if (!s) __atomic_store_n(&key->enabled, enabled ? 0 : 1, __ATOMIC_RELEASE);
+  return s;
+}
+
+Status StaticRegistry::keyBranches(const patchcall_static_key* key, size_t* count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto object = reinterpret_cast<uintptr_t>(key);
+  if (keys_.count(object) == 0) return unknown(object, "static key");
+  auto it = sites_.find(object);
+  *count = it == sites_.end() ? 0 : it->second.size();
+  return Status::ok();
+}
+
+Status StaticRegistry::setCall(patchcall_static_call* call, const void* target) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto object = reinterpret_cast<uintptr_t>(call);
+  if (calls_.count(object) == 0) return unknown(object, "static call");
+  uintptr_t stored = target != nullptr ? reinterpret_cast<uintptr_t>(target) : arch::staticTrampolineReturn(trampolineOf(object));
+  if (callTargetField(object) == stored) return Status::ok();  // the current target: no write, no sync
+  // The field first: a thread on the trampoline's indirect path takes the new target from
+  // now on, one on a direct path the old one until its site is rewritten.
+  uintptr_t previous = callTargetField(object);
+  __atomic_store_n(&call->target, reinterpret_cast<const void*>(stored), __ATOMIC_RELEASE);
+  bool wrote = false;
+  Status s = arch::kStaticPatching ? rewrite(sitesOf(object), &wrote) : Status::ok();
+  // Only the field changed (every site stays on the indirect path or the compiled call): one
+  // sync makes the new target every core's before this returns.
+  if (s && !wrote) s = text_.syncOnly();
+  if (!s) __atomic_store_n(&call->target, reinterpret_cast<const void*>(previous), __ATOMIC_RELEASE);
+  return s;
+}
+
+Status StaticRegistry::callTarget(const patchcall_static_call* call, const void** target) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto object = reinterpret_cast<uintptr_t>(call);
+  if (calls_.count(object) == 0) return unknown(object, "static call");
+  uintptr_t t = callTargetField(object);
+  *target = t == arch::staticTrampolineReturn(trampolineOf(object)) && arch::kStaticPatching ? nullptr : reinterpret_cast<const void*>(t);
+  return Status::ok();
+}
+
+int StaticRegistry::eachSite(int (*visit)(void*, const patchcall_static_site_info*), void* user) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [object, list] : sites_) {
+    for (const Site& s : list) {
+      patchcall_static_site_info info{};
+      info.address = reinterpret_cast<const void*>(s.address);
+      info.object = reinterpret_cast<const void*>(s.object);
+      info.kind = static_cast<int>(s.kind);
+      uintptr_t dest = 0;
+      arch::StaticInsn insn = arch::decodeStaticSite(s.address, reinterpret_cast<const uint8_t*>(s.address), &dest);
+      info.destination = insn == arch::StaticInsn::kJump || insn == arch::StaticInsn::kCall ? reinterpret_cast<const void*>(dest) : nullptr;
+      if (int r = visit(user, &info); r != 0) return r;
+    }
+  }
+  return 0;
+}
+
+}  // namespace patchcall::detail::aot

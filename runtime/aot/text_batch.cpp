@@ -1,0 +1,139 @@
+// patchcall — the breakpoint protocol over compiled text, through /proc/self/mem.
+#include "text_batch.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "../format.h"
+#include "../trap_table.h"
+
+namespace patchcall::detail::aot {
+namespace {
+
+constexpr uintptr_t kPage = 4096;
+constexpr uintptr_t pageOf(uintptr_t a) { return a & ~(kPage - 1); }
+
+// The trap handler's view of a patch: where a thread that meets the int3 continues.
+void emulation(const TextPatch& p, uintptr_t* target, TrapTable::Emulate* how) {
+  uintptr_t dest = 0;
+  switch (arch::decodeStaticSite(p.address, p.to, &dest)) {
+    case arch::StaticInsn::kCall: *target = dest; *how = TrapTable::Emulate::kCall; return;
+    case arch::StaticInsn::kJump: *target = dest; *how = TrapTable::Emulate::kJump; return;
+    default: *target = p.address + arch::kStaticSiteSize; *how = TrapTable::Emulate::kJump; return;  // the NOP
+  }
+}
+
+}  // namespace
+
+Status AotTextWriter::ready() {
+  pid_t pid = getpid();
+  if (fd_ >= 0 && owner_ == pid) return Status::ok();
+  // A fork child inherits the parent's descriptor, which still names the parent's memory.
+  if (fd_ >= 0) close(fd_);
+  fd_ = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  if (fd_ < 0) return Status(Error::kSystemError, std::string("AOT text: cannot open /proc/self/mem for writing: ") + std::strerror(errno));
+  owner_ = pid;
+  if (!syncReady_) {
+    Status s = sync_.init(SyncMethod::kAuto);
+    if (!s) return s;
+    s = TrapTable::instance().installHandler();
+    if (!s) return s;
+    syncReady_ = true;
+  }
+  return Status::ok();
+}
+
+Status AotTextWriter::syncOnly() {
+  if (Status s = ready(); !s) return s;
+  return sync_.syncOrError("AOT static call target");
+}
+
+Status AotTextWriter::apply(std::span<const TextPatch> patches) {
+  if (patches.empty()) return Status::ok();
+  if (Status s = ready(); !s) return s;
+  ++batches_;
+  for (size_t at = 0; at < patches.size(); at += TrapTable::kMaxBatch) {
+    size_t n = std::min(TrapTable::kMaxBatch, patches.size() - at);
+    if (Status s = round(patches.subspan(at, n)); !s) return s;
+  }
+  return Status::ok();
+}
+
+Status AotTextWriter::round(std::span<const TextPatch> patches) {
+  TrapTable& traps = TrapTable::instance();
+  std::lock_guard<std::mutex> roundLock(traps.roundMutex());
+  std::vector<uint32_t> slots;
+  slots.reserve(patches.size());
+  for (const TextPatch& p : patches) {
+    uintptr_t target;
+    TrapTable::Emulate how;
+    emulation(p, &target, &how);
+    int64_t slot = traps.publish(p.address, target, how);
+    if (slot < 0) {  // nothing written yet: withdraw the entries
+      traps.beginRound();
+      traps.endRound(slots.data(), slots.size());
+      return Status(Error::kTableFull, "AOT text: the trap table is full");
+    }
+    slots.push_back(static_cast<uint32_t>(slot));
+  }
+  traps.beginRound();
+  Status result = Status::ok();
+  for (int phase = 0; phase < 3; ++phase) {
+    result = writePhase(patches, phase);
+    if (!result) break;
+    if (int err = sync_.sync(); err != 0) {
+      result = Status(Error::kSystemError, std::string("AOT text: the cross-core sync failed: ") + std::strerror(err));
+      break;
+    }
+  }
+  if (result) {
+    traps.endRound(slots.data(), slots.size());
+    return result;
+  }
+  // A write failed: keep the entry of every site still holding the int3 (emulated from now
+  // on: the handler sends threads where the new instruction would), drop the others.
+  std::vector<uint32_t> done;
+  for (size_t i = 0; i < patches.size(); ++i) {
+    uint8_t head = *reinterpret_cast<const volatile uint8_t*>(patches[i].address);
+    if (head != arch::kBreakpoint[0]) done.push_back(slots[i]);
+  }
+  (void)sync_.sync();
+  traps.endRound(done.data(), done.size());
+  return result;
+}
+
+Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) {
+  // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`.
+  size_t first = phase == 1 ? arch::kBreakpointSize : 0;
+  size_t count = phase == 1 ? arch::kStaticSiteSize - arch::kBreakpointSize : arch::kBreakpointSize;
+  size_t i = 0;
+  while (i < patches.size()) {
+    // A run: sites whose bytes start in the page of the previous one's end, or the next page.
+    uintptr_t lo = patches[i].address + first, hi = lo + count;
+    size_t j = i + 1;
+    while (j < patches.size() && pageOf(patches[j].address + first) <= pageOf(hi - 1) + kPage) {
+      hi = patches[j].address + first + count;
+      ++j;
+    }
+    buffer_.assign(reinterpret_cast<const char*>(lo), hi - lo);  // the text as it is now
+    for (size_t k = i; k < j; ++k) {
+      const uint8_t* src = phase == 0 ? arch::kBreakpoint : patches[k].to + first;
+      std::memcpy(buffer_.data() + (patches[k].address + first - lo), src, count);
+    }
+    ssize_t n = pwrite(fd_, buffer_.data(), buffer_.size(), static_cast<off_t>(lo));
+    if (n != static_cast<ssize_t>(buffer_.size())) {
+      int err = n < 0 ? errno : EIO;
+      return Status(Error::kSystemError, "AOT text: writing " + std::to_string(buffer_.size()) + " bytes at " + hex(lo) +
+                                                " through /proc/self/mem failed (" + std::strerror(err) + "; " +
+                                                std::to_string(n) + " written)");
+    }
+    i = j;
+  }
+  return Status::ok();
+}
+
+}  // namespace patchcall::detail::aot

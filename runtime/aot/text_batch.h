@@ -1,0 +1,62 @@
+// patchcall — AotTextWriter: rewrites 5-byte instructions in compiled (AOT) text with the
+// breakpoint protocol, all of one batch together: int3 on every first byte, sync every core,
+// every tail, sync, every first byte, sync. A thread reaching a site mid-batch traps and the
+// SIGTRAP handler (TrapTable) continues it as the new instruction would.
+//
+// Text stays read-execute: writes go through /proc/self/mem. Each phase writes nearby sites
+// with one pwrite (a run of sites whose pages touch: the bytes between them are written back
+// unchanged, so a run never covers a page without a site), which makes a batch cost about
+// three pwrites per page of sites plus three syncs instead of three pwrites per site. The
+// kernel's copy is a byte copy (rep movsb), not one store, so no single-store shortcut is
+// ever taken here. Every write's result is checked.
+//
+// Process-wide (one per process, under the AOT registry's mutex): the /proc/self/mem
+// descriptor (reopened by a fork child before its first batch) and the cross-core sync.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "../arch/arch.h"
+#include "../cross_core_sync.h"
+#include "patchcall/status.h"
+
+namespace patchcall::detail::aot {
+
+struct TextPatch {
+  uintptr_t address = 0;
+  uint8_t from[arch::kStaticSiteSize] = {};  // what the site holds now
+  uint8_t to[arch::kStaticSiteSize] = {};
+};
+
+class AotTextWriter {
+ public:
+  // Sorted by address, non-overlapping, each `from` as read just before. Larger batches run
+  // as several protocol rounds of TrapTable::kMaxBatch sites. On a failed write or sync the
+  // error names it; a site that could not be completed keeps its trap entry (the handler goes
+  // on emulating it), so no thread ever meets an unowned int3.
+  Status apply(std::span<const TextPatch> patches);
+  // For sites patched while the module is not yet running threads is no shortcut taken: every
+  // batch is the full protocol. A plain memory barrier for data-only changes (the
+  // trampoline's indirect target): every core sees it before this returns.
+  Status syncOnly();
+  uint64_t batches() const noexcept { return batches_; }
+
+ private:
+  Status ready();
+  Status round(std::span<const TextPatch> patches);
+  // Writes, for every patch, bytes [first, first + count) of `to` (or the int3 for phase 0).
+  Status writePhase(std::span<const TextPatch> patches, int phase);
+
+  int fd_ = -1;
+  pid_t owner_ = 0;  // the process fd_ was opened in
+  bool syncReady_ = false;
+  CrossCoreSync sync_;
+  uint64_t batches_ = 0;
+  std::string buffer_;
+};
+
+}  // namespace patchcall::detail::aot
