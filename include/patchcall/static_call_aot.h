@@ -83,6 +83,23 @@ typedef struct patchcall_static_site_info {
  * key or call functions); a nonzero return from visit stops the walk and is returned. */
 int patchcall_static_sites_each(int (*visit)(void* user, const patchcall_static_site_info* site), void* user);
 
+/* Counters of the AOT registry (process-wide). Set struct_size = sizeof(struct
+ * patchcall_static_stats) before the call: later versions only append fields. */
+typedef struct patchcall_static_stats {
+  size_t struct_size;
+  size_t modules;            /* registered modules (with one that failed: see failed_modules) */
+  size_t failed_modules;     /* modules whose registration failed (TABLE_FULL, ...) */
+  size_t keys, calls;        /* registered keys and calls */
+  size_t branches, trampolines, call_sites, tail_call_sites; /* sites by kind */
+  uint64_t batches;          /* breakpoint-protocol batches written */
+  uint64_t sites_written;    /* 5-byte instructions rewritten */
+  uint64_t writes;           /* pwrite calls to /proc/self/mem */
+  uint64_t syncs;            /* cross-core syncs */
+  uint64_t traps_emulated;   /* int3 traps the handler continued (JIT and AOT sites alike) */
+} patchcall_static_stats;
+/* Errors: INVALID_ARGUMENT (NULL, or struct_size smaller than the first version's). */
+int patchcall_static_stats_get(patchcall_static_stats* out);
+
 PATCHCALL_EXTERN_C_END_
 
 /* Trampoline layout (x86-64), shared with runtime/arch/x86_64/static_text.h. */

@@ -59,4 +59,17 @@ int patchcall_static_sites_each(int (*visit)(void* user, const patchcall_static_
   return guarded("patchcall_static_sites_each", [&] { return StaticRegistry::instance().eachSite(visit, user); });
 }
 
+int patchcall_static_stats_get(patchcall_static_stats* out) {
+  if (out == nullptr) return nullArgument("patchcall_static_stats_get", "out");
+  if (out->struct_size < sizeof(patchcall_static_stats)) {
+    return patchcall::capi::fail(PATCHCALL_E_INVALID_ARGUMENT, "patchcall_static_stats_get: struct_size is smaller than "
+                                                                "sizeof(patchcall_static_stats) of this library's first version");
+  }
+  return guarded("patchcall_static_stats_get", [&] {
+    StaticRegistry::instance().stats(out);
+    out->struct_size = sizeof(patchcall_static_stats);
+    return patchcall::capi::succeed();
+  });
+}
+
 }  // extern "C"

@@ -12,6 +12,7 @@
 
 #include "../arch/arch.h"
 #include "../format.h"
+#include "../trap_table.h"
 #include "../fork_safety.h"
 #include "call_site_discovery.h"
 #include "function_bounds.h"
@@ -369,6 +370,27 @@ int StaticRegistry::eachSite(int (*visit)(void*, const patchcall_static_site_inf
     }
   }
   return 0;
+}
+
+void StaticRegistry::stats(patchcall_static_stats* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  out->modules = modules_.size();
+  out->failed_modules = static_cast<size_t>(std::count_if(modules_.begin(), modules_.end(), [](const Module& m) { return !m.status; }));
+  out->keys = keys_.size();
+  out->calls = calls_.size();
+  out->branches = out->trampolines = out->call_sites = out->tail_call_sites = 0;
+  for (const auto& [object, list] : sites_) {
+    for (const Site& s : list) {
+      size_t& n = s.kind == SiteKind::kBranch ? out->branches : s.kind == SiteKind::kTrampoline ? out->trampolines
+                : s.kind == SiteKind::kCall ? out->call_sites : out->tail_call_sites;
+      ++n;
+    }
+  }
+  out->batches = text_.batches();
+  out->sites_written = text_.sitesWritten();
+  out->writes = text_.writes();
+  out->syncs = text_.syncs();
+  out->traps_emulated = TrapTable::instance().emulated();
 }
 
 }  // namespace patchcall::detail::aot

@@ -68,6 +68,7 @@ class StaticRegistry {
   Status setCall(patchcall_static_call* call, const void* target);
   Status callTarget(const patchcall_static_call* call, const void** target);
   int eachSite(int (*visit)(void*, const patchcall_static_site_info*), void* user);
+  void stats(patchcall_static_stats* out);
 
   // The atfork handlers (fork_safety.cpp): the mutex is held across fork(), so no batch is
   // half done in the child; the child's first batch reopens /proc/self/mem.

@@ -56,6 +56,7 @@ Status AotTextWriter::apply(std::span<const TextPatch> patches) {
   if (patches.empty()) return Status::ok();
   if (Status s = ready(); !s) return s;
   ++batches_;
+  sitesWritten_ += patches.size();
   for (size_t at = 0; at < patches.size(); at += TrapTable::kMaxBatch) {
     size_t n = std::min(TrapTable::kMaxBatch, patches.size() - at);
     if (Status s = round(patches.subspan(at, n)); !s) return s;
@@ -125,6 +126,7 @@ Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) 
       std::memcpy(buffer_.data() + (patches[k].address + first - lo), src, count);
     }
     ssize_t n = pwrite(fd_, buffer_.data(), buffer_.size(), static_cast<off_t>(lo));
+    ++writes_;
     if (n != static_cast<ssize_t>(buffer_.size())) {
       int err = n < 0 ? errno : EIO;
       return Status(Error::kSystemError, "AOT text: writing " + std::to_string(buffer_.size()) + " bytes at " + hex(lo) +

@@ -39,11 +39,13 @@ class AotTextWriter {
   // error names it; a site that could not be completed keeps its trap entry (the handler goes
   // on emulating it), so no thread ever meets an unowned int3.
   Status apply(std::span<const TextPatch> patches);
-  // For sites patched while the module is not yet running threads is no shortcut taken: every
-  // batch is the full protocol. A plain memory barrier for data-only changes (the
-  // trampoline's indirect target): every core sees it before this returns.
+  // For data-only changes (the trampoline's indirect target): one sync, after which every
+  // core sees the change.
   Status syncOnly();
   uint64_t batches() const noexcept { return batches_; }
+  uint64_t sitesWritten() const noexcept { return sitesWritten_; }
+  uint64_t writes() const noexcept { return writes_; }
+  uint64_t syncs() const noexcept { return sync_.count(); }
 
  private:
   Status ready();
@@ -56,6 +58,8 @@ class AotTextWriter {
   bool syncReady_ = false;
   CrossCoreSync sync_;
   uint64_t batches_ = 0;
+  uint64_t sitesWritten_ = 0;
+  uint64_t writes_ = 0;
   std::string buffer_;
 };
 
