@@ -13,6 +13,12 @@ using patchcall::detail::aot::StaticRegistry;
 extern "C" {
 
 void patchcall_module_register(const struct patchcall_module* module) {
+  // Every module whose files include the headers calls this, this library's own included: one
+  // without keys, calls or sites costs nothing (no registry, no fork handlers).
+  if (module == nullptr || (module->keys_begin == module->keys_end && module->calls_begin == module->calls_end &&
+                            module->jumps_begin == module->jumps_end && module->sites_begin == module->sites_end)) {
+    return;
+  }
   try {
     StaticRegistry::instance().registerModule(module);
   } catch (...) {  // a load never fails because of patchcall: the module stays as compiled

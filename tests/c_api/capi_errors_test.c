@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "capi_check.h"
+#include "patchcall/static_key.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(PATCHCALL_TEST_HOOKS)
 #define CAPI_CAN_FAIL_NEW 0
@@ -398,6 +399,18 @@ static void absurd_counts_are_refused(void) {
   patchcall_runtime_destroy(rt);
 }
 
+/* TABLE_FULL: this executable defines more AOT static keys than the table holds (65,536 bare
+ * key objects in the keys section besides the named one), so its module is not registered and
+ * its keys report why. */
+PATCHCALL_DEFINE_STATIC_KEY_FALSE(capi_overflowing_key);
+__asm__(".pushsection __patchcall_keys, \"aw\"\n\t.balign 16\n\t.rept 65536\n\t.long 0, 0\n\t.quad 0\n\t"
+        ".endr\n\t.popsection");
+static void table_full(void) {
+  CHECK_CODE(patchcall_static_key_enable(&capi_overflowing_key), PATCHCALL_E_TABLE_FULL);
+  CHECK_MESSAGE_HAS("do not fit the key table");
+  CHECK_CODE(patchcall_static_module_status(&capi_overflowing_key), PATCHCALL_E_TABLE_FULL);
+}
+
 static void every_code_was_seen(void) {
   for (int code = 0; code < PATCHCALL_ERROR_COUNT; ++code) {
     if (code == PATCHCALL_E_EMIT_FAILED) continue;
@@ -421,6 +434,7 @@ int main(void) {
   RUN(remaining_codes);
   RUN(forked_child_without_atfork);
   RUN(absurd_counts_are_refused);
+  RUN(table_full);
   RUN(every_code_was_seen);
   return capi_finish("CApi_ErrorCodes");
 }
