@@ -1,0 +1,143 @@
+# Static keys and static calls for AOT-compiled C/C++ (issue 16; tests/static_aot/):
+#  - StaticAot_Stress_<variant>: stress_main.c + the dlopen()ed stress_lib.c, 100 keys and 100
+#    static calls flipped and retargeted 10,000 times under 4 reader threads, every site decoded
+#    by Zydis; built 4 ways: C with this build's C compiler at -O0 and -O2 (C_O0, C_O2) and as
+#    C++ with clang++ -x c++ at -O0 and -O2 (CXX_Clang_O0, CXX_Clang_O2: compiled by custom
+#    commands, linked by this build, so they link the same runtime; skipped without clang++).
+#  - StaticAot_Fork: the C -O2 program forking in the middle of its run.
+#  - StaticAot_TableFull: a library with more keys than PATCHCALL_STATIC_KEYS_MAX.
+#  - StaticAot_CompileFail_*: snippets the headers must refuse at compile time.
+# Every program links the runtime statically and exports its symbols (-rdynamic) for the
+# library; every module links with -Wl,-z,now so cross-module PLT slots are bound at load.
+set(_aot_dir ${CMAKE_CURRENT_SOURCE_DIR}/static_aot)
+set(_aot_headers ${_aot_dir}/aot_stress.h ${_aot_dir}/aot_sites.h
+    ${PROJECT_SOURCE_DIR}/include/patchcall/static_key.h ${PROJECT_SOURCE_DIR}/include/patchcall/static_call_aot.h
+    ${PROJECT_SOURCE_DIR}/include/patchcall/static_module.h)
+set(_aot_timeout 90)
+
+function(_aot_program target)
+  set_target_properties(${target} PROPERTIES ENABLE_EXPORTS ON LINKER_LANGUAGE CXX)
+  target_link_libraries(${target} PRIVATE patchcall_runtime Zydis::Zydis Threads::Threads ${CMAKE_DL_LIBS})
+  target_link_options(${target} PRIVATE -Wl,-z,now)
+endfunction()
+function(_aot_library target)
+  set_target_properties(${target} PROPERTIES PREFIX "" LINKER_LANGUAGE C)
+  target_link_options(${target} PRIVATE -Wl,-z,now)
+endfunction()
+
+# ---- the C variants (this build's C compiler) ----------------------------------------------
+foreach(opt O0 O2)
+  string(TOLOWER ${opt} _o)
+  add_library(static_aot_stress_lib_c_${_o} MODULE ${_aot_dir}/stress_lib.c)
+  target_include_directories(static_aot_stress_lib_c_${_o} PRIVATE ${PROJECT_SOURCE_DIR}/include)
+  target_compile_options(static_aot_stress_lib_c_${_o} PRIVATE -${opt} -Wall -Wextra)
+  _aot_library(static_aot_stress_lib_c_${_o})
+
+  add_executable(static_aot_stress_c_${_o} ${_aot_dir}/stress_main.c ${_aot_dir}/aot_sites.c)
+  target_compile_options(static_aot_stress_c_${_o} PRIVATE -${opt} -Wall -Wextra)
+  _aot_program(static_aot_stress_c_${_o})
+  add_dependencies(static_aot_stress_c_${_o} static_aot_stress_lib_c_${_o})
+  add_test(NAME StaticAot_Stress_C_${opt}
+           COMMAND static_aot_stress_c_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_c_${_o}>)
+  set_tests_properties(StaticAot_Stress_C_${opt} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
+endforeach()
+
+add_test(NAME StaticAot_Fork
+         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --fork --changes 3000)
+set_tests_properties(StaticAot_Fork PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
+
+# ---- the C++ variants: the same sources, clang++ -x c++ ----------------------------------------
+find_program(PATCHCALL_CLANGXX NAMES clang++ clang++-14)
+get_target_property(_aot_zydis_includes Zydis::Zydis INTERFACE_INCLUDE_DIRECTORIES)
+set(_aot_clang_includes -I${PROJECT_SOURCE_DIR}/include)
+foreach(dir IN LISTS _aot_zydis_includes)
+  if(dir AND NOT dir STREQUAL "/usr/include") # (-I/usr/include breaks libstdc++'s #include_next)
+    list(APPEND _aot_clang_includes -I${dir})
+  endif()
+endforeach()
+foreach(opt O0 O2)
+  string(TOLOWER ${opt} _o)
+  set(_test StaticAot_Stress_CXX_Clang_${opt})
+  if(NOT PATCHCALL_CLANGXX)
+    add_test(NAME ${_test} COMMAND ${CMAKE_COMMAND} -E echo
+             "SKIPPED: clang++ not found (apt-get install clang; scripts/deps installs it): the C++ variants of the static_aot stress program need it")
+    set_tests_properties(${_test} PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:" LABELS "static_aot")
+    continue()
+  endif()
+  set(_out ${CMAKE_CURRENT_BINARY_DIR}/static_aot/cxx_${_o})
+  file(MAKE_DIRECTORY ${_out})
+  set(_objects "")
+  foreach(stem stress_main aot_sites stress_lib)
+    set(_pic -fPIE)
+    if(stem STREQUAL "stress_lib")
+      set(_pic -fPIC)
+    endif()
+    add_custom_command(
+      OUTPUT ${_out}/${stem}.o
+      COMMAND ${PATCHCALL_CLANGXX} -x c++ -std=c++20 -${opt} -g ${_pic} -Wall -Wextra ${_aot_clang_includes}
+              -c ${_aot_dir}/${stem}.c -o ${_out}/${stem}.o
+      DEPENDS ${_aot_dir}/${stem}.c ${_aot_headers}
+      COMMENT "clang++ -x c++ -${opt}: static_aot/${stem}.c"
+      VERBATIM)
+    set_source_files_properties(${_out}/${stem}.o PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+  endforeach()
+  add_library(static_aot_stress_lib_cxx_${_o} MODULE ${_out}/stress_lib.o)
+  _aot_library(static_aot_stress_lib_cxx_${_o})
+  set_target_properties(static_aot_stress_lib_cxx_${_o} PROPERTIES LINKER_LANGUAGE CXX)
+  add_executable(static_aot_stress_cxx_${_o} ${_out}/stress_main.o ${_out}/aot_sites.o)
+  _aot_program(static_aot_stress_cxx_${_o})
+  add_dependencies(static_aot_stress_cxx_${_o} static_aot_stress_lib_cxx_${_o})
+  add_test(NAME ${_test} COMMAND static_aot_stress_cxx_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_cxx_${_o}>)
+  set_tests_properties(${_test} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
+endforeach()
+
+# ---- more keys than the table holds -------------------------------------------------------------
+add_library(static_aot_table_full_lib MODULE ${_aot_dir}/table_full_lib.c)
+target_include_directories(static_aot_table_full_lib PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_compile_options(static_aot_table_full_lib PRIVATE -Wall -Wextra)
+_aot_library(static_aot_table_full_lib)
+add_executable(static_aot_table_full ${_aot_dir}/table_full_main.c ${_aot_dir}/aot_sites.c)
+target_compile_options(static_aot_table_full PRIVATE -Wall -Wextra)
+_aot_program(static_aot_table_full)
+add_dependencies(static_aot_table_full static_aot_table_full_lib)
+add_test(NAME StaticAot_TableFull COMMAND static_aot_table_full $<TARGET_FILE:static_aot_table_full_lib>)
+set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_aot")
+
+# ---- compile errors the headers promise ------------------------------------------------------------
+# Each compiles the snippet twice (tests/static_aot/compile_fail/run.cmake): with
+# -DAOT_SNIPPET_OK it must compile, without it must fail with the expected error.
+function(_aot_compile_fail name compiler flags source expect1 expect2)
+  add_test(NAME StaticAot_CompileFail_${name}
+           COMMAND ${CMAKE_COMMAND} -DCOMPILER=${compiler} -DFLAGS=${flags} -DSOURCE=${_aot_dir}/compile_fail/${source}
+                   -DINCLUDE=${PROJECT_SOURCE_DIR}/include -DEXPECT1=${expect1} -DEXPECT2=${expect2}
+                   -P ${_aot_dir}/compile_fail/run.cmake)
+  set_tests_properties(StaticAot_CompileFail_${name} PROPERTIES TIMEOUT 60 LABELS "static_aot")
+endfunction()
+# The wrong target's type and the call's type both appear in the error (g++: "invalid
+# conversion from 'int (*)(int)' to 'long int (*)(long int)'"; clang++: "no known conversion
+# from 'int (int)' to 'long (*)(long)'").
+set(_aot_wrong_type "int (\\(\\*\\))?\\(int\\)")
+set(_aot_call_type "long( int)? \\(\\*\\)\\(long( int)?\\)")
+set(_aot_null_message "a NULL static call target \\(a no-op\\) is only for calls returning void")
+set(_aot_negative_array "array (size )?is negative")
+set(_aot_cxx_compilers "GXX=${CMAKE_CXX_COMPILER}")
+set(_aot_c_compilers "CC=${CMAKE_C_COMPILER}")
+find_program(PATCHCALL_CLANG NAMES clang clang-14)
+if(PATCHCALL_CLANGXX)
+  list(APPEND _aot_cxx_compilers "Clang=${PATCHCALL_CLANGXX}")
+endif()
+if(PATCHCALL_CLANG)
+  list(APPEND _aot_c_compilers "Clang=${PATCHCALL_CLANG}")
+endif()
+foreach(entry IN LISTS _aot_cxx_compilers)
+  string(REGEX REPLACE "=.*" "" tag "${entry}")
+  string(REGEX REPLACE "^[^=]*=" "" compiler "${entry}")
+  _aot_compile_fail(CxxWrongSignature_${tag} ${compiler} "-std=c++20" cxx_wrong_signature.cpp
+                    "${_aot_wrong_type}" "${_aot_call_type}")
+  _aot_compile_fail(CxxNullNonVoid_${tag} ${compiler} "-std=c++20" cxx_null_nonvoid.cpp "${_aot_null_message}" "")
+endforeach()
+foreach(entry IN LISTS _aot_c_compilers)
+  string(REGEX REPLACE "=.*" "" tag "${entry}")
+  string(REGEX REPLACE "^[^=]*=" "" compiler "${entry}")
+  _aot_compile_fail(CWrongSignature_${tag} ${compiler} "-std=gnu11" c_wrong_signature.c "${_aot_negative_array}" "")
+endforeach()

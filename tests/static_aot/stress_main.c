@@ -1,0 +1,695 @@
+/* Static keys and static calls (issue 16) under load: 100 keys and 100 static calls, half
+ * defined here and half in a library (stress_lib.c) dlopen()ed at run time; reader threads run
+ * every branch and every call while the main thread flips keys and retargets calls, checking
+ * every result against a version window, and walks every site (patchcall_static_sites_each)
+ * decoding it with Zydis. Then dlclose, bad input, and (--fork) a fork in the middle.
+ *
+ *   static_aot_stress --lib PATH [--changes N] [--readers R] [--walk-every K] [--fork] [--seed S]
+ *
+ * The version window: before change j the main thread appends {object, new value} to a log,
+ * links it to the object's previous change and publishes version j; then it calls the
+ * patchcall function, and only after it returned makes change j+1. A reader reads the version
+ * (b) before and (a) after one observation; any state after changes b-1 .. a could be what it
+ * saw, anything else is a failure naming the object, the value, b, a and the values allowed.
+ * Written in C11 that is also valid C++ (the clang++ variants compile it with -x c++). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "aot_sites.h"
+#include "aot_stress.h"
+
+AOT_TARGETS(e, 1);
+
+#define AOT_DEFINE_TRUE(name) PATCHCALL_DEFINE_STATIC_KEY_TRUE(name);
+#define AOT_DEFINE_FALSE(name) PATCHCALL_DEFINE_STATIC_KEY_FALSE(name);
+#define AOT_DEFINE_INT_CALL(name) PATCHCALL_DEFINE_STATIC_CALL(name, aot_ti_e0);
+#define AOT_DEFINE_VOID_CALL(name) PATCHCALL_DEFINE_STATIC_CALL(name, aot_tv_e1);
+
+AOT_EXE_TRUE_KEYS(AOT_DEFINE_TRUE)
+AOT_EXE_FALSE_KEYS(AOT_DEFINE_FALSE)
+AOT_EXE_INT_CALLS(AOT_DEFINE_INT_CALL)
+AOT_EXE_VOID_CALLS(AOT_DEFINE_VOID_CALL)
+
+AOT_EXE_TRUE_KEYS(AOT_KEY_SETTER)
+AOT_EXE_FALSE_KEYS(AOT_KEY_SETTER)
+AOT_EXE_TRUE_KEYS(AOT_KEY_OBSERVER)
+AOT_EXE_FALSE_KEYS(AOT_KEY_OBSERVER)
+AOT_EXE_INT_CALLS(AOT_INT_CALL_SETTER)
+AOT_EXE_VOID_CALLS(AOT_VOID_CALL_SETTER)
+AOT_EXE_INT_CALLS(AOT_INT_CALL_OBSERVERS)
+AOT_EXE_VOID_CALLS(AOT_VOID_CALL_OBSERVERS)
+
+static const struct aot_key_desc aot_exe_keys[] = {AOT_EXE_TRUE_KEYS(AOT_KEY_DESC_TRUE) AOT_EXE_FALSE_KEYS(AOT_KEY_DESC_FALSE)};
+static const struct aot_call_desc aot_exe_calls[] = {AOT_EXE_INT_CALLS(AOT_CALL_DESC_INT) AOT_EXE_VOID_CALLS(AOT_CALL_DESC_VOID)};
+static int (*const aot_exe_key_observers[AOT_KEYS])(void) = {AOT_EXE_TRUE_KEYS(AOT_KEY_OBSERVER_ENTRY) AOT_EXE_FALSE_KEYS(AOT_KEY_OBSERVER_ENTRY)};
+static long (*const aot_exe_tail_observers[AOT_CALLS])(long) = {AOT_EXE_INT_CALLS(AOT_TAIL_ENTRY) AOT_EXE_VOID_CALLS(AOT_TAIL_ENTRY)};
+static long (*const aot_exe_call_observers[AOT_CALLS])(long) = {AOT_EXE_INT_CALLS(AOT_CALL_ENTRY) AOT_EXE_VOID_CALLS(AOT_CALL_ENTRY)};
+
+static struct aot_module_desc aot_exe_desc;
+static void aot_describe_exe(void) {
+  struct aot_module_desc* d = &aot_exe_desc;
+  d->name = "executable";
+#ifdef __OPTIMIZE__
+  d->optimized = 1;
+#endif
+  d->first_key = 0;
+  d->nkeys = AOT_EXE_KEYS;
+  d->first_call = 0;
+  d->ncalls = AOT_EXE_CALLS;
+  d->keys = aot_exe_keys;
+  d->calls = aot_exe_calls;
+  d->key_observers = aot_exe_key_observers;
+  d->call_observers_tail = aot_exe_tail_observers;
+  d->call_observers_call = aot_exe_call_observers;
+  d->int_initial_code = 1 + 0;
+  d->void_initial_code = 1 + 1;
+  d->int_targets[0] = (const void*)(uintptr_t)&aot_ti_e0;
+  d->int_targets[1] = (const void*)(uintptr_t)&aot_ti_e1;
+  d->int_targets[2] = (const void*)(uintptr_t)&aot_ti_e2;
+  d->int_targets[3] = (const void*)(uintptr_t)&aot_ti_e3;
+  d->void_targets[0] = (const void*)(uintptr_t)&aot_tv_e0;
+  d->void_targets[1] = (const void*)(uintptr_t)&aot_tv_e1;
+  d->void_targets[2] = (const void*)(uintptr_t)&aot_tv_e2;
+  d->void_targets[3] = (const void*)(uintptr_t)&aot_tv_e3;
+  d->jumps_begin = (const struct patchcall_jump_entry*)(const void*)__start___patchcall_jump_table;
+  d->jumps_end = (const struct patchcall_jump_entry*)(const void*)__stop___patchcall_jump_table;
+  d->sites_begin = (const struct patchcall_call_site_entry*)(const void*)__start___patchcall_call_sites;
+  d->sites_end = (const struct patchcall_call_site_entry*)(const void*)__stop___patchcall_call_sites;
+}
+
+/* ---- objects and the expected state ------------------------------------------------------ */
+/* Object o: keys are 0..99 (o = g), calls 100..199 (o = 100 + g). A key's value is 0/1, a
+ * call's its target code (0..8). */
+#define AOT_OBJECTS (AOT_KEYS + AOT_CALLS)
+static const struct aot_key_desc* g_key[AOT_KEYS];
+static const struct aot_call_desc* g_call[AOT_CALLS];
+static const struct aot_module_desc* g_lib;
+static void* g_lib_handle;
+static int g_lib_loaded;
+static int g_initial[AOT_OBJECTS];
+static int g_current[AOT_OBJECTS]; /* the main thread's own copy */
+static const void* g_int_target[AOT_TARGET_CODES];
+static const void* g_void_target[AOT_TARGET_CODES];
+
+struct aot_change {
+  int object;
+  int value;
+  int prev; /* the object's previous change, 0 for none */
+};
+static struct aot_change* g_log;
+static int g_log_capacity;
+static int g_changes;         /* main thread only */
+static int g_head[AOT_OBJECTS]; /* atomic: the object's latest published change */
+static long g_version;          /* atomic: the latest published change */
+static int g_stop;              /* atomic */
+static long g_walks;
+static const char* g_who = "";
+
+static const char* aot_object_name(int o) { return o < AOT_KEYS ? g_key[o]->name : g_call[o - AOT_KEYS]->name; }
+static int aot_is_key(int o) { return o < AOT_KEYS; }
+static int aot_object_loaded(int o) {
+  int g = o < AOT_KEYS ? o : o - AOT_KEYS;
+  return g < AOT_EXE_KEYS || g_lib_loaded; /* (the same split for keys and calls) */
+}
+
+/* Whether `observed` is a value of object o in some state after changes b-1 .. a. */
+static int aot_possible(int o, int observed, long b, long a, char* allowed, size_t allowed_size) {
+  int h = __atomic_load_n(&g_head[o], __ATOMIC_ACQUIRE);
+  while (h > a) h = g_log[h].prev;
+  int ok = 0;
+  size_t used = 0;
+  if (allowed) allowed[0] = 0;
+  while (h > 0 && h >= b) {
+    if (g_log[h].value == observed) ok = 1;
+    if (allowed && used + 24 < allowed_size) used += (size_t)snprintf(allowed + used, allowed_size - used, "%d (change %d) ", g_log[h].value, h);
+    h = g_log[h].prev;
+  }
+  int before = h == 0 ? g_initial[o] : g_log[h].value;
+  if (before == observed) ok = 1;
+  if (allowed && used + 40 < allowed_size) snprintf(allowed + used, allowed_size - used, "%d (%s %d)", before, h == 0 ? "initial, before change" : "after change", h == 0 ? (int)b : h);
+  return ok;
+}
+
+static void aot_check_observed(int o, int observed, long b, long a, const char* how, const char* module) {
+  if (aot_possible(o, observed, b, a, NULL, 0)) return;
+  char allowed[512];
+  aot_possible(o, observed, b, a, allowed, sizeof allowed);
+  aot_failf("%s%s %s (observed %s, %s): got %d, versions [%ld, %ld] allow only: %s", g_who,
+            aot_is_key(o) ? "key" : "static call", aot_object_name(o), how, module, observed, b, a, allowed);
+}
+
+/* A call observer's result as a target code, or -1 for a value no target returns. */
+static int aot_decode_result(int is_void, long x, long r) {
+  if (r == 0) return 0;
+  long code = is_void ? r : r - x * AOT_VALUE_SCALE;
+  return code >= 1 && code < AOT_TARGET_CODES ? (int)code : -1;
+}
+
+static const void* aot_target_of(int g, int code) {
+  if (code == 0) return g_call[g]->is_void ? NULL : (const void*)(uintptr_t)&patchcall_static_call_return0;
+  return g_call[g]->is_void ? g_void_target[code] : g_int_target[code];
+}
+
+/* ---- readers -------------------------------------------------------------------------------- */
+struct aot_reader {
+  pthread_t thread;
+  int id;
+  int use_lib;
+  long observations;
+  long in_window; /* observations whose window [b, a] contained a change */
+};
+
+static void aot_observe_key(struct aot_reader* r, int g, int (*observe)(void), const char* module) {
+  long b = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  int bits = observe();
+  long a = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  aot_check_observed(g, bits & 1, b, a, "PATCHCALL_STATIC_BRANCH_UNLIKELY", module);
+  aot_check_observed(g, (bits >> 1) & 1, b, a, "PATCHCALL_STATIC_BRANCH_LIKELY", module);
+  r->observations += 2;
+  if (a != b) r->in_window += 2;
+}
+
+static void aot_observe_call(struct aot_reader* r, int g, long (*observe)(long), long x, const char* how,
+                             const char* module) {
+  long b = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  long result = observe(x);
+  long a = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  int code = aot_decode_result(g_call[g]->is_void, x, result);
+  if (code < 0)
+    aot_failf("%sstatic call %s (%s, %s) with x=%ld returned %ld: no target returns that (versions [%ld, %ld])", g_who,
+              g_call[g]->name, how, module, x, result, b, a);
+  else
+    aot_check_observed(AOT_KEYS + g, code, b, a, how, module);
+  r->observations++;
+  if (a != b) r->in_window++;
+}
+
+static void* aot_reader_main(void* arg) {
+  struct aot_reader* r = (struct aot_reader*)arg;
+  long x = r->id * 1000003L;
+  while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) && __atomic_load_n(&aot_failures, __ATOMIC_RELAXED) < 1000) {
+    for (int i = 0; i < AOT_KEYS; i++) {
+      int g = (i + r->id * 17) % AOT_KEYS;
+      if (aot_exe_desc.key_observers[g]) aot_observe_key(r, g, aot_exe_desc.key_observers[g], "in the executable");
+      if (r->use_lib && g_lib->key_observers[g]) aot_observe_key(r, g, g_lib->key_observers[g], "in the library");
+    }
+    for (int i = 0; i < AOT_CALLS; i++) {
+      int g = (i + r->id * 13) % AOT_CALLS;
+      x = (x + 7) & 0xffffff;
+      if (aot_exe_desc.call_observers_tail[g]) {
+        aot_observe_call(r, g, aot_exe_desc.call_observers_tail[g], x, "tail call", "in the executable");
+        aot_observe_call(r, g, aot_exe_desc.call_observers_call[g], x, "call", "in the executable");
+      }
+      if (r->use_lib && g_lib->call_observers_tail[g]) {
+        aot_observe_call(r, g, g_lib->call_observers_tail[g], x, "tail call", "in the library");
+        aot_observe_call(r, g, g_lib->call_observers_call[g], x, "call", "in the library");
+      }
+    }
+  }
+  return NULL;
+}
+
+/* Every observer of every loaded module, from the main thread: exactly the current state. */
+static void aot_check_direct(const char* where) {
+  long before = aot_failures;
+  const struct aot_module_desc* mods[2] = {&aot_exe_desc, g_lib_loaded ? g_lib : NULL};
+  for (int m = 0; m < 2; m++) {
+    if (!mods[m]) continue;
+    for (int g = 0; g < AOT_KEYS; g++) {
+      if (!mods[m]->key_observers[g]) continue;
+      int bits = mods[m]->key_observers[g]();
+      if ((bits & 1) != g_current[g] || ((bits >> 1) & 1) != g_current[g])
+        aot_failf("%s%s: key %s observed from the %s: UNLIKELY %d, LIKELY %d, expected both %d", g_who, where,
+                  g_key[g]->name, mods[m]->name, bits & 1, (bits >> 1) & 1, g_current[g]);
+    }
+    for (int g = 0; g < AOT_CALLS; g++) {
+      if (!mods[m]->call_observers_tail[g]) continue;
+      long x = 4242 + g;
+      int tail = aot_decode_result(g_call[g]->is_void, x, mods[m]->call_observers_tail[g](x));
+      int call = aot_decode_result(g_call[g]->is_void, x, mods[m]->call_observers_call[g](x));
+      int want = g_current[AOT_KEYS + g];
+      if (tail != want || call != want)
+        aot_failf("%s%s: static call %s called from the %s reached target %d (tail call) and %d (call), expected %d",
+                  g_who, where, g_call[g]->name, mods[m]->name, tail, call, want);
+    }
+  }
+  /* The runtime's own view. */
+  for (int g = 0; g < AOT_KEYS; g++) {
+    if (!aot_object_loaded(g)) continue;
+    int field = __atomic_load_n(&g_key[g]->key->enabled, __ATOMIC_RELAXED) != 0;
+    if (field != g_current[g])
+      aot_failf("%s%s: key %s: enabled field %d, expected %d", g_who, where, g_key[g]->name, field, g_current[g]);
+  }
+  for (int g = 0; g < AOT_CALLS; g++) {
+    if (!aot_object_loaded(AOT_KEYS + g)) continue;
+    const void* t = (const void*)1;
+    AOT_CHECK_CODE(patchcall_static_call_target(g_call[g]->call, &t), PATCHCALL_OK);
+    const void* want = aot_target_of(g, g_current[AOT_KEYS + g]);
+    if (t != want)
+      aot_failf("%s%s: patchcall_static_call_target(%s) = %p, expected %p (code %d)", g_who, where, g_call[g]->name, t,
+                want, g_current[AOT_KEYS + g]);
+  }
+  if (aot_failures != before) fprintf(stderr, "%s%s: direct checks found %ld failures\n", g_who, where, aot_failures - before);
+}
+
+/* ---- the site walk ---------------------------------------------------------------------------- */
+static struct aot_site_module g_exe_module, g_lib_module;
+static struct aot_site_report g_last_report;
+
+static void aot_build_model(struct aot_site_model* m, struct patchcall_static_key** keys, const char** key_names,
+                            int* enabled, struct patchcall_static_call** calls, const char** call_names,
+                            const void** tramps, const void** targets) {
+  memset(m, 0, sizeof *m);
+  for (int g = 0; g < AOT_KEYS; g++) {
+    if (!aot_object_loaded(g)) continue;
+    keys[m->nkeys] = g_key[g]->key;
+    key_names[m->nkeys] = g_key[g]->name;
+    enabled[m->nkeys] = g_current[g];
+    m->nkeys++;
+  }
+  for (int g = 0; g < AOT_CALLS; g++) {
+    if (!aot_object_loaded(AOT_KEYS + g)) continue;
+    calls[m->ncalls] = g_call[g]->call;
+    call_names[m->ncalls] = g_call[g]->name;
+    tramps[m->ncalls] = g_call[g]->trampoline;
+    targets[m->ncalls] = aot_target_of(g, g_current[AOT_KEYS + g]);
+    m->ncalls++;
+  }
+  m->keys = keys;
+  m->key_names = key_names;
+  m->key_enabled = enabled;
+  m->calls = calls;
+  m->call_names = call_names;
+  m->call_trampolines = tramps;
+  m->call_targets = targets;
+  m->modules[m->nmodules++] = g_exe_module;
+  if (g_lib_loaded) m->modules[m->nmodules++] = g_lib_module;
+}
+
+static long aot_walk(const char* where, int also_counts) {
+  struct patchcall_static_key* keys[AOT_KEYS];
+  const char* key_names[AOT_KEYS];
+  int enabled[AOT_KEYS];
+  struct patchcall_static_call* calls[AOT_CALLS];
+  const char* call_names[AOT_CALLS];
+  const void* tramps[AOT_CALLS];
+  const void* targets[AOT_CALLS];
+  struct aot_site_model m;
+  aot_build_model(&m, keys, key_names, enabled, calls, call_names, tramps, targets);
+  long failures = aot_check_sites(&m, &g_last_report, where);
+  g_walks++;
+  if (also_counts) {
+    for (int i = 0; i < m.nkeys; i++) {
+      size_t count = 12345;
+      AOT_CHECK_CODE(patchcall_static_key_branches(keys[i], &count), PATCHCALL_OK);
+      long want = aot_branches_in_tables(&m, keys[i]);
+      if ((long)count != want)
+        aot_failf("%s%s: patchcall_static_key_branches(%s) = %zu, the loaded jump tables hold %ld", g_who, where,
+                  key_names[i], count, want);
+    }
+  }
+  return failures;
+}
+
+static void aot_print_counts(const char* where) {
+  struct patchcall_static_key* keys[AOT_KEYS];
+  const char* key_names[AOT_KEYS];
+  int enabled[AOT_KEYS];
+  struct patchcall_static_call* calls[AOT_CALLS];
+  const char* call_names[AOT_CALLS];
+  const void* tramps[AOT_CALLS];
+  const void* targets[AOT_CALLS];
+  struct aot_site_model m;
+  aot_build_model(&m, keys, key_names, enabled, calls, call_names, tramps, targets);
+  struct aot_site_report r;
+  aot_check_sites(&m, &r, where);
+  fprintf(stderr, "%s%s: %ld sites\n", g_who, where, r.sites);
+  const struct aot_module_desc* descs[2] = {&aot_exe_desc, g_lib};
+  for (int i = 0; i < m.nmodules; i++) {
+    long markers = (long)(m.modules[i].sites_end - m.modules[i].sites_begin);
+    long jumps = (long)(m.modules[i].jumps_end - m.modules[i].jumps_begin);
+    fprintf(stderr,
+            "  %-10s BRANCH %ld (jump-table records %ld), TRAMPOLINE %ld, CALL %ld, TAIL_CALL %ld (call-site markers "
+            "%ld; inline sites calling the target directly %ld, reaching the trampoline %ld, no-op %ld)\n",
+            m.modules[i].name, r.by_kind[i][PATCHCALL_STATIC_SITE_BRANCH], jumps,
+            r.by_kind[i][PATCHCALL_STATIC_SITE_TRAMPOLINE], r.by_kind[i][PATCHCALL_STATIC_SITE_CALL],
+            r.by_kind[i][PATCHCALL_STATIC_SITE_TAIL_CALL], markers, r.inline_direct[i], r.inline_fallback[i],
+            r.inline_noop[i]);
+    long inline_sites = r.by_kind[i][PATCHCALL_STATIC_SITE_CALL] + r.by_kind[i][PATCHCALL_STATIC_SITE_TAIL_CALL];
+    if (descs[i]->optimized && inline_sites == 0)
+      aot_failf("%s%s: the %s is optimized but patchcall found no inline call site among its %ld markers", g_who,
+                where, m.modules[i].name, markers);
+    if (inline_sites > markers)
+      aot_failf("%s%s: the %s has %ld inline call sites but only %ld markers", g_who, where, m.modules[i].name,
+                inline_sites, markers);
+  }
+}
+
+/* ---- changes --------------------------------------------------------------------------------- */
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static unsigned aot_random(unsigned n) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return (unsigned)((g_rng >> 11) % n);
+}
+
+static long g_rc_failures;
+static void aot_apply(int o, int value) {
+  if (g_changes + 1 >= g_log_capacity) {
+    aot_failf("change log full (%d)", g_log_capacity);
+    return;
+  }
+  int j = ++g_changes;
+  g_log[j].object = o;
+  g_log[j].value = value;
+  g_log[j].prev = g_head[o];
+  __atomic_store_n(&g_head[o], j, __ATOMIC_RELEASE);
+  __atomic_store_n(&g_version, (long)j, __ATOMIC_RELEASE);
+  int rc;
+  if (aot_is_key(o)) {
+    rc = g_key[o]->set(value);
+  } else {
+    int g = o - AOT_KEYS;
+    rc = g_call[g]->set(value == 0 ? NULL : aot_target_of(g, value), value == 0);
+  }
+  if (rc != PATCHCALL_OK) {
+    g_rc_failures++;
+    aot_failf("%schange %d: setting %s %s to %d returned %d (%s): '%s'", g_who, j, aot_is_key(o) ? "key" : "call",
+              aot_object_name(o), value, rc, patchcall_strerror(rc), patchcall_last_error_message());
+  }
+  g_current[o] = value;
+}
+
+static void aot_random_change(void) {
+  int o;
+  do {
+    o = aot_random(10) < 6 ? (int)aot_random(AOT_KEYS) : AOT_KEYS + (int)aot_random(AOT_CALLS);
+  } while (!aot_object_loaded(o));
+  int value;
+  if (aot_random(10) == 0) {
+    value = g_current[o]; /* unchanged: no write, no sync */
+  } else if (aot_is_key(o)) {
+    value = !g_current[o];
+  } else {
+    int codes = g_lib_loaded ? AOT_TARGET_CODES : 1 + AOT_TARGETS_PER_MODULE;
+    value = (int)aot_random((unsigned)codes);
+  }
+  aot_apply(o, value);
+}
+
+static void aot_fork_test(void);
+
+static void aot_phase(const char* name, int readers, int use_lib, int changes, int walk_every, int fork_at) {
+  double t0 = aot_now();
+  struct aot_reader r[8];
+  memset(r, 0, sizeof r);
+  if (readers > 8) readers = 8;
+  __atomic_store_n(&g_stop, 0, __ATOMIC_RELEASE);
+  for (int i = 0; i < readers; i++) {
+    r[i].id = i;
+    r[i].use_lib = use_lib;
+    int e = pthread_create(&r[i].thread, NULL, aot_reader_main, &r[i]);
+    if (e != 0) {
+      aot_failf("pthread_create: %s", strerror(e));
+      readers = i;
+      break;
+    }
+  }
+  long walks0 = g_walks;
+  long failures0 = aot_failures;
+  for (int i = 0; i < changes && aot_failures < 1000; i++) {
+    aot_random_change();
+    if ((i + 1) % walk_every == 0) {
+      char where[96];
+      snprintf(where, sizeof where, "%s, after change %d", name, g_changes);
+      aot_walk(where, (i + 1) % (walk_every * 50) == 0);
+    }
+    if (i == fork_at) aot_fork_test();
+  }
+  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
+  long observations = 0, in_window = 0;
+  for (int i = 0; i < readers; i++) {
+    pthread_join(r[i].thread, NULL);
+    observations += r[i].observations;
+    in_window += r[i].in_window;
+  }
+  char where[96];
+  snprintf(where, sizeof where, "%s, at the end", name);
+  aot_check_direct(where);
+  aot_walk(where, 1);
+  fprintf(stderr,
+          "%s%s: %d changes (total %d), %ld site walks, %d readers made %ld observations (%ld overlapping a change), "
+          "%ld failures, %.2f s\n",
+          g_who, name, changes, g_changes, g_walks - walks0, readers, observations, in_window, aot_failures - failures0,
+          aot_now() - t0);
+  if (readers > 0 && observations == 0) aot_failf("%s%s: the readers made no observation", g_who, name);
+}
+
+/* Forked in the middle of a phase, with the readers running: the child flips and retargets
+ * its own copy (its own readers check), the parent then finds its state, results and sites
+ * unchanged and goes on flipping. */
+static void aot_fork_test(void) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    aot_failf("fork: %s", strerror(errno));
+    return;
+  }
+  if (pid == 0) {
+    g_who = "[fork child] ";
+    long before = aot_failures;
+    aot_walk("fork child, first walk", 1);
+    aot_check_direct("fork child, first check");
+    aot_phase("fork child", 2, g_lib_loaded, 400, 4, -1);
+    fprintf(stderr, "[fork child] %s (%ld failures)\n", aot_failures == before ? "passed" : "FAILED", aot_failures - before);
+    fflush(stderr);
+    _exit(aot_failures == before ? 0 : 1);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) {
+    aot_failf("waitpid: %s", strerror(errno));
+    return;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    aot_failf("the fork child failed: %s %d", WIFEXITED(status) ? "exit status" : "signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+  long before = aot_failures;
+  aot_walk("parent after the fork child exited", 1);
+  aot_check_direct("parent after the fork child exited");
+  fprintf(stderr, "parent after the fork child: state, results and sites %s\n",
+          aot_failures == before ? "unchanged" : "CHANGED (see above)");
+}
+
+/* ---- dlopen / dlclose --------------------------------------------------------------------- */
+static void aot_register_module(const struct aot_module_desc* d) {
+  for (int i = 0; i < d->nkeys; i++) {
+    int g = d->first_key + i;
+    g_key[g] = &d->keys[i];
+    g_initial[g] = g_current[g] = d->keys[i].default_true;
+  }
+  for (int i = 0; i < d->ncalls; i++) {
+    int g = d->first_call + i;
+    g_call[g] = &d->calls[i];
+    g_initial[AOT_KEYS + g] = g_current[AOT_KEYS + g] = d->calls[i].is_void ? d->void_initial_code : d->int_initial_code;
+  }
+  int base = d == &aot_exe_desc ? 1 : 1 + AOT_TARGETS_PER_MODULE;
+  for (int i = 0; i < AOT_TARGETS_PER_MODULE; i++) {
+    g_int_target[base + i] = d->int_targets[i];
+    g_void_target[base + i] = d->void_targets[i];
+  }
+}
+
+static int aot_is_plain_object = 7;
+
+static void aot_bad_input_after_dlclose(struct patchcall_static_key* lib_key, struct patchcall_static_key* lib_key_last,
+                                        struct patchcall_static_call* lib_call) {
+  const void* exe_int_target = g_int_target[1];
+  AOT_CHECK_CODE(patchcall_static_key_set(lib_key, 1), PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK(patchcall_last_error_message()[0] != 0, "an UNKNOWN_KEY error leaves a message");
+  AOT_CHECK_CODE(patchcall_static_key_set(lib_key_last, 0), PATCHCALL_E_UNKNOWN_KEY);
+  size_t count = 99;
+  AOT_CHECK_CODE(patchcall_static_key_branches(lib_key, &count), PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK(count == 0, "branches of an unknown key: count %zu, expected 0", count);
+  AOT_CHECK_CODE(patchcall_static_call_set(lib_call, exe_int_target), PATCHCALL_E_UNKNOWN_KEY);
+  const void* t = (const void*)1;
+  AOT_CHECK_CODE(patchcall_static_call_target(lib_call, &t), PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK_CODE(patchcall_static_module_status(lib_key), PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK_CODE(patchcall_static_module_status(lib_call), PATCHCALL_E_UNKNOWN_KEY);
+
+  /* Addresses that are not static calls / keys at all. */
+  AOT_CHECK_CODE(patchcall_static_call_set((struct patchcall_static_call*)(void*)&aot_is_plain_object, exe_int_target),
+                 PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK(patchcall_last_error_message()[0] != 0, "an UNKNOWN_KEY error leaves a message");
+  AOT_CHECK_CODE(patchcall_static_call_set((struct patchcall_static_call*)(void*)g_key[0]->key, exe_int_target),
+                 PATCHCALL_E_UNKNOWN_KEY); /* a key is not a call */
+  AOT_CHECK_CODE(patchcall_static_call_set((struct patchcall_static_call*)(uintptr_t)exe_int_target, exe_int_target),
+                 PATCHCALL_E_UNKNOWN_KEY); /* a function is not a call */
+  AOT_CHECK_CODE(patchcall_static_call_set((struct patchcall_static_call*)((char*)g_call[0]->call + 8), exe_int_target),
+                 PATCHCALL_E_UNKNOWN_KEY); /* inside a call object */
+  AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)(void*)g_call[0]->call, 1),
+                 PATCHCALL_E_UNKNOWN_KEY); /* a call is not a key */
+  AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)((char*)g_key[0]->key + 4), 1),
+                 PATCHCALL_E_UNKNOWN_KEY); /* inside a key */
+  AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)(void*)&aot_is_plain_object, 1),
+                 PATCHCALL_E_UNKNOWN_KEY);
+  int null_rc = patchcall_static_key_set(NULL, 1);
+  AOT_CHECK(null_rc == PATCHCALL_E_UNKNOWN_KEY || null_rc == PATCHCALL_E_INVALID_ARGUMENT,
+            "patchcall_static_key_set(NULL) returned %d (%s)", null_rc, patchcall_strerror(null_rc));
+  null_rc = patchcall_static_call_set(NULL, exe_int_target);
+  AOT_CHECK(null_rc == PATCHCALL_E_UNKNOWN_KEY || null_rc == PATCHCALL_E_INVALID_ARGUMENT,
+            "patchcall_static_call_set(NULL) returned %d (%s)", null_rc, patchcall_strerror(null_rc));
+
+  /* patchcall_static_module_status */
+  AOT_CHECK_CODE(patchcall_static_module_status(g_key[0]->key), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_module_status(g_call[0]->call), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_module_status((const void*)(uintptr_t)&aot_describe_exe), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_module_status(&aot_is_plain_object), PATCHCALL_OK); /* any address inside */
+  int on_stack = 0;
+  AOT_CHECK_CODE(patchcall_static_module_status(&on_stack), PATCHCALL_E_UNKNOWN_KEY);
+  void* libc_function = dlsym(RTLD_DEFAULT, "getpid");
+  if (libc_function) /* libc has no static keys: it registered nothing */
+    AOT_CHECK_CODE(patchcall_static_module_status(libc_function), PATCHCALL_E_UNKNOWN_KEY);
+}
+
+struct aot_unloaded_walk {
+  uintptr_t lo, hi;
+  long found;
+};
+static int aot_visit_unloaded(void* user, const patchcall_static_site_info* s) {
+  struct aot_unloaded_walk* u = (struct aot_unloaded_walk*)user;
+  uintptr_t a = (uintptr_t)s->address, o = (uintptr_t)s->object;
+  if ((a >= u->lo && a < u->hi) || (o >= u->lo && o < u->hi)) {
+    if (u->found++ < 5)
+      aot_failf("after dlclose: site %p (kind %d, object %p) of the unloaded library is still reported", s->address,
+                s->kind, s->object);
+  }
+  return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+int main(int argc, char** argv) {
+  const char* lib_path = NULL;
+  int changes = 10000, readers = 4, walk_every = 5, do_fork = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--lib") && i + 1 < argc) lib_path = argv[++i];
+    else if (!strcmp(argv[i], "--changes") && i + 1 < argc) changes = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--readers") && i + 1 < argc) readers = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--walk-every") && i + 1 < argc) walk_every = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) g_rng = strtoull(argv[++i], NULL, 0) | 1;
+    else if (!strcmp(argv[i], "--fork")) do_fork = 1;
+    else {
+      fprintf(stderr, "usage: %s --lib PATH [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (!lib_path || walk_every < 1) {
+    fprintf(stderr, "%s: --lib PATH is required\n", argv[0]);
+    return 2;
+  }
+  fprintf(stderr, "static_aot_stress (%s, %s): %d changes, %d readers, a site walk every %d changes, seed %#llx%s\n",
+#ifdef __cplusplus
+          "C++",
+#else
+          "C",
+#endif
+#ifdef __OPTIMIZE__
+          "optimized",
+#else
+          "-O0",
+#endif
+          changes, readers, walk_every, (unsigned long long)g_rng, do_fork ? ", fork test" : "");
+  double t0 = aot_now();
+  g_log_capacity = changes + 20000;
+  g_log = (struct aot_change*)calloc((size_t)g_log_capacity, sizeof *g_log);
+  g_int_target[0] = (const void*)(uintptr_t)&patchcall_static_call_return0;
+
+  aot_describe_exe();
+  aot_register_module(&aot_exe_desc);
+  g_exe_module.name = "executable";
+  if (!aot_module_span((const void*)(uintptr_t)&aot_describe_exe, &g_exe_module.lo, &g_exe_module.hi))
+    aot_failf("dl_iterate_phdr found no module for the executable");
+  g_exe_module.jumps_begin = aot_exe_desc.jumps_begin;
+  g_exe_module.jumps_end = aot_exe_desc.jumps_end;
+  g_exe_module.sites_begin = aot_exe_desc.sites_begin;
+  g_exe_module.sites_end = aot_exe_desc.sites_end;
+  AOT_CHECK_CODE(patchcall_static_module_status(g_key[0]->key), PATCHCALL_OK);
+  for (int g = 0; g < AOT_EXE_CALLS; g++) {
+    const void* field = g_call[g]->call->target;
+    AOT_CHECK(field == aot_target_of(g, g_initial[AOT_KEYS + g]), "static call %s starts at %p", g_call[g]->name, field);
+  }
+  aot_check_direct("startup");
+  aot_print_counts("startup (executable only)");
+
+  /* Changes before the library exists: its branches on our keys and its calls of our static
+   * calls must start in the current state, not the compiled one. */
+  aot_phase("before dlopen", 2, 0, 300, walk_every, -1);
+
+  g_lib_handle = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+  if (!g_lib_handle) {
+    aot_failf("dlopen(%s): %s", lib_path, dlerror());
+    return 1;
+  }
+  aot_describe_fn describe = (aot_describe_fn)(uintptr_t)dlsym(g_lib_handle, "aot_stress_lib_describe");
+  if (!describe) {
+    aot_failf("dlsym(aot_stress_lib_describe): %s", dlerror());
+    return 1;
+  }
+  g_lib = describe();
+  aot_register_module(g_lib);
+  g_lib_loaded = 1;
+  g_lib_module.name = "library";
+  if (!aot_module_span((const void*)(uintptr_t)describe, &g_lib_module.lo, &g_lib_module.hi))
+    aot_failf("dl_iterate_phdr found no module for the library");
+  g_lib_module.jumps_begin = g_lib->jumps_begin;
+  g_lib_module.jumps_end = g_lib->jumps_end;
+  g_lib_module.sites_begin = g_lib->sites_begin;
+  g_lib_module.sites_end = g_lib->sites_end;
+  AOT_CHECK_CODE(patchcall_static_module_status(g_key[AOT_EXE_KEYS]->key), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_module_status((const void*)(uintptr_t)describe), PATCHCALL_OK);
+  aot_check_direct("after dlopen");
+  aot_print_counts("after dlopen");
+  aot_walk("after dlopen", 1);
+
+  aot_phase("with the library", readers, 1, changes, walk_every, do_fork ? changes / 2 : -1);
+
+  /* Before dlclose: no call of the executable may keep a target in the library. */
+  for (int g = 0; g < AOT_EXE_CALLS; g++)
+    if (g_current[AOT_KEYS + g] > AOT_TARGETS_PER_MODULE) aot_apply(AOT_KEYS + g, 1 + (int)aot_random(AOT_TARGETS_PER_MODULE));
+  struct patchcall_static_key* lib_key = g_key[AOT_EXE_KEYS]->key;
+  struct patchcall_static_key* lib_key_last = g_key[AOT_KEYS - 1]->key;
+  struct patchcall_static_call* lib_call = g_call[AOT_EXE_CALLS]->call;
+  struct aot_unloaded_walk unloaded;
+  memset(&unloaded, 0, sizeof unloaded);
+  unloaded.lo = g_lib_module.lo;
+  unloaded.hi = g_lib_module.hi;
+  g_lib_loaded = 0;
+  if (dlclose(g_lib_handle) != 0) aot_failf("dlclose: %s", dlerror());
+  void* again = dlopen(lib_path, RTLD_NOW | RTLD_NOLOAD);
+  if (again) {
+    aot_failf("the library is still loaded after dlclose: the unload checks cannot run");
+    dlclose(again);
+  } else {
+    AOT_CHECK_CODE(patchcall_static_sites_each(aot_visit_unloaded, &unloaded), 0);
+    AOT_CHECK(unloaded.found == 0, "%ld sites of the unloaded library are still reported", unloaded.found);
+    aot_check_direct("after dlclose");
+    aot_walk("after dlclose", 1);
+    aot_bad_input_after_dlclose(lib_key, lib_key_last, lib_call);
+    aot_print_counts("after dlclose");
+    aot_phase("after dlclose", 2, 0, 500, walk_every, -1);
+  }
+
+  fprintf(stderr, "static_aot_stress: %d changes, %ld site walks, %.2f s: %s (%ld failures)\n", g_changes, g_walks,
+          aot_now() - t0, aot_failures == 0 ? "PASSED" : "FAILED", aot_failures);
+  return aot_failures == 0 ? 0 : 1;
+}
