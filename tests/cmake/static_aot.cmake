@@ -42,6 +42,19 @@ foreach(opt O0 O2)
   set_tests_properties(StaticAot_Stress_C_${opt} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 endforeach()
 
+# The checks themselves: with --inject-lie the program applies other values than it publishes
+# for 10 changes; the readers' version window and the site walk must each report it.
+add_test(NAME StaticAot_SelfTest_ReadersNoticeALie
+         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --changes 1000 --inject-lie 600
+                 --walk-every 1000000)
+set_tests_properties(StaticAot_SelfTest_ReadersNoticeALie PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot"
+                     PASS_REGULAR_EXPRESSION "FAIL: (key|static call) [^\n]*allow only")
+add_test(NAME StaticAot_SelfTest_SiteWalkNoticesALie
+         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --changes 1000 --inject-lie 600
+                 --readers 0 --walk-every 1)
+set_tests_properties(StaticAot_SelfTest_SiteWalkNoticesALie PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot"
+                     PASS_REGULAR_EXPRESSION "FAIL: [^\n]*(BRANCH|TRAMPOLINE|CALL|TAIL_CALL) [^\n]*decodes as")
+
 add_test(NAME StaticAot_Fork
          COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --fork --changes 3000)
 set_tests_properties(StaticAot_Fork PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")

@@ -184,9 +184,6 @@ static void aot_check_branch(struct aot_walk* w, const patchcall_static_site_inf
               s->address, likely ? "LIKELY" : "UNLIKELY", m->modules[module].name, m->key_names[key],
               enabled ? "enabled" : "disabled", insn.text, jump ? "a JMP32 to the label" : "a NOP5",
               jump ? (unsigned long)e->target : 0ul);
-  int field = __atomic_load_n(&m->keys[key]->enabled, __ATOMIC_RELAXED) != 0;
-  if (field != enabled)
-    aot_failf("%s: key %s: its `enabled` field is %d, expected %d", w->where, m->key_names[key], field, enabled);
 }
 
 static void aot_check_trampoline(struct aot_walk* w, const patchcall_static_site_info* s, int module) {
@@ -352,6 +349,11 @@ long aot_check_sites(const struct aot_site_model* m, struct aot_site_report* r, 
       aot_failf("%s: jump-table record of %s at %#lx (key ref %#lx) was reported %d times (expected once)", where,
                 m->modules[w.jump_refs[j].module].name, (unsigned long)e->code, (unsigned long)e->key, w.jump_visits[j]);
     }
+  for (int k = 0; k < m->nkeys; k++) {
+    int field = __atomic_load_n(&m->keys[k]->enabled, __ATOMIC_RELAXED) != 0;
+    if (field != m->key_enabled[k])
+      aot_failf("%s: key %s: its `enabled` field is %d, expected %d", where, m->key_names[k], field, m->key_enabled[k]);
+  }
   for (int c = 0; c < m->ncalls; c++)
     if (w.trampoline_visits[c] != 1)
       aot_failf("%s: the trampoline of %s was reported %d times (expected once)", where, m->call_names[c],

@@ -5,6 +5,8 @@
  * decoding it with Zydis. Then dlclose, bad input, and (--fork) a fork in the middle.
  *
  *   static_aot_stress --lib PATH [--changes N] [--readers R] [--walk-every K] [--fork] [--seed S]
+ *                     [--inject-lie CHANGE]   (self-test: changes CHANGE.. CHANGE+9 apply a value
+ *                                              other than the one published: must fail)
  *
  * The version window: before change j the main thread appends {object, new value} to a log,
  * links it to the object's previous change and publishes version j; then it calls the
@@ -18,9 +20,11 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,6 +114,8 @@ static int g_log_capacity;
 static int g_changes;         /* main thread only */
 static int g_head[AOT_OBJECTS]; /* atomic: the object's latest published change */
 static long g_version;          /* atomic: the latest published change */
+static long g_done;             /* atomic: the latest change whose patchcall call returned */
+static int g_lie_from = -1;     /* --inject-lie: changes [from, from + 10) apply another value */
 static int g_stop;              /* atomic */
 static long g_walks;
 static const char* g_who = "";
@@ -166,12 +172,79 @@ struct aot_reader {
   int use_lib;
   long observations;
   long in_window; /* observations whose window [b, a] contained a change */
+  long in_flight; /* observations made while a patchcall update was running */
+  long last_version; /* atomic: the version at the start of its latest iteration over all objects */
+  long versions_seen; /* iterations that started at a new version */
+  long iterations;
 };
+
+/* The readers of the running phase: the main thread lets them fall at most AOT_MAX_LAG
+ * versions behind (yielding, for at most AOT_LAG_WAIT_S per change), so that on a busy machine,
+ * where readers and writer take turns on one core, readers still see most versions. */
+#define AOT_MAX_LAG 16
+#define AOT_LAG_WAIT_S 0.002
+static struct aot_reader* g_readers;
+static int g_nreaders;
+static long g_lag_waits, g_lag_timeouts;
+
+static long aot_reader_passes(void) {
+  long n = 0;
+  for (int i = 0; i < g_nreaders; i++) n += __atomic_load_n(&g_readers[i].iterations, __ATOMIC_RELAXED);
+  return n;
+}
+
+/* Updates that pause between the steps of the breakpoint protocol. The runtime writes text with
+ * pwrite() on /proc/self/mem (runtime/aot/text_batch.cpp); this definition takes the place of
+ * libc's for the runtime linked into this program. While the main thread is inside a patchcall
+ * call of a phase with readers (every 4th change), each write is followed by a wait (at most 1 ms) until the
+ * readers made two more passes over every branch and call, so that they run the sites while
+ * they hold an int3 or a half-written instruction, also when writer and readers share one core.
+ * (If the runtime stopped using pwrite, g_pauses stays 0 and the phase line says so.) */
+static int g_pause_in_update;
+static long g_pauses, g_pause_timeouts;
+PATCHCALL_EXTERN_C_ ssize_t pwrite(int fd, const void* buffer, size_t count, off_t offset) {
+  ssize_t n = (ssize_t)syscall(SYS_pwrite64, fd, buffer, count, offset);
+  if (g_pause_in_update && g_nreaders > 0) {
+    int saved = errno;
+    long start = aot_reader_passes();
+    double deadline = aot_now() + 0.001;
+    g_pauses++;
+    while (aot_reader_passes() < start + 2) {
+      if (aot_now() > deadline) {
+        g_pause_timeouts++;
+        break;
+      }
+      sched_yield();
+    }
+    errno = saved;
+  }
+  return n;
+}
+static void aot_wait_for_readers(long version) {
+  double deadline = 0;
+  for (;;) {
+    long oldest = version;
+    for (int i = 0; i < g_nreaders; i++) {
+      long v = __atomic_load_n(&g_readers[i].last_version, __ATOMIC_RELAXED);
+      if (v < oldest) oldest = v;
+    }
+    if (version - oldest <= AOT_MAX_LAG) return;
+    if (deadline == 0) {
+      deadline = aot_now() + AOT_LAG_WAIT_S;
+      g_lag_waits++;
+    } else if (aot_now() > deadline) {
+      g_lag_timeouts++;
+      return;
+    }
+    sched_yield();
+  }
+}
 
 static void aot_observe_key(struct aot_reader* r, int g, int (*observe)(void), const char* module) {
   long b = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
   int bits = observe();
   long a = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&g_done, __ATOMIC_RELAXED) < a) r->in_flight += 2;
   aot_check_observed(g, bits & 1, b, a, "PATCHCALL_STATIC_BRANCH_UNLIKELY", module);
   aot_check_observed(g, (bits >> 1) & 1, b, a, "PATCHCALL_STATIC_BRANCH_LIKELY", module);
   r->observations += 2;
@@ -183,6 +256,7 @@ static void aot_observe_call(struct aot_reader* r, int g, long (*observe)(long),
   long b = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
   long result = observe(x);
   long a = __atomic_load_n(&g_version, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&g_done, __ATOMIC_RELAXED) < a) r->in_flight++;
   int code = aot_decode_result(g_call[g]->is_void, x, result);
   if (code < 0)
     aot_failf("%sstatic call %s (%s, %s) with x=%ld returned %ld: no target returns that (versions [%ld, %ld])", g_who,
@@ -197,6 +271,10 @@ static void* aot_reader_main(void* arg) {
   struct aot_reader* r = (struct aot_reader*)arg;
   long x = r->id * 1000003L;
   while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) && __atomic_load_n(&aot_failures, __ATOMIC_RELAXED) < 1000) {
+    long v = __atomic_load_n(&g_version, __ATOMIC_RELAXED);
+    if (v != r->last_version) r->versions_seen++;
+    __atomic_store_n(&r->last_version, v, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->iterations, r->iterations + 1, __ATOMIC_RELAXED);
     for (int i = 0; i < AOT_KEYS; i++) {
       int g = (i + r->id * 17) % AOT_KEYS;
       if (aot_exe_desc.key_observers[g]) aot_observe_key(r, g, aot_exe_desc.key_observers[g], "in the executable");
@@ -214,6 +292,7 @@ static void* aot_reader_main(void* arg) {
         aot_observe_call(r, g, g_lib->call_observers_call[g], x, "call", "in the library");
       }
     }
+    if (r->iterations % 8 == 0) sched_yield(); /* on a busy machine: lets the writer in now and then */
   }
   return NULL;
 }
@@ -376,12 +455,19 @@ static void aot_apply(int o, int value) {
   __atomic_store_n(&g_head[o], j, __ATOMIC_RELEASE);
   __atomic_store_n(&g_version, (long)j, __ATOMIC_RELEASE);
   int rc;
+  int applied = value;
+  if (g_lie_from >= 0 && j >= g_lie_from && j < g_lie_from + 10) /* the checks must notice */
+    applied = aot_is_key(o) ? !value : value == 1 ? 2 : 1; /* (targets of the executable: it outlives the library) */
+  if (applied != value) fprintf(stderr, "inject-lie: change %d of %s publishes %d, applies %d\n", j, aot_object_name(o), value, applied);
+  g_pause_in_update = j % 4 == 0;
   if (aot_is_key(o)) {
-    rc = g_key[o]->set(value);
+    rc = g_key[o]->set(applied);
   } else {
     int g = o - AOT_KEYS;
-    rc = g_call[g]->set(value == 0 ? NULL : aot_target_of(g, value), value == 0);
+    rc = g_call[g]->set(applied == 0 ? NULL : aot_target_of(g, applied), applied == 0);
   }
+  g_pause_in_update = 0;
+  __atomic_store_n(&g_done, (long)j, __ATOMIC_RELEASE);
   if (rc != PATCHCALL_OK) {
     g_rc_failures++;
     aot_failf("%schange %d: setting %s %s to %d returned %d (%s): '%s'", g_who, j, aot_is_key(o) ? "key" : "call",
@@ -418,6 +504,7 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
   for (int i = 0; i < readers; i++) {
     r[i].id = i;
     r[i].use_lib = use_lib;
+    r[i].last_version = __atomic_load_n(&g_version, __ATOMIC_RELAXED);
     int e = pthread_create(&r[i].thread, NULL, aot_reader_main, &r[i]);
     if (e != 0) {
       aot_failf("pthread_create: %s", strerror(e));
@@ -427,8 +514,13 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
   }
   long walks0 = g_walks;
   long failures0 = aot_failures;
+  long lag_waits0 = g_lag_waits, lag_timeouts0 = g_lag_timeouts;
+  long pauses0 = g_pauses, pause_timeouts0 = g_pause_timeouts;
+  g_readers = r;
+  g_nreaders = readers;
   for (int i = 0; i < changes && aot_failures < 1000; i++) {
     aot_random_change();
+    aot_wait_for_readers(g_changes);
     if ((i + 1) % walk_every == 0) {
       char where[96];
       snprintf(where, sizeof where, "%s, after change %d", name, g_changes);
@@ -437,20 +529,27 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
     if (i == fork_at) aot_fork_test();
   }
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
-  long observations = 0, in_window = 0;
+  g_nreaders = 0;
+  long observations = 0, in_window = 0, in_flight = 0, versions_seen = 0;
   for (int i = 0; i < readers; i++) {
     pthread_join(r[i].thread, NULL);
     observations += r[i].observations;
     in_window += r[i].in_window;
+    in_flight += r[i].in_flight;
+    versions_seen += r[i].versions_seen;
   }
   char where[96];
   snprintf(where, sizeof where, "%s, at the end", name);
   aot_check_direct(where);
   aot_walk(where, 1);
   fprintf(stderr,
-          "%s%s: %d changes (total %d), %ld site walks, %d readers made %ld observations (%ld overlapping a change), "
-          "%ld failures, %.2f s\n",
-          g_who, name, changes, g_changes, g_walks - walks0, readers, observations, in_window, aot_failures - failures0,
+          "%s%s: %d changes (total %d), %ld site walks, %d readers made %ld observations (%ld while an update "
+          "was running, %ld whose window saw a new version; %ld reader passes began at a new version; the writer "
+          "waited %ld times for lagging readers, %ld of them timed out; it paused for the readers after %ld text writes, "
+          "%ld pauses timed out), %ld failures, %.2f s\n",
+          g_who, name, changes, g_changes, g_walks - walks0, readers, observations, in_flight, in_window, versions_seen,
+          g_lag_waits - lag_waits0, g_lag_timeouts - lag_timeouts0, g_pauses - pauses0, g_pause_timeouts - pause_timeouts0,
+          aot_failures - failures0,
           aot_now() - t0);
   if (readers > 0 && observations == 0) aot_failf("%s%s: the readers made no observation", g_who, name);
 }
@@ -588,8 +687,9 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--walk-every") && i + 1 < argc) walk_every = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) g_rng = strtoull(argv[++i], NULL, 0) | 1;
     else if (!strcmp(argv[i], "--fork")) do_fork = 1;
+    else if (!strcmp(argv[i], "--inject-lie") && i + 1 < argc) g_lie_from = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s --lib PATH [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork]\n", argv[0]);
+      fprintf(stderr, "usage: %s --lib PATH [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork] [--inject-lie CHANGE]\n", argv[0]);
       return 2;
     }
   }
