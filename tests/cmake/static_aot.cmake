@@ -4,6 +4,8 @@
 #    by Zydis; built 4 ways: C with this build's C compiler at -O0 and -O2 (C_O0, C_O2) and as
 #    C++ with clang++ -x c++ at -O0 and -O2 (CXX_Clang_O0, CXX_Clang_O2: compiled by custom
 #    commands, linked by this build, so they link the same runtime; skipped without clang++).
+#    Each also reloads the library, and churns (dlopen/dlclose in a loop on another thread) a
+#    second library, churn_lib.c, of branches on the executable's keys and calls of its calls.
 #  - StaticAot_Fork: the C -O2 program forking in the middle of its run.
 #  - StaticAot_TableFull: a library with more keys than PATCHCALL_STATIC_KEYS_MAX.
 #  - StaticAot_CompileFail_*: snippets the headers must refuse at compile time.
@@ -28,17 +30,20 @@ endfunction()
 # ---- the C variants (this build's C compiler) ----------------------------------------------
 foreach(opt O0 O2)
   string(TOLOWER ${opt} _o)
-  add_library(static_aot_stress_lib_c_${_o} MODULE ${_aot_dir}/stress_lib.c)
-  target_include_directories(static_aot_stress_lib_c_${_o} PRIVATE ${PROJECT_SOURCE_DIR}/include)
-  target_compile_options(static_aot_stress_lib_c_${_o} PRIVATE -${opt} -Wall -Wextra)
-  _aot_library(static_aot_stress_lib_c_${_o})
+  foreach(lib stress churn)
+    add_library(static_aot_${lib}_lib_c_${_o} MODULE ${_aot_dir}/${lib}_lib.c)
+    target_include_directories(static_aot_${lib}_lib_c_${_o} PRIVATE ${PROJECT_SOURCE_DIR}/include)
+    target_compile_options(static_aot_${lib}_lib_c_${_o} PRIVATE -${opt} -Wall -Wextra)
+    _aot_library(static_aot_${lib}_lib_c_${_o})
+  endforeach()
 
   add_executable(static_aot_stress_c_${_o} ${_aot_dir}/stress_main.c ${_aot_dir}/aot_sites.c)
   target_compile_options(static_aot_stress_c_${_o} PRIVATE -${opt} -Wall -Wextra)
   _aot_program(static_aot_stress_c_${_o})
-  add_dependencies(static_aot_stress_c_${_o} static_aot_stress_lib_c_${_o})
+  add_dependencies(static_aot_stress_c_${_o} static_aot_stress_lib_c_${_o} static_aot_churn_lib_c_${_o})
   add_test(NAME StaticAot_Stress_C_${opt}
-           COMMAND static_aot_stress_c_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_c_${_o}>)
+           COMMAND static_aot_stress_c_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_c_${_o}>
+                   --churn-lib $<TARGET_FILE:static_aot_churn_lib_c_${_o}>)
   set_tests_properties(StaticAot_Stress_C_${opt} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 endforeach()
 
@@ -80,9 +85,9 @@ foreach(opt O0 O2)
   set(_out ${CMAKE_CURRENT_BINARY_DIR}/static_aot/cxx_${_o})
   file(MAKE_DIRECTORY ${_out})
   set(_objects "")
-  foreach(stem stress_main aot_sites stress_lib)
+  foreach(stem stress_main aot_sites stress_lib churn_lib)
     set(_pic -fPIE)
-    if(stem STREQUAL "stress_lib")
+    if(stem MATCHES "_lib$")
       set(_pic -fPIC)
     endif()
     add_custom_command(
@@ -94,13 +99,16 @@ foreach(opt O0 O2)
       VERBATIM)
     set_source_files_properties(${_out}/${stem}.o PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
   endforeach()
-  add_library(static_aot_stress_lib_cxx_${_o} MODULE ${_out}/stress_lib.o)
-  _aot_library(static_aot_stress_lib_cxx_${_o})
-  set_target_properties(static_aot_stress_lib_cxx_${_o} PROPERTIES LINKER_LANGUAGE CXX)
+  foreach(lib stress churn)
+    add_library(static_aot_${lib}_lib_cxx_${_o} MODULE ${_out}/${lib}_lib.o)
+    _aot_library(static_aot_${lib}_lib_cxx_${_o})
+    set_target_properties(static_aot_${lib}_lib_cxx_${_o} PROPERTIES LINKER_LANGUAGE CXX)
+  endforeach()
   add_executable(static_aot_stress_cxx_${_o} ${_out}/stress_main.o ${_out}/aot_sites.o)
   _aot_program(static_aot_stress_cxx_${_o})
-  add_dependencies(static_aot_stress_cxx_${_o} static_aot_stress_lib_cxx_${_o})
-  add_test(NAME ${_test} COMMAND static_aot_stress_cxx_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_cxx_${_o}>)
+  add_dependencies(static_aot_stress_cxx_${_o} static_aot_stress_lib_cxx_${_o} static_aot_churn_lib_cxx_${_o})
+  add_test(NAME ${_test} COMMAND static_aot_stress_cxx_${_o} --lib $<TARGET_FILE:static_aot_stress_lib_cxx_${_o}>
+                                 --churn-lib $<TARGET_FILE:static_aot_churn_lib_cxx_${_o}>)
   set_tests_properties(${_test} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 endforeach()
 

@@ -82,6 +82,7 @@ struct aot_site_model {
   const void* const* call_targets; /* expected target; NULL: the no-op */
   int nmodules;
   struct aot_site_module modules[AOT_MAX_MODULES];
+  int ignore_other_modules; /* sites outside the modules are counted (other_sites), not failures */
 };
 struct aot_site_report {
   long sites;
@@ -90,7 +91,8 @@ struct aot_site_report {
   long inline_fallback[AOT_MAX_MODULES];  /* inline sites reaching the trampoline (target out of reach) */
   long inline_noop[AOT_MAX_MODULES];      /* inline sites of a no-op target */
   long branches_of_key_max;
-  long failures; /* found by this walk */
+  long other_sites; /* with ignore_other_modules */
+  long failures;    /* found by this walk */
 };
 /* Walks patchcall_static_sites_each once; returns the failures found (also counted in
  * aot_failures). `where` names the moment in messages. */

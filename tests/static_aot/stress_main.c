@@ -2,9 +2,11 @@
  * defined here and half in a library (stress_lib.c) dlopen()ed at run time; reader threads run
  * every branch and every call while the main thread flips keys and retargets calls, checking
  * every result against a version window, and walks every site (patchcall_static_sites_each)
- * decoding it with Zydis. Then dlclose, bad input, and (--fork) a fork in the middle.
+ * decoding it with Zydis. Then dlclose, bad input, a second dlopen / dlclose, (--fork) a fork in
+ * the middle, and (--churn-lib) a thread loading and unloading a library of branches on our
+ * keys and calls of our static calls while the main thread flips and retargets them.
  *
- *   static_aot_stress --lib PATH [--changes N] [--readers R] [--walk-every K] [--fork] [--seed S]
+ *   static_aot_stress --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--fork] [--seed S]
  *                     [--inject-lie CHANGE]   (self-test: changes CHANGE.. CHANGE+9 apply a value
  *                                              other than the one published: must fail)
  *
@@ -342,6 +344,7 @@ static void aot_check_direct(const char* where) {
 
 /* ---- the site walk ---------------------------------------------------------------------------- */
 static struct aot_site_module g_exe_module, g_lib_module;
+static int g_churning; /* a churn thread loads and unloads another library: walks ignore its sites */
 static struct aot_site_report g_last_report;
 
 static void aot_build_model(struct aot_site_model* m, struct patchcall_static_key** keys, const char** key_names,
@@ -372,6 +375,7 @@ static void aot_build_model(struct aot_site_model* m, struct patchcall_static_ke
   m->call_targets = targets;
   m->modules[m->nmodules++] = g_exe_module;
   if (g_lib_loaded) m->modules[m->nmodules++] = g_lib_module;
+  m->ignore_other_modules = g_churning;
 }
 
 static long aot_walk(const char* where, int also_counts) {
@@ -386,7 +390,7 @@ static long aot_walk(const char* where, int also_counts) {
   aot_build_model(&m, keys, key_names, enabled, calls, call_names, tramps, targets);
   long failures = aot_check_sites(&m, &g_last_report, where);
   g_walks++;
-  if (also_counts) {
+  if (also_counts && !g_churning) { /* (a churned library adds branches the model does not know) */
     for (int i = 0; i < m.nkeys; i++) {
       size_t count = 12345;
       AOT_CHECK_CODE(patchcall_static_key_branches(keys[i], &count), PATCHCALL_OK);
@@ -476,6 +480,19 @@ static void aot_apply(int o, int value) {
   g_current[o] = value;
 }
 
+/* A library (re)loaded: its objects start over at their compiled state. Published like a
+ * change, with no patchcall call (no reader runs while a library is loaded). */
+static void aot_publish_reset(int o, int value) {
+  int j = ++g_changes;
+  g_log[j].object = o;
+  g_log[j].value = value;
+  g_log[j].prev = g_head[o];
+  __atomic_store_n(&g_head[o], j, __ATOMIC_RELEASE);
+  __atomic_store_n(&g_version, (long)j, __ATOMIC_RELEASE);
+  __atomic_store_n(&g_done, (long)j, __ATOMIC_RELEASE);
+  g_current[o] = value;
+}
+
 static void aot_random_change(void) {
   int o;
   do {
@@ -495,7 +512,69 @@ static void aot_random_change(void) {
 
 static void aot_fork_test(void);
 
-static void aot_phase(const char* name, int readers, int use_lib, int changes, int walk_every, int fork_at) {
+/* The churn thread: loads the churn library, checks its branches and calls of the executable's
+ * keys and calls against the version window (as a reader), flips the library's own key, unloads
+ * it, and again, until the phase ends. */
+typedef const struct aot_module_desc* (*aot_churn_describe_fn)(void);
+struct aot_churner {
+  pthread_t thread;
+  const char* path;
+  struct aot_reader reader;
+  long loads;
+};
+static void* aot_churn_main(void* arg) {
+  struct aot_churner* c = (struct aot_churner*)arg;
+  long x = 77;
+  while (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) && __atomic_load_n(&aot_failures, __ATOMIC_RELAXED) < 1000) {
+    void* h = dlopen(c->path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      aot_failf("%schurn: dlopen(%s): %s", g_who, c->path, dlerror());
+      break;
+    }
+    aot_churn_describe_fn describe = (aot_churn_describe_fn)(uintptr_t)dlsym(h, "aot_churn_lib_describe");
+    int (*own_observe)(void) = (int (*)(void))(uintptr_t)dlsym(h, "aot_churn_own_observe");
+    int (*own_set)(int) = (int (*)(int))(uintptr_t)dlsym(h, "aot_churn_own_set");
+    struct patchcall_static_key* (*own_key)(void) =
+        (struct patchcall_static_key * (*)(void))(uintptr_t) dlsym(h, "aot_churn_own_key");
+    if (!describe || !own_observe || !own_set || !own_key) {
+      aot_failf("%schurn: a function of %s is missing", g_who, c->path);
+      dlclose(h);
+      break;
+    }
+    const struct aot_module_desc* d = describe();
+    AOT_CHECK_CODE(patchcall_static_module_status(own_key()), PATCHCALL_OK);
+    for (int pass = 0; pass < 2; pass++) {
+      for (int g = 0; g < AOT_EXE_KEYS; g++) aot_observe_key(&c->reader, g, d->key_observers[g], "in the churn library");
+      for (int g = 0; g < AOT_EXE_CALLS; g++) {
+        x = (x + 5) & 0xffffff;
+        aot_observe_call(&c->reader, g, d->call_observers_tail[g], x, "tail call", "in the churn library");
+        aot_observe_call(&c->reader, g, d->call_observers_call[g], x, "call", "in the churn library");
+      }
+    }
+    int bits = own_observe();
+    AOT_CHECK(bits == 0, "%schurn load %ld: the library's own key (compiled FALSE) starts with branches %d", g_who,
+              c->loads, bits);
+    AOT_CHECK_CODE(own_set(1), PATCHCALL_OK);
+    bits = own_observe();
+    AOT_CHECK(bits == 3, "%schurn load %ld: its own key enabled, branches %d, expected 3", g_who, c->loads, bits);
+    if (c->loads % 2 == 0) { /* odd loads unload it enabled */
+      AOT_CHECK_CODE(own_set(0), PATCHCALL_OK);
+      bits = own_observe();
+      AOT_CHECK(bits == 0, "%schurn load %ld: its own key disabled, branches %d, expected 0", g_who, c->loads, bits);
+    }
+    struct patchcall_static_key* stale = own_key();
+    if (dlclose(h) != 0) aot_failf("%schurn: dlclose: %s", g_who, dlerror());
+    int rc = patchcall_static_key_set(stale, 1);
+    AOT_CHECK(rc == PATCHCALL_E_UNKNOWN_KEY,
+              "%schurn: setting the key of the unloaded churn library returned %d (%s): '%s'", g_who, rc,
+              patchcall_strerror(rc), patchcall_last_error_message());
+    c->loads++;
+  }
+  return NULL;
+}
+
+static void aot_phase(const char* name, int readers, int use_lib, int changes, int walk_every, int fork_at,
+                      const char* churn_path) {
   double t0 = aot_now();
   struct aot_reader r[8];
   memset(r, 0, sizeof r);
@@ -510,6 +589,18 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
       aot_failf("pthread_create: %s", strerror(e));
       readers = i;
       break;
+    }
+  }
+  struct aot_churner churner;
+  memset(&churner, 0, sizeof churner);
+  if (churn_path) {
+    churner.path = churn_path;
+    churner.reader.id = 99;
+    g_churning = 1;
+    int e = pthread_create(&churner.thread, NULL, aot_churn_main, &churner);
+    if (e != 0) {
+      aot_failf("pthread_create: %s", strerror(e));
+      churn_path = NULL;
     }
   }
   long walks0 = g_walks;
@@ -530,6 +621,13 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
   }
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
   g_nreaders = 0;
+  if (churn_path) {
+    pthread_join(churner.thread, NULL);
+    g_churning = 0;
+    fprintf(stderr, "%s%s: the churn thread loaded and unloaded %s %ld times, made %ld observations\n", g_who, name,
+            churn_path, churner.loads, churner.reader.observations);
+    if (churner.loads == 0) aot_failf("%s%s: the churn thread never loaded its library", g_who, name);
+  }
   long observations = 0, in_window = 0, in_flight = 0, versions_seen = 0;
   for (int i = 0; i < readers; i++) {
     pthread_join(r[i].thread, NULL);
@@ -570,7 +668,7 @@ static void aot_fork_test(void) {
     long before = aot_failures;
     aot_walk("fork child, first walk", 1);
     aot_check_direct("fork child, first check");
-    aot_phase("fork child", 2, g_lib_loaded, 400, 4, -1);
+    aot_phase("fork child", 2, g_lib_loaded, 400, 4, -1, NULL);
     fprintf(stderr, "[fork child] %s (%ld failures)\n", aot_failures == before ? "passed" : "FAILED", aot_failures - before);
     fflush(stderr);
     _exit(aot_failures == before ? 0 : 1);
@@ -591,16 +689,21 @@ static void aot_fork_test(void) {
 }
 
 /* ---- dlopen / dlclose --------------------------------------------------------------------- */
+static void aot_publish_reset(int o, int value);
 static void aot_register_module(const struct aot_module_desc* d) {
+  int is_exe = d == &aot_exe_desc;
   for (int i = 0; i < d->nkeys; i++) {
     int g = d->first_key + i;
     g_key[g] = &d->keys[i];
-    g_initial[g] = g_current[g] = d->keys[i].default_true;
+    if (is_exe) g_initial[g] = g_current[g] = d->keys[i].default_true;
+    else aot_publish_reset(g, d->keys[i].default_true);
   }
   for (int i = 0; i < d->ncalls; i++) {
     int g = d->first_call + i;
+    int code = d->calls[i].is_void ? d->void_initial_code : d->int_initial_code;
     g_call[g] = &d->calls[i];
-    g_initial[AOT_KEYS + g] = g_current[AOT_KEYS + g] = d->calls[i].is_void ? d->void_initial_code : d->int_initial_code;
+    if (is_exe) g_initial[AOT_KEYS + g] = g_current[AOT_KEYS + g] = code;
+    else aot_publish_reset(AOT_KEYS + g, code);
   }
   int base = d == &aot_exe_desc ? 1 : 1 + AOT_TARGETS_PER_MODULE;
   for (int i = 0; i < AOT_TARGETS_PER_MODULE; i++) {
@@ -676,12 +779,77 @@ static int aot_visit_unloaded(void* user, const patchcall_static_site_info* s) {
   return 0;
 }
 
+static int aot_load_library(const char* path, const char* where) {
+  g_lib_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!g_lib_handle) {
+    aot_failf("%s: dlopen(%s): %s", where, path, dlerror());
+    return 0;
+  }
+  aot_describe_fn describe = (aot_describe_fn)(uintptr_t)dlsym(g_lib_handle, "aot_stress_lib_describe");
+  if (!describe) {
+    aot_failf("%s: dlsym(aot_stress_lib_describe): %s", where, dlerror());
+    return 0;
+  }
+  g_lib = describe();
+  aot_register_module(g_lib);
+  g_lib_loaded = 1;
+  g_lib_module.name = "library";
+  if (!aot_module_span((const void*)(uintptr_t)describe, &g_lib_module.lo, &g_lib_module.hi))
+    aot_failf("%s: dl_iterate_phdr found no module for the library", where);
+  g_lib_module.jumps_begin = g_lib->jumps_begin;
+  g_lib_module.jumps_end = g_lib->jumps_end;
+  g_lib_module.sites_begin = g_lib->sites_begin;
+  g_lib_module.sites_end = g_lib->sites_end;
+  AOT_CHECK_CODE(patchcall_static_module_status(g_key[AOT_EXE_KEYS]->key), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_module_status((const void*)(uintptr_t)describe), PATCHCALL_OK);
+  for (int g = AOT_EXE_CALLS; g < AOT_CALLS; g++) {
+    const void* field = g_call[g]->call->target;
+    AOT_CHECK(field == aot_target_of(g, g_current[AOT_KEYS + g]), "%s: static call %s starts at %p", where,
+              g_call[g]->name, field);
+  }
+  aot_check_direct(where);
+  aot_walk(where, 1);
+  return 1;
+}
+
+/* Returns 1 when the library is really gone (and the checks of an unloaded library ran). */
+static int aot_unload_library(const char* path, const char* where, int bad_input) {
+  /* No call of the executable may keep a target in the library. */
+  for (int g = 0; g < AOT_EXE_CALLS; g++)
+    if (g_current[AOT_KEYS + g] > AOT_TARGETS_PER_MODULE) aot_apply(AOT_KEYS + g, 1 + (int)aot_random(AOT_TARGETS_PER_MODULE));
+  struct patchcall_static_key* lib_key = g_key[AOT_EXE_KEYS]->key;
+  struct patchcall_static_key* lib_key_last = g_key[AOT_KEYS - 1]->key;
+  struct patchcall_static_call* lib_call = g_call[AOT_EXE_CALLS]->call;
+  struct aot_unloaded_walk unloaded;
+  memset(&unloaded, 0, sizeof unloaded);
+  unloaded.lo = g_lib_module.lo;
+  unloaded.hi = g_lib_module.hi;
+  g_lib_loaded = 0;
+  if (dlclose(g_lib_handle) != 0) aot_failf("%s: dlclose: %s", where, dlerror());
+  void* again = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+  if (again) {
+    aot_failf("%s: the library is still loaded after dlclose: the unload checks cannot run", where);
+    dlclose(again);
+    return 0;
+  }
+  AOT_CHECK_CODE(patchcall_static_sites_each(aot_visit_unloaded, &unloaded), 0);
+  AOT_CHECK(unloaded.found == 0, "%s: %ld sites of the unloaded library are still reported", where, unloaded.found);
+  AOT_CHECK_CODE(patchcall_static_key_set(lib_key, 1), PATCHCALL_E_UNKNOWN_KEY);
+  AOT_CHECK_CODE(patchcall_static_module_status(lib_key), PATCHCALL_E_UNKNOWN_KEY);
+  aot_check_direct(where);
+  aot_walk(where, 1);
+  if (bad_input) aot_bad_input_after_dlclose(lib_key, lib_key_last, lib_call);
+  return 1;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 int main(int argc, char** argv) {
   const char* lib_path = NULL;
+  const char* churn_path = NULL;
   int changes = 10000, readers = 4, walk_every = 5, do_fork = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--lib") && i + 1 < argc) lib_path = argv[++i];
+    else if (!strcmp(argv[i], "--churn-lib") && i + 1 < argc) churn_path = argv[++i];
     else if (!strcmp(argv[i], "--changes") && i + 1 < argc) changes = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--readers") && i + 1 < argc) readers = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--walk-every") && i + 1 < argc) walk_every = atoi(argv[++i]);
@@ -689,7 +857,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--fork")) do_fork = 1;
     else if (!strcmp(argv[i], "--inject-lie") && i + 1 < argc) g_lie_from = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s --lib PATH [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork] [--inject-lie CHANGE]\n", argv[0]);
+      fprintf(stderr, "usage: %s --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork] [--inject-lie CHANGE]\n", argv[0]);
       return 2;
     }
   }
@@ -733,61 +901,22 @@ int main(int argc, char** argv) {
 
   /* Changes before the library exists: its branches on our keys and its calls of our static
    * calls must start in the current state, not the compiled one. */
-  aot_phase("before dlopen", 2, 0, 300, walk_every, -1);
+  aot_phase("before dlopen", 2, 0, 300, walk_every, -1, NULL);
 
-  g_lib_handle = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
-  if (!g_lib_handle) {
-    aot_failf("dlopen(%s): %s", lib_path, dlerror());
-    return 1;
-  }
-  aot_describe_fn describe = (aot_describe_fn)(uintptr_t)dlsym(g_lib_handle, "aot_stress_lib_describe");
-  if (!describe) {
-    aot_failf("dlsym(aot_stress_lib_describe): %s", dlerror());
-    return 1;
-  }
-  g_lib = describe();
-  aot_register_module(g_lib);
-  g_lib_loaded = 1;
-  g_lib_module.name = "library";
-  if (!aot_module_span((const void*)(uintptr_t)describe, &g_lib_module.lo, &g_lib_module.hi))
-    aot_failf("dl_iterate_phdr found no module for the library");
-  g_lib_module.jumps_begin = g_lib->jumps_begin;
-  g_lib_module.jumps_end = g_lib->jumps_end;
-  g_lib_module.sites_begin = g_lib->sites_begin;
-  g_lib_module.sites_end = g_lib->sites_end;
-  AOT_CHECK_CODE(patchcall_static_module_status(g_key[AOT_EXE_KEYS]->key), PATCHCALL_OK);
-  AOT_CHECK_CODE(patchcall_static_module_status((const void*)(uintptr_t)describe), PATCHCALL_OK);
-  aot_check_direct("after dlopen");
+  if (!aot_load_library(lib_path, "after dlopen")) return 1;
   aot_print_counts("after dlopen");
-  aot_walk("after dlopen", 1);
-
-  aot_phase("with the library", readers, 1, changes, walk_every, do_fork ? changes / 2 : -1);
-
-  /* Before dlclose: no call of the executable may keep a target in the library. */
-  for (int g = 0; g < AOT_EXE_CALLS; g++)
-    if (g_current[AOT_KEYS + g] > AOT_TARGETS_PER_MODULE) aot_apply(AOT_KEYS + g, 1 + (int)aot_random(AOT_TARGETS_PER_MODULE));
-  struct patchcall_static_key* lib_key = g_key[AOT_EXE_KEYS]->key;
-  struct patchcall_static_key* lib_key_last = g_key[AOT_KEYS - 1]->key;
-  struct patchcall_static_call* lib_call = g_call[AOT_EXE_CALLS]->call;
-  struct aot_unloaded_walk unloaded;
-  memset(&unloaded, 0, sizeof unloaded);
-  unloaded.lo = g_lib_module.lo;
-  unloaded.hi = g_lib_module.hi;
-  g_lib_loaded = 0;
-  if (dlclose(g_lib_handle) != 0) aot_failf("dlclose: %s", dlerror());
-  void* again = dlopen(lib_path, RTLD_NOW | RTLD_NOLOAD);
-  if (again) {
-    aot_failf("the library is still loaded after dlclose: the unload checks cannot run");
-    dlclose(again);
-  } else {
-    AOT_CHECK_CODE(patchcall_static_sites_each(aot_visit_unloaded, &unloaded), 0);
-    AOT_CHECK(unloaded.found == 0, "%ld sites of the unloaded library are still reported", unloaded.found);
-    aot_check_direct("after dlclose");
-    aot_walk("after dlclose", 1);
-    aot_bad_input_after_dlclose(lib_key, lib_key_last, lib_call);
+  aot_phase("with the library", readers, 1, changes, walk_every, do_fork ? changes / 2 : -1, NULL);
+  if (aot_unload_library(lib_path, "after dlclose", 1)) {
     aot_print_counts("after dlclose");
-    aot_phase("after dlclose", 2, 0, 500, walk_every, -1);
+    aot_phase("after dlclose", 2, 0, 500, walk_every, -1, NULL);
   }
+
+  /* The library again: its objects start over, its branches on our keys follow their state. */
+  if (aot_load_library(lib_path, "after the second dlopen")) {
+    aot_phase("with the library loaded again", 2, 1, 1000, walk_every, -1, NULL);
+    aot_unload_library(lib_path, "after the second dlclose", 0);
+  }
+  if (churn_path) aot_phase("churn", 2, 0, 1000, walk_every, -1, churn_path);
 
   fprintf(stderr, "static_aot_stress: %d changes, %ld site walks, %.2f s: %s (%ld failures)\n", g_changes, g_walks,
           aot_now() - t0, aot_failures == 0 ? "PASSED" : "FAILED", aot_failures);
