@@ -686,6 +686,49 @@ static void aot_fork_test(void) {
   aot_check_direct("parent after the fork child exited");
   fprintf(stderr, "parent after the fork child: state, results and sites %s\n",
           aot_failures == before ? "unchanged" : "CHANGED (see above)");
+
+  /* A child of the raw fork system call (no atfork handlers ran): patchcall may refuse
+   * (FORKED_CHILD) or patch the child's own copy, never the parent's text. The child only
+   * makes system calls and patchcall calls (the readers may hold stdio locks). */
+  pid = (pid_t)syscall(SYS_fork);
+  if (pid < 0) {
+    aot_failf("fork system call: %s", strerror(errno));
+    return;
+  }
+  if (pid == 0) {
+    int g = 0, want = !g_current[0];
+    int code = 0;
+    int rc = g_key[g]->set(want);
+    if (rc == PATCHCALL_OK) {
+      if (aot_exe_desc.key_observers[g]() != (want ? 3 : 0)) code = 3;
+      int c = 0, target = g_current[AOT_KEYS + c] == 1 ? 2 : 1;
+      if (g_call[c]->set(aot_target_of(c, target), 0) != PATCHCALL_OK) code = 5;
+      else if (aot_decode_result(0, 9, aot_exe_desc.call_observers_call[c](9)) != target) code = 6;
+    } else if (rc != PATCHCALL_E_FORKED_CHILD) {
+      code = 4;
+    } else {
+      code = 0x10;
+    }
+    _exit(code);
+  }
+  if (waitpid(pid, &status, 0) != pid) {
+    aot_failf("waitpid: %s", strerror(errno));
+    return;
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  static const char* const what[] = {"", "", "", "its key flip did not change its own branches",
+                                     "patchcall_static_key_set returned neither OK nor FORKED_CHILD",
+                                     "its static call update failed", "its retargeted call reached another target"};
+  if (code == 0 || code == 0x10)
+    fprintf(stderr, "raw fork child: patchcall %s\n",
+            code == 0 ? "patched the child's own copy" : "refused the update with FORKED_CHILD");
+  else
+    aot_failf("the raw fork child failed: %s", code > 0 && code < 7 ? what[code] : "it crashed or hung");
+  before = aot_failures;
+  aot_walk("parent after the raw fork child exited", 1);
+  aot_check_direct("parent after the raw fork child exited");
+  fprintf(stderr, "parent after the raw fork child: state, results and sites %s\n",
+          aot_failures == before ? "unchanged" : "CHANGED (see above)");
 }
 
 /* ---- dlopen / dlclose --------------------------------------------------------------------- */
@@ -751,6 +794,15 @@ static void aot_bad_input_after_dlclose(struct patchcall_static_key* lib_key, st
   null_rc = patchcall_static_call_set(NULL, exe_int_target);
   AOT_CHECK(null_rc == PATCHCALL_E_UNKNOWN_KEY || null_rc == PATCHCALL_E_INVALID_ARGUMENT,
             "patchcall_static_call_set(NULL) returned %d (%s)", null_rc, patchcall_strerror(null_rc));
+
+  /* Any nonzero state enables (no reader runs now; the state is restored). */
+  {
+    int g = AOT_EXE_KEYS - 1;
+    AOT_CHECK_CODE(patchcall_static_key_set(g_key[g]->key, 5), PATCHCALL_OK);
+    int bits = aot_exe_desc.key_observers[g]();
+    AOT_CHECK(bits == 3, "key %s set to 5: branches %d, expected 3 (enabled)", g_key[g]->name, bits);
+    AOT_CHECK_CODE(patchcall_static_key_set(g_key[g]->key, g_current[g]), PATCHCALL_OK);
+  }
 
   /* patchcall_static_module_status */
   AOT_CHECK_CODE(patchcall_static_module_status(g_key[0]->key), PATCHCALL_OK);
