@@ -202,7 +202,7 @@ static long aot_reader_passes(void) {
  * readers made two more passes over every branch and call, so that they run the sites while
  * they hold an int3 or a half-written instruction, also when writer and readers share one core.
  * (If the runtime stopped using pwrite, g_pauses stays 0 and the phase line says so.) */
-static int g_pause_in_update;
+static __thread int g_pause_in_update; /* the main thread's, inside aot_apply (a dlopen on another thread writes too) */
 static long g_pauses, g_pause_timeouts;
 PATCHCALL_EXTERN_C_ ssize_t pwrite(int fd, const void* buffer, size_t count, off_t offset) {
   ssize_t n = (ssize_t)syscall(SYS_pwrite64, fd, buffer, count, offset);
