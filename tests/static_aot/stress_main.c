@@ -204,8 +204,10 @@ static long aot_reader_passes(void) {
  * (If the runtime stopped using pwrite, g_pauses stays 0 and the phase line says so.) */
 static __thread int g_pause_in_update; /* the main thread's, inside aot_apply (a dlopen on another thread writes too) */
 static long g_pauses, g_pause_timeouts;
+static long g_pwrites; /* atomic: every pwrite of the process (compared with the runtime's count) */
 PATCHCALL_EXTERN_C_ ssize_t pwrite(int fd, const void* buffer, size_t count, off_t offset) {
   ssize_t n = (ssize_t)syscall(SYS_pwrite64, fd, buffer, count, offset);
+  __atomic_add_fetch(&g_pwrites, 1, __ATOMIC_RELAXED);
   if (g_pause_in_update && g_nreaders > 0) {
     int saved = errno;
     long start = aot_reader_passes();
@@ -403,6 +405,14 @@ static long aot_walk(const char* where, int also_counts) {
   return failures;
 }
 
+static patchcall_static_stats aot_stats(void) {
+  patchcall_static_stats st;
+  memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  AOT_CHECK_CODE(patchcall_static_stats_get(&st), PATCHCALL_OK);
+  return st;
+}
+
 static void aot_print_counts(const char* where) {
   struct patchcall_static_key* keys[AOT_KEYS];
   const char* key_names[AOT_KEYS];
@@ -435,6 +445,28 @@ static void aot_print_counts(const char* where) {
       aot_failf("%s%s: the %s has %ld inline call sites but only %ld markers", g_who, where, m.modules[i].name,
                 inline_sites, markers);
   }
+  /* The registry's counters agree with the walk. */
+  patchcall_static_stats st = aot_stats();
+  long kinds[5] = {0, 0, 0, 0, 0};
+  for (int i = 0; i < m.nmodules; i++)
+    for (int k = 1; k <= 4; k++) kinds[k] += r.by_kind[i][k];
+  fprintf(stderr,
+          "  patchcall_static_stats_get: modules %zu (failed %zu), keys %zu, calls %zu, branches %zu, trampolines %zu, "
+          "call sites %zu, tail call sites %zu; so far %llu batches, %llu sites written, %llu writes, %llu syncs, %llu "
+          "traps emulated\n",
+          st.modules, st.failed_modules, st.keys, st.calls, st.branches, st.trampolines, st.call_sites, st.tail_call_sites,
+          (unsigned long long)st.batches, (unsigned long long)st.sites_written, (unsigned long long)st.writes,
+          (unsigned long long)st.syncs, (unsigned long long)st.traps_emulated);
+  AOT_CHECK(st.modules == (size_t)m.nmodules && st.failed_modules == 0, "%s: stats: %zu modules (%zu failed), expected %d",
+            where, st.modules, st.failed_modules, m.nmodules);
+  AOT_CHECK(st.keys == (size_t)m.nkeys && st.calls == (size_t)m.ncalls, "%s: stats: %zu keys, %zu calls; expected %d, %d",
+            where, st.keys, st.calls, m.nkeys, m.ncalls);
+  AOT_CHECK(st.branches == (size_t)kinds[PATCHCALL_STATIC_SITE_BRANCH] &&
+                st.trampolines == (size_t)kinds[PATCHCALL_STATIC_SITE_TRAMPOLINE] &&
+                st.call_sites == (size_t)kinds[PATCHCALL_STATIC_SITE_CALL] &&
+                st.tail_call_sites == (size_t)kinds[PATCHCALL_STATIC_SITE_TAIL_CALL],
+            "%s: stats count sites %zu/%zu/%zu/%zu (branch/trampoline/call/tail call), the walk %ld/%ld/%ld/%ld", where,
+            st.branches, st.trampolines, st.call_sites, st.tail_call_sites, kinds[1], kinds[2], kinds[3], kinds[4]);
 }
 
 /* ---- changes --------------------------------------------------------------------------------- */
@@ -607,6 +639,8 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
   long failures0 = aot_failures;
   long lag_waits0 = g_lag_waits, lag_timeouts0 = g_lag_timeouts;
   long pauses0 = g_pauses, pause_timeouts0 = g_pause_timeouts;
+  patchcall_static_stats st0 = aot_stats();
+  long pwrites0 = __atomic_load_n(&g_pwrites, __ATOMIC_RELAXED);
   g_readers = r;
   g_nreaders = readers;
   for (int i = 0; i < changes && aot_failures < 1000; i++) {
@@ -650,6 +684,23 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
           aot_failures - failures0,
           aot_now() - t0);
   if (readers > 0 && observations == 0) aot_failf("%s%s: the readers made no observation", g_who, name);
+  patchcall_static_stats st1 = aot_stats();
+  long pwrites = __atomic_load_n(&g_pwrites, __ATOMIC_RELAXED) - pwrites0;
+  unsigned long long traps = (unsigned long long)(st1.traps_emulated - st0.traps_emulated);
+  long paused = (g_pauses - pauses0) - (g_pause_timeouts - pause_timeouts0);
+  fprintf(stderr, "%s%s: the runtime wrote %llu batches, %llu sites, %llu writes (%ld pwrite calls seen), %llu syncs; "
+          "%llu int3 traps emulated\n", g_who, name, (unsigned long long)(st1.batches - st0.batches),
+          (unsigned long long)(st1.sites_written - st0.sites_written), (unsigned long long)(st1.writes - st0.writes),
+          pwrites, (unsigned long long)(st1.syncs - st0.syncs), traps);
+  if ((long)(st1.writes - st0.writes) != pwrites)
+    fprintf(stderr, "%sWARNING: %s: the runtime counts %llu writes, this program's pwrite saw %ld: the pauses between "
+            "the protocol's steps (stress_main.c, pwrite) may no longer work\n", g_who, name,
+            (unsigned long long)(st1.writes - st0.writes), pwrites);
+  /* A pause after the int3 write lets the readers make two passes over every site, the one
+   * written included: they must have trapped. */
+  if (paused >= 10 && traps == 0)
+    aot_failf("%s%s: %ld updates paused for the readers while sites held int3, yet no trap was emulated", g_who, name,
+              paused);
 }
 
 /* Forked in the middle of a phase, with the readers running: the child flips and retargets

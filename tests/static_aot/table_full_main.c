@@ -191,6 +191,17 @@ int main(int argc, char** argv) {
   AOT_CHECK_CODE(patchcall_static_sites_each(tf_visit, &range), 0);
   AOT_CHECK(range.found == 0, "%ld sites of the unregistered library are reported", range.found);
 
+  patchcall_static_stats st;
+  memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  AOT_CHECK_CODE(patchcall_static_stats_get(&st), PATCHCALL_OK);
+  fprintf(stderr, "patchcall_static_stats_get: modules %zu, failed modules %zu, keys %zu, calls %zu, branches %zu\n",
+          st.modules, st.failed_modules, st.keys, st.calls, st.branches);
+  AOT_CHECK(st.failed_modules >= 1, "stats: %zu failed modules while the refused library is loaded", st.failed_modules);
+  AOT_CHECK(st.keys == 2 && st.calls == 1 && st.branches == 4,
+            "stats: %zu keys, %zu calls, %zu branches; expected the executable's 2, 1, 4 only", st.keys, st.calls,
+            st.branches);
+
   tf_check_exe("with the refused library loaded");
   tf_flip_exe("with the refused library loaded", 20);
 
@@ -198,6 +209,11 @@ int main(int argc, char** argv) {
   AOT_CHECK_CODE(patchcall_static_module_status(lib_key), PATCHCALL_E_UNKNOWN_KEY);
   AOT_CHECK_CODE(patchcall_static_key_set(lib_key, 1), PATCHCALL_E_UNKNOWN_KEY);
   tf_flip_exe("after dlclose", 5);
+  memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  AOT_CHECK_CODE(patchcall_static_stats_get(&st), PATCHCALL_OK);
+  AOT_CHECK(st.failed_modules == 0 && st.modules == 1, "stats after dlclose: %zu modules, %zu failed; expected 1, 0",
+            st.modules, st.failed_modules);
 
   /* The library again: still refused, and the executable still unaffected. */
   h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
