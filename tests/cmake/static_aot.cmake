@@ -8,6 +8,8 @@
 #    second library, churn_lib.c, of branches on the executable's keys and calls of its calls.
 #  - StaticAot_Fork: the C -O2 program forking in the middle of its run.
 #  - StaticAot_TableFull: a library with more keys than PATCHCALL_STATIC_KEYS_MAX.
+#  - StaticAot_ManyBranches: one key with 20,000 branches (more than one protocol round).
+#  - StaticAot_SelfTest_*: the stress program's checks catch a writer that lies.
 #  - StaticAot_CompileFail_*: snippets the headers must refuse at compile time.
 # Every program links the runtime statically and exports its symbols (-rdynamic) for the
 # library; every module links with -Wl,-z,now so cross-module PLT slots are bound at load.
@@ -123,6 +125,13 @@ _aot_program(static_aot_table_full)
 add_dependencies(static_aot_table_full static_aot_table_full_lib)
 add_test(NAME StaticAot_TableFull COMMAND static_aot_table_full $<TARGET_FILE:static_aot_table_full_lib>)
 set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_aot")
+
+# ---- one key with more branches than one protocol round protects ---------------------------------
+add_executable(static_aot_many_branches ${_aot_dir}/many_branches_main.c ${_aot_dir}/aot_sites.c)
+target_compile_options(static_aot_many_branches PRIVATE -Wall -Wextra)
+_aot_program(static_aot_many_branches)
+add_test(NAME StaticAot_ManyBranches COMMAND static_aot_many_branches)
+set_tests_properties(StaticAot_ManyBranches PROPERTIES TIMEOUT 60 LABELS "static_aot")
 
 # ---- compile errors the headers promise ------------------------------------------------------------
 # Each compiles the snippet twice (tests/static_aot/compile_fail/run.cmake): with
