@@ -63,7 +63,8 @@ set_tests_properties(StaticAot_SelfTest_SiteWalkNoticesALie PROPERTIES TIMEOUT $
                      PASS_REGULAR_EXPRESSION "FAIL: [^\n]*(BRANCH|TRAMPOLINE|CALL|TAIL_CALL) [^\n]*decodes as")
 
 add_test(NAME StaticAot_Fork
-         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --fork --changes 3000)
+         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2> --fork --fork-storm 30
+                 --changes 3000)
 set_tests_properties(StaticAot_Fork PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 
 # ---- the C++ variants: the same sources, clang++ -x c++ ----------------------------------------

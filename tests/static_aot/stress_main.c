@@ -6,7 +6,8 @@
  * the middle, and (--churn-lib) a thread loading and unloading a library of branches on our
  * keys and calls of our static calls while the main thread flips and retargets them.
  *
- *   static_aot_stress --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--fork] [--seed S]
+ *   static_aot_stress --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--fork]
+ *                     [--fork-storm N] [--seed S]
  *                     [--inject-lie CHANGE]   (self-test: changes CHANGE.. CHANGE+9 apply a value
  *                                              other than the one published: must fail)
  *
@@ -544,6 +545,64 @@ static void aot_random_change(void) {
 
 static void aot_fork_test(void);
 
+/* --fork-storm N: a thread forks N times (every ~2 ms) while the writer flips and retargets
+ * under the readers. fork() waits for an update in progress (the runtime's atfork handlers
+ * hold its mutex), so each child must find a consistent copy: it takes the state from the
+ * runtime (the keys' fields, patchcall_static_call_target), checks every site against it (no
+ * int3 left, no half-written instruction, every branch and call where its state says) and
+ * every branch and call result, then makes changes of its own and checks them. */
+static int g_fork_storm;
+static int aot_code_of_target(int g, const void* t) {
+  if (t == NULL) return g_call[g]->is_void ? 0 : -1;
+  if (!g_call[g]->is_void && t == (const void*)(uintptr_t)&patchcall_static_call_return0) return 0;
+  for (int c = 1; c < AOT_TARGET_CODES; c++)
+    if (t == (g_call[g]->is_void ? g_void_target[c] : g_int_target[c])) return c;
+  return -1;
+}
+static void aot_storm_child(int n) {
+  char who[48];
+  snprintf(who, sizeof who, "[fork storm child %d] ", n);
+  g_who = who;
+  for (int g = 0; g < AOT_KEYS; g++)
+    if (aot_object_loaded(g)) g_current[g] = __atomic_load_n(&g_key[g]->key->enabled, __ATOMIC_RELAXED) != 0;
+  for (int g = 0; g < AOT_CALLS; g++) {
+    if (!aot_object_loaded(AOT_KEYS + g)) continue;
+    const void* t = NULL;
+    AOT_CHECK_CODE(patchcall_static_call_target(g_call[g]->call, &t), PATCHCALL_OK);
+    int code = aot_code_of_target(g, t);
+    if (code < 0) aot_failf("%sstatic call %s targets %p: none of the test's targets", g_who, g_call[g]->name, t);
+    g_current[AOT_KEYS + g] = code < 0 ? 0 : code;
+  }
+  aot_walk("fork storm child, as forked", 1);
+  aot_check_direct("fork storm child, as forked");
+  for (int i = 0; i < 20; i++) aot_random_change();
+  aot_walk("fork storm child, after its own changes", 1);
+  aot_check_direct("fork storm child, after its own changes");
+}
+static void* aot_forker_main(void* arg) {
+  long* forks = (long*)arg;
+  for (int n = 0; n < g_fork_storm && !__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE); n++) {
+    usleep(2000);
+    pid_t pid = fork();
+    if (pid < 0) {
+      aot_failf("fork storm: fork: %s", strerror(errno));
+      break;
+    }
+    if (pid == 0) {
+      long before = aot_failures;
+      aot_storm_child(n);
+      _exit(aot_failures == before ? 0 : 1);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) aot_failf("fork storm: waitpid: %s", strerror(errno));
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      aot_failf("fork storm child %d failed (%s %d): see its messages above", n, WIFEXITED(status) ? "exit status" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+    (*forks)++;
+  }
+  return NULL;
+}
+
 /* The churn thread: loads the churn library, checks its branches and calls of the executable's
  * keys and calls against the version window (as a reader), flips the library's own key, unloads
  * it, and again, until the phase ends. */
@@ -635,6 +694,10 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
       churn_path = NULL;
     }
   }
+  pthread_t forker;
+  long forks = 0;
+  int storm = fork_at >= 0 && g_fork_storm > 0;
+  if (storm && pthread_create(&forker, NULL, aot_forker_main, &forks) != 0) storm = 0;
   long walks0 = g_walks;
   long failures0 = aot_failures;
   long lag_waits0 = g_lag_waits, lag_timeouts0 = g_lag_timeouts;
@@ -652,6 +715,11 @@ static void aot_phase(const char* name, int readers, int use_lib, int changes, i
       aot_walk(where, (i + 1) % (walk_every * 50) == 0);
     }
     if (i == fork_at) aot_fork_test();
+  }
+  if (storm) { /* (the storm ends before the readers stop: its children fork amid updates) */
+    pthread_join(forker, NULL);
+    fprintf(stderr, "%s%s: the fork storm forked %ld children, each checked its copy\n", g_who, name, forks);
+    if (forks < g_fork_storm) aot_failf("%s%s: only %ld of %d storm forks ran", g_who, name, forks, g_fork_storm);
   }
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
   g_nreaders = 0;
@@ -958,9 +1026,10 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--walk-every") && i + 1 < argc) walk_every = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) g_rng = strtoull(argv[++i], NULL, 0) | 1;
     else if (!strcmp(argv[i], "--fork")) do_fork = 1;
+    else if (!strcmp(argv[i], "--fork-storm") && i + 1 < argc) g_fork_storm = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--inject-lie") && i + 1 < argc) g_lie_from = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork] [--inject-lie CHANGE]\n", argv[0]);
+      fprintf(stderr, "usage: %s --lib PATH [--churn-lib PATH] [--changes N] [--readers R] [--walk-every K] [--seed S] [--fork] [--fork-storm N] [--inject-lie CHANGE]\n", argv[0]);
       return 2;
     }
   }
