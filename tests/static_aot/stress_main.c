@@ -16,6 +16,12 @@
  * patchcall function, and only after it returned makes change j+1. A reader reads the version
  * (b) before and (a) after one observation; any state after changes b-1 .. a could be what it
  * saw, anything else is a failure naming the object, the value, b, a and the values allowed.
+ *
+ * Interleaving on a busy 2-core machine: readers may not fall more than AOT_MAX_LAG versions
+ * behind, and every 4th update pauses after each of its text writes (pwrite, interposed below)
+ * until the readers made two passes, so they run the sites while these hold an int3 (each
+ * phase prints the int3 traps the runtime emulated, and fails if paused updates caused none).
+ * Every phase also prints what the runtime wrote (patchcall_static_stats_get).
  * Written in C11 that is also valid C++ (the clang++ variants compile it with -x c++). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
