@@ -6,7 +6,8 @@
 #    commands, linked by this build, so they link the same runtime; skipped without clang++).
 #    Each also reloads the library, and churns (dlopen/dlclose in a loop on another thread) a
 #    second library, churn_lib.c, of branches on the executable's keys and calls of its calls.
-#  - StaticAot_Fork: the C -O2 program forking in the middle of its run.
+#  - StaticAot_Fork: the C -O2 program forking in the middle of its run (and a fork storm).
+#  - StaticAot_Stress_C_O2_LazyPLT: the library lazily bound (no inline sites found there).
 #  - StaticAot_TableFull: a library with more keys than PATCHCALL_STATIC_KEYS_MAX.
 #  - StaticAot_ManyBranches: one key with 20,000 branches (more than one protocol round).
 #  - StaticAot_SelfTest_*: the stress program's checks catch a writer that lies.
@@ -48,6 +49,19 @@ foreach(opt O0 O2)
                    --churn-lib $<TARGET_FILE:static_aot_churn_lib_c_${_o}>)
   set_tests_properties(StaticAot_Stress_C_${opt} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 endforeach()
+
+# The library linked -z lazy and dlopen()ed RTLD_LAZY: its PLT slots are unbound when it is
+# registered, so none of its inline call sites is found (they keep calling the trampoline
+# through the PLT, README "Static keys and calls"); every call must still be right.
+add_library(static_aot_stress_lib_c_o2_lazy MODULE ${_aot_dir}/stress_lib.c)
+target_include_directories(static_aot_stress_lib_c_o2_lazy PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_compile_options(static_aot_stress_lib_c_o2_lazy PRIVATE -O2 -Wall -Wextra)
+set_target_properties(static_aot_stress_lib_c_o2_lazy PROPERTIES PREFIX "" LINKER_LANGUAGE C)
+target_link_options(static_aot_stress_lib_c_o2_lazy PRIVATE -Wl,-z,lazy)
+add_dependencies(static_aot_stress_c_o2 static_aot_stress_lib_c_o2_lazy)
+add_test(NAME StaticAot_Stress_C_O2_LazyPLT
+         COMMAND static_aot_stress_c_o2 --lib $<TARGET_FILE:static_aot_stress_lib_c_o2_lazy> --lazy --changes 3000)
+set_tests_properties(StaticAot_Stress_C_O2_LazyPLT PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 
 # The checks themselves: with --inject-lie the program applies other values than it publishes
 # for 10 changes; the readers' version window and the site walk must each report it.
