@@ -31,7 +31,9 @@
  * Rules: define and declare at file scope (C++: any namespace scope; the objects get C
  * linkage, so a name is one per program); `func` and every target must have the call's type
  * (C++: a compile error otherwise; C: an array-size error). The functions take a process-wide
- * mutex, may be called from any thread (not from a signal handler) and are fork-safe.
+ * mutex, may be called from any thread (not from a signal handler) and are fork-safe: a child
+ * patches its own private copy of the text (also the child of a raw fork system call, which
+ * must not have forked while another thread was inside one of these functions).
  *
  * Without x86-64 (PATCHCALL_STATIC_PATCHING 0) a call is an indirect call through `target`. */
 #ifndef PATCHCALL_STATIC_CALL_AOT_H
@@ -58,8 +60,10 @@ struct patchcall_static_call {
 };
 
 /* Errors: UNKNOWN_KEY (not a static call of a loaded module), TABLE_FULL (its module was not
- * registered), TOO_MANY_SITES, SYSTEM_ERROR (a write or the sync failed; every site is left
- * calling the old or the new target), FORKED_CHILD. */
+ * registered), INVALID_ARGUMENT (a target inside the call's own trampoline: calls would spin),
+ * UNSUPPORTED_SITE (a site no longer holds what patchcall wrote, e.g. a debugger's int3:
+ * nothing is changed), SYSTEM_ERROR (a write or the sync failed; every site is left calling
+ * the old or the new target). */
 int patchcall_static_call_set(struct patchcall_static_call* call, const void* target);
 /* The current target (NULL for the no-op). Error: UNKNOWN_KEY. */
 int patchcall_static_call_target(const struct patchcall_static_call* call, const void** target);

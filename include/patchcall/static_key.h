@@ -50,11 +50,13 @@ struct patchcall_static_key_false {
   struct patchcall_static_key key;
 };
 
-/* Sets the key's state and rewrites every branch of it (no write, no sync when unchanged).
- * Errors: UNKNOWN_KEY (not a key of a loaded module), TABLE_FULL (the key's module did not fit
- * the key table; see PATCHCALL_STATIC_KEYS_MAX), TOO_MANY_SITES (more branches than one batch
- * protects), SYSTEM_ERROR (a write through /proc/self/mem or the cross-core sync failed: the
- * message says which; every branch is left in the old or the new direction), FORKED_CHILD. */
+/* Sets the key's state and rewrites every branch of it (no write, no sync when unchanged; more
+ * branches than one protocol round protects, 16,384, flip in several rounds). Errors:
+ * UNKNOWN_KEY (not a key of a loaded module), TABLE_FULL (the key's module did not fit the key
+ * table; see PATCHCALL_STATIC_KEYS_MAX), UNSUPPORTED_SITE (a branch no longer holds what
+ * patchcall wrote, e.g. a debugger's int3: nothing is changed), SYSTEM_ERROR (a write through
+ * /proc/self/mem or the cross-core sync failed: the message says which; every branch is left
+ * in the old or the new direction, and the key keeps its old state, so a retry rewrites all). */
 int patchcall_static_key_set(struct patchcall_static_key* key, int enabled);
 /* The number of branches of `key` in loaded modules (0 on error). */
 int patchcall_static_key_branches(const struct patchcall_static_key* key, size_t* count);

@@ -331,7 +331,14 @@ Status StaticRegistry::setCall(patchcall_static_call* call, const void* target) 
   std::lock_guard<std::mutex> lock(mutex_);
   auto object = reinterpret_cast<uintptr_t>(call);
   if (calls_.count(object) == 0) return unknown(object, "static call");
-  uintptr_t stored = target != nullptr ? reinterpret_cast<uintptr_t>(target) : arch::staticTrampolineReturn(trampolineOf(object));
+  uintptr_t tramp = trampolineOf(object);
+  auto t = reinterpret_cast<uintptr_t>(target);
+  if (arch::kStaticPatching && t >= tramp && t < tramp + PATCHCALL_SCT_SIZE) {
+    // The trampoline would jump to itself: every call would spin forever.
+    return Status(Error::kInvalidArgument, "static call " + std::string(call->name != nullptr ? call->name : "?") + ": target " +
+                                               hex(t) + " lies inside the call's own trampoline (use NULL for a no-op)");
+  }
+  uintptr_t stored = target != nullptr ? t : arch::staticTrampolineReturn(tramp);
   if (callTargetField(object) == stored) return Status::ok();  // the current target: no write, no sync
   // The field first: a thread on the trampoline's indirect path takes the new target from
   // now on, one on a direct path the old one until its site is rewritten.

@@ -913,6 +913,17 @@ static void aot_bad_input_after_dlclose(struct patchcall_static_key* lib_key, st
                  PATCHCALL_E_UNKNOWN_KEY); /* inside a call object */
   AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)(void*)g_call[0]->call, 1),
                  PATCHCALL_E_UNKNOWN_KEY); /* a call is not a key */
+  /* A target inside the call's own trampoline would make every call spin: refused, the target
+   * unchanged. */
+  const void* before = NULL;
+  AOT_CHECK_CODE(patchcall_static_call_target(g_call[0]->call, &before), PATCHCALL_OK);
+  const char* tramp = (const char*)g_call[0]->call->trampoline;
+  AOT_CHECK_CODE(patchcall_static_call_set(g_call[0]->call, tramp), PATCHCALL_E_INVALID_ARGUMENT);
+  AOT_CHECK(strstr(patchcall_last_error_message(), "own trampoline") != NULL, "message: %s", patchcall_last_error_message());
+  AOT_CHECK_CODE(patchcall_static_call_set(g_call[0]->call, tramp + PATCHCALL_SCT_INDIRECT), PATCHCALL_E_INVALID_ARGUMENT);
+  const void* after = NULL;
+  AOT_CHECK_CODE(patchcall_static_call_target(g_call[0]->call, &after), PATCHCALL_OK);
+  AOT_CHECK(after == before, "a refused self-target changed the target: %p -> %p", before, after);
   AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)((char*)g_key[0]->key + 4), 1),
                  PATCHCALL_E_UNKNOWN_KEY); /* inside a key */
   AOT_CHECK_CODE(patchcall_static_key_set((struct patchcall_static_key*)(void*)&aot_is_plain_object, 1),
