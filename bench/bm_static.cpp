@@ -1,0 +1,450 @@
+// patchcall benchmarks — AOT static calls, static branches and static keys (issue 16).
+//
+// The measured code is in support/static_loops.cpp (its own TU; see there for how the inline
+// and the out-of-line call differ). Rows, each beside the existing rows it is compared with
+// (BM_Call_Direct, BM_Call_FunctionPointer, BM_Call_Retpoline in bm_calls.cpp,
+// BM_Membarrier_SyncCore in bm_update_single.cpp):
+//   BM_StaticCall_Inline         `acc = PATCHCALL_STATIC_CALL(pcbench_sc_add)(acc)` x 1000: an inline
+//                                site, which the runtime rewrote into `call pcbench_add1` (checked
+//                                before timing; the label names the site and its destination)
+//   BM_StaticCall_OutOfLine      the same static call through its trampoline: `call` to the
+//                                trampoline (no marker, so no site), then its `jmp rel32`
+//   BM_StaticBranch_NoCheck      1000 iterations of a small multiply-xorshift body, no check
+//   BM_StaticBranch_Disabled     the same with `if (PATCHCALL_STATIC_BRANCH_UNLIKELY(&key))` (NOP5)
+//   BM_StaticBranch_AtomicFlag   the same with `if (flag.load(std::memory_order_relaxed))`
+//   BM_StaticBranch_FunctionHook the same with a call through a hook pointer to a no-op
+//   BM_StaticKey_Flip/1000       one key with 1000 branches (pcbench_flip_sites, never called):
+//                                enable then disable per iteration, reported per flip
+//                                (ns_per_flip); a BusyPeer runs, as for every sync-costing row
+// Interleaved pairs for scripts/bench-table (per-round ratios <pair>.p50/.min/.max, pairs.h):
+//   BM_StaticPairs               the call and branch loops above plus bm_calls.cpp's JIT
+//                                hard-wired latency loop (lat_direct), a GCC-compiled direct loop
+//                                (cxx_direct: byte for byte the inline loop once patched, checked),
+//                                fnptr and retpoline, in rotating order, fastest of kSamples per round
+//   BM_StaticKeyPairs            rounds of blocks: one membarrier(SYNC_CORE) vs one flip of the
+//                                1000-branch key (alternately enable / disable), BusyPeer running;
+//                                peer_apart as in BM_UpdatePairs
+//   BM_CallgrindCalls_Static     scripts/bench-callgrind's dumps for the static variants (its
+//                                filter ^BM_CallgrindCalls takes this one too)
+#include <valgrind/callgrind.h>
+
+#include <sched.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pairs.h"
+#include "static_loops.h"
+#include "update_fixture.h"
+
+// The slow path and hook of the branch loops: here, so static_loops.cpp cannot see them.
+extern "C" __attribute__((noinline)) uint64_t pcbench_branch_slow(uint64_t x) { return x + 1; }
+extern "C" __attribute__((noinline)) void pcbench_hook_noop(uint64_t x) { benchmark::DoNotOptimize(x); }
+extern "C" __attribute__((noinline)) void pcbench_static_sink(uint64_t i) { benchmark::DoNotOptimize(i); }
+
+namespace {
+
+using pcbench::kCallsPerLoop;
+constexpr uint64_t kBranchIterations = 1000;  // loop iterations per branch-loop run
+constexpr int kRounds = 200, kSamples = 20;   // as BM_CallPairs
+constexpr int kFlipRounds = 60, kFlipBlock = 32;  // as BM_UpdatePairs
+constexpr int kCallgrindRuns = 100;
+
+const void* addr(uint64_t (*fn)(uint64_t)) { return reinterpret_cast<const void*>(fn); }
+const void* const kAdd1 = addr(&pcbench_add1);
+const void* const kTramp = addr(&PATCHCALL_STATIC_CALL_TRAMP(pcbench_sc_add));
+
+std::vector<patchcall_static_site_info> allSites() {
+  std::vector<patchcall_static_site_info> v;
+  patchcall_static_sites_each(
+      [](void* user, const patchcall_static_site_info* s) {
+        static_cast<std::vector<patchcall_static_site_info>*>(user)->push_back(*s);
+        return 0;
+      },
+      &v);
+  return v;
+}
+
+// The destination of the `call rel32` at p.
+const void* callDestination(const uint8_t* p) {
+  int32_t rel;
+  std::memcpy(&rel, p + 1, 4);
+  return p + 5 + rel;
+}
+
+// The first E8 in the first 32 bytes of fn whose destination is one of `to` (the call loops are
+// 32 bytes, the call at +16: see objdump of static_loops.cpp.o); nullptr if none.
+const uint8_t* findCall(const void* fn, std::initializer_list<const void*> to) {
+  const auto* p = static_cast<const uint8_t*>(fn);
+  for (int i = 0; i + 5 <= 32; ++i) {
+    if (p[i] != 0xE8) continue;
+    for (const void* t : to) {
+      if (callDestination(p + i) == t) return p + i;
+    }
+  }
+  return nullptr;
+}
+
+std::string hex(const void* p) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%p", p);
+  return b;
+}
+
+// What the runtime did to the static call, checked against the code itself. Empty on success;
+// `label` describes the inline site and the trampoline.
+std::string checkStaticCall(std::string* label) {
+  if (int e = patchcall_static_module_status(kTramp); e != PATCHCALL_OK) {
+    return std::string("the bench executable's module is not registered: ") + patchcall_strerror(e) + ": " +
+           patchcall_last_error_message();
+  }
+  const void* target = nullptr;
+  if (int e = patchcall_static_call_query(pcbench_sc_add, &target); e != PATCHCALL_OK || target != kAdd1) {
+    return "patchcall_static_call_query: " + std::string(patchcall_strerror(e)) + ", target " + hex(target);
+  }
+  const uint8_t* inl = findCall(pcbench_static_inline_loop_fn, {kAdd1, kTramp});
+  const uint8_t* ool = findCall(pcbench_static_ool_loop_fn, {kAdd1, kTramp});
+  const uint8_t* dir = findCall(pcbench_cxx_direct_loop_fn, {kAdd1});
+  if (inl == nullptr || ool == nullptr || dir == nullptr) return "a call loop's call was not found in its first 32 bytes";
+  const patchcall_static_site_info *inlSite = nullptr, *tramp = nullptr;
+  std::vector<patchcall_static_site_info> sites = allSites();
+  for (const patchcall_static_site_info& s : sites) {
+    if (s.object != &PATCHCALL_STATIC_CALL_OBJECT_(pcbench_sc_add)) continue;
+    if (s.address == inl) inlSite = &s;
+    if (s.address == ool) return "the out-of-line loop's call is a registered site: it would not measure the trampoline";
+    if (s.kind == PATCHCALL_STATIC_SITE_TRAMPOLINE) tramp = &s;
+  }
+  if (inlSite == nullptr) return "the inline loop's call at " + hex(inl) + " is not a registered site (the runtime did not find it)";
+  if (inlSite->kind != PATCHCALL_STATIC_SITE_CALL || inlSite->destination != kAdd1 || callDestination(inl) != kAdd1) {
+    return "the inline site at " + hex(inl) + " goes to " + hex(callDestination(inl)) + " (site info: kind " +
+           std::to_string(inlSite->kind) + ", destination " + hex(inlSite->destination) + "), not pcbench_add1 " + hex(kAdd1);
+  }
+  if (callDestination(ool) != kTramp) return "the out-of-line loop does not call the trampoline";
+  if (tramp == nullptr || tramp->destination != kAdd1) return "the trampoline does not jump to pcbench_add1";
+  // Once patched, the inline loop is the GCC direct loop byte for byte but for the rel32.
+  const auto *a = static_cast<const uint8_t*>(pcbench_static_inline_loop_fn),
+             *b = static_cast<const uint8_t*>(pcbench_cxx_direct_loop_fn);
+  if (inl - a != dir - b) return "the inline and direct loops put their call at different offsets";
+  for (long i = 0; i < 32; ++i) {
+    if (i > inl - a && i <= inl - a + 4) continue;
+    if (a[i] != b[i]) return "the patched inline loop differs from the direct loop at byte " + std::to_string(i);
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "site loop+%#lx call -> pcbench_add1 %p; tramp jmp -> %p; %zu sites",
+                static_cast<long>(inl - a), inlSite->destination, tramp->destination, sites.size());
+  *label = buf;
+  return "";
+}
+
+// The 1000 branches of pcbench_flip_key: how many there are, and how many jump now.
+struct FlipBranches {
+  size_t count = 0, jumping = 0;
+};
+FlipBranches flipBranches() {
+  FlipBranches f;
+  for (const patchcall_static_site_info& s : allSites()) {
+    if (s.object != &pcbench_flip_key.key || s.kind != PATCHCALL_STATIC_SITE_BRANCH) continue;
+    ++f.count;
+    f.jumping += s.destination != nullptr ? 1 : 0;
+  }
+  return f;
+}
+
+std::string keyError(const char* what, int e) {
+  return std::string(what) + ": " + patchcall_strerror(e) + ": " + patchcall_last_error_message();
+}
+
+// Before timing: the key has `want` branches, all NOP5; enabling makes them all jumps and
+// disabling makes them NOP5 again. Empty on success.
+std::string checkFlipKey(size_t want) {
+  size_t count = 0;
+  if (int e = patchcall_static_key_branches(&pcbench_flip_key.key, &count); e != PATCHCALL_OK) {
+    return keyError("patchcall_static_key_branches", e);
+  }
+  FlipBranches before = flipBranches();
+  if (count != want || before.count != want || before.jumping != 0) {
+    return "the flip key has " + std::to_string(count) + " branches (" + std::to_string(before.count) + " sites, " +
+           std::to_string(before.jumping) + " jumping), expected " + std::to_string(want) + " NOP5";
+  }
+  if (int e = patchcall_static_key_enable(&pcbench_flip_key); e != PATCHCALL_OK) return keyError("enable", e);
+  FlipBranches on = flipBranches();
+  if (int e = patchcall_static_key_disable(&pcbench_flip_key); e != PATCHCALL_OK) return keyError("disable", e);
+  FlipBranches off = flipBranches();
+  if (on.jumping != want || off.jumping != 0) {
+    return "after enable " + std::to_string(on.jumping) + " branches jump, after disable " + std::to_string(off.jumping);
+  }
+  return "";
+}
+
+// The disabled branch is a NOP5 inside pcbench_branch_disabled_loop.
+std::string checkBranchKey() {
+  size_t n = 0;
+  for (const patchcall_static_site_info& s : allSites()) {
+    if (s.object != &pcbench_branch_key.key) continue;
+    ++n;
+    const auto* p = static_cast<const uint8_t*>(s.address);
+    const auto* fn = reinterpret_cast<const uint8_t*>(&pcbench_branch_disabled_loop);
+    if (s.destination != nullptr || p < fn || p >= fn + 64 || std::memcmp(p, "\x0f\x1f\x44\x00\x00", 5) != 0) {
+      return "the disabled branch at " + hex(p) + " is not a NOP5 inside its loop";
+    }
+  }
+  return n == 1 ? "" : "the branch key has " + std::to_string(n) + " sites, expected 1";
+}
+
+// ---- single rows ---------------------------------------------------------------------------
+
+void runLoop(benchmark::State& state, uint64_t (*loop)(uint64_t), uint64_t n, uint64_t expect, const char* counter) {
+  if (uint64_t got = loop(n); got != expect) {
+    return state.SkipWithError(("the loop returned " + std::to_string(got) + ", expected " + std::to_string(expect)).c_str());
+  }
+  pcbench::LoopClock clock;
+  for (auto _ : state) benchmark::DoNotOptimize(loop(n));
+  pcbench::reportPerItem(state, clock, n, counter);
+}
+
+void BM_StaticCall_Inline(benchmark::State& state) {
+  std::string label;
+  if (std::string e = checkStaticCall(&label); !e.empty()) return state.SkipWithError(e.c_str());
+  state.SetLabel(label);
+  runLoop(state, &pcbench_static_inline_loop, kCallsPerLoop, kCallsPerLoop, "ns_per_call");
+}
+
+void BM_StaticCall_OutOfLine(benchmark::State& state) {
+  std::string label;
+  if (std::string e = checkStaticCall(&label); !e.empty()) return state.SkipWithError(e.c_str());
+  runLoop(state, &pcbench_static_ool_loop, kCallsPerLoop, kCallsPerLoop, "ns_per_call");
+}
+
+void runBranch(benchmark::State& state, uint64_t (*loop)(uint64_t)) {
+  if (std::string e = checkBranchKey(); !e.empty()) return state.SkipWithError(e.c_str());
+  runLoop(state, loop, kBranchIterations, pcbench_branch_nocheck_loop(kBranchIterations), "ns_per_iteration");
+}
+void BM_StaticBranch_NoCheck(benchmark::State& state) { runBranch(state, &pcbench_branch_nocheck_loop); }
+void BM_StaticBranch_Disabled(benchmark::State& state) { runBranch(state, &pcbench_branch_disabled_loop); }
+void BM_StaticBranch_AtomicFlag(benchmark::State& state) { runBranch(state, &pcbench_branch_atomic_loop); }
+void BM_StaticBranch_FunctionHook(benchmark::State& state) { runBranch(state, &pcbench_branch_hook_loop); }
+
+void BM_StaticKey_Flip(benchmark::State& state) {
+  if (!pcbench::registerSyncCore(state)) return;
+  if (std::string e = checkFlipKey(static_cast<size_t>(state.range(0))); !e.empty()) return state.SkipWithError(e.c_str());
+  pcbench::BusyPeer peer;
+  int apart = 0, placed = 0;
+  std::string error;
+  pcbench::LoopClock clock;
+  for (auto _ : state) {
+    if (int e = patchcall_static_key_enable(&pcbench_flip_key); e != PATCHCALL_OK) {
+      error = keyError("enable", e);
+      break;
+    }
+    if (int e = patchcall_static_key_disable(&pcbench_flip_key); e != PATCHCALL_OK) {
+      error = keyError("disable", e);
+      break;
+    }
+    apart += sched_getcpu() != peer.cpu() ? 1 : 0;
+    ++placed;
+  }
+  if (!error.empty()) return state.SkipWithError(error.c_str());
+  pcbench::reportPerItem(state, clock, 2, "ns_per_flip");
+  state.counters["branches"] = static_cast<double>(state.range(0));
+  state.counters["peer_apart"] = placed > 0 ? static_cast<double>(apart) / placed : 0;
+  if (FlipBranches f = flipBranches(); f.jumping != 0) state.SkipWithError("after the run some branches still jump");
+}
+
+// ---- interleaved pairs ---------------------------------------------------------------------
+
+struct Variant {
+  std::string name;
+  std::function<uint64_t()> run;
+  uint64_t items;   // calls or loop iterations per run
+  uint64_t expect;  // run()'s result
+};
+
+struct StaticPairsFixture {
+  std::string error, label;
+  std::vector<Variant> variants;
+
+  StaticPairsFixture() {
+    if (error = checkStaticCall(&label); !error.empty()) return;
+    if (error = checkBranchKey(); !error.empty()) return;
+    patchcall::Runtime* rt = pcbench::newRuntime(&error);  // for the JIT hard-wired loop (leaked)
+    if (rt == nullptr) return;
+    pcbench::JitLoop jit = pcbench::buildCallLoop(
+        *rt, [](patchcall::jit::Assembler& a) { return patchcall::jit::emitFixedCall(a, kAdd1); }, &error);
+    if (jit == nullptr) return;
+    auto call = [&](const char* name, std::function<uint64_t()> run) {
+      variants.push_back({name, std::move(run), kCallsPerLoop, kCallsPerLoop});
+    };
+    pcbench::CallTarget fn = &pcbench_add1;
+    call("static_inline", [] { return pcbench_static_inline_loop(kCallsPerLoop); });
+    call("static_ool", [] { return pcbench_static_ool_loop(kCallsPerLoop); });
+    call("cxx_direct", [] { return pcbench_cxx_direct_loop(kCallsPerLoop); });
+    call("lat_direct", [jit] { return jit(kCallsPerLoop); });
+    call("fnptr", [fn] { return pcbench::runPointerLoop(fn, kCallsPerLoop); });
+    call("retpoline", [fn] { return pcbench_run_retpoline_loop(fn, kCallsPerLoop); });
+    uint64_t want = pcbench_branch_nocheck_loop(kBranchIterations);
+    auto branch = [&](const char* name, uint64_t (*loop)(uint64_t)) {
+      variants.push_back({name, [loop] { return loop(kBranchIterations); }, kBranchIterations, want});
+    };
+    branch("branch_nocheck", &pcbench_branch_nocheck_loop);
+    branch("branch_disabled", &pcbench_branch_disabled_loop);
+    branch("branch_atomic", &pcbench_branch_atomic_loop);
+    branch("branch_hook", &pcbench_branch_hook_loop);
+  }
+
+  const Variant* find(const std::string& name) const {
+    for (const Variant& v : variants) {
+      if (v.name == name) return &v;
+    }
+    return nullptr;
+  }
+};
+
+StaticPairsFixture& pairsFixture() {
+  static StaticPairsFixture* f = new StaticPairsFixture();  // leaked: the JIT loop must outlive every run
+  return *f;
+}
+
+bool verified(benchmark::State& state, const StaticPairsFixture& f) {
+  if (!f.error.empty()) {
+    state.SkipWithError(f.error.c_str());
+    return false;
+  }
+  for (const Variant& v : f.variants) {
+    if (uint64_t got = v.run(); got != v.expect) {
+      state.SkipWithError((v.name + " returned " + std::to_string(got) + ", expected " + std::to_string(v.expect)).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+const char* const kPairs[][3] = {
+    {"static_inline/lat_direct", "static_inline", "lat_direct"},
+    {"static_inline/cxx_direct", "static_inline", "cxx_direct"},
+    {"static_ool/lat_direct", "static_ool", "lat_direct"},
+    {"static_ool/static_inline", "static_ool", "static_inline"},
+    {"fnptr/static_inline", "fnptr", "static_inline"},
+    {"retpoline/static_inline", "retpoline", "static_inline"},
+    {"cxx_direct/lat_direct", "cxx_direct", "lat_direct"},
+    {"branch_disabled/branch_nocheck", "branch_disabled", "branch_nocheck"},
+    {"branch_atomic/branch_nocheck", "branch_atomic", "branch_nocheck"},
+    {"branch_hook/branch_nocheck", "branch_hook", "branch_nocheck"},
+    {"branch_atomic/branch_disabled", "branch_atomic", "branch_disabled"},
+};
+
+void BM_StaticPairs(benchmark::State& state) {
+  StaticPairsFixture& f = pairsFixture();
+  if (!verified(state, f)) return;
+  const size_t n = f.variants.size();
+  std::vector<std::vector<double>> ticks(n);  // [variant][round] ticks per item
+  double perNs = pcbench::tscPerNs();
+  for (auto _ : state) {
+    for (int r = 0; r < kRounds; ++r) {
+      for (size_t j = 0; j < n; ++j) {
+        size_t k = (r % 2 == 0) ? (r + j) % n : (r + n - 1 - j) % n;
+        const Variant& v = f.variants[k];
+        uint64_t best = ~uint64_t{0};
+        for (int s = 0; s < kSamples; ++s) {
+          uint64_t t0 = pcbench::tscBegin();
+          benchmark::DoNotOptimize(v.run());
+          uint64_t t1 = pcbench::tscEnd();
+          best = std::min(best, t1 - t0);
+        }
+        ticks[k].push_back(static_cast<double>(best) / static_cast<double>(v.items));
+      }
+    }
+  }
+  state.SetLabel(f.label);
+  state.counters["tsc_per_ns"] = perNs;
+  for (size_t k = 0; k < n; ++k) {
+    double med = pcbench::median(ticks[k]);
+    state.counters[f.variants[k].name + ".tsc"] = med;
+    state.counters[f.variants[k].name + ".ns"] = med / perNs;
+  }
+  for (const auto& p : kPairs) {
+    const Variant *a = f.find(p[1]), *b = f.find(p[2]);
+    if (a == nullptr || b == nullptr) continue;
+    pcbench::reportPairRatios(state, p[0], ticks[static_cast<size_t>(a - f.variants.data())],
+                              ticks[static_cast<size_t>(b - f.variants.data())]);
+  }
+}
+
+void BM_StaticKeyPairs(benchmark::State& state) {
+  if (!pcbench::registerSyncCore(state)) return;
+  const size_t branches = pcbench::kStaticFlipBranches;
+  if (std::string e = checkFlipKey(branches); !e.empty()) return state.SkipWithError(e.c_str());
+  pcbench::BusyPeer peer;
+  enum { kMemb, kFlip, kKinds };
+  const char* names[kKinds] = {"membarrier", "flip1000"};
+  std::vector<double> perRound[kKinds];
+  std::string error;
+  bool enabled = false;
+  auto sample = [&](int kind) -> double {
+    if (kind == kMemb) {
+      return pcbench::timeNs([&] {
+        if (pcbench::membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) != 0 && error.empty()) error = "membarrier failed";
+      });
+    }
+    return pcbench::timeNs([&] {
+      int e = patchcall_static_key_set(&pcbench_flip_key.key, enabled ? 0 : 1);
+      if (e != PATCHCALL_OK && error.empty()) error = keyError("patchcall_static_key_set", e);
+      enabled = !enabled;
+    });
+  };
+  int apart = 0, placed = 0;
+  for (auto _ : state) {
+    for (int r = 0; r < kFlipRounds && error.empty(); ++r) {
+      for (int j = 0; j < kKinds; ++j) {
+        int kind = (r + j) % kKinds;
+        std::vector<double> block;
+        for (int i = 0; i < kFlipBlock; ++i) {
+          block.push_back(sample(kind));
+          apart += sched_getcpu() != peer.cpu() ? 1 : 0;
+          ++placed;
+        }
+        perRound[kind].push_back(pcbench::median(block));
+      }
+    }
+  }
+  if (enabled) patchcall_static_key_disable(&pcbench_flip_key);
+  if (!error.empty()) return state.SkipWithError(error.c_str());
+  for (int k = 0; k < kKinds; ++k) state.counters[std::string(names[k]) + "_ns"] = pcbench::median(perRound[k]);
+  pcbench::reportPairRatios(state, "flip1000/membarrier", perRound[kFlip], perRound[kMemb]);
+  state.counters["branches"] = static_cast<double>(branches);
+  state.counters["peer_apart"] = placed > 0 ? static_cast<double>(apart) / placed : 0;
+  if (flipBranches().jumping != 0) state.SkipWithError("after the run some branches still jump");
+}
+
+// For scripts/bench-callgrind (its filter ^BM_CallgrindCalls matches this name too): one dump
+// per static variant. lat_direct, fnptr and retpoline are left out: BM_CallgrindCalls dumps them.
+void BM_CallgrindCalls_Static(benchmark::State& state) {
+  StaticPairsFixture& f = pairsFixture();
+  if (!verified(state, f)) return;
+  for (auto _ : state) {
+    for (const Variant& v : f.variants) {
+      if (v.name == "lat_direct" || v.name == "fnptr" || v.name == "retpoline") continue;
+      std::string name = v.name + " calls=" + std::to_string(v.items * kCallgrindRuns);
+      CALLGRIND_ZERO_STATS;
+      for (int i = 0; i < kCallgrindRuns; ++i) benchmark::DoNotOptimize(v.run());
+      CALLGRIND_DUMP_STATS_AT(name.c_str());
+    }
+  }
+  state.counters["on_valgrind"] = RUNNING_ON_VALGRIND ? 1 : 0;
+}
+
+}  // namespace
+
+BENCHMARK(BM_StaticCall_Inline)->UseRealTime();
+BENCHMARK(BM_StaticCall_OutOfLine)->UseRealTime();
+BENCHMARK(BM_StaticBranch_Disabled)->UseRealTime();
+BENCHMARK(BM_StaticBranch_NoCheck)->UseRealTime();
+BENCHMARK(BM_StaticBranch_AtomicFlag)->UseRealTime();
+BENCHMARK(BM_StaticBranch_FunctionHook)->UseRealTime();
+BENCHMARK(BM_StaticKey_Flip)->Arg(static_cast<int64_t>(pcbench::kStaticFlipBranches))->UseRealTime();
+BENCHMARK(BM_StaticPairs)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_StaticKeyPairs)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_CallgrindCalls_Static)->UseRealTime()->Iterations(1);
