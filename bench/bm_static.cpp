@@ -21,6 +21,12 @@
 //                                hard-wired latency loop (lat_direct), a GCC-compiled direct loop
 //                                (cxx_direct: byte for byte the inline loop once patched, checked),
 //                                fnptr and retpoline, in rotating order, fastest of kSamples per round
+//                                Throughput loops (32 independent calls per iteration, *_tput) for
+//                                the inline site, the trampoline, the GCC direct call and a control
+//                                (a NOP5 or a `jmp +0` before each direct call: can the loop see one
+//                                more instruction?),
+//                                and the "wide" branch loops (four independent one-cycle updates:
+//                                issue-bound, the NOP5's worst case), info rows
 //   BM_StaticKeyPairs            rounds of blocks: one membarrier(SYNC_CORE) vs one flip of the
 //                                1000-branch key (alternately enable / disable), BusyPeer running;
 //                                peer_apart as in BM_UpdatePairs
@@ -30,11 +36,13 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pairs.h"
@@ -50,6 +58,7 @@ namespace {
 
 using pcbench::kCallsPerLoop;
 constexpr uint64_t kBranchIterations = 1000;  // loop iterations per branch-loop run
+constexpr uint64_t kTputIterations = 64;      // throughput-loop iterations per run: 2048 calls
 constexpr int kRounds = 200, kSamples = 20;   // as BM_CallPairs
 constexpr int kFlipRounds = 60, kFlipBlock = 32;  // as BM_UpdatePairs
 constexpr int kCallgrindRuns = 100;
@@ -87,6 +96,24 @@ const uint8_t* findCall(const void* fn, std::initializer_list<const void*> to) {
     }
   }
   return nullptr;
+}
+
+// Where the static_loops.cpp function at fn ends, at the latest: the next of that TU's functions
+// (or fn + 1024 if none follows it).
+const uint8_t* functionEnd(const uint8_t* fn) {
+  using Fn = uint64_t (*)(uint64_t);
+  const Fn all[] = {&pcbench_static_inline_loop, &pcbench_static_ool_loop,   &pcbench_cxx_direct_loop,
+                    &pcbench_static_inline_tput, &pcbench_static_ool_tput,   &pcbench_cxx_direct_tput,
+                    &pcbench_cxx_ctl_nop5_tput,  &pcbench_cxx_ctl_jmp_tput,  &pcbench_branch_nocheck_loop, &pcbench_branch_disabled_loop,
+                    &pcbench_branch_atomic_loop, &pcbench_branch_hook_loop,  &pcbench_wide_nocheck_loop,
+                    &pcbench_wide_disabled_loop, &pcbench_wide_atomic_loop};
+  const uint8_t* end = fn + 1024;
+  for (Fn f : all) {
+    const auto* p = reinterpret_cast<const uint8_t*>(f);
+    if (p > fn && p < end) end = p;
+  }
+  const auto* flip = reinterpret_cast<const uint8_t*>(&pcbench_flip_sites);
+  return flip > fn && flip < end ? flip : end;
 }
 
 std::string hex(const void* p) {
@@ -133,9 +160,39 @@ std::string checkStaticCall(std::string* label) {
     if (i > inl - a && i <= inl - a + 4) continue;
     if (a[i] != b[i]) return "the patched inline loop differs from the direct loop at byte " + std::to_string(i);
   }
+  // The throughput loop: kStaticTputSlots sites, all calling pcbench_add1, and once patched the
+  // GCC direct throughput loop but for the rel32s; the out-of-line one has no site.
+  const auto *ti = reinterpret_cast<const uint8_t*>(&pcbench_static_inline_tput),
+             *td = reinterpret_cast<const uint8_t*>(&pcbench_cxx_direct_tput),
+             *to = reinterpret_cast<const uint8_t*>(&pcbench_static_ool_tput);
+  std::vector<long> offsets;
+  for (const patchcall_static_site_info& s : sites) {
+    const auto* p = static_cast<const uint8_t*>(s.address);
+    if (p >= to && p < functionEnd(to)) return "the out-of-line throughput loop has a registered site";
+    if (s.object != &PATCHCALL_STATIC_CALL_OBJECT_(pcbench_sc_add) || p < ti || p >= functionEnd(ti)) continue;
+    if (s.kind != PATCHCALL_STATIC_SITE_CALL || s.destination != kAdd1 || callDestination(p) != kAdd1) {
+      return "a throughput-loop site at " + hex(p) + " does not call pcbench_add1";
+    }
+    offsets.push_back(p - ti);
+  }
+  std::sort(offsets.begin(), offsets.end());
+  if (offsets.size() != pcbench::kStaticTputSlots) {
+    return "the inline throughput loop has " + std::to_string(offsets.size()) + " registered sites, expected " +
+           std::to_string(pcbench::kStaticTputSlots);
+  }
+  for (long i = 0, k = 0; i < offsets.back() + 5; ++i) {
+    if (k < static_cast<long>(offsets.size()) && i > offsets[k] && i <= offsets[k] + 4) {
+      if (i == offsets[k] + 4) ++k;
+      continue;
+    }
+    if (ti[i] != td[i]) return "the patched inline throughput loop differs from the direct one at byte " + std::to_string(i);
+  }
+  for (long off : offsets) {
+    if (callDestination(td + off) != kAdd1) return "the direct throughput loop's calls are not where the sites are";
+  }
   char buf[256];
-  std::snprintf(buf, sizeof buf, "site loop+%#lx call -> pcbench_add1 %p; tramp jmp -> %p; %zu sites",
-                static_cast<long>(inl - a), inlSite->destination, tramp->destination, sites.size());
+  std::snprintf(buf, sizeof buf, "site loop+%#lx call -> pcbench_add1 %p; tramp jmp -> %p; %zu tput sites; %zu sites",
+                static_cast<long>(inl - a), inlSite->destination, tramp->destination, offsets.size(), sites.size());
   *label = buf;
   return "";
 }
@@ -180,19 +237,22 @@ std::string checkFlipKey(size_t want) {
   return "";
 }
 
-// The disabled branch is a NOP5 inside pcbench_branch_disabled_loop.
+// The disabled key's two branches are NOP5s, one in each of the two disabled-branch loops.
 std::string checkBranchKey() {
-  size_t n = 0;
+  size_t n = 0, inLoops = 0;
+  const uint8_t* const loops[] = {reinterpret_cast<const uint8_t*>(&pcbench_branch_disabled_loop),
+                       reinterpret_cast<const uint8_t*>(&pcbench_wide_disabled_loop)};
   for (const patchcall_static_site_info& s : allSites()) {
     if (s.object != &pcbench_branch_key.key) continue;
     ++n;
     const auto* p = static_cast<const uint8_t*>(s.address);
-    const auto* fn = reinterpret_cast<const uint8_t*>(&pcbench_branch_disabled_loop);
-    if (s.destination != nullptr || p < fn || p >= fn + 64 || std::memcmp(p, "\x0f\x1f\x44\x00\x00", 5) != 0) {
-      return "the disabled branch at " + hex(p) + " is not a NOP5 inside its loop";
+    if (s.destination != nullptr || std::memcmp(p, "\x0f\x1f\x44\x00\x00", 5) != 0) {
+      return "the disabled branch at " + hex(p) + " is not a NOP5";
     }
+    for (const uint8_t* fn : loops) inLoops += p >= fn && p < functionEnd(fn) ? 1 : 0;
   }
-  return n == 1 ? "" : "the branch key has " + std::to_string(n) + " sites, expected 1";
+  return n == 2 && inLoops == 2 ? "" : "the branch key has " + std::to_string(n) + " sites (" + std::to_string(inLoops) +
+                                           " in the disabled loops), expected 2";
 }
 
 // ---- single rows ---------------------------------------------------------------------------
@@ -285,6 +345,15 @@ struct StaticPairsFixture {
     call("lat_direct", [jit] { return jit(kCallsPerLoop); });
     call("fnptr", [fn] { return pcbench::runPointerLoop(fn, kCallsPerLoop); });
     call("retpoline", [fn] { return pcbench_run_retpoline_loop(fn, kCallsPerLoop); });
+    auto tput = [&](const char* name, uint64_t (*loop)(uint64_t)) {
+      variants.push_back({name, [loop] { return loop(kTputIterations); }, kTputIterations * pcbench::kStaticTputSlots,
+                          pcbench::kStaticTputSlots});
+    };
+    tput("static_inline_tput", &pcbench_static_inline_tput);
+    tput("static_ool_tput", &pcbench_static_ool_tput);
+    tput("cxx_direct_tput", &pcbench_cxx_direct_tput);
+    tput("ctl_nop5_tput", &pcbench_cxx_ctl_nop5_tput);
+    tput("ctl_jmp_tput", &pcbench_cxx_ctl_jmp_tput);
     uint64_t want = pcbench_branch_nocheck_loop(kBranchIterations);
     auto branch = [&](const char* name, uint64_t (*loop)(uint64_t)) {
       variants.push_back({name, [loop] { return loop(kBranchIterations); }, kBranchIterations, want});
@@ -293,6 +362,12 @@ struct StaticPairsFixture {
     branch("branch_disabled", &pcbench_branch_disabled_loop);
     branch("branch_atomic", &pcbench_branch_atomic_loop);
     branch("branch_hook", &pcbench_branch_hook_loop);
+    uint64_t wide = pcbench_wide_nocheck_loop(kBranchIterations);
+    for (auto [name, loop] : {std::pair{"wide_nocheck", &pcbench_wide_nocheck_loop},
+                              std::pair{"wide_disabled", &pcbench_wide_disabled_loop},
+                              std::pair{"wide_atomic", &pcbench_wide_atomic_loop}}) {
+      variants.push_back({name, [loop] { return loop(kBranchIterations); }, kBranchIterations, wide});
+    }
   }
 
   const Variant* find(const std::string& name) const {
@@ -334,6 +409,12 @@ const char* const kPairs[][3] = {
     {"branch_atomic/branch_nocheck", "branch_atomic", "branch_nocheck"},
     {"branch_hook/branch_nocheck", "branch_hook", "branch_nocheck"},
     {"branch_atomic/branch_disabled", "branch_atomic", "branch_disabled"},
+    {"static_inline_tput/cxx_direct_tput", "static_inline_tput", "cxx_direct_tput"},
+    {"static_ool_tput/cxx_direct_tput", "static_ool_tput", "cxx_direct_tput"},
+    {"ctl_nop5_tput/cxx_direct_tput", "ctl_nop5_tput", "cxx_direct_tput"},
+    {"ctl_jmp_tput/cxx_direct_tput", "ctl_jmp_tput", "cxx_direct_tput"},
+    {"wide_disabled/wide_nocheck", "wide_disabled", "wide_nocheck"},
+    {"wide_atomic/wide_nocheck", "wide_atomic", "wide_nocheck"},
 };
 
 void BM_StaticPairs(benchmark::State& state) {

@@ -44,6 +44,61 @@ __attribute__((noinline)) uint64_t pcbench_cxx_direct_loop(uint64_t n) {
   return acc;
 }
 
+// Throughput loops: kStaticTputSlots independent calls `last = f(i)` per iteration (i = 0..31, so
+// no call waits for another), n iterations; returns the last call's result (32). Bound by the
+// calls' issue and return throughput rather than their latency: these loops see the trampoline's
+// extra jmp, and the controls (a 5-byte NOP, or a `jmp +0`, before each hard-wired call: the
+// controls of BM_CallPairs) tell whether they see one more instruction at all.
+#define PCBENCH_TPUT4(CALL, i) last = CALL((i) + 0); last = CALL((i) + 1); last = CALL((i) + 2); last = CALL((i) + 3);
+#define PCBENCH_TPUT32(CALL)                                                                          \
+  PCBENCH_TPUT4(CALL, 0) PCBENCH_TPUT4(CALL, 4) PCBENCH_TPUT4(CALL, 8) PCBENCH_TPUT4(CALL, 12)           \
+  PCBENCH_TPUT4(CALL, 16) PCBENCH_TPUT4(CALL, 20) PCBENCH_TPUT4(CALL, 24) PCBENCH_TPUT4(CALL, 28)
+static_assert(pcbench::kStaticTputSlots == 32, "PCBENCH_TPUT32 makes 32 calls");
+#define PCBENCH_INLINE_CALL(x) PATCHCALL_STATIC_CALL(pcbench_sc_add)(x)
+#define PCBENCH_OOL_CALL(x) PATCHCALL_STATIC_CALL_TRAMP(pcbench_sc_add)(x)
+#define PCBENCH_NOP5_CALL(x) (__extension__({ __asm__ volatile(".byte 0x0f, 0x1f, 0x44, 0x00, 0x00"); pcbench_add1(x); }))
+#define PCBENCH_JMP_CALL(x) (__extension__({ __asm__ volatile(".byte 0xeb, 0x00"); pcbench_add1(x); }))
+
+__attribute__((noinline)) uint64_t pcbench_static_inline_tput(uint64_t n) {
+  uint64_t last = 0;
+  do {
+    PCBENCH_TPUT32(PCBENCH_INLINE_CALL)
+  } while (--n != 0);
+  return last;
+}
+
+__attribute__((noinline)) uint64_t pcbench_static_ool_tput(uint64_t n) {
+  uint64_t last = 0;
+  do {
+    PCBENCH_TPUT32(PCBENCH_OOL_CALL)
+  } while (--n != 0);
+  return last;
+}
+
+__attribute__((noinline)) uint64_t pcbench_cxx_direct_tput(uint64_t n) {
+  uint64_t last = 0;
+  do {
+    PCBENCH_TPUT32(pcbench_add1)
+  } while (--n != 0);
+  return last;
+}
+
+__attribute__((noinline)) uint64_t pcbench_cxx_ctl_nop5_tput(uint64_t n) {
+  uint64_t last = 0;
+  do {
+    PCBENCH_TPUT32(PCBENCH_NOP5_CALL)
+  } while (--n != 0);
+  return last;
+}
+
+__attribute__((noinline)) uint64_t pcbench_cxx_ctl_jmp_tput(uint64_t n) {
+  uint64_t last = 0;
+  do {
+    PCBENCH_TPUT32(PCBENCH_JMP_CALL)
+  } while (--n != 0);
+  return last;
+}
+
 const void* const pcbench_static_inline_loop_fn = reinterpret_cast<const void*>(&pcbench_static_inline_loop);
 const void* const pcbench_static_ool_loop_fn = reinterpret_cast<const void*>(&pcbench_static_ool_loop);
 const void* const pcbench_cxx_direct_loop_fn = reinterpret_cast<const void*>(&pcbench_cxx_direct_loop);
@@ -95,6 +150,34 @@ __attribute__((noinline)) uint64_t pcbench_branch_hook_loop(uint64_t n) {
   } while (--n != 0);
   return x;
 }
+
+// Wide branch loops: the same checks before a body of four independent one-cycle updates (so
+// the loop is bound by issue, not by one dependency chain): the worst case for the NOP5 (info).
+#define PCBENCH_WIDE_BODY(a, b, c, d)  \
+  do {                                \
+    (a) += 0x9E3779B97F4A7C15ULL;     \
+    (b) ^= 0x2545F4914F6CDD1DULL;     \
+    (c) += 0x632BE59BD9B4E019ULL;     \
+    (d) ^= 0xBF58476D1CE4E5B9ULL;     \
+    benchmark::DoNotOptimize(a);      \
+    benchmark::DoNotOptimize(b);      \
+    benchmark::DoNotOptimize(c);      \
+    benchmark::DoNotOptimize(d);      \
+    __asm__ volatile("" ::: "memory"); \
+  } while (0)
+#define PCBENCH_WIDE_LOOP(name, check)                                          \
+  __attribute__((noinline)) uint64_t name(uint64_t n) {                         \
+    uint64_t a = 1, b = 2, c = 3, d = 4;                                        \
+    do {                                                                        \
+      check;                                                                    \
+      PCBENCH_WIDE_BODY(a, b, c, d);                                            \
+    } while (--n != 0);                                                         \
+    return a ^ b ^ c ^ d;                                                       \
+  }
+PCBENCH_WIDE_LOOP(pcbench_wide_nocheck_loop, (void)0)
+PCBENCH_WIDE_LOOP(pcbench_wide_disabled_loop, if (PATCHCALL_STATIC_BRANCH_UNLIKELY(&pcbench_branch_key)) a = pcbench_branch_slow(a))
+PCBENCH_WIDE_LOOP(pcbench_wide_atomic_loop,
+                  if (__builtin_expect(pcbench_branch_flag.load(std::memory_order_relaxed), 0)) a = pcbench_branch_slow(a))
 
 // kStaticFlipBranches distinct branches of one key: each taken path passes its own number to
 // an external function, so the compiler cannot merge them.
