@@ -15,7 +15,9 @@
 //   BM_StaticBranch_FunctionHook the same with a call through a hook pointer to a no-op
 //   BM_StaticKey_Flip/1000       one key with 1000 branches (pcbench_flip_sites, never called):
 //                                enable then disable per iteration, reported per flip
-//                                (ns_per_flip); a BusyPeer runs, as for every sync-costing row
+//                                (ns_per_flip); a BusyPeer runs, as for every sync-costing row;
+//                                syncs, pwrites, sites written and batches per flip from
+//                                patchcall_static_stats_get
 // Interleaved pairs for scripts/bench-table (per-round ratios <pair>.p50/.min/.max, pairs.h):
 //   BM_StaticPairs               the call and branch loops above plus bm_calls.cpp's JIT
 //                                hard-wired latency loop (lat_direct), a GCC-compiled direct loop
@@ -211,6 +213,23 @@ FlipBranches flipBranches() {
   return f;
 }
 
+patchcall_static_stats staticStats() {
+  patchcall_static_stats st{};
+  st.struct_size = sizeof st;
+  patchcall_static_stats_get(&st);
+  return st;
+}
+
+// Per-flip deltas of the AOT registry's counters: proof of what one flip wrote and synced.
+void reportFlipStats(benchmark::State& state, const patchcall_static_stats& before, double flips) {
+  patchcall_static_stats after = staticStats();
+  if (flips <= 0) return;
+  state.counters["syncs_per_flip"] = static_cast<double>(after.syncs - before.syncs) / flips;
+  state.counters["pwrites_per_flip"] = static_cast<double>(after.writes - before.writes) / flips;
+  state.counters["sites_written_per_flip"] = static_cast<double>(after.sites_written - before.sites_written) / flips;
+  state.counters["batches_per_flip"] = static_cast<double>(after.batches - before.batches) / flips;
+}
+
 std::string keyError(const char* what, int e) {
   return std::string(what) + ": " + patchcall_strerror(e) + ": " + patchcall_last_error_message();
 }
@@ -294,6 +313,7 @@ void BM_StaticKey_Flip(benchmark::State& state) {
   pcbench::BusyPeer peer;
   int apart = 0, placed = 0;
   std::string error;
+  patchcall_static_stats before = staticStats();
   pcbench::LoopClock clock;
   for (auto _ : state) {
     if (int e = patchcall_static_key_enable(&pcbench_flip_key); e != PATCHCALL_OK) {
@@ -309,6 +329,7 @@ void BM_StaticKey_Flip(benchmark::State& state) {
   }
   if (!error.empty()) return state.SkipWithError(error.c_str());
   pcbench::reportPerItem(state, clock, 2, "ns_per_flip");
+  reportFlipStats(state, before, 2.0 * static_cast<double>(state.iterations()));
   state.counters["branches"] = static_cast<double>(state.range(0));
   state.counters["peer_apart"] = placed > 0 ? static_cast<double>(apart) / placed : 0;
   if (FlipBranches f = flipBranches(); f.jumping != 0) state.SkipWithError("after the run some branches still jump");
@@ -476,12 +497,14 @@ void BM_StaticKeyPairs(benchmark::State& state) {
       enabled = !enabled;
     });
   };
-  int apart = 0, placed = 0;
+  int apart = 0, placed = 0, flips = 0;
+  patchcall_static_stats before = staticStats();
   for (auto _ : state) {
     for (int r = 0; r < kFlipRounds && error.empty(); ++r) {
       for (int j = 0; j < kKinds; ++j) {
         int kind = (r + j) % kKinds;
         std::vector<double> block;
+        flips += kind == kFlip ? kFlipBlock : 0;
         for (int i = 0; i < kFlipBlock; ++i) {
           block.push_back(sample(kind));
           apart += sched_getcpu() != peer.cpu() ? 1 : 0;
@@ -491,6 +514,7 @@ void BM_StaticKeyPairs(benchmark::State& state) {
       }
     }
   }
+  reportFlipStats(state, before, flips);
   if (enabled) patchcall_static_key_disable(&pcbench_flip_key);
   if (!error.empty()) return state.SkipWithError(error.c_str());
   for (int k = 0; k < kKinds; ++k) state.counters[std::string(names[k]) + "_ns"] = pcbench::median(perRound[k]);
