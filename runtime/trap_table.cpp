@@ -21,6 +21,7 @@ struct Entry {
 };
 
 Entry gEntries[TrapTable::kCapacity];
+Entry gLingering[2][TrapTable::kCapacity];  // AOT batches' entries, by generation
 std::atomic<uint64_t> gEmulated{0};
 // Odd while a round is on (entries published, int3 possibly written); see onSigtrap.
 std::atomic<uint64_t> gRoundSeq{0};
@@ -109,17 +110,49 @@ Status TrapTable::installHandler() {
   return installStatus_;
 }
 
-int64_t TrapTable::publish(uintptr_t site, uintptr_t target, Emulate how) noexcept {
-  for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
-    uintptr_t cur = gEntries[i].site.load(std::memory_order_relaxed);
+namespace {
+
+int64_t publishIn(Entry* table, uintptr_t site, uintptr_t target, TrapTable::Emulate how) noexcept {
+  for (size_t i = slotOf(site), n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
+    uintptr_t cur = table[i].site.load(std::memory_order_relaxed);
     if (cur == site || cur == 0) {
-      gEntries[i].target.store(target, std::memory_order_relaxed);
-      gEntries[i].how.store(static_cast<uint8_t>(how), std::memory_order_relaxed);
-      gEntries[i].site.store(site, std::memory_order_release);
+      table[i].target.store(target, std::memory_order_relaxed);
+      table[i].how.store(static_cast<uint8_t>(how), std::memory_order_relaxed);
+      table[i].site.store(site, std::memory_order_release);
       return static_cast<int64_t>(i);
     }
   }
   return -1;
+}
+
+bool lookupIn(const Entry* table, uintptr_t site, uintptr_t* target, TrapTable::Emulate* how) noexcept {
+  for (size_t i = slotOf(site), n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
+    uintptr_t cur = table[i].site.load(std::memory_order_acquire);
+    if (cur == 0) return false;
+    if (cur != site) continue;
+    uintptr_t t = table[i].target.load(std::memory_order_acquire);
+    auto h = static_cast<TrapTable::Emulate>(table[i].how.load(std::memory_order_acquire));
+    // Re-check: a concurrent clear/reuse means the round is over (handled by the caller).
+    if (table[i].site.load(std::memory_order_acquire) != site) return false;
+    *target = t;
+    *how = h;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int64_t TrapTable::publish(uintptr_t site, uintptr_t target, Emulate how) noexcept { return publishIn(gEntries, site, target, how); }
+
+int64_t TrapTable::publishLingering(unsigned generation, uintptr_t site, uintptr_t target, Emulate how) noexcept {
+  return publishIn(gLingering[generation & 1], site, target, how);
+}
+
+void TrapTable::endLingeringRound() noexcept { gRoundSeq.fetch_add(1, std::memory_order_seq_cst); }
+
+void TrapTable::withdrawLingering(unsigned generation, const uint32_t* slots, size_t count) noexcept {
+  for (size_t k = 0; k < count; ++k) gLingering[generation & 1][slots[k]].site.store(0, std::memory_order_release);
 }
 
 void TrapTable::beginRound() noexcept {
@@ -134,19 +167,10 @@ void TrapTable::endRound(const uint32_t* slots, size_t count) noexcept {
 }
 
 bool TrapTable::lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept {
-  for (size_t i = slotOf(site), n = 0; n < kCapacity; ++n, i = (i + 1) & (kCapacity - 1)) {
-    uintptr_t cur = gEntries[i].site.load(std::memory_order_acquire);
-    if (cur == 0) return false;
-    if (cur != site) continue;
-    uintptr_t t = gEntries[i].target.load(std::memory_order_acquire);
-    auto h = static_cast<Emulate>(gEntries[i].how.load(std::memory_order_acquire));
-    // Re-check: a concurrent clear/reuse means the round is over (handled by the caller).
-    if (gEntries[i].site.load(std::memory_order_acquire) != site) return false;
-    *target = t;
-    *how = h;
-    return true;
-  }
-  return false;
+  // Either generation's entry will do: while its int3 was there, a site of a later batch held
+  // the earlier batch's new instruction or its own, and both are right for a trap in between.
+  return lookupIn(gEntries, site, target, how) || lookupIn(gLingering[0], site, target, how) ||
+         lookupIn(gLingering[1], site, target, how);
 }
 
 uint64_t TrapTable::emulated() const noexcept { return gEmulated.load(std::memory_order_relaxed); }

@@ -38,6 +38,17 @@ class TrapTable {
   void beginRound() noexcept;
   // Every site of the round holds its complete new call by now.
   void endRound(const uint32_t* slots, size_t count) noexcept;
+
+  // AOT batches (aot/text_batch.*) leave out the protocol's last sync: once every core has
+  // seen the int3s and the tails, a core can only run the new instruction or trap on a stale
+  // int3, and a trap finds its entry here. So their entries outlive the round, in one of two
+  // generations (the batch number's parity); the batch two later withdraws its generation
+  // before it publishes, when the syncs of the batch in between have made every core see the
+  // completed instructions (a late handler then finds no entry and re-executes the site).
+  // Same round protocol otherwise: publish, beginRound, writes, endLingeringRound.
+  int64_t publishLingering(unsigned generation, uintptr_t site, uintptr_t target, Emulate how) noexcept;
+  void endLingeringRound() noexcept;
+  void withdrawLingering(unsigned generation, const uint32_t* slots, size_t count) noexcept;
   uint64_t emulated() const noexcept;
 
   // For the handler.

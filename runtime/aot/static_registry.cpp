@@ -158,9 +158,16 @@ Status StaticRegistry::doRegister(const patchcall_module* handle, Module& m) {
   addBranches(m, added);
   addCalls(m, added);
   addCallSites(m, added);
+  std::unordered_set<uintptr_t> touched;
   for (const Site& s : added) {
     sites_[s.object].push_back(s);
     siteAddresses_.insert(s.address);
+    touched.insert(s.object);
+  }
+  // Each object's sites stay in address order: a flip's batch needs no sort.
+  for (uintptr_t object : touched) {
+    std::vector<Site>& list = sites_[object];
+    std::sort(list.begin(), list.end(), [](const Site& a, const Site& b) { return a.address < b.address; });
   }
   // Branches of keys already flipped, calls already retargeted: the module's sites follow.
   return rewrite(added);
@@ -295,7 +302,8 @@ Status StaticRegistry::rewrite(const std::vector<Site>& sites, bool* wrote) {
     }
     patches.push_back(p);
   }
-  std::sort(patches.begin(), patches.end(), [](const TextPatch& a, const TextPatch& b) { return a.address < b.address; });
+  auto byAddress = [](const TextPatch& a, const TextPatch& b) { return a.address < b.address; };
+  if (!std::is_sorted(patches.begin(), patches.end(), byAddress)) std::sort(patches.begin(), patches.end(), byAddress);
   if (wrote != nullptr) *wrote = !patches.empty();
   return text_.apply(patches);
 }

@@ -67,43 +67,45 @@ Status AotTextWriter::apply(std::span<const TextPatch> patches) {
 Status AotTextWriter::round(std::span<const TextPatch> patches) {
   TrapTable& traps = TrapTable::instance();
   std::lock_guard<std::mutex> roundLock(traps.roundMutex());
-  std::vector<uint32_t> slots;
-  slots.reserve(patches.size());
+  unsigned gen = static_cast<unsigned>(rounds_ & 1);
+  std::vector<uint32_t>& slots = lingering_[gen];
+  // The round two before this one is complete on every core (the previous round synced
+  // twice since): its entries go, unless a failed write left one of its sites an int3.
+  if (!stuck_[gen]) {
+    traps.withdrawLingering(gen, slots.data(), slots.size());
+    slots.clear();
+  }
   for (const TextPatch& p : patches) {
     uintptr_t target;
     TrapTable::Emulate how;
     emulation(p, &target, &how);
-    int64_t slot = traps.publish(p.address, target, how);
-    if (slot < 0) {  // nothing written yet: withdraw the entries
-      traps.beginRound();
-      traps.endRound(slots.data(), slots.size());
+    int64_t slot = traps.publishLingering(gen, p.address, target, how);
+    if (slot < 0) {  // nothing written yet: the entries stay until this generation's next turn
+      ++rounds_;
       return Status(Error::kTableFull, "AOT text: the trap table is full");
     }
     slots.push_back(static_cast<uint32_t>(slot));
   }
   traps.beginRound();
+  // int3s, sync, tails, sync, heads: no sync after the heads (see TrapTable::publishLingering),
+  // so a batch costs two syncs.
   Status result = Status::ok();
   for (int phase = 0; phase < 3; ++phase) {
     result = writePhase(patches, phase);
-    if (!result) break;
+    if (!result || phase == 2) break;
     if (int err = sync_.sync(); err != 0) {
       result = Status(Error::kSystemError, std::string("AOT text: the cross-core sync failed: ") + std::strerror(err));
       break;
     }
   }
-  if (result) {
-    traps.endRound(slots.data(), slots.size());
-    return result;
+  traps.endLingeringRound();
+  ++rounds_;
+  if (!result) {
+    // A site left an int3 keeps its entry for good (the handler goes on emulating it).
+    for (const TextPatch& p : patches) {
+      if (*reinterpret_cast<const volatile uint8_t*>(p.address) == arch::kBreakpoint[0]) stuck_[gen] = true;
+    }
   }
-  // A write failed: keep the entry of every site still holding the int3 (emulated from now
-  // on: the handler sends threads where the new instruction would), drop the others.
-  std::vector<uint32_t> done;
-  for (size_t i = 0; i < patches.size(); ++i) {
-    uint8_t head = *reinterpret_cast<const volatile uint8_t*>(patches[i].address);
-    if (head != arch::kBreakpoint[0]) done.push_back(slots[i]);
-  }
-  (void)sync_.sync();
-  traps.endRound(done.data(), done.size());
   return result;
 }
 

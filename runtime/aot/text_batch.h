@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 #include <string>
 
 #include "../arch/arch.h"
@@ -58,6 +59,9 @@ class AotTextWriter {
   bool syncReady_ = false;
   CrossCoreSync sync_;
   uint64_t batches_ = 0;
+  uint64_t rounds_ = 0;                     // its parity is the generation of a round's entries
+  std::vector<uint32_t> lingering_[2];      // trap-table slots of each generation's entries
+  bool stuck_[2] = {false, false};          // a failed round left a site an int3: keep them all
   uint64_t sitesWritten_ = 0;
   uint64_t writes_ = 0;
   std::string buffer_;
