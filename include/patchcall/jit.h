@@ -175,7 +175,10 @@ Status emitFixedCall(Assembler& a, const void* target);
 Result<Blob> install(Assembler& a);
 // The same with a name (and ranges, frame layout: Runtime::commitCode). The poll slow paths
 // install() appends come after your code: with a frame layout, declare
-// kFramePointerAnyEpilogue when the code has polls (they run inside the frame).
+// kFramePointerAnyEpilogue when the code has polls (they run inside the frame). On aarch64
+// the fixed calls' veneers come after them (data and `ldr; br`, which no frame rule
+// describes): with fixed calls, declare kFramePointerAnyEpilogue too, or ranges that end
+// before them.
 Result<Blob> install(Assembler& a, const CodeInfo& info);
 Result<Blob> install(Assembler& a, std::string_view name);
 

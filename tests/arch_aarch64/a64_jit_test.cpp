@@ -5,6 +5,7 @@
 // through its poll's slow path. No GoogleTest (as a64_smoke): prints each check, exits 1 on
 // any failure.
 #include <atomic>
+#include <iterator>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -54,6 +55,35 @@ Status emitFixedCaller(patchcall::jit::Assembler& a, patchcall::Key key) {
   PATCHCALL_TRY(patchcall::jit::emitCall(a, key, patchcall::SiteForm::kAuto));
   a.add(a64::w0, a64::w0, a64::w19);
   a.ldr(a64::x19, a64::ptr(a64::sp, 16));
+  a.ldp(a64::x29, a64::x30, a64::ptr_post(a64::sp, 32));
+  a.ret(a64::x30);
+  return Status::ok();
+}
+
+// void f(uint64_t* buf, uint64_t polls): x1-x15, x17, x18 and q31 loaded from buf, `polls`
+// polls in a loop (counter x20, buffer x19: callee-saved, kept here), then the same registers
+// stored at buf + kPollOut. Every value must come back whether or not a poll took its slow path.
+//   buf: [x1..x15, x17, x18] slots 0-16, q31 at slots 18-19; the same again from kPollOut
+constexpr uint32_t kPollRegs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18};
+constexpr int32_t kPollQ = 8 * 18, kPollOut = 8 * 20;
+Status emitPollingLoop(patchcall::jit::Assembler& a) {
+  a.stp(a64::x29, a64::x30, a64::ptr_pre(a64::sp, -32));
+  a.mov(a64::x29, a64::sp);
+  a.stp(a64::x19, a64::x20, a64::ptr(a64::sp, 16));
+  a.mov(a64::x19, a64::x0);
+  a.mov(a64::x20, a64::x1);
+  for (size_t i = 0; i < std::size(kPollRegs); ++i) a.ldr(a64::x(kPollRegs[i]), a64::ptr(a64::x19, static_cast<int32_t>(8 * i)));
+  a.ldr(a64::q31, a64::ptr(a64::x19, kPollQ));
+  asmjit::Label loop = a.newLabel();
+  a.bind(loop);
+  PATCHCALL_TRY(patchcall::jit::emitSafepointPoll(a));
+  a.subs(a64::x20, a64::x20, 1);
+  a.b_ne(loop);
+  for (size_t i = 0; i < std::size(kPollRegs); ++i) {
+    a.str(a64::x(kPollRegs[i]), a64::ptr(a64::x19, kPollOut + static_cast<int32_t>(8 * i)));
+  }
+  a.str(a64::q31, a64::ptr(a64::x19, kPollOut + kPollQ));
+  a.ldp(a64::x19, a64::x20, a64::ptr(a64::sp, 16));
   a.ldp(a64::x29, a64::x30, a64::ptr_post(a64::sp, 32));
   a.ret(a64::x30);
   return Status::ok();
@@ -152,6 +182,42 @@ int main() {
   std::printf("  100 updates, %d grace periods: reader saw one %ld, two %ld, anything else %ld times\n", grace,
               ones.load(), twos.load(), others.load());
   check(ok && others == 0 && ones > 0 && twos > 0, "a polling reader while the site is retargeted and grace periods pass");
+  // The registers JIT code may keep live across a poll survive its slow path: a registered
+  // thread polls with known values in x1-x15, x17, x18 and q31 while this thread runs grace
+  // periods, which complete only through that thread's poll slow path.
+  jit::Assembler p(*rt);
+  report(emitPollingLoop(p), "emit a polling loop with live registers");
+  Result<Blob> loopBlob = jit::install(p, "a64_jit_polling_loop");
+  report(loopBlob.status(), "jit::install (polling loop)");
+  if (loopBlob) {
+    alignas(16) uint64_t buf[40] = {};
+    for (int i = 0; i < 20; ++i) buf[i] = 0x0101'0101'0101'0101ull * static_cast<uint64_t>(i + 1) + 0x10 * i;
+    std::atomic<bool> registered{false}, done{false};
+    std::thread poller([&] {
+      Result<ThreadScope> scope = rt->registerThread("jit-poller");
+      registered = true;
+      if (scope) reinterpret_cast<void (*)(uint64_t*, uint64_t)>(loopBlob->code)(buf, 3'000'000);
+      done = true;  // still registered and online: only the loop's polls announced anything
+    });
+    while (!registered) std::this_thread::yield();
+    int passed = 0;  // grace periods that began and ended while the poller was in the loop
+    while (!done) {
+      Status s = rt->synchronize(std::chrono::milliseconds(20000));
+      if (s.isOk() && !done) ++passed;
+    }
+    poller.join();
+    bool same = true;
+    for (size_t i = 0; i < std::size(kPollRegs); ++i) {
+      if (buf[20 + i] != buf[i]) {
+        std::printf("  x%u: %#llx before, %#llx after\n", kPollRegs[i], static_cast<unsigned long long>(buf[i]),
+                    static_cast<unsigned long long>(buf[20 + i]));
+        same = false;
+      }
+    }
+    for (int i = 18; i < 20; ++i) same = same && buf[20 + i] == buf[i];
+    std::printf("  %d grace periods passed while the loop polled\n", passed);
+    check(same && passed > 0, "x1-x15, x17, x18 and q31 survive polls whose slow path ran");
+  }
   std::printf("veneers in use: %llu\n", static_cast<unsigned long long>(rt->stats().veneers));
   std::printf("%s\n", failures == 0 ? "a64 jit: all passed" : "a64 jit: FAILED");
   return failures == 0 ? 0 : 1;
