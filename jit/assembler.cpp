@@ -31,8 +31,6 @@ Assembler::Assembler(Runtime& rt) : NativeAssembler(&holder), rt_(&rt) {
   NativeAssembler::setErrorHandler(&errors_);  // the emitter's own: install() checks it is still ours
 }
 
-Status Assembler::recordError(asmjit::Error err) { return asmjitStatus(err); }
-
 Status emitCall(Assembler& a, Key key, SiteForm form) {
   if (Access::finalized(a)) return alreadyInstalled("emitCall");
   if (!key.valid()) return Status(Error::kUnknownKey, "emitCall: invalid key");

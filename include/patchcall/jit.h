@@ -49,13 +49,14 @@ struct Emission {
   enum class Ref : uint8_t { kFixedCall, kSafepointFlag, kSafepointStub };
   static constexpr uint32_t kNoVeneer = UINT32_MAX;
   struct Fixup {
-    uint32_t at;      // offset of the instruction
+    uint32_t at;  // offset of the instruction
     Ref ref;
     const void* target = nullptr;  // kFixedCall only
-    uint32_t veneer = kNoVeneer;   // where an ISA with short calls keeps a far-target veneer
+    uint32_t veneer = kNoVeneer;   // index into veneers: an ISA whose calls reach less than the
+                                   // address space calls a far target through one (aarch64)
   };
   struct Veneer {
-    uint32_t at;  // offset, filled in at link
+    uint32_t at;  // offset (placed after the slow paths); link writes its bytes
     Ref ref;
     const void* target = nullptr;
   };
@@ -120,7 +121,6 @@ class Assembler : private detail::HolderBase, public NativeAssembler {
       if (next != nullptr) next->handleError(err, msg, origin);
     }
   };
-  Status recordError(asmjit::Error err);
 
   Runtime* rt_;
   ErrorRecorder errors_;
