@@ -19,8 +19,9 @@ inline constexpr size_t kPollFlagField = 0;  // the adrp: fixed up with encodePo
 inline constexpr int32_t kRedZoneSize = 0;
 
 namespace a64 {
-inline constexpr uint32_t kPollAdrp = kAdrp | kX16;                        // adrp x16, #0
-inline constexpr uint32_t kPollLdrb = kLdrbImm | (kX16 << 5) | kX16;       // ldrb w16, [x16]
+inline constexpr uint32_t kPollScratch = kX16;  // the register the loads use and jit/'s cbnz tests
+inline constexpr uint32_t kPollAdrp = kAdrp | kPollScratch;                           // adrp x16, #0
+inline constexpr uint32_t kPollLdrb = kLdrbImm | (kPollScratch << 5) | kPollScratch;  // ldrb w16, [x16]
 inline constexpr uint8_t kPollLoad[kPollSize] = {bytesOf(kPollAdrp).b[0], bytesOf(kPollAdrp).b[1], bytesOf(kPollAdrp).b[2],
                                                  bytesOf(kPollAdrp).b[3], bytesOf(kPollLdrb).b[0], bytesOf(kPollLdrb).b[1],
                                                  bytesOf(kPollLdrb).b[2], bytesOf(kPollLdrb).b[3]};
@@ -40,7 +41,7 @@ constexpr bool encodePollLoad(uintptr_t at, uintptr_t flag, uint32_t out[2]) noe
 constexpr bool encodePollBranch(uintptr_t at, uintptr_t slow, uint32_t* out) noexcept {
   int64_t d = static_cast<int64_t>(slow) - static_cast<int64_t>(at);
   if (d % 4 != 0 || d < -kCbReach || d >= kCbReach) return false;
-  *out = kCbnzW | (static_cast<uint32_t>(d / 4) & 0x7FFFF) << 5 | kX16;
+  *out = kCbnzW | (static_cast<uint32_t>(d / 4) & 0x7FFFF) << 5 | kPollScratch;
   return true;
 }
 }  // namespace a64
