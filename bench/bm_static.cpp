@@ -445,20 +445,8 @@ void BM_StaticPairs(benchmark::State& state) {
   std::vector<std::vector<double>> ticks(n);  // [variant][round] ticks per item
   double perNs = pcbench::tscPerNs();
   for (auto _ : state) {
-    for (int r = 0; r < kRounds; ++r) {
-      for (size_t j = 0; j < n; ++j) {
-        size_t k = (r % 2 == 0) ? (r + j) % n : (r + n - 1 - j) % n;
-        const Variant& v = f.variants[k];
-        uint64_t best = ~uint64_t{0};
-        for (int s = 0; s < kSamples; ++s) {
-          uint64_t t0 = pcbench::tscBegin();
-          benchmark::DoNotOptimize(v.run());
-          uint64_t t1 = pcbench::tscEnd();
-          best = std::min(best, t1 - t0);
-        }
-        ticks[k].push_back(static_cast<double>(best) / static_cast<double>(v.items));
-      }
-    }
+    pcbench::rotatingRounds(
+        n, kRounds, kSamples, ticks, [&](size_t k) { return f.variants[k].run(); }, [&](size_t k) { return f.variants[k].items; });
   }
   state.SetLabel(f.label);
   state.counters["tsc_per_ns"] = perNs;

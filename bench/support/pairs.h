@@ -45,6 +45,27 @@ inline double quantile(std::vector<double> v, double q) {
 }
 inline double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
 
+// One pass of `rounds` rounds over n variants, the order rotating each round and reversed
+// every other round: appends to ticks[k], per round, variant k's fastest of `samples` runs in
+// TSC ticks per item. `run(k)` runs variant k once (its result is kept alive); `items(k)` is
+// what one run does (calls, iterations).
+template <typename Run, typename Items>
+void rotatingRounds(size_t n, int rounds, int samples, std::vector<std::vector<double>>& ticks, Run run, Items items) {
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t j = 0; j < n; ++j) {
+      size_t k = (r % 2 == 0) ? (r + j) % n : (r + n - 1 - j) % n;
+      uint64_t best = ~uint64_t{0};
+      for (int s = 0; s < samples; ++s) {
+        uint64_t t0 = tscBegin();
+        benchmark::DoNotOptimize(run(k));
+        uint64_t t1 = tscEnd();
+        best = std::min(best, t1 - t0);
+      }
+      ticks[k].push_back(static_cast<double>(best) / static_cast<double>(items(k)));
+    }
+  }
+}
+
 // Per-round ratios a[i] / b[i] as counters name.p50 / .min / .max (and .rounds).
 inline void reportPairRatios(benchmark::State& state, const std::string& name, const std::vector<double>& a,
                              const std::vector<double>& b) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "a64_disasm.h"
 #include "arch/aarch64/branch.h"
 #include "arch/aarch64/poll.h"
 #include "arch/aarch64/safepoint_stub.h"
@@ -21,45 +22,8 @@ namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 
-struct Decoded {
-  unsigned id = 0;
-  std::string text;  // "mnemonic op_str"
-  cs_arm64 detail{};
-};
-
-// Decodes `n` bytes at `address`; one entry per 4-byte word (id 0 where Capstone refuses).
-class A64Disasm {
- public:
-  A64Disasm() {
-    EXPECT_EQ(cs_open(CS_ARCH_ARM64, CS_MODE_ARM, &h_), CS_ERR_OK);
-    cs_option(h_, CS_OPT_DETAIL, CS_OPT_ON);
-  }
-  ~A64Disasm() { cs_close(&h_); }
-  std::vector<Decoded> decode(const uint8_t* code, size_t n, uint64_t address) {
-    std::vector<Decoded> out;
-    for (size_t at = 0; at < n; at += 4) {
-      cs_insn* insn = nullptr;
-      size_t count = cs_disasm(h_, code + at, 4, address + at, 1, &insn);
-      Decoded d;
-      if (count == 1) {
-        d.id = insn[0].id;
-        d.text = std::string(insn[0].mnemonic) + " " + insn[0].op_str;
-        d.detail = insn[0].detail->arm64;
-        cs_free(insn, count);
-      }
-      out.push_back(d);
-    }
-    return out;
-  }
-  Decoded one(uint32_t word, uint64_t address) {
-    uint8_t b[4];
-    std::memcpy(b, &word, 4);
-    return decode(b, 4, address)[0];
-  }
-
- private:
-  csh h_ = 0;
-};
+using Decoded = test::A64Decoded;
+using test::A64Disasm;
 
 // A branch's target as Capstone reads it (its first operand, an absolute immediate).
 int64_t branchTarget(const Decoded& d) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "a64_disasm.h"
 #include "aarch64/emitters.h"
 #include "asmjit_status.h"
 #include "arch/aarch64/branch.h"
@@ -26,34 +27,8 @@ namespace a64 = asmjit::a64;
 constexpr int64_t kMiB = int64_t{1} << 20;
 constexpr int64_t kReach = arch::kBranchReach;
 
-struct Decoded {
-  unsigned id = 0;
-  std::string text;
-  cs_arm64 detail{};
-};
-
-class A64Disasm {
- public:
-  A64Disasm() {
-    EXPECT_EQ(cs_open(CS_ARCH_ARM64, CS_MODE_ARM, &h_), CS_ERR_OK);
-    cs_option(h_, CS_OPT_DETAIL, CS_OPT_ON);
-  }
-  ~A64Disasm() { cs_close(&h_); }
-  Decoded at(const std::vector<uint8_t>& code, uint64_t base, size_t offset) {
-    Decoded d;
-    cs_insn* insn = nullptr;
-    if (offset + 4 <= code.size() && cs_disasm(h_, code.data() + offset, 4, base + offset, 1, &insn) == 1) {
-      d.id = insn[0].id;
-      d.text = std::string(insn[0].mnemonic) + " " + insn[0].op_str;
-      d.detail = insn[0].detail->arm64;
-      cs_free(insn, 1);
-    }
-    return d;
-  }
-
- private:
-  csh h_ = 0;
-};
+using Decoded = test::A64Decoded;
+using test::A64Disasm;
 
 // An A64 CodeHolder with the emitters' record, as jit::Assembler holds them (it needs a
 // Runtime; these tests link the code themselves, at any address).

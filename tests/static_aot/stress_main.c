@@ -357,9 +357,27 @@ static struct aot_site_module g_exe_module, g_lib_module;
 static int g_churning; /* a churn thread loads and unloads another library: walks ignore its sites */
 static struct aot_site_report g_last_report;
 
-static void aot_build_model(struct aot_site_model* m, struct patchcall_static_key** keys, const char** key_names,
-                            int* enabled, struct patchcall_static_call** calls, const char** call_names,
-                            const void** tramps, const void** targets) {
+/* The arrays a walk's model points into (one per walk, on the stack). */
+struct aot_model_storage {
+  struct patchcall_static_key* keys[AOT_KEYS];
+  const char* key_names[AOT_KEYS];
+  int enabled[AOT_KEYS];
+  struct patchcall_static_call* calls[AOT_CALLS];
+  const char* call_names[AOT_CALLS];
+  const void* tramps[AOT_CALLS];
+  const void* targets[AOT_CALLS];
+  struct aot_site_model m;
+};
+
+static void aot_build_model(struct aot_model_storage* st) {
+  struct aot_site_model* m = &st->m;
+  struct patchcall_static_key** keys = st->keys;
+  const char** key_names = st->key_names;
+  int* enabled = st->enabled;
+  struct patchcall_static_call** calls = st->calls;
+  const char** call_names = st->call_names;
+  const void** tramps = st->tramps;
+  const void** targets = st->targets;
   memset(m, 0, sizeof *m);
   for (int g = 0; g < AOT_KEYS; g++) {
     if (!aot_object_loaded(g)) continue;
@@ -389,25 +407,19 @@ static void aot_build_model(struct aot_site_model* m, struct patchcall_static_ke
 }
 
 static long aot_walk(const char* where, int also_counts) {
-  struct patchcall_static_key* keys[AOT_KEYS];
-  const char* key_names[AOT_KEYS];
-  int enabled[AOT_KEYS];
-  struct patchcall_static_call* calls[AOT_CALLS];
-  const char* call_names[AOT_CALLS];
-  const void* tramps[AOT_CALLS];
-  const void* targets[AOT_CALLS];
-  struct aot_site_model m;
-  aot_build_model(&m, keys, key_names, enabled, calls, call_names, tramps, targets);
-  long failures = aot_check_sites(&m, &g_last_report, where);
+  struct aot_model_storage store;
+  aot_build_model(&store);
+  struct aot_site_model* m = &store.m;
+  long failures = aot_check_sites(m, &g_last_report, where);
   g_walks++;
   if (also_counts && !g_churning) { /* (a churned library adds branches the model does not know) */
-    for (int i = 0; i < m.nkeys; i++) {
+    for (int i = 0; i < m->nkeys; i++) {
       size_t count = 12345;
-      AOT_CHECK_CODE(patchcall_static_key_branches(keys[i], &count), PATCHCALL_OK);
-      long want = aot_branches_in_tables(&m, keys[i]);
+      AOT_CHECK_CODE(patchcall_static_key_branches(store.keys[i], &count), PATCHCALL_OK);
+      long want = aot_branches_in_tables(m, store.keys[i]);
       if ((long)count != want)
         aot_failf("%s%s: patchcall_static_key_branches(%s) = %zu, the loaded jump tables hold %ld", g_who, where,
-                  key_names[i], count, want);
+                  store.key_names[i], count, want);
     }
   }
   return failures;
@@ -422,41 +434,35 @@ static patchcall_static_stats aot_stats(void) {
 }
 
 static void aot_print_counts(const char* where) {
-  struct patchcall_static_key* keys[AOT_KEYS];
-  const char* key_names[AOT_KEYS];
-  int enabled[AOT_KEYS];
-  struct patchcall_static_call* calls[AOT_CALLS];
-  const char* call_names[AOT_CALLS];
-  const void* tramps[AOT_CALLS];
-  const void* targets[AOT_CALLS];
-  struct aot_site_model m;
-  aot_build_model(&m, keys, key_names, enabled, calls, call_names, tramps, targets);
+  struct aot_model_storage store;
+  aot_build_model(&store);
+  struct aot_site_model* m = &store.m;
   struct aot_site_report r;
-  aot_check_sites(&m, &r, where);
+  aot_check_sites(m, &r, where);
   fprintf(stderr, "%s%s: %ld sites\n", g_who, where, r.sites);
   const struct aot_module_desc* descs[2] = {&aot_exe_desc, g_lib};
-  for (int i = 0; i < m.nmodules; i++) {
-    long markers = (long)(m.modules[i].sites_end - m.modules[i].sites_begin);
-    long jumps = (long)(m.modules[i].jumps_end - m.modules[i].jumps_begin);
+  for (int i = 0; i < m->nmodules; i++) {
+    long markers = (long)(m->modules[i].sites_end - m->modules[i].sites_begin);
+    long jumps = (long)(m->modules[i].jumps_end - m->modules[i].jumps_begin);
     fprintf(stderr,
             "  %-10s BRANCH %ld (jump-table records %ld), TRAMPOLINE %ld, CALL %ld, TAIL_CALL %ld (call-site markers "
             "%ld; inline sites calling the target directly %ld, reaching the trampoline %ld, no-op %ld)\n",
-            m.modules[i].name, r.by_kind[i][PATCHCALL_STATIC_SITE_BRANCH], jumps,
+            m->modules[i].name, r.by_kind[i][PATCHCALL_STATIC_SITE_BRANCH], jumps,
             r.by_kind[i][PATCHCALL_STATIC_SITE_TRAMPOLINE], r.by_kind[i][PATCHCALL_STATIC_SITE_CALL],
             r.by_kind[i][PATCHCALL_STATIC_SITE_TAIL_CALL], markers, r.inline_direct[i], r.inline_fallback[i],
             r.inline_noop[i]);
     long inline_sites = r.by_kind[i][PATCHCALL_STATIC_SITE_CALL] + r.by_kind[i][PATCHCALL_STATIC_SITE_TAIL_CALL];
     if (descs[i]->optimized && inline_sites == 0 && !(g_lazy && i == 1))
       aot_failf("%s%s: the %s is optimized but patchcall found no inline call site among its %ld markers", g_who,
-                where, m.modules[i].name, markers);
+                where, m->modules[i].name, markers);
     if (inline_sites > markers)
-      aot_failf("%s%s: the %s has %ld inline call sites but only %ld markers", g_who, where, m.modules[i].name,
+      aot_failf("%s%s: the %s has %ld inline call sites but only %ld markers", g_who, where, m->modules[i].name,
                 inline_sites, markers);
   }
   /* The registry's counters agree with the walk. */
   patchcall_static_stats st = aot_stats();
   long kinds[5] = {0, 0, 0, 0, 0};
-  for (int i = 0; i < m.nmodules; i++)
+  for (int i = 0; i < m->nmodules; i++)
     for (int k = 1; k <= 4; k++) kinds[k] += r.by_kind[i][k];
   fprintf(stderr,
           "  patchcall_static_stats_get: modules %zu (failed %zu), keys %zu, calls %zu, branches %zu, trampolines %zu, "
@@ -465,10 +471,10 @@ static void aot_print_counts(const char* where) {
           st.modules, st.failed_modules, st.keys, st.calls, st.branches, st.trampolines, st.call_sites, st.tail_call_sites,
           (unsigned long long)st.batches, (unsigned long long)st.sites_written, (unsigned long long)st.writes,
           (unsigned long long)st.syncs, (unsigned long long)st.traps_emulated);
-  AOT_CHECK(st.modules == (size_t)m.nmodules && st.failed_modules == 0, "%s: stats: %zu modules (%zu failed), expected %d",
-            where, st.modules, st.failed_modules, m.nmodules);
-  AOT_CHECK(st.keys == (size_t)m.nkeys && st.calls == (size_t)m.ncalls, "%s: stats: %zu keys, %zu calls; expected %d, %d",
-            where, st.keys, st.calls, m.nkeys, m.ncalls);
+  AOT_CHECK(st.modules == (size_t)m->nmodules && st.failed_modules == 0, "%s: stats: %zu modules (%zu failed), expected %d",
+            where, st.modules, st.failed_modules, m->nmodules);
+  AOT_CHECK(st.keys == (size_t)m->nkeys && st.calls == (size_t)m->ncalls, "%s: stats: %zu keys, %zu calls; expected %d, %d",
+            where, st.keys, st.calls, m->nkeys, m->ncalls);
   AOT_CHECK(st.branches == (size_t)kinds[PATCHCALL_STATIC_SITE_BRANCH] &&
                 st.trampolines == (size_t)kinds[PATCHCALL_STATIC_SITE_TRAMPOLINE] &&
                 st.call_sites == (size_t)kinds[PATCHCALL_STATIC_SITE_CALL] &&
