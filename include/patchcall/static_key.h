@@ -10,10 +10,10 @@
  * branch's code; a record of it goes into the module's __patchcall_jump_table (see
  * static_module.h). Enabling or disabling a key rewrites all of its branches, in every loaded
  * module, in one batch of the breakpoint protocol (int3 on every first byte, sync all cores,
- * the tails, sync, the first bytes, sync), while other threads run them: a thread reaching a
+ * the tails, sync, the first bytes: two syncs), while other threads run them: a thread reaching a
  * branch mid-batch sees its old or its new direction, never a mix. Text stays read-execute:
- * the writes go through /proc/self/mem (checked, and the kernel's copy is not one store, so no
- * single-store shortcut is taken for compiled code). Modules loaded later (dlopen) get branches
+ * the writes go through /proc/self/mem (checked, and the kernel's copy is not promised to be one
+ * store, so no single-store shortcut is taken for compiled code). Modules loaded later (dlopen) get branches
  * in the key's current direction; a dlclose'd module's branches are forgotten.
  *
  * Rules: define keys at file scope (in C++ at namespace scope, any namespace); a key is a

@@ -1,14 +1,17 @@
 // patchcall — AotTextWriter: rewrites 5-byte instructions in compiled (AOT) text with the
 // breakpoint protocol, all of one batch together: int3 on every first byte, sync every core,
-// every tail, sync, every first byte, sync. A thread reaching a site mid-batch traps and the
-// SIGTRAP handler (TrapTable) continues it as the new instruction would.
+// every tail, sync, every first byte. A thread reaching a site mid-batch traps and the SIGTRAP
+// handler (TrapTable) continues it as the new instruction would. The kernel's text_poke_bp
+// syncs a third time, after the first bytes, only so it can withdraw its int3 handler's
+// entries; here they stay until the batch after next (TrapTable::publishLingering), so a batch
+// costs two syncs and still returns only when no core can run the old instruction.
 //
 // Text stays read-execute: writes go through /proc/self/mem. Each phase writes nearby sites
 // with one pwrite (a run of sites whose pages touch: the bytes between them are written back
 // unchanged, so a run never covers a page without a site), which makes a batch cost about
-// three pwrites per page of sites plus three syncs instead of three pwrites per site. The
-// kernel's copy is a byte copy (rep movsb), not one store, so no single-store shortcut is
-// ever taken here. Every write's result is checked.
+// three pwrites per page of sites plus two syncs instead of three pwrites per site. The
+// kernel's copy (memcpy; rep movsb with fast short moves) is not promised to be one store, so
+// no single-store shortcut is ever taken here. Every write's result is checked.
 //
 // Process-wide (one per process, under the AOT registry's mutex): the /proc/self/mem
 // descriptor (reopened by a fork child before its first batch) and the cross-core sync.

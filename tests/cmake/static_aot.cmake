@@ -6,6 +6,7 @@
 #    commands, linked by this build, so they link the same runtime; skipped without clang++).
 #    Each also reloads the library, and churns (dlopen/dlclose in a loop on another thread) a
 #    second library, churn_lib.c, of branches on the executable's keys and calls of its calls.
+#  - StaticAot_Stress_C_O3_NoPie: the C program at -O3 as a non-PIE executable.
 #  - StaticAot_Fork: the C -O2 program forking in the middle of its run (and a fork storm).
 #  - StaticAot_Stress_C_O2_LazyPLT: the library lazily bound (no inline sites found there).
 #  - StaticAot_TableFull: a library with more keys than PATCHCALL_STATIC_KEYS_MAX.
@@ -49,6 +50,25 @@ foreach(opt O0 O2)
                    --churn-lib $<TARGET_FILE:static_aot_churn_lib_c_${_o}>)
   set_tests_properties(StaticAot_Stress_C_${opt} PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 endforeach()
+
+# A non-PIE executable at -O3 (absolute addresses in its records, the trampolines' indirect
+# path and the jump tables; text at 0x400000, its own libraries far beyond rel32 reach), with
+# its library at -O3 too.
+foreach(lib stress churn)
+  add_library(static_aot_${lib}_lib_c_o3 MODULE ${_aot_dir}/${lib}_lib.c)
+  target_include_directories(static_aot_${lib}_lib_c_o3 PRIVATE ${PROJECT_SOURCE_DIR}/include)
+  target_compile_options(static_aot_${lib}_lib_c_o3 PRIVATE -O3 -Wall -Wextra)
+  _aot_library(static_aot_${lib}_lib_c_o3)
+endforeach()
+add_executable(static_aot_stress_c_o3_nopie ${_aot_dir}/stress_main.c ${_aot_dir}/aot_sites.c)
+target_compile_options(static_aot_stress_c_o3_nopie PRIVATE -O3 -fno-pie -Wall -Wextra)
+_aot_program(static_aot_stress_c_o3_nopie)
+target_link_options(static_aot_stress_c_o3_nopie PRIVATE -no-pie)
+add_dependencies(static_aot_stress_c_o3_nopie static_aot_stress_lib_c_o3 static_aot_churn_lib_c_o3)
+add_test(NAME StaticAot_Stress_C_O3_NoPie
+         COMMAND static_aot_stress_c_o3_nopie --lib $<TARGET_FILE:static_aot_stress_lib_c_o3>
+                 --churn-lib $<TARGET_FILE:static_aot_churn_lib_c_o3>)
+set_tests_properties(StaticAot_Stress_C_O3_NoPie PROPERTIES TIMEOUT ${_aot_timeout} LABELS "static_aot")
 
 # The library linked -z lazy and dlopen()ed RTLD_LAZY: its PLT slots are unbound when it is
 # registered, so none of its inline call sites is found (they keep calling the trampoline
