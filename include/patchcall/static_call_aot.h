@@ -70,40 +70,6 @@ int patchcall_static_call_target(const struct patchcall_static_call* call, const
 /* Returns 0 (any integer or pointer return type): the kernel's __static_call_return0. */
 long patchcall_static_call_return0(void);
 
-/* What patchcall wrote at one AOT site, for tests, debuggers and tools. */
-enum patchcall_static_site_kind {
-  PATCHCALL_STATIC_SITE_BRANCH = 1,     /* a static branch: NOP5 or JMP32 */
-  PATCHCALL_STATIC_SITE_TRAMPOLINE = 2, /* a static call's trampoline: JMP32 */
-  PATCHCALL_STATIC_SITE_CALL = 3,       /* an inline call site: CALL32 or NOP5 */
-  PATCHCALL_STATIC_SITE_TAIL_CALL = 4   /* an inline tail call site: JMP32 */
-};
-typedef struct patchcall_static_site_info {
-  const void* address;      /* the 5-byte instruction */
-  const void* object;       /* its struct patchcall_static_key or struct patchcall_static_call */
-  int kind;                 /* enum patchcall_static_site_kind */
-  const void* destination;  /* where it goes now (NULL: it is a NOP5) */
-} patchcall_static_site_info;
-/* Visits every site of every loaded module under the mutex (visit must not call the static
- * key or call functions); a nonzero return from visit stops the walk and is returned. */
-int patchcall_static_sites_each(int (*visit)(void* user, const patchcall_static_site_info* site), void* user);
-
-/* Counters of the AOT registry (process-wide). Set struct_size = sizeof(struct
- * patchcall_static_stats) before the call: later versions only append fields. */
-typedef struct patchcall_static_stats {
-  size_t struct_size;
-  size_t modules;            /* registered modules (with one that failed: see failed_modules) */
-  size_t failed_modules;     /* modules whose registration failed (TABLE_FULL, ...) */
-  size_t keys, calls;        /* registered keys and calls */
-  size_t branches, trampolines, call_sites, tail_call_sites; /* sites by kind */
-  uint64_t batches;          /* breakpoint-protocol batches written */
-  uint64_t sites_written;    /* 5-byte instructions rewritten */
-  uint64_t writes;           /* pwrite calls to /proc/self/mem */
-  uint64_t syncs;            /* cross-core syncs */
-  uint64_t traps_emulated;   /* int3 traps the handler continued (JIT and AOT sites alike) */
-} patchcall_static_stats;
-/* Errors: INVALID_ARGUMENT (NULL, or struct_size smaller than the first version's). */
-int patchcall_static_stats_get(patchcall_static_stats* out);
-
 PATCHCALL_EXTERN_C_END_
 
 /* Trampoline layout (x86-64), shared with runtime/arch/x86_64/static_text.h. */

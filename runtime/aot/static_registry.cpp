@@ -284,23 +284,25 @@ void StaticRegistry::desired(const Site& site, uint8_t out[]) const {
 }
 
 Status StaticRegistry::rewrite(const std::vector<Site>& sites, bool* wrote) {
-  std::vector<TextPatch> patches;
+  std::vector<TextPatch>& patches = patches_;  // reused: a flip allocates nothing
+  patches.clear();
   patches.reserve(sites.size());
-  for (const Site& entry : sites) {
-    const Site* site = &entry;
-    TextPatch p;
-    p.address = site->address;
-    std::memcpy(p.from, reinterpret_cast<const void*>(site->address), arch::kStaticSiteSize);
-    desired(*site, p.to);
-    if (std::memcmp(p.from, p.to, arch::kStaticSiteSize) == 0) continue;
+  for (const Site& site : sites) {
+    TextPatch& p = patches.emplace_back();
+    p.address = site.address;
+    std::memcpy(p.from, reinterpret_cast<const void*>(site.address), arch::kStaticSiteSize);
+    desired(site, p.to);
+    if (std::memcmp(p.from, p.to, arch::kStaticSiteSize) == 0) {
+      patches.pop_back();
+      continue;
+    }
     uintptr_t ignored;
-    if (arch::decodeStaticSite(site->address, p.from, &ignored) == arch::StaticInsn::kOther) {
+    if (arch::decodeStaticSite(site.address, p.from, &ignored) == arch::StaticInsn::kOther) {
       // Not what patchcall recorded or wrote (a debugger's breakpoint, someone else's patch):
       // refuse the whole batch before its first write.
-      return Status(Error::kUnsupportedSite, std::string("AOT ") + kindName(site->kind) + " at " + hex(site->address) +
+      return Status(Error::kUnsupportedSite, std::string("AOT ") + kindName(site.kind) + " at " + hex(site.address) +
                                                  " no longer holds an instruction patchcall wrote; nothing was changed");
     }
-    patches.push_back(p);
   }
   auto byAddress = [](const TextPatch& a, const TextPatch& b) { return a.address < b.address; };
   if (!std::is_sorted(patches.begin(), patches.end(), byAddress)) std::sort(patches.begin(), patches.end(), byAddress);

@@ -100,6 +100,7 @@ class StaticRegistry {
   std::unordered_map<uintptr_t, std::vector<Site>> sites_;
   std::unordered_set<uintptr_t> siteAddresses_;
   AotTextWriter text_;
+  std::vector<TextPatch> patches_;  // rewrite's batch (under mutex_)
 };
 
 }  // namespace patchcall::detail::aot

@@ -86,6 +86,7 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
     }
     slots.push_back(static_cast<uint32_t>(slot));
   }
+  planRuns(patches);
   traps.beginRound();
   // int3s, sync, tails, sync, heads: no sync after the heads (see TrapTable::publishLingering),
   // so a batch costs two syncs.
@@ -109,33 +110,47 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
   return result;
 }
 
-Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) {
-  // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`.
-  size_t first = phase == 1 ? arch::kBreakpointSize : 0;
-  size_t count = phase == 1 ? arch::kStaticSiteSize - arch::kBreakpointSize : arch::kBreakpointSize;
+void AotTextWriter::planRuns(std::span<const TextPatch> patches) {
+  runs_.clear();
   size_t i = 0;
   while (i < patches.size()) {
-    // A run: sites whose bytes start in the page of the previous one's end, or the next page.
-    uintptr_t lo = patches[i].address + first, hi = lo + count;
+    // A run: sites whose bytes start in the page of the previous one's end, or the next page
+    // (so every page it covers holds a site: mapped, and patchcall's to write).
+    Run run;
+    run.lo = patches[i].address;
+    uintptr_t hi = run.lo + arch::kStaticSiteSize;
+    run.first = i;
     size_t j = i + 1;
-    while (j < patches.size() && pageOf(patches[j].address + first) <= pageOf(hi - 1) + kPage) {
-      hi = patches[j].address + first + count;
+    while (j < patches.size() && pageOf(patches[j].address) <= pageOf(hi - 1) + kPage) {
+      hi = patches[j].address + arch::kStaticSiteSize;
       ++j;
     }
-    buffer_.assign(reinterpret_cast<const char*>(lo), hi - lo);  // the text as it is now
-    for (size_t k = i; k < j; ++k) {
-      const uint8_t* src = phase == 0 ? arch::kBreakpoint : patches[k].to + first;
-      std::memcpy(buffer_.data() + (patches[k].address + first - lo), src, count);
-    }
-    ssize_t n = pwrite(fd_, buffer_.data(), buffer_.size(), static_cast<off_t>(lo));
-    ++writes_;
-    if (n != static_cast<ssize_t>(buffer_.size())) {
-      int err = n < 0 ? errno : EIO;
-      return Status(Error::kSystemError, "AOT text: writing " + std::to_string(buffer_.size()) + " bytes at " + hex(lo) +
-                                                " through /proc/self/mem failed (" + std::strerror(err) + "; " +
-                                                std::to_string(n) + " written)");
-    }
+    run.last = j;
+    run.bytes.assign(reinterpret_cast<const char*>(run.lo), hi - run.lo);  // the text as it is now
+    runs_.push_back(std::move(run));
     i = j;
+  }
+}
+
+Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) {
+  // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`. Each
+  // run's buffer holds what the text holds after the previous phase, so a phase changes only
+  // its own bytes in it (the others are written back as they are).
+  size_t first = phase == 1 ? arch::kBreakpointSize : 0;
+  size_t count = phase == 1 ? arch::kStaticSiteSize - arch::kBreakpointSize : arch::kBreakpointSize;
+  for (Run& run : runs_) {
+    for (size_t k = run.first; k < run.last; ++k) {
+      const uint8_t* src = phase == 0 ? arch::kBreakpoint : patches[k].to + first;
+      std::memcpy(run.bytes.data() + (patches[k].address - run.lo) + first, src, count);
+    }
+    ssize_t n = pwrite(fd_, run.bytes.data(), run.bytes.size(), static_cast<off_t>(run.lo));
+    ++writes_;
+    if (n != static_cast<ssize_t>(run.bytes.size())) {
+      int err = n < 0 ? errno : EIO;
+      return Status(Error::kSystemError, "AOT text: writing " + std::to_string(run.bytes.size()) + " bytes at " + hex(run.lo) +
+                                             " through /proc/self/mem failed (" + std::strerror(err) + "; " + std::to_string(n) +
+                                             " written)");
+    }
   }
   return Status::ok();
 }

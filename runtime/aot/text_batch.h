@@ -54,7 +54,9 @@ class AotTextWriter {
  private:
   Status ready();
   Status round(std::span<const TextPatch> patches);
-  // Writes, for every patch, bytes [first, first + count) of `to` (or the int3 for phase 0).
+  // The runs of nearby sites and their text, read once per round.
+  void planRuns(std::span<const TextPatch> patches);
+  // Phase 0 writes every int3, phase 1 every tail of `to`, phase 2 every first byte of `to`.
   Status writePhase(std::span<const TextPatch> patches, int phase);
 
   int fd_ = -1;
@@ -67,7 +69,12 @@ class AotTextWriter {
   bool stuck_[2] = {false, false};          // a failed round left a site an int3: keep them all
   uint64_t sitesWritten_ = 0;
   uint64_t writes_ = 0;
-  std::string buffer_;
+  struct Run {
+    uintptr_t lo = 0;          // the first site's address
+    size_t first = 0, last = 0;  // its patches: [first, last)
+    std::string bytes;         // the text of [lo, last site's end), as the next pwrite writes it
+  };
+  std::vector<Run> runs_;
 };
 
 }  // namespace patchcall::detail::aot

@@ -18,13 +18,20 @@ inline constexpr uint8_t kStaticNop[kStaticSiteSize] = {x86::kNopRm[0], x86::kNo
 
 enum class StaticInsn : uint8_t { kNop, kJump, kCall, kOther };
 
-inline void encodeStaticNop(uint8_t out[]) noexcept { std::memcpy(out, kStaticNop, kStaticSiteSize); }
+// The 5 bytes go out as one 4-byte and one 1-byte store (from a register), so the 4-byte
+// compare that follows in the registry is forwarded instead of stalling on byte stores.
+inline void storeStaticInsn(uint64_t bytes, uint8_t out[]) noexcept { std::memcpy(out, &bytes, kStaticSiteSize); }
+inline void encodeStaticNop(uint8_t out[]) noexcept {
+  uint64_t v = 0;
+  std::memcpy(&v, kStaticNop, kStaticSiteSize);
+  storeStaticInsn(v, out);
+}
 // A `jmp rel32` / `call rel32` at `site` to `dest`; false when beyond rel32 reach.
 inline bool encodeStaticBranch(uintptr_t site, uintptr_t dest, bool call, uint8_t out[]) noexcept {
   int32_t rel = 0;
   if (!displacement32(site + kStaticSiteSize, dest, &rel)) return false;
-  out[0] = call ? x86::kCallRel32 : x86::kJmpRel32;
-  std::memcpy(out + 1, &rel, sizeof rel);
+  uint64_t op = call ? x86::kCallRel32 : x86::kJmpRel32;
+  storeStaticInsn(op | (static_cast<uint64_t>(static_cast<uint32_t>(rel)) << 8), out);
   return true;
 }
 // What 5 bytes at `site` hold, and (jump, call) where they go.
