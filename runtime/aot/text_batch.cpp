@@ -136,12 +136,18 @@ Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) 
   // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`. Each
   // run's buffer holds what the text holds after the previous phase, so a phase changes only
   // its own bytes in it (the others are written back as they are).
-  size_t first = phase == 1 ? arch::kBreakpointSize : 0;
-  size_t count = phase == 1 ? arch::kStaticSiteSize - arch::kBreakpointSize : arch::kBreakpointSize;
+  static_assert(arch::kBreakpointSize == 1);
+  constexpr size_t kTail = arch::kStaticSiteSize - arch::kBreakpointSize;
   for (Run& run : runs_) {
+    char* buf = run.bytes.data();
     for (size_t k = run.first; k < run.last; ++k) {
-      const uint8_t* src = phase == 0 ? arch::kBreakpoint : patches[k].to + first;
-      std::memcpy(run.bytes.data() + (patches[k].address - run.lo) + first, src, count);
+      const TextPatch& p = patches[k];
+      size_t at = p.address - run.lo;
+      if (phase == 1) {
+        std::memcpy(buf + at + 1, p.to + 1, kTail);  // constant sizes: no memcpy call
+      } else {
+        buf[at] = static_cast<char>(phase == 0 ? arch::kBreakpoint[0] : p.to[0]);
+      }
     }
     ssize_t n = pwrite(fd_, run.bytes.data(), run.bytes.size(), static_cast<off_t>(run.lo));
     ++writes_;
