@@ -120,6 +120,7 @@ void StaticRegistry::registerModule(const patchcall_module* handle) {
   try {
     for (const Module& m : modules_)
       if (m.handle == handle) return;
+    keyPlans_.clear();  // a new module's branches join its keys' batches
     Module& m = modules_.emplace_back();
     m.id = nextId_++;
     m.handle = handle;
@@ -215,6 +216,7 @@ void StaticRegistry::unregisterModule(const patchcall_module* handle) {
   auto it = std::find_if(modules_.begin(), modules_.end(), [&](const Module& m) { return m.handle == handle; });
   if (it == modules_.end()) return;
   const Module& m = *it;
+  keyPlans_.clear();
   // Its objects (and their sites anywhere) and its sites (of any object) are forgotten.
   for (auto k = keys_.begin(); k != keys_.end();) k = k->second == m.id ? keys_.erase(k) : std::next(k);
   for (auto c = calls_.begin(); c != calls_.end();) c = c->second == m.id ? calls_.erase(c) : std::next(c);
@@ -250,15 +252,17 @@ Status StaticRegistry::unknown(uintptr_t object, const char* what) {
 
 // ---- rewriting sites --------------------------------------------------------------------
 
-void StaticRegistry::desired(const Site& site, uint8_t out[]) const {
-  if (site.kind == SiteKind::kBranch) {
-    if (isKeyEnabled(site.object) != site.likely) {
-      (void)arch::encodeStaticBranch(site.address, site.label, false, out);  // in one module: in reach
-    } else {
-      arch::encodeStaticNop(out);
-    }
-    return;
+// A branch jumps while (enabled != likely); its label is in the same module: in reach.
+static void branchBytes(const Site& site, bool enabled, uint8_t out[]) {
+  if (enabled != site.likely) {
+    (void)arch::encodeStaticBranch(site.address, site.label, false, out);
+  } else {
+    arch::encodeStaticNop(out);
   }
+}
+
+void StaticRegistry::desired(const Site& site, uint8_t out[]) const {
+  if (site.kind == SiteKind::kBranch) return branchBytes(site, isKeyEnabled(site.object), out);
   uintptr_t tramp = trampolineOf(site.object), target = callTargetField(site.object);
   bool null = target == arch::staticTrampolineReturn(tramp);
   switch (site.kind) {
@@ -322,10 +326,42 @@ Status StaticRegistry::setKey(patchcall_static_key* key, bool enabled) {
   if (keys_.count(object) == 0) return unknown(object, "static key");
   if (isKeyEnabled(object) == enabled) return Status::ok();
   __atomic_store_n(&key->enabled, enabled ? 1 : 0, __ATOMIC_RELEASE);
-  Status s = rewrite(sitesOf(object));
+  Status s;
+  try {
+    s = arch::kStaticPatching ? flipKey(object, enabled) : Status::ok();
+  } catch (...) {  // out of memory before the first write
+    __atomic_store_n(&key->enabled, enabled ? 0 : 1, __ATOMIC_RELEASE);
+    throw;
+  }
   // Failed: the old state stays the key's, so a retry rewrites every branch again.
   if (!s) __atomic_store_n(&key->enabled, enabled ? 0 : 1, __ATOMIC_RELEASE);
   return s;
+}
+
+Status StaticRegistry::flipKey(uintptr_t key, bool enabled) {
+  KeyPlan& plan = keyPlans_[key];
+  if (!plan.ready) {
+    plan.toState[0].clear();
+    plan.toState[1].clear();
+    for (const Site& site : sitesOf(key)) {
+      TextPatch on, off;  // sites are in address order, so both batches are too
+      on.address = off.address = site.address;
+      branchBytes(site, true, on.to);
+      branchBytes(site, false, off.to);
+      std::memcpy(on.from, off.to, arch::kStaticSiteSize);
+      std::memcpy(off.from, on.to, arch::kStaticSiteSize);
+      plan.toState[1].push_back(on);
+      plan.toState[0].push_back(off);
+    }
+    plan.ready = true;
+  }
+  const std::vector<TextPatch>& batch = plan.toState[enabled ? 1 : 0];
+  for (const TextPatch& p : batch) {
+    // Not as planned (a batch that failed, someone else's write): the general path looks at
+    // every site (and refuses what patchcall did not write).
+    if (std::memcmp(reinterpret_cast<const void*>(p.address), p.from, arch::kStaticSiteSize) != 0) return rewrite(sitesOf(key));
+  }
+  return text_.apply(batch);
 }
 
 Status StaticRegistry::keyBranches(const patchcall_static_key* key, size_t* count) {
@@ -355,7 +391,13 @@ Status StaticRegistry::setCall(patchcall_static_call* call, const void* target) 
   uintptr_t previous = callTargetField(object);
   __atomic_store_n(&call->target, reinterpret_cast<const void*>(stored), __ATOMIC_RELEASE);
   bool wrote = false;
-  Status s = arch::kStaticPatching ? rewrite(sitesOf(object), &wrote) : Status::ok();
+  Status s;
+  try {
+    s = arch::kStaticPatching ? rewrite(sitesOf(object), &wrote) : Status::ok();
+  } catch (...) {  // out of memory before the first write
+    __atomic_store_n(&call->target, reinterpret_cast<const void*>(previous), __ATOMIC_RELEASE);
+    throw;
+  }
   // Only the field changed (every site stays on the indirect path or the compiled call): one
   // sync makes the new target every core's before this returns.
   if (s && !wrote) s = text_.syncOnly();

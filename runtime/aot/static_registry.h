@@ -88,6 +88,8 @@ class StaticRegistry {
   void desired(const Site& site, uint8_t out[]) const;
   // Brings every site of `sites` to what it must hold, in one batch (`wrote`: any changed).
   Status rewrite(const std::vector<Site>& sites, bool* wrote = nullptr);
+  // A key's flip through its cached plan (falls back to rewrite when a site is not as planned).
+  Status flipKey(uintptr_t key, bool enabled);
   const std::vector<Site>& sitesOf(uintptr_t object) const;
 
   std::mutex mutex_;
@@ -101,6 +103,14 @@ class StaticRegistry {
   std::unordered_set<uintptr_t> siteAddresses_;
   AotTextWriter text_;
   std::vector<TextPatch> patches_;  // rewrite's batch (under mutex_)
+  // Each flipped key's two batches, built once per module layout (cleared whenever a module
+  // registers or unregisters): every branch to its enabled instruction and to its disabled
+  // one, `from` the other. A flip then only checks each site still holds `from`.
+  struct KeyPlan {
+    std::vector<TextPatch> toState[2];  // [0]: disabled, [1]: enabled
+    bool ready = false;                 // both built (an allocation failure leaves it false)
+  };
+  std::unordered_map<uintptr_t, KeyPlan> keyPlans_;
 };
 
 }  // namespace patchcall::detail::aot

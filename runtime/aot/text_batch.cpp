@@ -136,17 +136,17 @@ Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) 
   // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`. Each
   // run's buffer holds what the text holds after the previous phase, so a phase changes only
   // its own bytes in it (the others are written back as they are).
-  static_assert(arch::kBreakpointSize == 1);
-  constexpr size_t kTail = arch::kStaticSiteSize - arch::kBreakpointSize;
+  constexpr size_t kHead = arch::kBreakpointSize, kTail = arch::kStaticSiteSize - kHead;
   for (Run& run : runs_) {
     char* buf = run.bytes.data();
     for (size_t k = run.first; k < run.last; ++k) {
       const TextPatch& p = patches[k];
       size_t at = p.address - run.lo;
+      // Constant sizes: the compiler stores them inline (a memcpy call per site cost more).
       if (phase == 1) {
-        std::memcpy(buf + at + 1, p.to + 1, kTail);  // constant sizes: no memcpy call
+        std::memcpy(buf + at + kHead, p.to + kHead, kTail);
       } else {
-        buf[at] = static_cast<char>(phase == 0 ? arch::kBreakpoint[0] : p.to[0]);
+        std::memcpy(buf + at, phase == 0 ? arch::kBreakpoint : p.to, kHead);
       }
     }
     ssize_t n = pwrite(fd_, run.bytes.data(), run.bytes.size(), static_cast<off_t>(run.lo));
