@@ -10,7 +10,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,6 +94,40 @@ static void aot_walk_many(const char* where) {
   AOT_CHECK(got == g_enabled, "%s: aot_many_branches() = %d, expected %d", where, got, g_enabled);
 }
 
+/* A branch whose bytes changed behind patchcall's back (as a debugger's int3 would): the flip is
+ * refused with UNSUPPORTED_SITE before its first write, every other branch unchanged; once
+ * the byte is back, the key flips. */
+static int aot_first_site(void* user, const patchcall_static_site_info* site) {
+  const void** out = (const void**)user;
+  if (site->object == (const void*)&aot_many_key.key && (*out == NULL || site->address < *out)) *out = site->address;
+  return 0;
+}
+static void aot_refuses_a_changed_site(void) {
+  const void* site = NULL;
+  AOT_CHECK_CODE(patchcall_static_sites_each(aot_first_site, &site), PATCHCALL_OK);
+  AOT_CHECK(site != NULL, "no branch of aot_many_key found");
+  if (site == NULL) return;
+  int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  AOT_CHECK(fd >= 0, "cannot open /proc/self/mem");
+  unsigned char saved = *(const volatile unsigned char*)site, int3 = 0xCC;
+  AOT_CHECK(pwrite(fd, &int3, 1, (off_t)(uintptr_t)site) == 1, "writing the int3");
+  patchcall_static_stats before = {0}, after = {0};
+  before.struct_size = after.struct_size = sizeof before;
+  AOT_CHECK_CODE(patchcall_static_stats_get(&before), PATCHCALL_OK);
+  AOT_CHECK_CODE(patchcall_static_key_set(&aot_many_key.key, !g_enabled), PATCHCALL_E_UNSUPPORTED_SITE);
+  AOT_CHECK(strstr(patchcall_last_error_message(), "no longer holds") != NULL, "message: %s", patchcall_last_error_message());
+  AOT_CHECK_CODE(patchcall_static_stats_get(&after), PATCHCALL_OK);
+  AOT_CHECK(after.sites_written == before.sites_written, "a refused flip wrote %llu sites",
+            (unsigned long long)(after.sites_written - before.sites_written));
+  AOT_CHECK(patchcall_static_key_enabled(&aot_many_key) == g_enabled, "a refused flip changed the key's state");
+  AOT_CHECK(pwrite(fd, &saved, 1, (off_t)(uintptr_t)site) == 1, "restoring the byte");
+  close(fd);
+  aot_walk_many("after a refused flip");
+  AOT_CHECK_CODE(patchcall_static_key_set(&aot_many_key.key, !g_enabled), PATCHCALL_OK);
+  g_enabled = !g_enabled;
+  aot_walk_many("after the flip that followed");
+}
+
 int main(void) {
   double t0 = aot_now();
   size_t count = 0;
@@ -130,6 +166,7 @@ int main(void) {
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     fprintf(stderr, "40 flips of %d branches under 2 readers: %ld calls (%ld during a flip)\n", AOT_MANY_BRANCHES,
             g_observations, g_mixed);
+    aot_refuses_a_changed_site();
   } else {
     aot_failf("enabling a key of %d branches returned %d (%s): expected OK or TOO_MANY_SITES", AOT_MANY_BRANCHES, rc,
               patchcall_strerror(rc));
