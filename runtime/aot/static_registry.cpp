@@ -78,6 +78,24 @@ uintptr_t callTargetField(uintptr_t call) {
 }
 uintptr_t trampolineOf(uintptr_t call) { return reinterpret_cast<uintptr_t>(reinterpret_cast<const patchcall_static_call*>(call)->trampoline); }
 
+// Stores `value` into `*field` (a key's state, a call's target: what the sites are computed
+// from), then runs `write`; when it fails or throws, `*field` gets its old value back, so a
+// retry rewrites every site again.
+template <typename T, typename Write>
+Status storeThenWrite(T* field, T value, Write&& write) {
+  T previous = __atomic_load_n(field, __ATOMIC_ACQUIRE);
+  __atomic_store_n(field, value, __ATOMIC_RELEASE);
+  Status s;
+  try {
+    s = write();
+  } catch (...) {  // out of memory before the first write
+    __atomic_store_n(field, previous, __ATOMIC_RELEASE);
+    throw;
+  }
+  if (!s) __atomic_store_n(field, previous, __ATOMIC_RELEASE);
+  return s;
+}
+
 }  // namespace
 
 bool Module::contains(uintptr_t a) const noexcept {
@@ -325,17 +343,8 @@ Status StaticRegistry::setKey(patchcall_static_key* key, bool enabled) {
   auto object = reinterpret_cast<uintptr_t>(key);
   if (keys_.count(object) == 0) return unknown(object, "static key");
   if (isKeyEnabled(object) == enabled) return Status::ok();
-  __atomic_store_n(&key->enabled, enabled ? 1 : 0, __ATOMIC_RELEASE);
-  Status s;
-  try {
-    s = arch::kStaticPatching ? flipKey(object, enabled) : Status::ok();
-  } catch (...) {  // out of memory before the first write
-    __atomic_store_n(&key->enabled, enabled ? 0 : 1, __ATOMIC_RELEASE);
-    throw;
-  }
-  // Failed: the old state stays the key's, so a retry rewrites every branch again.
-  if (!s) __atomic_store_n(&key->enabled, enabled ? 0 : 1, __ATOMIC_RELEASE);
-  return s;
+  return storeThenWrite(&key->enabled, int32_t{enabled ? 1 : 0},
+                        [&] { return arch::kStaticPatching ? flipKey(object, enabled) : Status::ok(); });
 }
 
 Status StaticRegistry::flipKey(uintptr_t key, bool enabled) {
@@ -388,21 +397,13 @@ Status StaticRegistry::setCall(patchcall_static_call* call, const void* target) 
   if (callTargetField(object) == stored) return Status::ok();  // the current target: no write, no sync
   // The field first: a thread on the trampoline's indirect path takes the new target from
   // now on, one on a direct path the old one until its site is rewritten.
-  uintptr_t previous = callTargetField(object);
-  __atomic_store_n(&call->target, reinterpret_cast<const void*>(stored), __ATOMIC_RELEASE);
-  bool wrote = false;
-  Status s;
-  try {
-    s = arch::kStaticPatching ? rewrite(sitesOf(object), &wrote) : Status::ok();
-  } catch (...) {  // out of memory before the first write
-    __atomic_store_n(&call->target, reinterpret_cast<const void*>(previous), __ATOMIC_RELEASE);
-    throw;
-  }
-  // Only the field changed (every site stays on the indirect path or the compiled call): one
-  // sync makes the new target every core's before this returns.
-  if (s && !wrote) s = text_.syncOnly();
-  if (!s) __atomic_store_n(&call->target, reinterpret_cast<const void*>(previous), __ATOMIC_RELEASE);
-  return s;
+  return storeThenWrite(&call->target, reinterpret_cast<const void*>(stored), [&] {
+    bool wrote = false;
+    Status s = arch::kStaticPatching ? rewrite(sitesOf(object), &wrote) : Status::ok();
+    // Only the field changed (every site stays on the indirect path or the compiled call):
+    // one sync makes the new target every core's before this returns.
+    return s && !wrote ? text_.syncOnly() : s;
+  });
 }
 
 Status StaticRegistry::callTarget(const patchcall_static_call* call, const void** target) {

@@ -8,8 +8,8 @@
 //
 // Text stays read-execute: writes go through /proc/self/mem. Each phase writes nearby sites
 // with one pwrite (a run of sites whose pages touch: the bytes between them are written back
-// unchanged, so a run never covers a page without a site), which makes a batch cost about
-// three pwrites per page of sites plus two syncs instead of three pwrites per site. The
+// unchanged, so a run never covers a page without a site), which makes a batch cost three
+// pwrites per run plus two syncs instead of three pwrites per site. The
 // kernel's copy (memcpy; rep movsb with fast short moves) is not promised to be one store, so
 // no single-store shortcut is ever taken here. Every write's result is checked.
 //

@@ -371,36 +371,29 @@ struct aot_model_storage {
 
 static void aot_build_model(struct aot_model_storage* st) {
   struct aot_site_model* m = &st->m;
-  struct patchcall_static_key** keys = st->keys;
-  const char** key_names = st->key_names;
-  int* enabled = st->enabled;
-  struct patchcall_static_call** calls = st->calls;
-  const char** call_names = st->call_names;
-  const void** tramps = st->tramps;
-  const void** targets = st->targets;
   memset(m, 0, sizeof *m);
   for (int g = 0; g < AOT_KEYS; g++) {
     if (!aot_object_loaded(g)) continue;
-    keys[m->nkeys] = g_key[g]->key;
-    key_names[m->nkeys] = g_key[g]->name;
-    enabled[m->nkeys] = g_current[g];
+    st->keys[m->nkeys] = g_key[g]->key;
+    st->key_names[m->nkeys] = g_key[g]->name;
+    st->enabled[m->nkeys] = g_current[g];
     m->nkeys++;
   }
   for (int g = 0; g < AOT_CALLS; g++) {
     if (!aot_object_loaded(AOT_KEYS + g)) continue;
-    calls[m->ncalls] = g_call[g]->call;
-    call_names[m->ncalls] = g_call[g]->name;
-    tramps[m->ncalls] = g_call[g]->trampoline;
-    targets[m->ncalls] = aot_target_of(g, g_current[AOT_KEYS + g]);
+    st->calls[m->ncalls] = g_call[g]->call;
+    st->call_names[m->ncalls] = g_call[g]->name;
+    st->tramps[m->ncalls] = g_call[g]->trampoline;
+    st->targets[m->ncalls] = aot_target_of(g, g_current[AOT_KEYS + g]);
     m->ncalls++;
   }
-  m->keys = keys;
-  m->key_names = key_names;
-  m->key_enabled = enabled;
-  m->calls = calls;
-  m->call_names = call_names;
-  m->call_trampolines = tramps;
-  m->call_targets = targets;
+  m->keys = st->keys;
+  m->key_names = st->key_names;
+  m->key_enabled = st->enabled;
+  m->calls = st->calls;
+  m->call_names = st->call_names;
+  m->call_trampolines = st->tramps;
+  m->call_targets = st->targets;
   m->modules[m->nmodules++] = g_exe_module;
   if (g_lib_loaded) m->modules[m->nmodules++] = g_lib_module;
   m->ignore_other_modules = g_churning;
