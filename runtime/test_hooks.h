@@ -26,7 +26,8 @@ struct TestHooks {
   // Called in the SIGTRAP handler before each table lookup (step 2 * pass) and before each
   // read of the site's byte (2 * pass + 1): a test stalls a thread there across rounds.
   std::atomic<void (*)(int step)> inTrapHandler{nullptr};
-  // Called by the updater after each breakpoint round's int3 bytes are written and synced.
+  // Called after each breakpoint round's int3 bytes are written and synced (JIT updates and
+  // AOT batches).
   std::atomic<void (*)()> afterBreakpointInt3{nullptr};
   // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
   std::atomic<uint8_t> stateSave{0};

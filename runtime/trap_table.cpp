@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -14,14 +15,10 @@
 namespace patchcall::detail {
 namespace {
 
-struct Entry {
-  std::atomic<uintptr_t> site{0};
-  std::atomic<uintptr_t> target{0};
-  std::atomic<uint8_t> how{0};  // TrapTable::Emulate
-};
+using Entry = TrapTable::Entry;
 
 Entry gEntries[TrapTable::kCapacity];
-Entry gLingering[2][TrapTable::kCapacity];  // AOT batches' entries, by generation
+TrapTable::Generation gLingering[2];  // AOT batches' entries, by generation
 std::atomic<uint64_t> gEmulated{0};
 // Odd while a round is on (entries published, int3 possibly written); see onSigtrap.
 std::atomic<uint64_t> gRoundSeq{0};
@@ -144,21 +141,50 @@ bool lookupIn(const Entry* table, size_t home, uintptr_t site, uintptr_t* target
   return false;
 }
 
+// A seqlock read: an entry counts only if the generation did not change while we looked.
+bool lookupSorted(const TrapTable::Generation& g, uintptr_t site, uintptr_t* target, TrapTable::Emulate* how) noexcept {
+  uint64_t seq = g.seq.load(std::memory_order_acquire);
+  if ((seq & 1) != 0) return false;  // being replaced: its old entries are obsolete
+  const size_t n = std::min<size_t>(g.count.load(std::memory_order_relaxed), TrapTable::kMaxBatch);
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g.entries[mid].site.load(std::memory_order_relaxed) < site) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == n || g.entries[lo].site.load(std::memory_order_relaxed) != site) return false;
+  uintptr_t t = g.entries[lo].target.load(std::memory_order_relaxed);
+  auto h = static_cast<TrapTable::Emulate>(g.entries[lo].how.load(std::memory_order_relaxed));
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (g.seq.load(std::memory_order_relaxed) != seq) return false;  // the caller's round check retries
+  *target = t;
+  *how = h;
+  return true;
+}
+
 }  // namespace
 
 int64_t TrapTable::publish(uintptr_t site, uintptr_t target, Emulate how) noexcept {
   return publishIn(gEntries, slotOf(site), site, target, how);
 }
 
-int64_t TrapTable::publishLingering(unsigned generation, uintptr_t site, uintptr_t target, Emulate how) noexcept {
-  return publishIn(gLingering[generation & 1], slotOf(site), site, target, how);
+TrapTable::Generation& TrapTable::openLingering(unsigned generation) noexcept {
+  Generation& g = gLingering[generation & 1];
+  g.seq.store(g.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);  // odd before any entry changes
+  g.count.store(0, std::memory_order_relaxed);
+  return g;
+}
+
+void TrapTable::closeLingering(Generation& g, size_t count) noexcept {
+  g.count.store(static_cast<uint32_t>(count), std::memory_order_relaxed);
+  g.seq.store(g.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 void TrapTable::endLingeringRound() noexcept { gRoundSeq.fetch_add(1, std::memory_order_seq_cst); }
-
-void TrapTable::withdrawLingering(unsigned generation, const uint32_t* slots, size_t count) noexcept {
-  for (size_t k = 0; k < count; ++k) gLingering[generation & 1][slots[k]].site.store(0, std::memory_order_release);
-}
 
 void TrapTable::beginRound() noexcept {
   // seq_cst RMW: every entry is visible before the sequence goes odd and before any int3.
@@ -174,8 +200,8 @@ void TrapTable::endRound(const uint32_t* slots, size_t count) noexcept {
 bool TrapTable::lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept {
   // Either generation's entry will do: while its int3 was there, a site of a later batch held
   // the earlier batch's new instruction or its own, and both are right for a trap in between.
-  return lookupIn(gEntries, slotOf(site), site, target, how) || lookupIn(gLingering[0], slotOf(site), site, target, how) ||
-         lookupIn(gLingering[1], slotOf(site), site, target, how);
+  return lookupIn(gEntries, slotOf(site), site, target, how) || lookupSorted(gLingering[0], site, target, how) ||
+         lookupSorted(gLingering[1], site, target, how);
 }
 
 uint64_t TrapTable::emulated() const noexcept { return gEmulated.load(std::memory_order_relaxed); }

@@ -325,6 +325,7 @@ Status StaticRegistry::rewrite(const std::vector<Site>& sites, bool* wrote) {
       return Status(Error::kUnsupportedSite, std::string("AOT ") + kindName(site.kind) + " at " + hex(site.address) +
                                                  " no longer holds an instruction patchcall wrote; nothing was changed");
     }
+    planTrap(p);
   }
   auto byAddress = [](const TextPatch& a, const TextPatch& b) { return a.address < b.address; };
   if (!std::is_sorted(patches.begin(), patches.end(), byAddress)) std::sort(patches.begin(), patches.end(), byAddress);
@@ -359,6 +360,8 @@ Status StaticRegistry::flipKey(uintptr_t key, bool enabled) {
       branchBytes(site, false, off.to);
       std::memcpy(on.from, off.to, arch::kStaticSiteSize);
       std::memcpy(off.from, on.to, arch::kStaticSiteSize);
+      planTrap(on);
+      planTrap(off);
       plan.toState[1].push_back(on);
       plan.toState[0].push_back(off);
     }

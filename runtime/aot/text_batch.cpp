@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../format.h"
+#include "../test_hooks.h"
 #include "../trap_table.h"
 
 namespace patchcall::detail::aot {
@@ -17,17 +18,16 @@ namespace {
 constexpr uintptr_t kPage = 4096;
 constexpr uintptr_t pageOf(uintptr_t a) { return a & ~(kPage - 1); }
 
-// The trap handler's view of a patch: where a thread that meets the int3 continues.
-void emulation(const TextPatch& p, uintptr_t* target, TrapTable::Emulate* how) {
+}  // namespace
+
+void planTrap(TextPatch& p) {
   uintptr_t dest = 0;
   switch (arch::decodeStaticSite(p.address, p.to, &dest)) {
-    case arch::StaticInsn::kCall: *target = dest; *how = TrapTable::Emulate::kCall; return;
-    case arch::StaticInsn::kJump: *target = dest; *how = TrapTable::Emulate::kJump; return;
-    default: *target = p.address + arch::kStaticSiteSize; *how = TrapTable::Emulate::kJump; return;  // the NOP
+    case arch::StaticInsn::kCall: p.resume = dest; p.resumeAs = TrapTable::Emulate::kCall; return;
+    case arch::StaticInsn::kJump: p.resume = dest; p.resumeAs = TrapTable::Emulate::kJump; return;
+    default: p.resume = p.address + arch::kStaticSiteSize; p.resumeAs = TrapTable::Emulate::kJump; return;  // the NOP
   }
 }
-
-}  // namespace
 
 Status AotTextWriter::ready() {
   pid_t pid = getpid();
@@ -54,6 +54,7 @@ Status AotTextWriter::syncOnly() {
 
 Status AotTextWriter::apply(std::span<const TextPatch> patches) {
   if (patches.empty()) return Status::ok();
+  if (!broken_) return broken_;
   if (Status s = ready(); !s) return s;
   ++batches_;
   sitesWritten_ += patches.size();
@@ -67,44 +68,56 @@ Status AotTextWriter::apply(std::span<const TextPatch> patches) {
 Status AotTextWriter::round(std::span<const TextPatch> patches) {
   TrapTable& traps = TrapTable::instance();
   std::lock_guard<std::mutex> roundLock(traps.roundMutex());
-  unsigned gen = static_cast<unsigned>(rounds_ & 1);
-  std::vector<uint32_t>& slots = lingering_[gen];
-  // The round two before this one is complete on every core (the previous round synced
-  // twice since): its entries go, unless a failed write left one of its sites an int3.
-  if (!stuck_[gen]) {
-    traps.withdrawLingering(gen, slots.data(), slots.size());
-    slots.clear();
-  }
-  for (const TextPatch& p : patches) {
-    uintptr_t target;
-    TrapTable::Emulate how;
-    emulation(p, &target, &how);
-    int64_t slot = traps.publishLingering(gen, p.address, target, how);
-    if (slot < 0) {  // nothing written yet: the entries stay until this generation's next turn
-      ++rounds_;
-      return Status(Error::kTableFull, "AOT text: the trap table is full");
+  // This generation's entries are two rounds old: the round in between synced twice since,
+  // so every core has seen their sites complete.
+  TrapTable::Generation& entries = traps.openLingering(static_cast<unsigned>(rounds_ & 1));
+  for (size_t i = 0; i < patches.size(); ++i) {
+    const TextPatch& p = patches[i];
+    if (p.resume != 0) {
+      TrapTable::putLingering(entries, i, p.address, p.resume, p.resumeAs);
+    } else {  // not planned by the caller
+      TextPatch planned = p;
+      planTrap(planned);
+      TrapTable::putLingering(entries, i, planned.address, planned.resume, planned.resumeAs);
     }
-    slots.push_back(static_cast<uint32_t>(slot));
   }
+  traps.closeLingering(entries, patches.size());
   planRuns(patches);
   traps.beginRound();
-  // int3s, sync, tails, sync, heads: no sync after the heads (see TrapTable::publishLingering),
+  // int3s, sync, tails, sync, heads: no sync after the heads (see TrapTable::openLingering),
   // so a batch costs two syncs.
   Status result = Status::ok();
-  for (int phase = 0; phase < 3; ++phase) {
+  int phase = kInt3s;
+  for (; phase <= kHeads; ++phase) {
     result = writePhase(patches, phase);
-    if (!result || phase == 2) break;
+    if (!result || phase == kHeads) break;
     if (int err = sync_.sync(); err != 0) {
       result = Status(Error::kSystemError, std::string("AOT text: the cross-core sync failed: ") + std::strerror(err));
       break;
     }
+    TestHooks* hooks = testHooks();
+    if (phase == kInt3s && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
+  }
+  if (!result && phase == kInt3s && writePhase(patches, kUndoInt3s)) {
+    // The tails are untouched: the first bytes put back, every site is as it was (a thread
+    // that met an int3 meanwhile is sent on as the new instruction, whose batch has not yet
+    // returned, so either is right for it).
+    result = Status(result.code(), result.message() + "; every site was put back as it was");
   }
   traps.endLingeringRound();
   ++rounds_;
   if (!result) {
-    // A site left an int3 keeps its entry for good (the handler goes on emulating it).
+    // A site still an int3 keeps an entry for good (the handler goes on emulating it): its
+    // generation will be replaced, so it moves to the permanent table.
     for (const TextPatch& p : patches) {
-      if (*reinterpret_cast<const volatile uint8_t*>(p.address) == arch::kBreakpoint[0]) stuck_[gen] = true;
+      if (*reinterpret_cast<const volatile uint8_t*>(p.address) != arch::kBreakpoint[0]) continue;
+      TextPatch planned = p;
+      if (planned.resume == 0) planTrap(planned);
+      if (traps.publish(planned.address, planned.resume, planned.resumeAs) < 0) {
+        broken_ = Status(Error::kTableFull, "AOT text: a failed write left int3s the trap table has no room to keep (" +
+                                                result.message() + "); no further AOT batch will run");
+        break;
+      }
     }
   }
   return result;
@@ -133,9 +146,10 @@ void AotTextWriter::planRuns(std::span<const TextPatch> patches) {
 }
 
 Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) {
-  // Phase 0: the int3 at byte 0; phase 1: bytes 1..4 of `to`; phase 2: byte 0 of `to`. Each
-  // run's buffer holds what the text holds after the previous phase, so a phase changes only
-  // its own bytes in it (the others are written back as they are).
+  // kInt3s: the int3 at byte 0; kTails: bytes 1..4 of `to`; kHeads: byte 0 of `to`;
+  // kUndoInt3s: byte 0 of `from`. Each run's buffer holds what the text holds after the
+  // previous phase, so a phase changes only its own bytes in it (the others are written back
+  // as they are).
   constexpr size_t kHead = arch::kBreakpointSize, kTail = arch::kStaticSiteSize - kHead;
   for (Run& run : runs_) {
     char* buf = run.bytes.data();
@@ -143,10 +157,10 @@ Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) 
       const TextPatch& p = patches[k];
       size_t at = p.address - run.lo;
       // Constant sizes: the compiler stores them inline (a memcpy call per site cost more).
-      if (phase == 1) {
+      if (phase == kTails) {
         std::memcpy(buf + at + kHead, p.to + kHead, kTail);
       } else {
-        std::memcpy(buf + at, phase == 0 ? arch::kBreakpoint : p.to, kHead);
+        std::memcpy(buf + at, phase == kInt3s ? arch::kBreakpoint : phase == kHeads ? p.to : p.from, kHead);
       }
     }
     ssize_t n = pwrite(fd_, run.bytes.data(), run.bytes.size(), static_cast<off_t>(run.lo));

@@ -3,7 +3,7 @@
 // every tail, sync, every first byte. A thread reaching a site mid-batch traps and the SIGTRAP
 // handler (TrapTable) continues it as the new instruction would. The kernel's text_poke_bp
 // syncs a third time, after the first bytes, only so it can withdraw its int3 handler's
-// entries; here they stay until the batch after next (TrapTable::publishLingering), so a batch
+// entries; here they stay until the batch after next (TrapTable::openLingering), so a batch
 // costs two syncs and still returns only when no core can run the old instruction.
 //
 // Text stays read-execute: writes go through /proc/self/mem. Each phase writes nearby sites
@@ -26,6 +26,7 @@
 
 #include "../arch/arch.h"
 #include "../cross_core_sync.h"
+#include "../trap_table.h"
 #include "patchcall/status.h"
 
 namespace patchcall::detail::aot {
@@ -34,14 +35,23 @@ struct TextPatch {
   uintptr_t address = 0;
   uint8_t from[arch::kStaticSiteSize] = {};  // what the site holds now
   uint8_t to[arch::kStaticSiteSize] = {};
+  // Where a thread that meets the site's int3 continues, and how (planTrap fills them, once
+  // per patch: a cached plan does not decode its sites again on every flip).
+  uintptr_t resume = 0;
+  TrapTable::Emulate resumeAs = TrapTable::Emulate::kJump;
 };
+
+// Fills p.resume/resumeAs from p.to: a call or jump goes to its destination, the NOP to the
+// next instruction.
+void planTrap(TextPatch& p);
 
 class AotTextWriter {
  public:
   // Sorted by address, non-overlapping, each `from` as read just before. Larger batches run
   // as several protocol rounds of TrapTable::kMaxBatch sites. On a failed write or sync the
-  // error names it; a site that could not be completed keeps its trap entry (the handler goes
-  // on emulating it), so no thread ever meets an unowned int3.
+  // error names it. A round that fails before its tails puts every first byte back (the sites
+  // are as they were); after that, a site that could not be completed keeps its trap entry
+  // for good (the handler goes on emulating it), so no thread ever meets an unowned int3.
   Status apply(std::span<const TextPatch> patches);
   // For data-only changes (the trampoline's indirect target): one sync, after which every
   // core sees the change.
@@ -56,7 +66,9 @@ class AotTextWriter {
   Status round(std::span<const TextPatch> patches);
   // The runs of nearby sites and their text, read once per round.
   void planRuns(std::span<const TextPatch> patches);
-  // Phase 0 writes every int3, phase 1 every tail of `to`, phase 2 every first byte of `to`.
+  // kInt3s writes every int3, kTails every tail of `to`, kHeads every first byte of `to`;
+  // kUndoInt3s puts every first byte of `from` back (a batch that failed before its tails).
+  enum Phase { kInt3s, kTails, kHeads, kUndoInt3s };
   Status writePhase(std::span<const TextPatch> patches, int phase);
 
   int fd_ = -1;
@@ -65,8 +77,7 @@ class AotTextWriter {
   CrossCoreSync sync_;
   uint64_t batches_ = 0;
   uint64_t rounds_ = 0;                     // its parity is the generation of a round's entries
-  std::vector<uint32_t> lingering_[2];      // trap-table slots of each generation's entries
-  bool stuck_[2] = {false, false};          // a failed round left a site an int3: keep them all
+  Status broken_;                           // a failed round's int3s could not all be kept
   uint64_t sitesWritten_ = 0;
   uint64_t writes_ = 0;
   struct Run {
