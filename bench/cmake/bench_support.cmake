@@ -12,7 +12,8 @@ target_sources(patchcall_bench PRIVATE
   ${PCBENCH_SUPPORT}/retpoline_loop.cpp
   ${PCBENCH_SUPPORT}/fiber_switch.cpp
   ${PCBENCH_SUPPORT}/update_fixture.cpp
-  ${PCBENCH_SUPPORT}/static_loops.cpp)
+  ${PCBENCH_SUPPORT}/static_loops.cpp
+  ${PCBENCH_SUPPORT}/static_checks.cpp)
 target_include_directories(patchcall_bench PRIVATE ${PCBENCH_SUPPORT})
 
 # Only this TU is built with retpolines (indirect calls through __x86_indirect_thunk_*).

@@ -30,6 +30,15 @@ __attribute__((noinline)) uint64_t pcbench_static_inline_loop(uint64_t n) {
   return acc;
 }
 
+// The typed C++ handle: its operator() is always inlined and leaves the same marker.
+__attribute__((noinline)) uint64_t pcbench_static_handle_loop(uint64_t n) {
+  constexpr auto add = PATCHCALL_STATIC_CALL_HANDLE(pcbench_sc_add);
+  uint64_t acc = 0;
+  do acc = add(acc);
+  while (--n != 0);
+  return acc;
+}
+
 __attribute__((noinline)) uint64_t pcbench_static_ool_loop(uint64_t n) {
   uint64_t acc = 0;
   do acc = PATCHCALL_STATIC_CALL_TRAMP(pcbench_sc_add)(acc);
@@ -100,6 +109,7 @@ __attribute__((noinline)) uint64_t pcbench_cxx_ctl_jmp_tput(uint64_t n) {
 }
 
 const void* const pcbench_static_inline_loop_fn = reinterpret_cast<const void*>(&pcbench_static_inline_loop);
+const void* const pcbench_static_handle_loop_fn = reinterpret_cast<const void*>(&pcbench_static_handle_loop);
 const void* const pcbench_static_ool_loop_fn = reinterpret_cast<const void*>(&pcbench_static_ool_loop);
 const void* const pcbench_cxx_direct_loop_fn = reinterpret_cast<const void*>(&pcbench_cxx_direct_loop);
 

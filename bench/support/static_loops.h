@@ -26,6 +26,7 @@ extern "C" {
 // Call loops: `acc = f(acc)` n times (n >= 1), returning acc (= n), the shape of
 // pcbench::runPointerLoop and of the JIT latency loops.
 uint64_t pcbench_static_inline_loop(uint64_t n);  // PATCHCALL_STATIC_CALL(pcbench_sc_add): an inline site
+uint64_t pcbench_static_handle_loop(uint64_t n);  // PATCHCALL_STATIC_CALL_HANDLE(pcbench_sc_add)(acc): the same
 uint64_t pcbench_static_ool_loop(uint64_t n);     // a direct call to the trampoline, no marker: no site
 uint64_t pcbench_cxx_direct_loop(uint64_t n);     // a hard-wired call to pcbench_add1 compiled by GCC
 // Throughput loops: kStaticTputSlots independent calls f(0..31) per iteration, n iterations;
@@ -37,6 +38,7 @@ uint64_t pcbench_cxx_ctl_nop5_tput(uint64_t n);
 uint64_t pcbench_cxx_ctl_jmp_tput(uint64_t n);  // `jmp +0` (EB 00) before each hard-wired call
 // The address of each call loop's function (for the site checks of bm_static.cpp).
 extern const void* const pcbench_static_inline_loop_fn;
+extern const void* const pcbench_static_handle_loop_fn;
 extern const void* const pcbench_static_ool_loop_fn;
 extern const void* const pcbench_cxx_direct_loop_fn;
 

@@ -157,6 +157,56 @@ inline const void* staticCallTarget(decltype(nullptr)) noexcept {
 #define patchcall_static_call_update(name, func) \
   patchcall_static_call_set(&__patchcall_scc_##name,  \
                             ::patchcall::detail::staticCallTarget<decltype(&__patchcall_sct_##name)>(func))
+
+namespace patchcall {
+/* The typed C++ handle of a static call: PATCHCALL_STATIC_CALL_HANDLE(name) (an empty value:
+ * the call's identity is in its type, so it can be passed and stored freely).
+ *
+ *   constexpr auto barrier = PATCHCALL_STATIC_CALL_HANDLE(gc_barrier);
+ *   barrier(obj, field);              (an inline site, as PATCHCALL_STATIC_CALL(gc_barrier))
+ *   barrier.update(&barrier_marking); (a compile error for a target of another type)
+ *
+ * operator() is always inlined, so every call in the source leaves its own marker and becomes
+ * an inline site calling the target directly. The marker names the call object through an
+ * "i" operand, which GCC refuses for a default-visibility object in -fPIC (not -fPIE) code:
+ * there the handle calls the trampoline (call + jmp rel32, always right); use the
+ * PATCHCALL_STATIC_CALL macro in shared libraries for inline sites. Unlike
+ * patchcall::StaticCall<Sig> (static_call.h: a JIT key made at run time, whose C++ calls go
+ * through its target cell because no compiled call can name it), this handle's call is known
+ * when the caller is compiled. */
+template <auto Trampoline, ::patchcall_static_call* Object>
+class StaticCallHandle {
+ public:
+  using Fn = decltype(Trampoline);
+
+  template <typename... Args>
+  __attribute__((always_inline)) decltype(auto) operator()(Args&&... args) const {
+#if PATCHCALL_STATIC_PATCHING && (!defined(__PIC__) || defined(__PIE__) || defined(__clang__))
+    __asm__ volatile("1:\n\t.pushsection __patchcall_call_sites, \"aw\"\n\t.balign 8\n\t"
+                     ".quad 1b, %c0\n\t.popsection" ::"i"(Object));
+    return Trampoline(static_cast<Args&&>(args)...);
+#elif PATCHCALL_STATIC_PATCHING
+    return Trampoline(static_cast<Args&&>(args)...);
+#else
+    return reinterpret_cast<Fn>(const_cast<void*>(__atomic_load_n(&Object->target, __ATOMIC_ACQUIRE)))(
+        static_cast<Args&&>(args)...);
+#endif
+  }
+  /* As patchcall_static_call_update: PATCHCALL_OK or an error code. */
+  int update(Fn target) const { return patchcall_static_call_set(Object, detail::staticCallTarget<Fn>(target)); }
+  int update(decltype(nullptr)) const { return patchcall_static_call_set(Object, detail::staticCallTarget<Fn>(nullptr)); }
+  int updateReturn0() const {
+    return patchcall_static_call_set(Object, reinterpret_cast<const void*>(&patchcall_static_call_return0));
+  }
+  /* The current target (nullptr for the no-op, or on an error). */
+  Fn target() const {
+    const void* t = nullptr;
+    return patchcall_static_call_target(Object, &t) == 0 ? reinterpret_cast<Fn>(const_cast<void*>(t)) : nullptr;
+  }
+  static ::patchcall_static_call* object() noexcept { return Object; }
+};
+}  // namespace patchcall
+#define PATCHCALL_STATIC_CALL_HANDLE(name) (::patchcall::StaticCallHandle<&__patchcall_sct_##name, &__patchcall_scc_##name>{})
 #else
 /* C: `func` must have the call's type (or be NULL): otherwise the array size is negative. */
 #define patchcall_static_call_update(name, func)                                                            \

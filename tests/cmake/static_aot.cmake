@@ -215,6 +215,10 @@ foreach(entry IN LISTS _aot_cxx_compilers)
   _aot_compile_fail(CxxWrongSignature_${tag} ${compiler} "-std=c++20" cxx_wrong_signature.cpp
                     "${_aot_wrong_type}" "${_aot_call_type}")
   _aot_compile_fail(CxxNullNonVoid_${tag} ${compiler} "-std=c++20" cxx_null_nonvoid.cpp "${_aot_null_message}" "")
+  _aot_compile_fail(CxxHandleWrongSignature_${tag} ${compiler} "-std=c++20" cxx_handle_wrong_signature.cpp
+                    "${_aot_wrong_type}" "${_aot_call_type}")
+  _aot_compile_fail(CxxHandleNullNonVoid_${tag} ${compiler} "-std=c++20,-DAOT_SNIPPET_NULL" cxx_handle_wrong_signature.cpp
+                    "${_aot_null_message}" "")
 endforeach()
 foreach(entry IN LISTS _aot_c_compilers)
   string(REGEX REPLACE "=.*" "" tag "${entry}")

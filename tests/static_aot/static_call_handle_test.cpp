@@ -1,0 +1,94 @@
+// The typed C++ handle of an AOT static call (PATCHCALL_STATIC_CALL_HANDLE): every call made
+// through it is an inline site (a registered CALL site inside the calling function whose
+// destination is the current target), update() and target() follow the call, and its calls
+// stay right while other threads run them.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "patchcall/static_call_aot.h"
+#include "patchcall/static_module.h"
+
+extern "C" {
+__attribute__((noinline)) long handleAdd1(long x) { return x + 1; }
+__attribute__((noinline)) long handleTimes2(long x) { return x * 2; }
+}
+
+PATCHCALL_DEFINE_STATIC_CALL(gHandleCall, handleAdd1);
+
+namespace {
+
+constexpr auto kHandle = PATCHCALL_STATIC_CALL_HANDLE(gHandleCall);
+
+// Two calls through the handle: two markers, two inline sites (the second a tail call when
+// optimized).
+__attribute__((noinline)) long callTwice(long x) { return kHandle(kHandle(x)); }
+
+struct Found {
+  std::vector<uintptr_t> inside;  // the call's sites inside callTwice (a call, and a tail call at -O2)
+  std::vector<const void*> destinations;
+};
+
+Found handleSites() {
+  Found f;
+  patchcall_static_sites_each(
+      [](void* user, const patchcall_static_site_info* site) {
+        auto* out = static_cast<Found*>(user);
+        auto a = reinterpret_cast<uintptr_t>(site->address);
+        if (site->object == kHandle.object() &&
+            (site->kind == PATCHCALL_STATIC_SITE_CALL || site->kind == PATCHCALL_STATIC_SITE_TAIL_CALL) &&
+            a >= reinterpret_cast<uintptr_t>(&callTwice) && a < reinterpret_cast<uintptr_t>(&callTwice) + 256) {
+          out->inside.push_back(a);
+          out->destinations.push_back(site->destination);
+        }
+        return 0;
+      },
+      &f);
+  return f;
+}
+
+TEST(StaticCallHandle, EveryCallIsAnInlineSiteThatFollowsUpdate) {
+  ASSERT_EQ(kHandle.target(), &handleAdd1);
+  EXPECT_EQ(callTwice(1), 3);
+  Found before = handleSites();
+  ASSERT_EQ(before.inside.size(), 2u) << "each call through the handle must be an inline site of the calling function";
+  for (const void* d : before.destinations) EXPECT_EQ(d, reinterpret_cast<const void*>(&handleAdd1));
+
+  ASSERT_EQ(kHandle.update(&handleTimes2), PATCHCALL_OK) << patchcall_last_error_message();
+  EXPECT_EQ(kHandle.target(), &handleTimes2);
+  EXPECT_EQ(callTwice(3), 12);
+  for (const void* d : handleSites().destinations) EXPECT_EQ(d, reinterpret_cast<const void*>(&handleTimes2));
+
+  ASSERT_EQ(kHandle.updateReturn0(), PATCHCALL_OK) << patchcall_last_error_message();
+  EXPECT_EQ(callTwice(5), 0);
+  ASSERT_EQ(kHandle.update(&handleAdd1), PATCHCALL_OK);
+  EXPECT_EQ(callTwice(1), 3);
+}
+
+TEST(StaticCallHandle, CallsStayRightWhileUpdatesRun) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> wrong{0}, calls{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        long r = callTwice(10);  // each call adds 1 or doubles: 12, 21, 22 or 40
+        if (r != 12 && r != 21 && r != 22 && r != 40) wrong.fetch_add(1);
+        calls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_EQ(kHandle.update((i & 1) == 0 ? &handleTimes2 : &handleAdd1), PATCHCALL_OK) << patchcall_last_error_message();
+  }
+  stop.store(true);
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0) << "of " << calls.load() << " calls";
+  EXPECT_GT(calls.load(), 0);
+  ASSERT_EQ(kHandle.update(&handleAdd1), PATCHCALL_OK);
+}
+
+}  // namespace
