@@ -7,9 +7,10 @@
 // costs two syncs and still returns only when no core can run the old instruction.
 //
 // Text stays read-execute: writes go through /proc/self/mem. Each phase writes nearby sites
-// with one pwrite (a run of sites whose pages touch: the bytes between them are written back
-// unchanged, so a run never covers a page without a site), which makes a batch cost three
-// pwrites per run plus two syncs instead of three pwrites per site. The
+// with one pwrite (a run of sites whose pages touch, from its first page's start: the bytes
+// between them are written back unchanged, so a run never covers a page without a site),
+// which makes a batch cost three pwrites per run plus two syncs instead of three pwrites per
+// site. The
 // kernel's copy (memcpy; rep movsb with fast short moves) is not promised to be one store, so
 // no single-store shortcut is ever taken here. Every write's result is checked.
 //
@@ -81,7 +82,7 @@ class AotTextWriter {
   uint64_t sitesWritten_ = 0;
   uint64_t writes_ = 0;
   struct Run {
-    uintptr_t lo = 0;          // the first site's address
+    uintptr_t lo = 0;          // the start of the first site's page
     size_t first = 0, last = 0;  // its patches: [first, last)
     std::string bytes;         // the text of [lo, last site's end), as the next pwrite writes it
   };

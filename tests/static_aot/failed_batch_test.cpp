@@ -32,15 +32,23 @@ __attribute__((noinline)) int rotatingBranch() {
 
 struct Readers {
   std::atomic<bool> stop{false};
-  std::atomic<long> calls{0}, ones{0}, wrong{0};
+  std::atomic<long> calls{0}, wrong{0};
+  // Calls that started after the main thread set `settled` (nothing in flight can still
+  // take the failed batch's direction) and still found the branch taken.
+  std::atomic<bool> settled{false};
+  std::atomic<long> settledCalls{0}, settledJumps{0};
   std::vector<std::thread> threads;
   Readers() {
     for (int t = 0; t < 2; ++t) {
       threads.emplace_back([this] {
         while (!stop.load(std::memory_order_relaxed)) {
+          bool after = settled.load(std::memory_order_acquire);
           int r = failedBatchBranch() + 2 * rotatingBranch();
           if (r < 0 || r > 3) wrong.fetch_add(1);
-          if ((r & 1) != 0) ones.fetch_add(1, std::memory_order_relaxed);
+          if (after) {
+            settledCalls.fetch_add(1, std::memory_order_relaxed);
+            if ((r & 1) != 0) settledJumps.fetch_add(1, std::memory_order_relaxed);
+          }
           calls.fetch_add(1, std::memory_order_relaxed);
         }
       });
@@ -97,12 +105,14 @@ TEST(StaticAotFailedBatch, SyncFailureBeforeTheTailsPutsEverySiteBack) {
   EXPECT_FALSE(patchcall_static_key_enabled(&gFailedBatchKey)) << "a failed enable keeps the key's state";
   EXPECT_EQ(branchHeads(&gFailedBatchKey), std::vector<uint8_t>{0x0F}) << "the branch is a NOP5 again, not an int3";
   rotateGenerations();
-  long onesBefore = readers.ones.load();
+  readers.settled.store(true, std::memory_order_release);
   readers.waitCalls(10000);
-  EXPECT_EQ(readers.ones.load(), onesBefore) << "the branch jumped after its failed enable was undone";
+  readers.settled.store(false, std::memory_order_release);
+  EXPECT_EQ(readers.settledJumps.load(), 0) << "of " << readers.settledCalls.load()
+                                            << " calls after the failed enable was undone, these jumped";
+  EXPECT_GT(readers.settledCalls.load(), 0);
   ASSERT_EQ(patchcall_static_key_enable(&gFailedBatchKey), PATCHCALL_OK) << patchcall_last_error_message();
-  readers.waitCalls(1000);
-  EXPECT_GT(readers.ones.load(), onesBefore);
+  EXPECT_EQ(failedBatchBranch(), 1);
   EXPECT_EQ(readers.wrong.load(), 0);
   ASSERT_EQ(patchcall_static_key_disable(&gFailedBatchKey), PATCHCALL_OK);
 }
