@@ -11,42 +11,30 @@
 
 namespace patchcall::detail {
 
-TextWriter::~TextWriter() {
-  if (procMem_ >= 0) close(procMem_);
-}
-
 Status TextWriter::open(SyncMethod method) {
   PATCHCALL_TRY(sync_.init(method, [](void* arena) { return static_cast<CodeArena*>(arena)->remapRx(); }, &arena_));
-  procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);  // checked where foreign sites need it
+  (void)procMem_.open();  // checked where foreign sites need it
   return Status::ok();
 }
 
 Status TextWriter::needForeignAccess() {
-  if (procMem_ < 0 && procMemDeferred_) procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  if (!procMem_.isOpen() && procMemDeferred_) (void)procMem_.open();
   procMemDeferred_ = false;
-  if (procMem_ < 0) return Status(Error::kUnsupportedSite, "/proc/self/mem is not writable here");
+  if (!procMem_.isOpen()) return Status(Error::kUnsupportedSite, "/proc/self/mem is not writable here");
   return Status::ok();
 }
 
 Status TextWriter::afterForkInChild(bool needNow) noexcept {
-  if (procMem_ >= 0) close(procMem_);
-  procMem_ = -1;
+  procMem_.close();
   procMemDeferred_ = !needNow;
   if (!needNow) return Status::ok();
-  procMem_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-  if (procMem_ < 0) return Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
+  if (!procMem_.open()) return Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
   return Status::ok();
 }
 
-bool TextWriter::readForeign(uintptr_t rx, void* out, size_t n) const noexcept {
-  return procMem_ >= 0 && pread(procMem_, out, n, static_cast<off_t>(rx)) == static_cast<ssize_t>(n);
-}
+bool TextWriter::readForeign(uintptr_t rx, void* out, size_t n) const noexcept { return procMem_.read(rx, out, n); }
 
-bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept {
-  ssize_t done = pwrite(procMem_, bytes, n, static_cast<off_t>(rx));
-  if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
-  return done >= 0 && static_cast<size_t>(done) == n;
-}
+bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept { return procMem_.write(rx, bytes, n); }
 
 bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
   if (!arena_.contains(reinterpret_cast<void*>(rx))) {

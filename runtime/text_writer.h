@@ -15,6 +15,7 @@
 #include "arch/arch.h"
 #include "code_arena.h"
 #include "cross_core_sync.h"
+#include "proc_self_mem.h"
 #include "patchcall/options.h"
 #include "patchcall/status.h"
 
@@ -23,7 +24,6 @@ namespace patchcall::detail {
 class TextWriter {
  public:
   TextWriter(CodeArena& arena, std::function<void(const PatchEvent&)> observer) : arena_(arena), observer_(std::move(observer)) {}
-  ~TextWriter();
   TextWriter(const TextWriter&) = delete;
   TextWriter& operator=(const TextWriter&) = delete;
 
@@ -56,7 +56,7 @@ class TextWriter {
   CodeArena& arena_;
   std::function<void(const PatchEvent&)> observer_;
   CrossCoreSync sync_;
-  int procMem_ = -1;  // /proc/self/mem, read-write
+  ProcSelfMem procMem_;  // foreign code
   bool procMemDeferred_ = false;  // fork child without foreign sites: open on first need
 };
 

@@ -1,7 +1,6 @@
 // patchcall — the breakpoint protocol over compiled text, through /proc/self/mem.
 #include "text_batch.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,11 +30,11 @@ void planTrap(TextPatch& p) {
 
 Status AotTextWriter::ready() {
   pid_t pid = getpid();
-  if (fd_ >= 0 && owner_ == pid) return Status::ok();
+  if (mem_.isOpen() && owner_ == pid) return Status::ok();
   // A fork child inherits the parent's descriptor, which still names the parent's memory.
-  if (fd_ >= 0) close(fd_);
-  fd_ = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-  if (fd_ < 0) return Status(Error::kSystemError, std::string("AOT text: cannot open /proc/self/mem for writing: ") + std::strerror(errno));
+  if (!mem_.open()) {
+    return Status(Error::kSystemError, std::string("AOT text: cannot open /proc/self/mem for writing: ") + std::strerror(errno));
+  }
   owner_ = pid;
   if (!syncReady_) {
     Status s = sync_.init(SyncMethod::kAuto);
@@ -166,13 +165,10 @@ Status AotTextWriter::writePhase(std::span<const TextPatch> patches, int phase) 
         std::memcpy(buf + at, phase == kInt3s ? arch::kBreakpoint : phase == kHeads ? p.to : p.from, kHead);
       }
     }
-    ssize_t n = pwrite(fd_, run.bytes.data(), run.bytes.size(), static_cast<off_t>(run.lo));
     ++writes_;
-    if (n != static_cast<ssize_t>(run.bytes.size())) {
-      int err = n < 0 ? errno : EIO;
+    if (!mem_.write(run.lo, run.bytes.data(), run.bytes.size())) {
       return Status(Error::kSystemError, "AOT text: writing " + std::to_string(run.bytes.size()) + " bytes at " + hex(run.lo) +
-                                             " through /proc/self/mem failed (" + std::strerror(err) + "; " + std::to_string(n) +
-                                             " written)");
+                                             " through /proc/self/mem failed (" + std::strerror(errno) + ")");
     }
   }
   return Status::ok();

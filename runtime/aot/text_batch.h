@@ -27,6 +27,7 @@
 
 #include "../arch/arch.h"
 #include "../cross_core_sync.h"
+#include "../proc_self_mem.h"
 #include "../trap_table.h"
 #include "patchcall/status.h"
 
@@ -72,8 +73,8 @@ class AotTextWriter {
   enum Phase { kInt3s, kTails, kHeads, kUndoInt3s };
   Status writePhase(std::span<const TextPatch> patches, int phase);
 
-  int fd_ = -1;
-  pid_t owner_ = 0;  // the process fd_ was opened in
+  ProcSelfMem mem_;
+  pid_t owner_ = 0;  // the process mem_ was opened in
   bool syncReady_ = false;
   CrossCoreSync sync_;
   uint64_t batches_ = 0;

@@ -176,6 +176,15 @@ add_dependencies(static_aot_table_full static_aot_table_full_lib)
 add_test(NAME StaticAot_TableFull COMMAND static_aot_table_full $<TARGET_FILE:static_aot_table_full_lib>)
 set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_aot")
 
+# ---- GoogleTest cases that use the headers from C++ (static_aot/*_test.cpp) ----------------------
+#  - StaticAotFailedBatch.*: a batch whose sync fails before / after its tails, threads running.
+#  - StaticCallHandle.*: PATCHCALL_STATIC_CALL_HANDLE's calls are inline sites that follow update().
+file(GLOB _aot_gtests CONFIGURE_DEPENDS ${_aot_dir}/*_test.cpp)
+add_executable(static_aot_tests ${_aot_gtests})
+target_compile_options(static_aot_tests PRIVATE -Wall -Wextra)
+target_link_libraries(static_aot_tests PRIVATE patchcall patchcall::testing GTest::gtest GTest::gtest_main Threads::Threads)
+gtest_discover_tests(static_aot_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 60 LABELS "static_aot")
+
 # ---- one key with more branches than one protocol round protects ---------------------------------
 add_executable(static_aot_many_branches ${_aot_dir}/many_branches_main.c ${_aot_dir}/aot_sites.c)
 target_compile_options(static_aot_many_branches PRIVATE -Wall -Wextra)
