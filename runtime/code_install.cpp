@@ -6,6 +6,7 @@
 #include <string>
 
 #include "test_hooks.h"
+#include "trap_table.h"
 
 namespace patchcall::detail {
 
@@ -20,6 +21,10 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
   switch (arch::checkSiteBytes(s.form, at, &stallGap)) {
     case arch::SiteCheck::kOk:
       if (stallGap && testHooks() == nullptr) break;  // the stall-gap toggle exists in hook builds only
+      if (s.form == SiteForm::kBreakpoint && TrapTable::callEmulationBlocked()) {
+        return Status(Error::kUnsupportedSite, "Breakpoint site" + where + ": this process runs with shadow stacks, so the "
+                                               "SIGTRAP handler cannot emulate its call (use kDirect or kToggle sites)");
+      }
       *flags = stallGap ? kSiteStallGap : 0;
       return Status::ok();
     case arch::SiteCheck::kNotACall:

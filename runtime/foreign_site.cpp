@@ -8,6 +8,7 @@
 
 #include "format.h"
 #include "proc_maps.h"
+#include "trap_table.h"
 
 namespace patchcall::detail {
 
@@ -74,6 +75,10 @@ Status ForeignSites::probe(uintptr_t a, const uint8_t expected[arch::kCallSize],
 
 Result<uint32_t> ForeignSites::add(uintptr_t a, Key key) {
   if (!arch::kBreakpointProtocol) return Status(Error::kUnsupportedSite, "registerForeignSite: not yet on this ISA (no breakpoint protocol)");
+  if (TrapTable::callEmulationBlocked()) {
+    return Status(Error::kUnsupportedSite, "registerForeignSite: this process runs with shadow stacks, so the SIGTRAP handler "
+                                           "cannot emulate the site's call while it is rewritten");
+  }
   if (Status s = writer_.needForeignAccess(); !s.isOk()) return Status(s.code(), "registerForeignSite: " + s.message());
   const KeyRecord* k = registry_.key(key);
   if (k == nullptr) return Status(Error::kUnknownKey, "registerForeignSite: key is not live");

@@ -2,6 +2,8 @@
 #ifdef PATCHCALL_TEST_HOOKS
 #include "test_hooks.h"
 
+#include <cstdlib>
+
 #include "runtime_access.h"
 #include "runtime_impl.h"
 
@@ -9,8 +11,13 @@ namespace patchcall {
 
 // Process-wide: one set of switches, read by every runtime (documented in the README).
 detail::TestHooks* detail::testHooks() noexcept {
-  static TestHooks hooks;
-  return &hooks;
+  static TestHooks* hooks = [] {
+    static TestHooks h;
+    const char* fake = std::getenv("PATCHCALL_TEST_FAKE_SHADOW_STACK");
+    h.fakeShadowStack.store(fake != nullptr && fake[0] == '1');
+    return &h;
+  }();
+  return hooks;
 }
 
 namespace testing {
@@ -32,6 +39,7 @@ void setSyncFailures(int attempts, int error) {
   detail::testHooks()->syncErrno.store(error);
   detail::testHooks()->syncFailures.store(attempts);
 }
+void setFakeShadowStack(bool on) { detail::testHooks()->fakeShadowStack.store(on); }
 void setSyncSleep(int microseconds) { detail::testHooks()->syncSleepUs.store(microseconds); }
 void setForeignWriteFailure(int successes) { detail::testHooks()->foreignWritesBeforeFailure.store(successes); }
 void setFallbackEnvironment(const char* kernelRelease, const char* cpuFlags) {

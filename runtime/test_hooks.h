@@ -39,6 +39,9 @@ struct TestHooks {
   // Foreign-site writes (after the probe) fail with EIO once `foreignWritesBeforeFailure`
   // more have succeeded; -1: never.
   std::atomic<int> foreignWritesBeforeFailure{-1};
+  // The process pretends to run with shadow stacks (TrapTable::callEmulationBlocked). Also set
+  // at startup by PATCHCALL_TEST_FAKE_SHADOW_STACK=1 (for modules registered before main).
+  std::atomic<bool> fakeShadowStack{false};
   // When set, the mprotect fallback's safety check sees this kernel release and CPU flags.
   std::atomic<const char*> fakeKernelRelease{nullptr}, fakeCpuFlags{nullptr};
   // Retired scan sets are kept (leaked, marked retired) instead of freed; a scan that still

@@ -204,6 +204,12 @@ bool TrapTable::lookup(uintptr_t site, uintptr_t* target, Emulate* how) const no
          lookupSorted(gLingering[1], site, target, how);
 }
 
+bool TrapTable::callEmulationBlocked() noexcept {
+  if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->fakeShadowStack.load()) return true;
+  static const bool blocked = arch::shadowStackEnabled();
+  return blocked;
+}
+
 uint64_t TrapTable::emulated() const noexcept { return gEmulated.load(std::memory_order_relaxed); }
 
 }  // namespace patchcall::detail

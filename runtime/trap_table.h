@@ -74,6 +74,12 @@ class TrapTable {
   void endLingeringRound() noexcept;
   uint64_t emulated() const noexcept;
 
+  // True when the handler cannot emulate a call in this process: its threads run with a
+  // shadow stack (arch::shadowStackEnabled, read once), or a test pretends so. Jumps and the
+  // NOP are still emulated; callers refuse call sites that need it (JIT Breakpoint and
+  // foreign sites) or leave them as they are (AOT inline calls keep their trampoline).
+  static bool callEmulationBlocked() noexcept;
+
   // For the handler.
   bool lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept;
 

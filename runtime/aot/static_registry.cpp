@@ -223,6 +223,9 @@ void StaticRegistry::addCallSites(Module& m, std::vector<Site>& added) {
     if (!arch::isStaticTrampoline(reinterpret_cast<const uint8_t*>(tramp))) continue;
     FoundCall found;
     if (!findCallAfterMarker(e.marker, fn.end, tramp, taken, &found) || !m.executes(found.address, arch::kStaticSiteSize)) continue;
+    // With shadow stacks the handler cannot emulate a call: the call keeps its trampoline
+    // (a tail call's jmp is emulated as a jump, which needs no shadow stack entry).
+    if (!found.tail && TrapTable::callEmulationBlocked()) continue;
     claimed.insert(found.address);
     added.push_back(Site{found.address, reinterpret_cast<uintptr_t>(e.call), m.id, found.tail ? SiteKind::kTailCall : SiteKind::kCall,
                          false, found.original});

@@ -179,11 +179,19 @@ set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_ao
 # ---- GoogleTest cases that use the headers from C++ (static_aot/*_test.cpp) ----------------------
 #  - StaticAotFailedBatch.*: a batch whose sync fails before / after its tails, threads running.
 #  - StaticCallHandle.*: PATCHCALL_STATIC_CALL_HANDLE's calls are inline sites that follow update().
+#  - StaticAotShadowStack.*: with shadow stacks inline calls keep their trampoline.
 file(GLOB _aot_gtests CONFIGURE_DEPENDS ${_aot_dir}/*_test.cpp)
 add_executable(static_aot_tests ${_aot_gtests})
 target_compile_options(static_aot_tests PRIVATE -Wall -Wextra)
 target_link_libraries(static_aot_tests PRIVATE patchcall patchcall::testing GTest::gtest GTest::gtest_main Threads::Threads)
 gtest_discover_tests(static_aot_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 60 LABELS "static_aot")
+#  - StaticAotShadowStack_Faked: the process pretends to run with shadow stacks from its start
+#    (hook builds): inline calls keep their trampoline (the discovered entry skips without it).
+if(PATCHCALL_TEST_HOOKS)
+  add_test(NAME StaticAotShadowStack_Faked COMMAND static_aot_tests --gtest_filter=StaticAotShadowStack.*)
+  set_tests_properties(StaticAotShadowStack_Faked PROPERTIES ENVIRONMENT PATCHCALL_TEST_FAKE_SHADOW_STACK=1 TIMEOUT 60
+                       LABELS "static_aot" FAIL_REGULAR_EXPRESSION "SKIPPED")
+endif()
 
 # ---- one key with more branches than one protocol round protects ---------------------------------
 add_executable(static_aot_many_branches ${_aot_dir}/many_branches_main.c ${_aot_dir}/aot_sites.c)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <ucontext.h>
 
 #include "branch.h"
@@ -24,6 +25,14 @@ inline void emulateCall(void* ctx, uintptr_t site, uintptr_t target) noexcept {
   auto* uc = static_cast<ucontext_t*>(ctx);
   uc->uc_mcontext.regs[a64::kLr] = site + kCallSize;
   uc->uc_mcontext.pc = target;
+}
+
+// Whether the calling thread runs with a Guarded Control Stack (Linux 6.13+): emulateCall sets
+// x30 only, so the callee's `ret` would fault on the GCS's mismatch. Not signal-safe.
+inline bool shadowStackEnabled() noexcept {
+  constexpr int kPrGetShadowStackStatus = 74;  // PR_GET_SHADOW_STACK_STATUS (linux/prctl.h, 6.13)
+  unsigned long status = 0;
+  return prctl(kPrGetShadowStackStatus, &status, 0, 0, 0) == 0 && (status & 1) != 0;  // PR_SHADOW_STACK_ENABLE
 }
 
 inline void resumeAt(void* ctx, uintptr_t site) noexcept { static_cast<ucontext_t*>(ctx)->uc_mcontext.pc = site; }

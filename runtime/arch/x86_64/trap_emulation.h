@@ -4,7 +4,9 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "branch.h"
 
@@ -25,6 +27,15 @@ inline void emulateCall(void* ctx, uintptr_t site, uintptr_t target) noexcept {
   rsp -= 8;
   *reinterpret_cast<uintptr_t*>(rsp) = site + kCallSize;
   uc->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(target);
+}
+
+// Whether the calling thread runs with a shadow stack (CET user shadow stacks, Linux 6.6+ with
+// a glibc that enables them): emulateCall pushes the return address on the stack only, so the
+// callee's `ret` would fault on the shadow stack's mismatch. Not signal-safe (a system call).
+inline bool shadowStackEnabled() noexcept {
+  constexpr int kArchShstkStatus = 0x5005;  // ARCH_SHSTK_STATUS (asm/prctl.h, Linux 6.6)
+  unsigned long features = 0;
+  return syscall(SYS_arch_prctl, kArchShstkStatus, &features) == 0 && (features & 1) != 0;  // ARCH_SHSTK_SHSTK
 }
 
 inline void resumeAt(void* ctx, uintptr_t site) noexcept {

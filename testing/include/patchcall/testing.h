@@ -55,6 +55,10 @@ void setAfterBreakpointInt3Hook(void (*hook)());
 // The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
 // (each sync tries three times before it reports a failure).
 void setSyncFailures(int attempts, int error);
+// The process pretends its threads run with shadow stacks (CET / arm64 GCS): the SIGTRAP
+// handler cannot emulate a call, so Breakpoint and foreign sites are refused and AOT inline
+// calls keep their trampoline.
+void setFakeShadowStack(bool on);
 // Every cross-core sync sleeps `microseconds` first (0: off): a sync as slow as on a machine
 // with many CPUs, without taking the CPU, so concurrent updaters queue for it.
 void setSyncSleep(int microseconds);
