@@ -98,10 +98,14 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
     if (phase == kInt3s && hooks != nullptr && hooks->afterBreakpointInt3.load() != nullptr) hooks->afterBreakpointInt3.load()();
   }
   if (!result && phase == kInt3s && writePhase(patches, kUndoInt3s)) {
-    // The tails are untouched: the first bytes put back, every site is as it was (a thread
-    // that met an int3 meanwhile is sent on as the new instruction, whose batch has not yet
-    // returned, so either is right for it).
-    result = Status(result.code(), result.message() + "; every site was put back as it was");
+    // The tails are untouched: with the first bytes put back every site is as it was. A
+    // thread that meets a stale int3 meanwhile is sent on as the new instruction (its batch
+    // has not returned: either is right for it); one more sync makes that end here.
+    bool synced = sync_.sync() == 0;
+    result = Status(result.code(), result.message() + (synced ? "; every site was put back as it was"
+                                                              : "; every site was put back as it was, but until other cores "
+                                                                "next serialize one may still run its int3 (sent on as the "
+                                                                "new instruction)"));
   }
   traps.endLingeringRound();
   ++rounds_;
