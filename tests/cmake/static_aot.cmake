@@ -179,7 +179,8 @@ set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_ao
 # ---- GoogleTest cases that use the headers from C++ (static_aot/*_test.cpp) ----------------------
 #  - StaticAotFailedBatch.*: a batch whose sync fails before / after its tails, threads running.
 #  - StaticCallHandle.*: PATCHCALL_STATIC_CALL_HANDLE's calls are inline sites that follow update().
-#  - StaticAotShadowStack.*: with shadow stacks inline calls keep their trampoline.
+#  - StaticAotShadowStack.*: with shadow stacks inline calls keep their trampoline (in
+#    static_call_handle_test.cpp, on the same handle).
 file(GLOB _aot_gtests CONFIGURE_DEPENDS ${_aot_dir}/*_test.cpp)
 add_executable(static_aot_tests ${_aot_gtests})
 target_compile_options(static_aot_tests PRIVATE -Wall -Wextra)
