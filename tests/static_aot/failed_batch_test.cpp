@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -54,8 +55,12 @@ struct Readers {
       });
     }
   }
+  // Bounded (10 s): the counts the test then checks say whether the readers ran.
   void waitCalls(long more) {
-    for (long want = calls.load() + more; calls.load() < want;) std::this_thread::yield();
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (long want = calls.load() + more; calls.load() < want && std::chrono::steady_clock::now() < end;) {
+      std::this_thread::yield();
+    }
   }
   ~Readers() {
     stop.store(true);
