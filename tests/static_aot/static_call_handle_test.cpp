@@ -52,8 +52,9 @@ Found handleSites() {
         out->tailCalls += site->kind == PATCHCALL_STATIC_SITE_TAIL_CALL ? 1 : 0;
         out->trampolines += site->kind == PATCHCALL_STATIC_SITE_TRAMPOLINE ? 1 : 0;
         auto a = reinterpret_cast<uintptr_t>(site->address);
+        // Within 4 KiB of callTwice's start (sanitizer builds make it long; only it uses kHandle).
         if ((site->kind == PATCHCALL_STATIC_SITE_CALL || site->kind == PATCHCALL_STATIC_SITE_TAIL_CALL) &&
-            a >= reinterpret_cast<uintptr_t>(&callTwice) && a < reinterpret_cast<uintptr_t>(&callTwice) + 256) {
+            a >= reinterpret_cast<uintptr_t>(&callTwice) && a < reinterpret_cast<uintptr_t>(&callTwice) + 4096) {
           out->inside.push_back(a);
           out->destinations.push_back(site->destination);
         }
