@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "isa.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
 #include "quiescence_util.h"
@@ -172,7 +173,7 @@ void expectCallbacksRunOutsideTheTextMutex(bool background) {
                   update = rt->update(*key, reinterpret_cast<const void*>(&returnsTwo)).status();
                   create = rt->createKey(reinterpret_cast<const void*>(&returnsOne)).status();
                   jit::Assembler a(*rt);
-                  a.ret();
+                  test::emitRet(a);
                   install = jit::install(a).status();
                   ran = true;
                 }).isOk());
