@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <vector>
 
 #include "isa.h"
@@ -96,6 +97,7 @@ TEST(StaticCallParity, ReturnZeroTargetReturnsZeroThroughSitesTrampolinesAndCell
 TEST(StaticCallParity, UpdateToTheCurrentTargetWritesNothingAndDoesNotSync) {
   Options o;
   o.arenaSize = test::arenaSizeWithinCallReach();  // fortyTwo without a veneer: one fewer orphan, one fewer sync
+  o.publishDelay = std::chrono::seconds(10);  // the deferred update below waits for the next one (a slow machine, qemu)
   Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk());
   std::vector<Key> keys;
