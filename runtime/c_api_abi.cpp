@@ -42,6 +42,7 @@ static_assert(PATCHCALL_SITE_AUTO == static_cast<int>(patchcall::SiteForm::kAuto
 static_assert(PATCHCALL_SYNC_AUTO == static_cast<int>(patchcall::SyncMethod::kAuto));
 static_assert(PATCHCALL_SYNC_MEMBARRIER == static_cast<int>(patchcall::SyncMethod::kMembarrier));
 static_assert(PATCHCALL_SYNC_MPROTECT_IPI == static_cast<int>(patchcall::SyncMethod::kMprotectIpi));
+static_assert(PATCHCALL_SYNC_EMULATOR_REMAP == static_cast<int>(patchcall::SyncMethod::kEmulatorRemap));
 // patchcall_stack is patchcall::StackHandle, field for field (c_api_stacks.cpp copies them).
 static_assert(sizeof(patchcall_stack) == sizeof(patchcall::StackHandle));
 static_assert(offsetof(patchcall_stack, index) == offsetof(patchcall::StackHandle, index));

@@ -97,7 +97,11 @@ Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hi
   for (uintptr_t at : tries) {
     rx = mmap(reinterpret_cast<void*>(at), size, PROT_READ | PROT_EXEC,
               MAP_SHARED | MAP_FIXED_NOREPLACE, arena->fd_, 0);
-    if (rx != MAP_FAILED) break;
+    if (rx == reinterpret_cast<void*>(at)) break;
+    // A kernel before 4.17 (and qemu-user) takes MAP_FIXED_NOREPLACE as a hint and maps
+    // elsewhere instead of failing: that placement is not the one tried.
+    if (rx != MAP_FAILED) munmap(rx, size);
+    rx = MAP_FAILED;
   }
   if (rx == MAP_FAILED) rx = mmap(nullptr, size, PROT_READ | PROT_EXEC, MAP_SHARED, arena->fd_, 0);
   if (rx == MAP_FAILED) {

@@ -50,7 +50,7 @@ Result<Key> Registry::createKey(const void* initialTarget, std::string_view name
   k.trampoline = entry;
   k.name = MiString(name.data(), name.size());
   // A new veneer is written and synced before the jump names it.
-  PATCHCALL_TRY(veneers_.publishPlanned());
+  if (Status s = veneers_.publishPlanned(); !s.isOk()) return Status(s.code(), "createKey: " + s.message());
   if (keys_.size() == keys_.capacity()) keys_.reserve(2 * keys_.size() + 1);
   keyByTrampoline_.emplace(entry, static_cast<uint32_t>(keys_.size()));
   veneers_.noteUser(field, *dest, target);
@@ -93,6 +93,10 @@ Status Registry::validateTarget(const void* target) const {
   if (options_.targetAlignment > 1 && t % options_.targetAlignment != 0) {
     return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " + std::to_string(options_.targetAlignment) +
                                                 "-byte aligned (Options::targetAlignment)");
+  }
+  if (t % arch::kInstructionAlign != 0) {
+    return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " + std::to_string(arch::kInstructionAlign) +
+                                                "-byte aligned: no instruction of this ISA starts there");
   }
   if (!arena_.contains(target)) return Status::ok();
   if (t == noopTarget_ || t == returnZeroTarget_) return Status::ok();

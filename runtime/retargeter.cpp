@@ -63,17 +63,30 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
   // jitdump's reload of the touched blobs needs the text mutex, which the last sync may drop.
   observe(plan);
   // The last sync. A breakpoint round's came inside write(), after every write so far.
+  auto deadline = [&] { return std::chrono::steady_clock::now() + how.deadline.value_or(options_.graceDeadline); };
+  bool locked = true;
   if (!plan.breakpoints.empty()) {
     if (written.isOk()) publication_.synced(batch);
-  } else if (how.publish == Publish::kDeferred && !strict) {
+  } else if (how.publish == Publish::kDeferred && !strict && !veneers_.hasOrphans()) {
     deferred_.fetch_add(updates.size(), std::memory_order_relaxed);
     publication_.deferred(batch);  // the background publisher's clock starts
   } else {
-    if (plan.toggles.empty()) guard.unlock();  // Direct-only: no mutex held across the sync
-    auto deadline = std::chrono::steady_clock::now() + how.deadline.value_or(options_.graceDeadline);
+    // A deferred update that left a veneer without callers publishes now: see below.
+    if (how.publish == Publish::kDeferred && !strict) deferred_.fetch_add(updates.size(), std::memory_order_relaxed);
+    if (plan.toggles.empty()) guard.unlock(), locked = false;  // Direct-only: no mutex held across the sync
     if (hooks == nullptr || !hooks->skipSync.load()) {
-      if (Status p = publication_.publishUpTo(batch, deadline); !p.isOk() && written.isOk()) written = p;
+      if (Status p = publication_.publishUpTo(batch, deadline()); !p.isOk() && written.isOk()) written = p;
     }
+  }
+  // Veneers no branch names any more are retired only now, once the rewrites are published:
+  // their grace period must start after that. Retired before (a grace period that began, its
+  // publication done, just before this batch was numbered), a thread running the old branch
+  // (an unsynced core; qemu's stale translation) could enter a freed veneer: found by
+  // DeferredPublication.DirectSitesFourCallersStayInTheWindow on aarch64, where every call
+  // from the arena to C++ goes through a veneer.
+  if (veneers_.hasOrphans()) {
+    if (!locked) guard.lock(), locked = true;
+    veneers_.retireOrphans();
   }
   if (!written.isOk()) return written;
 
@@ -376,7 +389,6 @@ uint64_t Retargeter::publish(const Plan& plan, std::span<const KeyUpdate> update
     k->target = k->pending;
     *strict = *strict || k->strictUpdates;
   }
-  veneers_.retireOrphans();  // every branch that named them was rewritten and synced
   updates_.fetch_add(updates.size(), std::memory_order_relaxed);
   siteWrites_.fetch_add(plan.writes(), std::memory_order_relaxed);
   return flipSnap;

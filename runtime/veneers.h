@@ -57,6 +57,7 @@ class Veneers {
   void forgetUser(uintptr_t field) noexcept;  // the branch's code is gone (blob freed)
   // After the sync that moved the last user off them: free unused veneers a grace period later.
   void retireOrphans() noexcept;
+  bool hasOrphans() const noexcept { return !orphans_.empty(); }
 
   bool contains(uintptr_t p) const noexcept { return pool_.contains(p); }
   // The target a branch to `destination` reaches (through the veneer, if it is one).

@@ -51,7 +51,10 @@ enum patchcall_site_form {
 enum patchcall_sync_method {
   PATCHCALL_SYNC_AUTO = 0,        /* membarrier SYNC_CORE, else the mprotect-IPI fallback where it is safe */
   PATCHCALL_SYNC_MEMBARRIER = 1,  /* membarrier only; create fails if the kernel refuses */
-  PATCHCALL_SYNC_MPROTECT_IPI = 2
+  PATCHCALL_SYNC_MPROTECT_IPI = 2,
+  /* qemu-user only (PATCHCALL_SYNC=emulator-remap), never on hardware: what arena_info reports
+   * there; not accepted in patchcall_options */
+  PATCHCALL_SYNC_EMULATOR_REMAP = 3
 };
 
 /* One code write, reported under the runtime's text mutex. */

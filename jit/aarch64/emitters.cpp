@@ -64,6 +64,10 @@ Status emitCall(IsaAssembler& a, Emission& e, Key key, SiteForm form) {
   if (form == SiteForm::kToggle || form == SiteForm::kBreakpoint) {
     return Status(Error::kInvalidArgument, std::string("emitCall: ") + arch::kUnsupportedFormWhy);
   }
+  // Anything else outside the enum used to be emitted as a Direct site.
+  if (form != SiteForm::kDirect && form != SiteForm::kAuto) {
+    return Status(Error::kInvalidArgument, "emitCall: site form " + std::to_string(static_cast<int>(form)) + " is not a SiteForm");
+  }
   PATCHCALL_TRY(checkAligned(a, "emitCall"));
   e.sites.push_back(SiteSpec{static_cast<uint32_t>(a.offset()), key, SiteForm::kDirect});
   return embed(a, kCallPlaceholder.bytes, arch::kCallSize);

@@ -74,22 +74,9 @@ static inline capi_int_fn capi_as_fn(const void* p) { return (capi_int_fn)(uintp
 
 /* ---- hand-assembled code ---------------------------------------------------------------------- */
 
-/* push rbp ; nop2 ; call <site> ; pop rbp ; ret — the site's E8 sits at offset 3, so its rel32
- * (offset 4) is 4-byte aligned in a 64-byte aligned blob: a valid DIRECT site. rsp is
- * 16-byte aligned at the call. */
-enum { CAPI_DIRECT_SITE_OFFSET = 3, CAPI_DIRECT_CODE_SIZE = 10 };
-__attribute__((unused)) static const uint8_t capi_direct_code[CAPI_DIRECT_CODE_SIZE] = {0x55, 0x66, 0x90, 0xE8, 0, 0, 0, 0, 0x5D, 0xC3};
-
-/* push rbp ; call <site> ; pop rbp ; ret — the E8 at offset 1 has an unaligned rel32: only a
- * BREAKPOINT site (DIRECT is rejected). */
-enum { CAPI_UNALIGNED_SITE_OFFSET = 1, CAPI_UNALIGNED_CODE_SIZE = 8 };
-__attribute__((unused)) static const uint8_t capi_unaligned_code[CAPI_UNALIGNED_CODE_SIZE] = {0x55, 0xE8, 0, 0, 0, 0, 0x5D, 0xC3};
-
-/* push rbp ; nop ; [66 90 | E8 A | EB 05 | E8 B] ; pop rbp ; ret — a TOGGLE site at offset 2
- * (2-byte aligned): toggle, call A, jmp over call B, call B. */
-enum { CAPI_TOGGLE_SITE_OFFSET = 2, CAPI_TOGGLE_CODE_SIZE = 18 };
-__attribute__((unused)) static const uint8_t capi_toggle_code[CAPI_TOGGLE_CODE_SIZE] = {0x55, 0x90, 0x66, 0x90, 0xE8, 0, 0, 0, 0,
-                                                                0xEB, 0x05, 0xE8, 0, 0, 0, 0, 0x5D, 0xC3};
+/* The host ISA's hand-assembled sites and returners: c_api/<isa>/capi_code.h (the include path
+ * names the host's; tests/cmake/c_api.cmake). */
+#include "capi_code.h"
 
 static inline patchcall_runtime* capi_new_runtime(void) {
   patchcall_options o;

@@ -92,8 +92,7 @@ static void offline_exit_then_retirement_round(void) {
   run_on_mapped_stack(&l);
   /* A blob retirement round: the grace period carries a stack-scan set. */
   patchcall_blob blob;
-  static const uint8_t ret_code[] = {0xB8, 7, 0, 0, 0, 0xC3}; /* mov eax, 7 ; ret */
-  CHECK_CODE(patchcall_code_install(rt, ret_code, sizeof ret_code, NULL, 0, &blob), PATCHCALL_OK);
+  CHECK_CODE(patchcall_code_install(rt, capi_return7_code, sizeof capi_return7_code, NULL, 0, &blob), PATCHCALL_OK);
   CHECK_CODE(patchcall_blob_retire(rt, blob), PATCHCALL_OK);
   CHECK_CODE(patchcall_barrier(rt, 2000), PATCHCALL_OK);
   CHECK_CODE(patchcall_synchronize(rt, 100), PATCHCALL_OK);

@@ -145,7 +145,10 @@ static void updates_while_threads_call(void) {
   CHECK_CODE(patchcall_key_create(s.rt, PATCHCALL_FN(capi_target_one), "mt", &key), PATCHCALL_OK);
   CHECK_CODE(patchcall_key_trampoline(s.rt, key, &s.trampoline), PATCHCALL_OK);
   s.direct = capi_install(s.rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_DIRECT);
-  s.toggle = capi_install(s.rt, capi_toggle_code, CAPI_TOGGLE_CODE_SIZE, CAPI_TOGGLE_SITE_OFFSET, key, PATCHCALL_SITE_TOGGLE);
+  /* Without the toggle form (aarch64) a second Direct site takes its place. */
+  s.toggle = CAPI_HAS_X86_FORMS
+                 ? capi_install(s.rt, capi_toggle_code, CAPI_TOGGLE_CODE_SIZE, CAPI_TOGGLE_SITE_OFFSET, key, PATCHCALL_SITE_TOGGLE)
+                 : capi_install(s.rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_DIRECT);
   pthread_t threads[CALLERS];
   for (int i = 0; i < CALLERS; ++i) CHECK(pthread_create(&threads[i], NULL, caller_main, &s) == 0);
   while (atomic_load(&s.ready) < CALLERS) sched_yield();
@@ -163,7 +166,7 @@ static void updates_while_threads_call(void) {
   patchcall_stats st;
   CHECK_CODE(patchcall_stats_get(s.rt, &st), PATCHCALL_OK);
   CHECK(st.updates == UPDATES);
-  CHECK(st.toggle_grace_waits > 0); /* the toggle made successive updates wait for a grace period */
+  if (CAPI_HAS_X86_FORMS) CHECK(st.toggle_grace_waits > 0); /* the toggle made successive updates wait for a grace period */
   fprintf(stderr, "  %ld calls by %d threads during %d updates, %llu toggle grace waits, 0 wrong\n",
           (long)atomic_load(&s.calls), CALLERS, UPDATES, (unsigned long long)st.toggle_grace_waits);
   patchcall_runtime_destroy(s.rt);

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "emulation.h"
+#include "isa.h"
 #include "jit_targets.h"
 
 #include <cerrno>
@@ -27,7 +29,6 @@
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 using checks::callInt;
 using checks::installCaller;
 using checks::installReturner;
@@ -132,7 +133,7 @@ void refusedMembarrierChild() {
 }
 
 TEST(HardeningBadInputDeathTest, RefusedMembarrierIsSyncUnsupportedOrTheFallback) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(refusedMembarrierChild(), ::testing::ExitedWithCode(0), "");
 }
 
@@ -208,6 +209,7 @@ TEST(HardeningBadInput, CommitCodeRejectsReservationsNotInTheArena) {
 
 // A site list with one defect is refused as a whole; nothing is registered.
 TEST(HardeningBadInput, CommitCodeRejectsMalformedSiteLists) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();  // x86 bytes with toggle and breakpoint sites
   Runtime rt = makeRuntime();
   Result<Key> key = rt.createKey(fnOne());
   ASSERT_TRUE(key.isOk());
@@ -269,7 +271,7 @@ TEST(HardeningBadInput, CommitOfAForgedReservationIsRefused) {
   EXPECT_EQ(forged.code(), Error::kInvalidArgument) << "commitCode over a live blob's range: " << forged.status().toString();
   Result<CodeReservation> r = rt.reserveCode(64);
   ASSERT_TRUE(r.isOk());
-  r->rw[0] = 0xC3;
+  std::memcpy(r->rw, test::retBytes().data(), test::retBytes().size());
   ASSERT_TRUE(rt.commitCode(*r, {}).isOk());
   Result<Blob> twice = rt.commitCode(*r, {});
   EXPECT_EQ(twice.code(), Error::kInvalidArgument) << "the same reservation committed twice: " << twice.status().toString();
@@ -284,9 +286,9 @@ TEST(HardeningBadInput, AbandonOfACommittedRangeLeavesTheBlobAlone) {
   size_t used = rt.arenaInfo().used;
   auto* rx = static_cast<uint8_t*>(live->code);
   rt.abandonCode(CodeReservation{rx, nullptr, live->size});
-  EXPECT_NE(rx[0], 0xCC) << "abandonCode of a committed blob int3-filled live code";
+  EXPECT_NE(rx[0], test::fillByte()) << "abandonCode of a committed blob filled live code";
   EXPECT_EQ(rt.arenaInfo().used, used) << "abandonCode of a committed blob released its memory";
-  if (rx[0] != 0xCC) {
+  if (rx[0] != test::fillByte()) {
     EXPECT_EQ(callInt(rx), 5);
   }
 }
@@ -297,7 +299,7 @@ TEST(HardeningBadInput, CommitCodeFromThePatchObserverIsReentrant) {
   Options o = quietManualOptions();
   o.patchObserver = [&](const PatchEvent&) {
     if (!nested.empty() || self == nullptr) return;
-    nested.push_back(self->installCode(std::vector<uint8_t>{0xC3}, {}).status());
+    nested.push_back(self->installCode(test::retBytes(), {}).status());
     Result<CodeReservation> r = self->reserveCode(64);  // reserving does not take the text mutex
     nested.push_back(r.status());
     if (r) {
@@ -359,7 +361,7 @@ void observerCallsEveryEntryPoint() {
 }
 
 TEST(HardeningBadInputDeathTest, EntryPointsCalledFromThePatchObserverReturn) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(observerCallsEveryEntryPoint(), ::testing::ExitedWithCode(0), "every entry point returned");
 }
 
@@ -404,12 +406,13 @@ void observerUpdatesAnotherRuntime(SiteForm form) {
 }
 
 TEST(HardeningBadInputDeathTest, ObserverUpdatingAnotherRuntimeKeepsTheReentryMarker) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(observerUpdatesAnotherRuntime(SiteForm::kDirect), ::testing::ExitedWithCode(0), "B from A's observer: ok");
 }
 
 TEST(HardeningBadInputDeathTest, ObserverUpdatingAnotherRuntimesBreakpointSitesIsRefused) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(observerUpdatesAnotherRuntime(SiteForm::kBreakpoint), ::testing::ExitedWithCode(0),
               "B from A's observer: re-entrant update");
 }
@@ -425,11 +428,11 @@ TEST(HardeningBadInput, AssemblerMisuse) {
     EXPECT_ERROR(jit::install(empty), Error::kInvalidArgument);
   }
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   EXPECT_ERROR(jit::emitFixedCall(a, nullptr), Error::kNullTarget);
   ASSERT_TRUE(jit::emitCall(a, *key).isOk());
-  a.add(x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   Result<Blob> b = jit::install(a);
   ASSERT_TRUE(b.isOk()) << b.status().toString();
   EXPECT_TRUE(a.installed());
@@ -447,14 +450,14 @@ TEST(HardeningBadInput, SiteFormOutsideTheEnumIsRefusedAtInstall) {
   ASSERT_TRUE(key.isOk());
   jit::Assembler a(rt);
   Status e = jit::emitCall(a, *key, static_cast<SiteForm>(9));
-  a.ret();
+  test::emitRet(a);
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(!e.isOk() || !b.isOk()) << "a site of form 9 was installed";
   if (e.isOk()) EXPECT_ERROR(b, Error::kInvalidArgument);
   EXPECT_EQ(rt.stats().sites, 0u);
 }
 
-// An RX page more than 8 GiB from the arena holding `mov eax, 0x5A ; ret`.
+// An RX page more than 8 GiB from the arena holding `result = 0x5A ; ret`.
 class FarCode {
  public:
   explicit FarCode(const void* near) {
@@ -466,8 +469,8 @@ class FarCode {
       if (p != MAP_FAILED) page_ = static_cast<uint8_t*>(p);
     }
     if (page_ == nullptr) return;
-    const uint8_t code[] = {0xB8, 0x5A, 0, 0, 0, 0xC3};
-    std::memcpy(page_, code, sizeof code);
+    std::vector<uint8_t> code = test::returnerBytes(0x5A);
+    std::memcpy(page_, code.data(), code.size());
     mprotect(page_, 4096, PROT_READ | PROT_EXEC);
   }
   ~FarCode() {
@@ -485,10 +488,16 @@ TEST(HardeningBadInput, FixedCallBeyondRel32IsOutOfRangeAndReleasesTheReservatio
   ASSERT_NE(far.fn(), nullptr) << "no far page could be mapped";
   size_t used = rt.arenaInfo().used;
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   ASSERT_TRUE(jit::emitFixedCall(a, far.fn()).isOk());
-  a.add(x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
+  if (test::fixedCallsReachAnywhere()) {  // aarch64: through the blob's own veneer
+    Result<Blob> b = jit::install(a);
+    ASSERT_TRUE(b.isOk()) << b.status().toString();
+    EXPECT_EQ(callInt(b->code), 0x5A);
+    return;
+  }
   EXPECT_ERROR(jit::install(a), Error::kOutOfRange);
   EXPECT_EQ(rt.arenaInfo().used, used) << "a refused install kept its arena memory";
   EXPECT_EQ(rt.stats().blobs, 0u);
@@ -500,17 +509,17 @@ TEST(HardeningBadInput, AsmjitErrorsAreEmitFailed) {
   {
     jit::Assembler a(rt);
     asmjit::Label never = a.newLabel();
-    a.jmp(never);  // never bound: the jump has no destination
-    a.ret();
+    test::emitJump(a, never);  // never bound: the jump has no destination
+    test::emitRet(a);
     Result<Blob> b = jit::install(a);
     EXPECT_EQ(b.code(), Error::kEmitFailed) << "install with an unbound label: " << b.status().toString();
   }
   {
     jit::Assembler a(rt);
-    asmjit::Error err = a.emit(asmjit::x86::Inst::kIdMov, x86::eax, x86::rbx);  // operand sizes differ
-    EXPECT_NE(err, asmjit::kErrorOk) << "asmjit accepted mov eax, rbx";
-    a.mov(x86::eax, 3);
-    a.ret();
+    asmjit::Error err = test::emitInvalidInstruction(a);  // operand sizes differ
+    EXPECT_NE(err, asmjit::kErrorOk) << "asmjit accepted an instruction with mismatched operand sizes";
+    test::emitSetResult(a, 3);
+    test::emitRet(a);
     Result<Blob> b = jit::install(a);
     EXPECT_EQ(b.code(), Error::kEmitFailed)
         << "install after an instruction asmjit refused (the code would silently lack it): " << b.status().toString();
@@ -525,9 +534,9 @@ TEST(HardeningBadInput, AsmjitErrorsAreEmitFailed) {
     jit::Assembler a(rt);
     a.setErrorHandler(&mine);
     EXPECT_EQ(a.errorHandler(), &mine);
-    (void)a.emit(asmjit::x86::Inst::kIdMov, x86::eax, x86::rbx);
-    a.mov(x86::eax, 3);
-    a.ret();
+    (void)test::emitInvalidInstruction(a);
+    test::emitSetResult(a, 3);
+    test::emitRet(a);
     EXPECT_EQ(mine.errors, 1) << "the embedder's handler was not called";
     Result<Blob> b = jit::install(a);
     EXPECT_EQ(b.code(), Error::kEmitFailed) << "install with the embedder's handler set: " << b.status().toString();
@@ -535,8 +544,8 @@ TEST(HardeningBadInput, AsmjitErrorsAreEmitFailed) {
   {
     jit::Assembler a(rt);
     static_cast<asmjit::BaseEmitter&>(a).setErrorHandler(&mine);  // bypasses the chaining
-    a.mov(x86::eax, 3);
-    a.ret();
+    test::emitSetResult(a, 3);
+    test::emitRet(a);
     Result<Blob> b = jit::install(a);
     EXPECT_EQ(b.code(), Error::kEmitFailed) << "install cannot vouch for the code: " << b.status().toString();
     EXPECT_NE(b.status().message().find("setErrorHandler"), std::string::npos) << b.status().toString();
@@ -602,6 +611,7 @@ TEST(HardeningBadInput, BarrierInsideARetireCallbackWouldDeadlock) {
 // A toggle flipped less than a grace period ago cannot be rewritten: with a registered thread
 // stuck online the update waits for Options::graceDeadline and returns kTimeout, writing nothing.
 TEST(HardeningBadInput, UpdateOfARecentlyFlippedToggleTimesOutWithoutWriting) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
   Options o = quietManualOptions();
   o.graceDeadline = 50ms;
   Runtime rt = makeRuntime(o);
@@ -628,7 +638,7 @@ TEST(HardeningBadInput, UpdateOfARecentlyFlippedToggleTimesOutWithoutWriting) {
 
 // ---- foreign sites -------------------------------------------------------------------------
 
-// `push rbx ; call rel32 ; pop rbx ; ret` on a page within rel32 reach of `near`.
+// test::foreignCaller on a page within the call's reach of `near` (the call at +kForeignCallOffset).
 uint8_t* mapForeignCall(const void* near, const void* target) {
   const uintptr_t step = uintptr_t{2} << 20;
   uintptr_t base = reinterpret_cast<uintptr_t>(near) & ~(step - 1);
@@ -638,13 +648,13 @@ uint8_t* mapForeignCall(const void* near, const void* target) {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
       if (p == MAP_FAILED) continue;
       auto* code = static_cast<uint8_t*>(p);
-      std::memset(code, 0xCC, 4096);
-      code[0] = 0x53;
-      code[1] = 0xE8;
-      auto rel = static_cast<int32_t>(reinterpret_cast<intptr_t>(target) - reinterpret_cast<intptr_t>(code + 6));
-      std::memcpy(code + 2, &rel, 4);
-      code[6] = 0x5B;
-      code[7] = 0xC3;
+      std::vector<uint8_t> caller = test::foreignCaller(at, reinterpret_cast<uintptr_t>(target));
+      if (caller.empty()) {
+        munmap(p, 4096);
+        continue;
+      }
+      std::memset(code, test::fillByte(), 4096);
+      std::memcpy(code, caller.data(), caller.size());
       mprotect(code, 4096, PROT_READ | PROT_EXEC);
       return code;
     }
@@ -656,6 +666,7 @@ uint8_t* mapForeignCall(const void* near, const void* target) {
 // of the key's other sites (and, before that fix, stay registered). A registration now
 // patches only its own site: it never waits for (or rewrites) the key's toggles.
 TEST(HardeningBadInput, ForeignRegistrationDoesNotWaitForTheKeysToggles) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
   Options o = quietManualOptions();
   o.graceDeadline = 50ms;
   Runtime rt = makeRuntime(o);
@@ -669,7 +680,7 @@ TEST(HardeningBadInput, ForeignRegistrationDoesNotWaitForTheKeysToggles) {
   qtest::TestThread stuck;
   ASSERT_TRUE(stuck.registerWith(rt, "stuck-reader").isOk());
   RuntimeStats before = rt.stats();
-  Status s = rt.registerForeignSite(foreign + 1, *key);
+  Status s = rt.registerForeignSite(foreign + test::kForeignCallOffset, *key);
   EXPECT_TRUE(s.isOk()) << s.toString();
   EXPECT_EQ(rt.stats().toggleGraceWaits, before.toggleGraceWaits) << "the registration waited for a toggle";
   EXPECT_EQ(rt.stats().updates, before.updates) << "the registration updated the key";
@@ -677,7 +688,7 @@ TEST(HardeningBadInput, ForeignRegistrationDoesNotWaitForTheKeysToggles) {
   EXPECT_EQ(callInt(foreign), 2);
   EXPECT_EQ(callInt(toggle->code), 2);
   ASSERT_TRUE(stuck.unregister());
-  EXPECT_TRUE(rt.unregisterForeignSite(foreign + 1).isOk());
+  EXPECT_TRUE(rt.unregisterForeignSite(foreign + test::kForeignCallOffset).isOk());
   munmap(foreign, 4096);
 }
 

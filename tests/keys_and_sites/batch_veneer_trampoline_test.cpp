@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "disasm.h"
 #include "far_code.h"
 #include "jit_targets.h"
@@ -22,7 +23,6 @@ namespace {
 
 using test::Decoded;
 using test::decodeAt;
-namespace x86 = asmjit::x86;
 using Clock = std::chrono::steady_clock;
 
 uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
@@ -31,7 +31,7 @@ Result<Runtime> makeRuntime(Options o = {}) { return Runtime::create(std::move(o
 
 using test::installReturner;
 
-// `sub rsp,8 ; call <site> ; add rsp,8 ; ret`, returning the blob; the site is sites()[0].
+// `enter ; call <site> ; leave ; ret`, returning the blob; the site is sites()[0].
 struct Caller {
   Blob blob;
   const uint8_t* site = nullptr;
@@ -39,10 +39,10 @@ struct Caller {
 };
 Caller installCaller(Runtime& rt, Key key) {
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   EXPECT_TRUE(jit::emitCall(a, key).isOk());
-  a.add(x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   uint32_t offset = a.sites().at(0).offset;
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -54,7 +54,7 @@ Caller installCaller(Runtime& rt, Key key) {
 bool checkDirectSite(Runtime& rt, const uint8_t* site, Key key, size_t index) {
   const void* target = rt.target(key).value();
   Decoded d = decodeAt(site);
-  bool good = d.ok && d.opcode == 0xE8 && d.isCall && (addr(site) + 1) % 4 == 0 && d.target == addr(target);
+  bool good = d.ok && d.isDirectCall && (addr(site) + test::callFieldOffset()) % 4 == 0 && d.target == addr(target);
   EXPECT_TRUE(good) << "site #" << index << " at " << static_cast<const void*>(site) << " (key " << key.id
                     << "): decoded '" << d.text << "', expected call to " << target;
   Result<SiteInfo> info = rt.site(site);
@@ -78,7 +78,7 @@ SiteField emitSites(Runtime& rt, const std::vector<Key>& keys, size_t count) {
     for (size_t n = 0; n < i % 3; ++n) a.nop();
     EXPECT_TRUE(jit::emitCall(a, keys[i % keys.size()]).isOk());
   }
-  a.ret();
+  test::emitRet(a);
   std::vector<SiteSpec> specs = a.sites();
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -136,14 +136,13 @@ using test::FarCode;
 
 bool inArena(const ArenaInfo& a, uint64_t p) { return p >= addr(a.rxBase) && p < addr(a.rxBase) + a.size; }
 
-// The veneer at `v`: `jmp qword [rip+0]` followed by the far target.
+// The veneer at `v`: an absolute jump (x86 `jmp qword [rip+0]`, A64 `ldr x16, #8; br x16`)
+// followed by the far target.
 void expectVeneerTo(const void* v, const void* far) {
   Decoded d = decodeAt(v);
-  auto* b = static_cast<const uint8_t*>(v);
-  EXPECT_TRUE(d.ok && b[0] == 0xFF && b[1] == 0x25 && d.length == 6) << "veneer at " << v << " decodes as " << d.text;
-  uint64_t quad = 0;
-  std::memcpy(&quad, b + 6, 8);
-  EXPECT_EQ(quad, addr(far)) << "veneer at " << v << " jumps elsewhere";
+  uintptr_t dest = test::absoluteJumpTarget(static_cast<const uint8_t*>(v));
+  EXPECT_NE(dest, 0u) << "veneer at " << v << " decodes as " << d.text;
+  EXPECT_EQ(dest, addr(far)) << "veneer at " << v << " jumps elsewhere";
 }
 
 TEST(Veneer, FarTargetIsReachedThroughASharedVeneer) {
@@ -165,7 +164,7 @@ TEST(Veneer, FarTargetIsReachedThroughASharedVeneer) {
   Result<const void*> old = rt.update(*key, far.fn(0));
   ASSERT_TRUE(old.isOk()) << old.status().toString();
   Decoded d = decodeAt(c.site);
-  ASSERT_TRUE(d.isCall && d.opcode == 0xE8) << d.text;
+  ASSERT_TRUE(d.isDirectCall) << d.text;
   EXPECT_TRUE(inArena(arena, d.target)) << "the site should call a veneer inside the arena, decoded " << d.text;
   expectVeneerTo(reinterpret_cast<const void*>(d.target), far.fn(0));
   EXPECT_EQ(rt.site(c.site)->target, far.fn(0)) << "SiteInfo::target names the final target, not the veneer";
@@ -202,15 +201,15 @@ TEST(Veneer, DisabledVeneersRefuseFarTargetsAndLeaveTheSite) {
   ASSERT_TRUE(key.isOk());
   Caller c = installCaller(rt, *key);
   auto* tramp = static_cast<const uint8_t*>(rt.trampoline(*key).value());
-  std::vector<uint8_t> siteBefore(c.site, c.site + 5), trampBefore(tramp, tramp + 5);
+  std::vector<uint8_t> siteBefore(c.site, c.site + test::callSize()), trampBefore(tramp, tramp + test::callSize());
   RuntimeStats before = rt.stats();
 
   Result<const void*> res = rt.update(*key, far.fn(0));
   ASSERT_FALSE(res.isOk());
   EXPECT_EQ(res.code(), Error::kOutOfRange) << res.status().toString();
   EXPECT_FALSE(res.status().message().empty());
-  EXPECT_EQ(std::vector<uint8_t>(c.site, c.site + 5), siteBefore) << "the site was modified";
-  EXPECT_EQ(std::vector<uint8_t>(tramp, tramp + 5), trampBefore) << "the trampoline was modified";
+  EXPECT_EQ(std::vector<uint8_t>(c.site, c.site + test::callSize()), siteBefore) << "the site was modified";
+  EXPECT_EQ(std::vector<uint8_t>(tramp, tramp + test::callSize()), trampBefore) << "the trampoline was modified";
   EXPECT_EQ(rt.target(*key).value(), near);
   EXPECT_EQ(rt.stats().siteWrites, before.siteWrites);
   EXPECT_EQ(rt.stats().veneers, 0u);
@@ -222,14 +221,15 @@ TEST(Veneer, DisabledVeneersRefuseFarTargetsAndLeaveTheSite) {
 __attribute__((noinline)) int square(int x) { return x * x; }
 __attribute__((noinline)) int cube(int x) { return x * x * x; }
 
-// The trampoline is `jmp rel32` with an aligned rel32, to the target or a veneer for it.
+// The trampoline is a direct jump (x86 `jmp rel32`, A64 `b`) with an aligned field, to the
+// target or a veneer for it.
 void expectTrampolineTo(const void* tramp, const void* target) {
   Decoded d = decodeAt(tramp);
-  EXPECT_EQ(d.opcode, 0xE9) << d.text;
-  EXPECT_EQ((addr(tramp) + 1) % 4, 0u) << "trampoline rel32 unaligned at " << tramp;
-  uint64_t dest = d.target;
-  auto* v = reinterpret_cast<const uint8_t*>(dest);
-  if (v[0] == 0xFF && v[1] == 0x25) std::memcpy(&dest, v + 6, 8);  // through a veneer
+  uint64_t dest = test::directJumpTarget(static_cast<const uint8_t*>(tramp));
+  EXPECT_NE(dest, 0u) << "the trampoline is not a direct jump: " << d.text;
+  EXPECT_EQ((addr(tramp) + test::callFieldOffset()) % 4, 0u) << "trampoline field unaligned at " << tramp;
+  if (dest == 0) return;
+  if (uintptr_t far = test::absoluteJumpTarget(reinterpret_cast<const uint8_t*>(dest)); far != 0) dest = far;  // a veneer
   EXPECT_EQ(dest, addr(target)) << "trampoline decodes as " << d.text;
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "emulation.h"
 #include "disasm.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
@@ -323,13 +324,13 @@ void unownedSigtrapWithNoPreviousHandler() {
 }
 
 TEST(BreakpointTrapChainDeathTest, SigtrapsNotOwnedReachThePreviouslyInstalledHandler) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(sigtrapsNotOwnedReachThePreviousHandler(), ::testing::ExitedWithCode(0),
               "previous handler saw 2 SIGTRAPs; code after the int3 returned 7");
 }
 
 TEST(BreakpointTrapChainDeathTest, UnownedInt3WithoutPreviousHandlerKillsLikeSIGTRAP) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(unownedSigtrapWithNoPreviousHandler(), ::testing::KilledBySignal(SIGTRAP), "");
 }
 

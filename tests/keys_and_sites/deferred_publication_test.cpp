@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "emulation.h"
+#include "isa.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/testing.h"
@@ -22,7 +24,6 @@
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 using namespace std::chrono_literals;
 using Fn = int (*)();
 
@@ -60,10 +61,21 @@ std::vector<Key> makeKeys(Runtime& rt, int n) {
   return keys;
 }
 
+// The arena within a direct call's reach of these C++ targets (aarch64: BL's +-128 MiB, which
+// the default 256 MiB arena beside the text exceeds): the sync counts below are about sites,
+// and a far target's veneer takes a sync of its own.
+Options nearOptions() {
+  Options o;
+  o.arenaSize = test::arenaSizeWithinCallReach();
+  return o;
+}
+
 const UpdateOptions kDeferred{.strict = false, .deadline = std::nullopt, .publish = Publish::kDeferred};
 
 TEST(DeferredPublication, DirectUpdateWritesWithoutSyncAndPublishSyncsOnce) {
-  Result<Runtime> rt = Runtime::create();
+  Options o = nearOptions();
+  o.publishDelay = std::chrono::seconds(10);  // the background publisher stays out of the counts (slow under qemu)
+  Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   std::vector<Key> keys = makeKeys(*rt, 1);
   std::vector<Fn> fns = installCallers(*rt, keys, SiteForm::kDirect);
@@ -74,7 +86,10 @@ TEST(DeferredPublication, DirectUpdateWritesWithoutSyncAndPublishSyncsOnce) {
     ASSERT_TRUE(old.isOk()) << old.status().toString();
     EXPECT_EQ(*old, targetOf(0, v - 1));
     EXPECT_EQ(*rt->target(keys[0]), targetOf(0, v)) << "target() names the new target at once";
-    EXPECT_EQ(fns[0](), targetValue(0, v)) << "the updating thread calls the new target";
+    // (Hardware: the writer's own cache maintenance. qemu-user retranslates only at a sync.)
+    if (!test::emulated()) {
+      EXPECT_EQ(fns[0](), targetValue(0, v)) << "the updating thread calls the new target";
+    }
   }
   RuntimeStats after = rt->stats();
   EXPECT_EQ(after.syncs, before.syncs) << "a deferred Direct update must not sync";
@@ -88,7 +103,7 @@ TEST(DeferredPublication, DirectUpdateWritesWithoutSyncAndPublishSyncsOnce) {
 }
 
 TEST(DeferredPublication, StrictOrStrictKeyPublishesNow) {
-  Result<Runtime> rt = Runtime::create();
+  Result<Runtime> rt = Runtime::create(nearOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   Result<Key> strictKey = rt->createKey(targetOf(0, 0), "strict", KeyOptions{.strictUpdates = true});
   ASSERT_TRUE(strictKey.isOk());
@@ -107,6 +122,9 @@ TEST(DeferredPublication, StrictOrStrictKeyPublishesNow) {
 // publishes every 8th. A caller reads published[k] before its call and begun[k] after: the
 // target it reached must be one of versions [published, begun].
 void runCallersWindow(SiteForm form, int keysN, int updates) {
+  // The default arena: on aarch64 every call to these C++ targets then goes through a veneer,
+  // each update orphans one, and a veneer freed before its callers' rewrite was published
+  // crashed this test (SIGILL in a freed veneer; Retargeter::update retires them after it).
   Options o;
   o.graceDeadline = 5000ms;
   Result<Runtime> rt = Runtime::create(o);
@@ -169,21 +187,27 @@ void runCallersWindow(SiteForm form, int keysN, int updates) {
 }
 
 TEST(DeferredPublication, DirectSitesFourCallersStayInTheWindow) { runCallersWindow(SiteForm::kDirect, 8, 20000); }
-TEST(DeferredPublication, ToggleSitesFourCallersStayInTheWindow) { runCallersWindow(SiteForm::kToggle, 8, 2000); }
-TEST(DeferredPublication, BreakpointSitesFourCallersStayInTheWindow) { runCallersWindow(SiteForm::kBreakpoint, 8, 2000); }
+TEST(DeferredPublication, ToggleSitesFourCallersStayInTheWindow) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
+  runCallersWindow(SiteForm::kToggle, 8, 2000);
+}
+TEST(DeferredPublication, BreakpointSitesFourCallersStayInTheWindow) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
+  runCallersWindow(SiteForm::kBreakpoint, 8, 2000);
+}
 
 // A blob that a deferred update moved the key away from is retired and freed by barrier():
 // its grace period must start with a publish. With the fault switch that skips it, the free
 // happens while the move is unpublished, and the reclaimer's check counts it.
 uint64_t freeAfterDeferredMove(bool skipPublish) {
-  Options o;
+  Options o = nearOptions();
   o.backgroundReclaimer = false;  // nothing but the grace period may publish
   Result<Runtime> rt = Runtime::create(o);
   EXPECT_TRUE(rt.isOk()) << rt.status().toString();
   if (!rt) return 0;
   jit::Assembler t(*rt);
-  t.mov(x86::eax, 7);
-  t.ret();
+  test::emitSetResult(t, 7);
+  test::emitRet(t);
   Result<Blob> old = jit::install(t);
   EXPECT_TRUE(old.isOk());
   Result<Key> key = rt->createKey(old->code);
@@ -213,7 +237,7 @@ struct ManualWithOneDeferredUpdate {
   Result<Runtime> rt = Status(Error::kInvalidArgument, "not created");
   std::vector<Key> keys;
   ManualWithOneDeferredUpdate() {
-    Options o;
+    Options o = nearOptions();
     o.backgroundReclaimer = false;
     rt = Runtime::create(o);
     EXPECT_TRUE(rt.isOk()) << rt.status().toString();
@@ -240,7 +264,7 @@ TEST(DeferredPublication, SynchronizeAndRetireCallbacksPublishFirst) {
 }
 
 TEST(DeferredPublication, BackgroundPublisherPublishesWithinTheDelay) {
-  Options o;
+  Options o = nearOptions();
   o.publishDelay = 500us;
   Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk());
@@ -264,7 +288,7 @@ TEST(DeferredPublication, ManualModePollPublishes) {
 // updater): each update returns only after a sync that started after its writes, and the
 // threads share syncs (one per update without group commit).
 TEST(SharedSyncs, ConcurrentUpdatersShareSyncsAndEachReturnsPublished) {
-  Result<Runtime> rt = Runtime::create();
+  Result<Runtime> rt = Runtime::create(nearOptions());
   ASSERT_TRUE(rt.isOk());
   std::vector<Key> keys = makeKeys(*rt, 5);
   std::vector<Fn> fns = installCallers(*rt, keys, SiteForm::kDirect);

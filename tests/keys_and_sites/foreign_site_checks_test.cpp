@@ -95,6 +95,7 @@ TEST(ForeignSiteChecks, CallBytesOutsideExecutableMemoryAreRefused) {
 }
 
 TEST(ForeignSiteChecks, OverlappingForeignSitesAreRefused) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Fixture f = Fixture::make();
   ForeignPage page{mapForeignCode(f.rt.arenaInfo().rxBase, f.targets[0])};
   ASSERT_NE(page.code, nullptr);
@@ -123,6 +124,7 @@ TEST(ForeignSiteChecks, OverlappingForeignSitesAreRefused) {
 // Measured here (kernel 6.18): a write through /proc/self/mem into a MAP_SHARED mapping fails
 // with EIO (FOLL_FORCE only breaks copy-on-write of private mappings); reading works.
 TEST(ForeignSiteChecks, SiteInASharedMappingIsRefusedAtRegistration) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Fixture f = Fixture::make();
   ForeignPage page{mapForeignCode(f.rt.arenaInfo().rxBase, f.targets[0])};
   ASSERT_NE(page.code, nullptr);
@@ -165,6 +167,7 @@ struct Registered {
 };
 
 TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseMappingBecameUnwritable) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Registered r;
   r.setUp();
   std::vector<uint8_t> copy(r.page.code, r.page.code + 4096);
@@ -179,6 +182,7 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseMappingBecameUnwritable) {
 }
 
 TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseCodeWasUnmapped) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Registered r;
   r.setUp();
   ASSERT_EQ(munmap(r.page.code, 4096), 0);  // dlclose
@@ -194,6 +198,7 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseCodeWasUnmapped) {
 }
 
 TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseBytesChanged) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Registered r;
   r.setUp();
   ASSERT_EQ(mprotect(r.page.code, 4096, PROT_READ | PROT_WRITE), 0);
@@ -211,6 +216,7 @@ TEST(ForeignSiteChecks, UpdateRefusesASiteWhoseBytesChanged) {
 // site is never left torn. Failing the rel32: the old call is put back whole; failing the final
 // E8: the site stays int3 and its trap entry stays, so calls still reach the new target.
 TEST(ForeignSiteChecks, AWriteRefusedAfterTheProbeNeverLeavesATornCall) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   struct Reset {
     ~Reset() { testing::setForeignWriteFailure(-1); }
   } reset;
@@ -238,6 +244,7 @@ TEST(ForeignSiteChecks, AWriteRefusedAfterTheProbeNeverLeavesATornCall) {
 // The registration used to read the key's target, drop the text mutex and update the key to
 // that value: an update in between was silently reverted.
 TEST(ForeignSiteChecks, RegistrationNeverChangesTheKeysTarget) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
   Fixture f = Fixture::make();
   ForeignPage pages[] = {ForeignPage{mapForeignCode(f.rt.arenaInfo().rxBase, f.targets[0])},
                          ForeignPage{mapForeignCode(f.rt.arenaInfo().rxBase, f.targets[0])}};

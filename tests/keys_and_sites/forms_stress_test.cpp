@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "isa.h"
 #include "disasm.h"
 #include "patchcall/jit.h"
 
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 using Clock = std::chrono::steady_clock;
 using Fn = int (*)();
 
@@ -50,8 +50,8 @@ std::vector<const void*> installTargets(Runtime& rt) {
   for (int i = 0; i < kTargets; ++i) {
     a.align(asmjit::AlignMode::kCode, 16);
     offsets.push_back(a.offset());
-    a.mov(x86::eax, kIdBase + i);
-    a.ret();
+    test::emitSetResult(a, kIdBase + i);
+    test::emitRet(a);
   }
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -73,15 +73,15 @@ std::vector<Site> installSites(Runtime& rt, const StressPlan& p, const std::vect
       a.align(asmjit::AlignMode::kCode, 16);
       starts.push_back(a.offset());
       owner.push_back(k);
-      a.sub(x86::rsp, 8);
+      test::emitEnter(a);
       if (p.form == SiteForm::kBreakpoint) {
         size_t want = 1 + starts.size() % 3;
         while ((a.offset() + 1) % 4 != want) a.nop();
       }
       Status st = jit::emitCall(a, keys[k], p.form);
       EXPECT_TRUE(st.isOk()) << st.toString();
-      a.add(x86::rsp, 8);
-      a.ret();
+      test::emitLeave(a);
+      test::emitRet(a);
     }
   }
   Result<Blob> b = jit::install(a);

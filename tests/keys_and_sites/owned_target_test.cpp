@@ -29,6 +29,16 @@ using test::installTargets;
     EXPECT_NE(s_.message().find(text), std::string::npos) << #expr ": message lacks '" << (text) \
                                                           << "': " << s_.toString();              \
   } while (0)
+// The same where an instruction may start at `at`; where none can (aarch64: every 4th byte),
+// the target is refused as misaligned before anything else.
+#define EXPECT_OWNED_OR_MISALIGNED(expr, at, text)                                 \
+  do {                                                                             \
+    if (reinterpret_cast<uintptr_t>(at) % test::instructionAlignment() != 0) {     \
+      EXPECT_ERROR(expr, Error::kMisalignedTarget);                                \
+    } else {                                                                       \
+      EXPECT_OWNED_REFUSED(expr, text);                                            \
+    }                                                                              \
+  } while (0)
 
 const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
 
@@ -73,13 +83,13 @@ TEST_F(OwnedTarget, TrampolineSlotsOtherThanALiveEntryAreRefused) {
   EXPECT_OWNED_REFUSED(rt().update(a, tramp), "own trampoline");
   // A key pointed at its own target cell used to crash on the next call.
   EXPECT_OWNED_REFUSED(rt().update(a, cell), "trampoline slot");
-  for (const uint8_t* p = cell; p < tramp + 5; ++p) {
+  for (const uint8_t* p = cell; p < tramp + test::callSize(); ++p) {
     if (p == tramp) continue;
     SCOPED_TRACE("slot byte " + std::to_string(p - cell));
-    EXPECT_OWNED_REFUSED(rt().update(b, p), "trampoline slot");
-    EXPECT_OWNED_REFUSED(rt().createKey(p), "trampoline slot");
+    EXPECT_OWNED_OR_MISALIGNED(rt().update(b, p), p, "trampoline slot");
+    EXPECT_OWNED_OR_MISALIGNED(rt().createKey(p), p, "trampoline slot");
     KeyUpdate batch[] = {{b, targets_[2]}, {a, p}};
-    EXPECT_OWNED_REFUSED(rt().updateBatch(batch), "trampoline slot");
+    EXPECT_OWNED_OR_MISALIGNED(rt().updateBatch(batch), p, "trampoline slot");
   }
   expectUnchanged();
 }
@@ -126,7 +136,13 @@ TEST_F(OwnedTarget, TheRuntimePageAndTheInsideOfASiteAreRefused) {
     if (rt().site(bytes(callers_[1]) + off).isOk()) at = bytes(callers_[1]) + off;
   }
   ASSERT_NE(at, nullptr) << "no site found in the caller";
-  for (int d = 1; d < 5; ++d) EXPECT_OWNED_REFUSED(rt().update(keys_[0], at + d), "inside the call site");
+  for (size_t d = 1; d < test::callSize(); ++d) {
+    if (test::instructionAlignment() > 1) {  // aarch64: a site is one instruction, the rest is misaligned
+      EXPECT_ERROR(rt().update(keys_[0], at + d), Error::kMisalignedTarget);
+    } else {
+      EXPECT_OWNED_REFUSED(rt().update(keys_[0], at + d), "inside the call site");
+    }
+  }
   EXPECT_TRUE(rt().update(keys_[0], at).isOk()) << "a site's first byte is an instruction like any other";
   ASSERT_TRUE(rt().update(keys_[0], targets_[0]).isOk());
   expectUnchanged();
@@ -145,16 +161,15 @@ TEST_F(OwnedTarget, VeneersAreRefused) {
     if (p != MAP_FAILED) far = static_cast<uint8_t*>(p);
   }
   ASSERT_NE(far, nullptr);
-  const uint8_t code[6] = {0xB8, 0x42, 0, 0, 0, 0xC3};  // mov eax, 0x42 ; ret
-  std::memcpy(far, code, sizeof code);
+  std::vector<uint8_t> code = test::returnerBytes(0x42);
+  std::memcpy(far, code.data(), code.size());
   ASSERT_EQ(mprotect(far, 4096, PROT_READ | PROT_EXEC), 0);
   ASSERT_TRUE(rt().update(keys_[1], far).isOk());
   auto tramp = bytes(rt().trampoline(keys_[1]).value());
-  int32_t rel;
-  std::memcpy(&rel, tramp + 1, 4);
-  const uint8_t* veneer = tramp + 5 + rel;
-  ASSERT_EQ(veneer[0], 0xFF) << "the trampoline does not go through a veneer";
-  for (int d = 0; d < 16; ++d) EXPECT_OWNED_REFUSED(rt().update(keys_[0], veneer + d), "veneer");
+  auto* veneer = reinterpret_cast<const uint8_t*>(test::directJumpTarget(tramp));
+  ASSERT_NE(veneer, nullptr) << "the trampoline is not a direct jump";
+  ASSERT_NE(test::absoluteJumpTarget(veneer), 0u) << "the trampoline does not go through a veneer";
+  for (int d = 0; d < 16; ++d) EXPECT_OWNED_OR_MISALIGNED(rt().update(keys_[0], veneer + d), veneer + d, "veneer");
   EXPECT_EQ(callInt(callers_[1]), 0x42);
   ASSERT_TRUE(rt().update(keys_[1], targets_[1]).isOk());
   expectUnchanged();

@@ -6,15 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <vector>
 
+#include "isa.h"
 #include "error_checks.h"
 #include "patchcall/jit.h"
 
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 
 std::atomic<int> gCalls{0};
 void countCall() { gCalls.fetch_add(1); }
@@ -25,10 +26,10 @@ long fortyTwo() { return 42; }
 template <typename Fn>
 Fn installCaller(Runtime& rt, Key key, const void** site = nullptr) {
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   EXPECT_TRUE(jit::emitCall(a, key).isOk());
-  a.add(x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   EXPECT_EQ(a.siteAddress(0), nullptr) << "a site has no address before install";
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -94,16 +95,19 @@ TEST(StaticCallParity, ReturnZeroTargetReturnsZeroThroughSitesTrampolinesAndCell
 }
 
 TEST(StaticCallParity, UpdateToTheCurrentTargetWritesNothingAndDoesNotSync) {
-  Result<Runtime> rt = Runtime::create();
+  Options o;
+  o.arenaSize = test::arenaSizeWithinCallReach();  // fortyTwo without a veneer: one fewer orphan, one fewer sync
+  o.publishDelay = std::chrono::seconds(10);  // the deferred update below waits for the next one (a slow machine, qemu)
+  Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk());
   std::vector<Key> keys;
   for (int i = 0; i < 3; ++i) keys.push_back(*rt->createKey(reinterpret_cast<const void*>(&fortyTwo)));
-  for (SiteForm form : {SiteForm::kDirect, SiteForm::kToggle, SiteForm::kBreakpoint}) {
+  for (SiteForm form : test::siteForms()) {
     jit::Assembler a(*rt);
-    a.sub(x86::rsp, 8);
+    test::emitEnter(a);
     ASSERT_TRUE(jit::emitCall(a, keys[static_cast<int>(form)], form).isOk());
-    a.add(x86::rsp, 8);
-    a.ret();
+    test::emitLeave(a);
+    test::emitRet(a);
     ASSERT_TRUE(jit::install(a).isOk());
   }
   RuntimeStats before = rt->stats();

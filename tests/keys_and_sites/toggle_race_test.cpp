@@ -24,6 +24,7 @@
 #include <optional>
 #include <thread>
 
+#include "emulation.h"
 #include "disasm.h"
 #include "patchcall/jit.h"
 #include "patchcall/testing.h"
@@ -244,7 +245,7 @@ void tearTheCallWithoutGracePeriod() {
 }
 
 TEST(ToggleRaceDeathTest, RaceWithoutGracePeriodTearsCall) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(tearTheCallWithoutGracePeriod(), ::testing::ExitedWithCode(kTornExitCode),
               "torn call: F returned 2989 \\(0xbad\\)");
 }

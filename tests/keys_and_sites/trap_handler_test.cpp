@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "emulation.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
 #include "patchcall/testing.h"
@@ -124,7 +125,7 @@ int stallAcrossRounds() {
 }
 
 TEST(TrapHandlerDeathTest, ThreadHeldInTheHandlerAcrossThreeRoundsIsStillEmulated) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(_exit(stallAcrossRounds()), ::testing::ExitedWithCode(0), "caller returned 704");
 }
 

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "isa.h"
 #include "patchcall/jit.h"
 #include "patchcall/static_call.h"
 
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 
 __attribute__((noinline)) int cxxSeven() { return 7; }
 
@@ -45,8 +45,8 @@ class BadInput : public ::testing::Test {
 
   const void* returner(int id) {
     jit::Assembler a(rt());
-    a.mov(x86::eax, id);
-    a.ret();
+    test::emitSetResult(a, id);
+    test::emitRet(a);
     Result<Blob> b = jit::install(a);
     EXPECT_TRUE(b.isOk()) << b.status().toString();
     return b.isOk() ? b->code : nullptr;
@@ -54,10 +54,10 @@ class BadInput : public ::testing::Test {
   // sub rsp,8 ; call <key> ; add rsp,8 ; ret
   int (*installCaller(Key key))() {
     jit::Assembler a(rt());
-    a.sub(x86::rsp, 8);
+    test::emitEnter(a);
     EXPECT_TRUE(jit::emitCall(a, key).isOk());
-    a.add(x86::rsp, 8);
-    a.ret();
+    test::emitLeave(a);
+    test::emitRet(a);
     Result<Blob> b = jit::install(a);
     EXPECT_TRUE(b.isOk()) << b.status().toString();
     return b.isOk() ? reinterpret_cast<int (*)()>(b->code) : nullptr;
@@ -144,7 +144,7 @@ TEST_F(BadInput, InvalidOptions) {
   EXPECT_ERROR(Runtime::create(z), Error::kInvalidArgument);
 }
 
-// An RX page > 4 GiB from the arena (`mov eax, 0xFA ; ret`).
+// An RX page > 4 GiB from the arena (`result = 0xFA ; ret`).
 class FarPage {
  public:
   explicit FarPage(const ArenaInfo& a) {
@@ -161,8 +161,8 @@ class FarPage {
       }
     }
     if (page_ == nullptr) return;
-    const uint8_t code[] = {0xB8, 0xFA, 0, 0, 0, 0xC3};
-    std::memcpy(page_, code, sizeof code);
+    std::vector<uint8_t> code = test::returnerBytes(0xFA);
+    std::memcpy(page_, code.data(), code.size());
     mprotect(page_, 4096, PROT_READ | PROT_EXEC);
   }
   ~FarPage() {
@@ -216,12 +216,12 @@ TEST_F(BadInput, ArenaExhaustedAndStillUsable) {
   }
   {
     jit::Assembler a(rt());
-    a.mov(x86::eax, 3);
-    a.ret();
+    test::emitSetResult(a, 3);
+    test::emitRet(a);
     EXPECT_ERROR(jit::install(a), Error::kArenaExhausted);
     EXPECT_FALSE(a.installed());
   }
-  EXPECT_ERROR(rt().installCode(std::vector<uint8_t>{0xC3}, {}), Error::kArenaExhausted);
+  EXPECT_ERROR(rt().installCode(test::retBytes(), {}), Error::kArenaExhausted);
   Status keyStatus;
   for (int i = 0; i < 2000 && keyStatus.isOk(); ++i) {  // a trampoline chunk holds 512 keys
     Result<Key> k = rt().createKey(one_);
@@ -256,11 +256,11 @@ class InstallNoRoom : public BadInput {
       held_.push_back(*r);
     }
     a_.emplace(rt());
-    a_->sub(x86::rsp, 8);
+    test::emitEnter(*a_);
     ASSERT_TRUE(jit::emitSafepointPoll(*a_).isOk());
     ASSERT_TRUE(jit::emitCall(*a_, key_).isOk());
-    a_->add(x86::rsp, 8);
-    a_->ret();
+    test::emitLeave(*a_);
+    test::emitRet(*a_);
     uint64_t sitesBefore = rt().stats().sites;
     EXPECT_ERROR(jit::install(*a_), Error::kArenaExhausted);
     EXPECT_FALSE(a_->installed());
@@ -357,7 +357,7 @@ TEST_F(BadInput, UnknownKey) {
   jit::Assembler a(rt());
   EXPECT_ERROR(jit::emitCall(a, Key{0}), Error::kUnknownKey);
   ASSERT_TRUE(jit::emitCall(a, *doomed).isOk());  // checked at install time
-  a.ret();
+  test::emitRet(a);
   EXPECT_ERROR(jit::install(a), Error::kUnknownKey);
 }
 
@@ -370,8 +370,8 @@ TEST_F(BadInput, DestroyKeyWithSitesIsStillTargeted) {
 TEST_F(BadInput, RetiredTarget) {
   start();
   jit::Assembler a(rt());
-  a.mov(x86::eax, 9);
-  a.ret();
+  test::emitSetResult(a, 9);
+  test::emitRet(a);
   Result<Blob> doomed = jit::install(a);
   ASSERT_TRUE(doomed.isOk());
   ASSERT_TRUE(rt().retire(*doomed).isOk());
@@ -383,7 +383,7 @@ TEST_F(BadInput, RetiredTarget) {
   Status b = rt().barrier(std::chrono::milliseconds(5000));
   ASSERT_TRUE(b.isOk()) << b.toString();
   EXPECT_GE(rt().stats().blobsFreed, 1u);
-  EXPECT_EQ(*static_cast<const uint8_t*>(doomed->code), 0xCC) << "freed code must be int3-filled";
+  EXPECT_EQ(*static_cast<const uint8_t*>(doomed->code), test::fillByte()) << "freed code must be filled (x86: int3, A64: udf)";
   before = snapshot();  // freeing rewrote the blob's bytes; compare from here
   EXPECT_ERROR(rt().update(key_, doomed->code), Error::kRetiredTarget);  // freed
   KeyUpdate batch[] = {{key_, doomed->code}};
@@ -395,8 +395,8 @@ TEST_F(BadInput, RetiredTarget) {
 TEST_F(BadInput, RetireStillTargetedBlob) {
   start();
   jit::Assembler a(rt());
-  a.mov(x86::eax, 9);
-  a.ret();
+  test::emitSetResult(a, 9);
+  test::emitRet(a);
   Result<Blob> blob = jit::install(a);
   ASSERT_TRUE(blob.isOk());
   ASSERT_TRUE(rt().update(key_, blob->code).isOk());

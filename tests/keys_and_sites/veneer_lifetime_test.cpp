@@ -8,6 +8,7 @@
 
 #include "disasm.h"
 #include "far_code.h"
+#include "isa.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
 
@@ -27,9 +28,9 @@ std::vector<uint8_t> arenaBytes(const Runtime& rt) {
 // Where the call at `site` (its first byte) points: the target or a veneer.
 uintptr_t destinationOf(const uint8_t* site) { return static_cast<uintptr_t>(test::decodeAt(site).target); }
 
-bool allInt3(uintptr_t p, size_t n) {
+bool allFill(uintptr_t p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
-    if (reinterpret_cast<const uint8_t*>(p)[i] != 0xCC) return false;
+    if (reinterpret_cast<const uint8_t*>(p)[i] != test::fillByte()) return false;
   }
   return true;
 }
@@ -96,7 +97,7 @@ TEST(VeneerLifetime, UnusedVeneerIsFreedAfterAGracePeriodAndItsSlotReused) {
   EXPECT_EQ(rt->stats().veneers, 0u) << "an unused veneer is no longer handed to new calls";
   ASSERT_TRUE(rt->barrier().isOk());
   EXPECT_EQ(rt->stats().veneersFreed, 1u);
-  EXPECT_TRUE(allInt3(veneer, 16)) << "a freed veneer is int3-filled";
+  EXPECT_TRUE(allFill(veneer, 16)) << "a freed veneer is filled (x86: int3, A64: udf)";
 
   // A new far target reuses the slot: the arena does not grow with every far target.
   ASSERT_TRUE(rt->update(*key, far.fn(1)).isOk());
@@ -107,6 +108,7 @@ TEST(VeneerLifetime, UnusedVeneerIsFreedAfterAGracePeriodAndItsSlotReused) {
 }
 
 TEST(VeneerLifetime, ToggleInactiveCallKeepsItsVeneerUntilRewritten) {
+  PATCHCALL_SKIP_UNLESS_X86_FORMS();
   Result<Runtime> rt = Runtime::create();
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   FarCode far(rt->arenaInfo());

@@ -19,13 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "emulation.h"
+#include "isa.h"
 #include "error_checks.h"
 #include "quiescence_util.h"
 
 namespace patchcall {
 namespace {
 
-namespace x86 = asmjit::x86;
 using checks::callInt;
 using checks::installCaller;
 using checks::installReturner;
@@ -37,13 +38,13 @@ using checks::cxxTwo;
 using checks::fnOne;
 using checks::fnTwo;
 
-// `push rbx ; call k1 ; ... call kn ; pop rbx ; ret` with n Direct sites.
+// `enter ; call k1 ; ... call kn ; leave ; ret` with n Direct sites.
 Result<Blob> installSites(Runtime& rt, Key key, int n) {
   jit::Assembler a(rt);
-  a.push(x86::rbx);
+  test::emitEnter(a);
   for (int i = 0; i < n; ++i) PATCHCALL_TRY(jit::emitCall(a, key));
-  a.pop(x86::rbx);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -59,8 +60,13 @@ TEST(HardeningExhaustion, TooManySitesIsAnErrorAndTheRuntimeStaysUsable) {
   size_t used = rt->arenaInfo().used;
 
   EXPECT_ERROR(installSites(*rt, *key, 2), Error::kTooManySites);
-  std::vector<uint8_t> two = {0xE8, 0, 0, 0, 0, 0xE8, 0, 0, 0, 0, 0xC3};
-  EXPECT_ERROR(rt->installCode(two, std::vector<SiteSpec>{{0, *key, SiteForm::kBreakpoint}, {5, *key, SiteForm::kBreakpoint}}),
+  // Two calls back to back: x86's rel32s are unaligned there (Breakpoint sites), A64's are Direct.
+  const size_t n = test::callSize();
+  std::vector<uint8_t> two(2 * n);
+  ASSERT_TRUE(test::encodeCall(0, 0, two.data()) && test::encodeCall(n, n, two.data() + n));
+  for (uint8_t b : test::retBytes()) two.push_back(b);
+  const SiteForm form = test::hasToggleAndBreakpointForms() ? SiteForm::kBreakpoint : SiteForm::kDirect;
+  EXPECT_ERROR(rt->installCode(two, std::vector<SiteSpec>{{0, *key, form}, {static_cast<uint32_t>(n), *key, form}}),
                          Error::kTooManySites);
   EXPECT_EQ(rt->stats().sites, 3u) << "a refused install registered sites";
   EXPECT_EQ(rt->arenaInfo().used, used) << "a refused install kept its arena memory";
@@ -114,7 +120,7 @@ std::vector<CodeReservation> fillArena(Runtime& rt) {
   return held;
 }
 
-// An RX page far (> 8 GiB) from the arena: `mov eax, 0x5A ; ret`.
+// An RX page far (> 8 GiB) from the arena: `result = 0x5A ; ret`.
 const void* farFunction(const void* near) {
   constexpr uint64_t kGiB = uint64_t{1} << 30;
   uint64_t base = reinterpret_cast<uint64_t>(near) & ~(kGiB - 1);
@@ -122,8 +128,8 @@ const void* farFunction(const void* near) {
     void* p = mmap(reinterpret_cast<void*>(base + gib * kGiB), 4096, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED) continue;
-    const uint8_t code[] = {0xB8, 0x5A, 0, 0, 0, 0xC3};
-    std::memcpy(p, code, sizeof code);
+    std::vector<uint8_t> code = test::returnerBytes(0x5A);
+    std::memcpy(p, code.data(), code.size());
     mprotect(p, 4096, PROT_READ | PROT_EXEC);
     return p;
   }
@@ -246,7 +252,8 @@ void addressSpaceCapChild() {
 }
 
 TEST(HardeningExhaustionDeathTest, AddressSpaceCapIsOutOfMemoryAndTheRuntimeStaysUsable) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PATCHCALL_SKIP_IF_EMULATED("qemu-user does not apply setrlimit(RLIMIT_AS) to the guest");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(addressSpaceCapChild(), ::testing::ExitedWithCode(0), "address-space cap: 0 failures");
 }
 
@@ -264,7 +271,8 @@ void arenaMapFailureChild() {
 }
 
 TEST(HardeningExhaustionDeathTest, ArenaThatCannotBeMappedIsMapFailed) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PATCHCALL_SKIP_IF_EMULATED("qemu-user does not apply setrlimit(RLIMIT_AS) to the guest");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(arenaMapFailureChild(), ::testing::ExitedWithCode(0), "mapping failed");
 }
 
@@ -347,10 +355,10 @@ void mimallocDryChild() {
   if (!reader.run([] { (void)goOffline(); })) _exit(12);
   const std::string longName(200, 'n');
   const std::vector<uint8_t> ret16(16, 0xC3);
-  // installCaller: `sub rsp, 8` (4 bytes), NOP padding, then the Direct site's E8.
+  // installCaller: its frame, (x86: NOP padding), then the Direct site.
   const auto* code = static_cast<const uint8_t*>(caller->code);
   const void* siteAddress = nullptr;
-  for (int i = 4; i < 8 && siteAddress == nullptr; ++i) siteAddress = code[i] == 0xE8 ? code + i : nullptr;
+  for (int i = 0; i < 16 && siteAddress == nullptr; ++i) siteAddress = test::directCallTarget(code + i) != 0 ? code + i : nullptr;
   if (siteAddress == nullptr || !rt.site(siteAddress)) _exit(14);
 
   struct Call {
@@ -425,7 +433,7 @@ void mimallocDryChild() {
 
 TEST(HardeningExhaustionDeathTest, MimallocOutOfMemoryIsAnErrorAtEveryEntryPoint) {
   if (!Mimalloc::load().ok()) GTEST_SKIP() << "libmimalloc.so.2 not loadable: metadata comes from libc";
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(mimallocDryChild(), ::testing::ExitedWithCode(0), "mimalloc dry: 0 failures");
 }
 

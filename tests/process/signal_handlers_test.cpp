@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "emulation.h"
+#include "isa.h"
 #include "error_checks.h"
 #include "quiescence_util.h"
 
@@ -70,7 +72,7 @@ ProtocolRun runBreakpointProtocol(Runtime& rt, uint64_t minTraps) {
   }
   a.mov(x86::eax, x86::ebx);
   a.pop(x86::rbx);
-  a.ret();
+  test::emitRet(a);
   Result<Blob> caller = jit::install(a);
   if (!caller) return run;
   std::atomic<bool> stop{false};
@@ -100,8 +102,8 @@ ProtocolRun runBreakpointProtocol(Runtime& rt, uint64_t minTraps) {
 int callUnrelatedInt3(Runtime& rt) {
   jit::Assembler a(rt);
   a.int3();
-  a.mov(x86::eax, 7);
-  a.ret();
+  test::emitSetResult(a, 7);
+  test::emitRet(a);
   Result<Blob> b = jit::install(a);
   return b ? callInt(b->code) : -1;
 }
@@ -127,12 +129,12 @@ void previousTrapHandlerChild(bool siginfo) {
 }
 
 TEST(HardeningSignalsDeathTest, PreviousSigactionHandlerGetsForeignTrapsWhileEmulationRuns) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(previousTrapHandlerChild(true), ::testing::ExitedWithCode(0), "previous handler: 3 SIGTRAPs; int3 code returned 7");
 }
 
 TEST(HardeningSignalsDeathTest, PreviousPlainHandlerGetsForeignTrapsWhileEmulationRuns) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(previousTrapHandlerChild(false), ::testing::ExitedWithCode(0), "previous handler: 3 SIGTRAPs; int3 code returned 7");
 }
 
@@ -163,7 +165,7 @@ void laterHandlerChainsChild() {
 }
 
 TEST(HardeningSignalsDeathTest, HandlerInstalledLaterThatChainsKeepsTheProtocolWorking) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(laterHandlerChainsChild(), ::testing::ExitedWithCode(0), "chained: [1-9][0-9]* calls, [1-9][0-9]* emulated, 0 wrong");
 }
 
@@ -211,7 +213,7 @@ void segvUntouchedChild() {
 }
 
 TEST(HardeningSignalsDeathTest, SigsegvHandlerIsUntouchedAndStillReceivesFaults) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(segvUntouchedChild(), ::testing::ExitedWithCode(0), "SIGSEGV handler unchanged; faults seen 2");
 }
 
@@ -238,7 +240,7 @@ void handlerInstalledOnceChild() {
 }
 
 TEST(HardeningSignalsDeathTest, HandlerIsInstalledOncePerProcessAndOutlivesRuntimes) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(handlerInstalledOnceChild(), ::testing::ExitedWithCode(0), "handler installed 1, SA_ONSTACK 1, kept after destroy 1");
 }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <string>
 
+#include "emulation.h"
 #include "error_checks.h"
 #include "patchcall/testing.h"
 
@@ -177,7 +178,7 @@ void refusedSigactionChild() {
 
 // It used to be kInvalidArgument, as if the caller had passed something wrong.
 TEST(SyncErrorsDeathTest, SigactionFailureIsASystemErrorWithErrno) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(refusedSigactionChild(), ::testing::ExitedWithCode(0), "");
 }
 

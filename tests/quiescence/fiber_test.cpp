@@ -7,8 +7,9 @@
 #include <gtest/gtest.h>
 #include <ucontext.h>
 
-#include <asmjit/x86.h>
 
+#include "emulation.h"
+#include "isa.h"
 #include "fiber_util.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
@@ -16,7 +17,6 @@
 
 using namespace patchcall;
 using namespace patchcall::qtest;
-namespace x86 = asmjit::x86;
 
 namespace {
 
@@ -28,11 +28,11 @@ std::string fail(const std::string& what, const Status& s) { return what + ": " 
 
 // makecontext starts the fiber with the callee-saved registers getcontext captured from its
 // caller, and the fiber's first frame spills them onto its stack: a stale code address there
-// (here: the test's own Blob) would pin a blob conservatively. makecontext sets rbx itself.
+// (here: the test's own Blob) would pin a blob conservatively (x86: makecontext sets rbx itself).
 // Out of line: getcontext returns twice, which would clobber the scenarios' locals.
 __attribute__((noinline)) void makeFiber(ucontext_t& c, const MappedStack& stack, ucontext_t* link, void (*fn)()) {
   getcontext(&c);
-  for (int r : {REG_RBP, REG_R12, REG_R13, REG_R14, REG_R15}) c.uc_mcontext.gregs[r] = 0;
+  test::clearCalleeSaved(c);
   c.uc_stack.ss_sp = stack.base();
   c.uc_stack.ss_size = stack.size();
   c.uc_link = link;
@@ -70,11 +70,11 @@ void fiberMain() {
 // int b(ParkedFiber*): calls parkInsideTheBlob and adds 100 (107 only if B was intact).
 Result<Blob> emitParkingBlob(Runtime& rt) {
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   PATCHCALL_TRY(jit::emitFixedCall(a, reinterpret_cast<const void*>(&parkInsideTheBlob)));
-  a.add(x86::rsp, 8);
-  a.add(x86::eax, 100);
-  a.ret();
+  test::emitLeave(a);
+  test::emitAddResult(a, 100);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -142,7 +142,7 @@ std::string fiberParkedInsideARetiredBlob() {
   second.post([&] { passSafepointsUntil(stop); });
   if (Status s = rt->barrier(5000ms); !s) return "B stayed pinned after the fiber left it: " + s.toString() + "\n" + log.all();
   if (rt->stats().blobsFreed != 1) return "B was not freed";
-  if (std::string e = notAllInt3(b->code, b->size); !e.empty()) return "freed B is not int3: " + e;
+  if (std::string e = notAllFilled(b->code, b->size); !e.empty()) return "freed B is not int3: " + e;
   if (Status s = rt->unregisterStack(f.stack); !s) return fail("unregisterStack", s);
   if (!log.matching("does not know").empty()) return "unexpected unknown-stack diagnostic:\n" + log.all();
   stop = true;
@@ -150,17 +150,17 @@ std::string fiberParkedInsideARetiredBlob() {
 }
 
 TEST(FiberDeathTest, FiberParkedInsideARetiredBlobPinsItUntilItReturns) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(exitWith(fiberParkedInsideARetiredBlob()), ::testing::ExitedWithCode(0), "")
-      << "SIGTRAP here: the blob was freed (int3-filled) while a parked fiber had a frame in it";
+      << "SIGTRAP/SIGILL here: the blob was freed (filled) while a parked fiber had a frame in it";
 }
 
 // ---- a thread on a stack mapped below its pthread stack ---------------------------------------
 
 Result<Blob> emitReturn(Runtime& rt, int value) {
   jit::Assembler a(rt);
-  a.mov(x86::eax, value);
-  a.ret();
+  test::emitSetResult(a, value);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -250,12 +250,12 @@ std::string threadOnAStackBelowItsPthreadStack(bool told) {
 }
 
 TEST(FiberDeathTest, StackBelowThePthreadStackToldIsScannedWithoutFaults) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(exitWith(threadOnAStackBelowItsPthreadStack(true)), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(FiberDeathTest, StackBelowThePthreadStackNotToldPinsEverythingWithoutFaults) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(exitWith(threadOnAStackBelowItsPthreadStack(false)), ::testing::ExitedWithCode(0), "")
       << "SIGSEGV here: the scan walked from the low stack up across unmapped memory";
 }

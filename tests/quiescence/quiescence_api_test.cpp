@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "emulation.h"
 #include "patchcall/runtime.h"
 #include "quiescence_util.h"
 
@@ -108,12 +109,12 @@ void reenterFromCallbacks(bool background) {
 }
 
 TEST(QuiescenceApiDeathTest, PollAndBarrierInsideARetireCallbackReturnInManualMode) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(reenterFromCallbacks(false), ::testing::ExitedWithCode(0), "every re-entry returned");
 }
 
 TEST(QuiescenceApiDeathTest, PollAndBarrierInsideARetireCallbackReturnInBackgroundMode) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(reenterFromCallbacks(true), ::testing::ExitedWithCode(0), "every re-entry returned");
 }
 

@@ -6,18 +6,18 @@
 // PATCHCALL_STRESS_BLOBS=<n> scales the blob count (default 10000).
 #include <gtest/gtest.h>
 
-#include <asmjit/x86.h>
 
 #include <cstdlib>
 #include <vector>
 
+#include "emulation.h"
+#include "isa.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
 #include "quiescence_util.h"
 
 using namespace patchcall;
 using namespace patchcall::qtest;
-namespace x86 = asmjit::x86;
 
 namespace {
 
@@ -33,26 +33,26 @@ int initialTarget() { return static_cast<int>(tokenFor(0)); }
 uint32_t blobCount() {
   const char* env = std::getenv("PATCHCALL_STRESS_BLOBS");
   long n = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
-  return n > 0 && n < (1 << 20) ? static_cast<uint32_t>(n) : 10000;
+  return n > 0 && n < (1 << 20) ? static_cast<uint32_t>(n) : test::scaled<uint32_t>(10000, 100);
 }
 
 // Target i: poll (so threads are sometimes at a safepoint inside it), return its token.
 Result<Blob> emitTarget(Runtime& rt, uint32_t i) {
   jit::Assembler a(rt);
   PATCHCALL_TRY(jit::emitSafepointPoll(a));
-  a.mov(x86::eax, tokenFor(i));
-  a.ret();
+  test::emitSetResult(a, tokenFor(i));
+  test::emitRet(a);
   return jit::install(a);
 }
 
 // The callers' code: poll, then call whatever the key targets now.
 Result<Blob> emitCaller(Runtime& rt, Key key) {
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   PATCHCALL_TRY(jit::emitSafepointPoll(a));
   PATCHCALL_TRY(jit::emitCall(a, key, SiteForm::kDirect));
-  a.add(x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -161,7 +161,7 @@ TEST(QuiescenceStress, CallersWithPollsWhileTenThousandBlobsAreRetired) {
   size_t notFreed = 0;
   std::string firstNotFreed;
   for (uint32_t i = 0; i < kBlobs; ++i) {
-    std::string why = notAllInt3(blobs[i].code, blobs[i].size);
+    std::string why = notAllFilled(blobs[i].code, blobs[i].size);
     if (!why.empty() && notFreed++ == 0) firstNotFreed = "blob " + std::to_string(i + 1) + ": " + why;
   }
   EXPECT_EQ(notFreed, 0u) << "retired blobs whose memory is not int3-filled; " << firstNotFreed;

@@ -3,15 +3,15 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <asmjit/x86.h>
 
+#include "emulation.h"
+#include "isa.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
 #include "quiescence_util.h"
 
 using namespace patchcall;
 using namespace patchcall::qtest;
-namespace x86 = asmjit::x86;
 
 namespace {
 
@@ -20,8 +20,8 @@ int plainTarget() { return 1; }
 // int f(): mov eax, value; ret
 Result<Blob> emitReturn(Runtime& rt, int value) {
   jit::Assembler a(rt);
-  a.mov(x86::eax, value);
-  a.ret();
+  test::emitSetResult(a, value);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -44,7 +44,7 @@ TEST(RetireCode, BlobStillTargetedByAKeyIsRefused) {
   EXPECT_EQ(reinterpret_cast<IntFn>(const_cast<void*>(rt->trampoline(*key).value()))(), 42);
   EXPECT_EQ(rt->stats().blobsRetired, 0u);
   ASSERT_TRUE(rt->barrier(2000ms).isOk());
-  EXPECT_NE(notAllInt3(blob->code, blob->size), "") << "a refused retire freed the blob";
+  EXPECT_NE(notAllFilled(blob->code, blob->size), "") << "a refused retire freed the blob";
 
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&plainTarget)).isOk());
   s = rt->retire(*blob);
@@ -89,11 +89,11 @@ TEST(RetireCode, FreedBlobIsInt3FilledAndCounted) {
   ASSERT_TRUE(callee.isOk());
   // A blob with a bound site: freeing it must unregister the site too.
   jit::Assembler a(*rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   ASSERT_TRUE(jit::emitCall(a, *callee).isOk());
-  a.add(x86::rsp, 8);
-  a.add(x86::eax, 40);
-  a.ret();
+  test::emitLeave(a);
+  test::emitAddResult(a, 40);
+  test::emitRet(a);
   const uint32_t siteOffset = a.sites().at(0).offset;
   Result<Blob> blob = jit::install(a);
   ASSERT_TRUE(blob.isOk()) << blob.status().toString();
@@ -114,7 +114,7 @@ TEST(RetireCode, FreedBlobIsInt3FilledAndCounted) {
   Status s = rt->barrier(2000ms);
   ASSERT_TRUE(s.isOk()) << s.toString();
 
-  EXPECT_EQ(notAllInt3(blob->code, blob->size), "") << "freed code at " << blob->code << " was "
+  EXPECT_EQ(notAllFilled(blob->code, blob->size), "") << "freed code at " << blob->code << " was "
                                                     << hexBytes(original);
   RuntimeStats after = rt->stats();
   EXPECT_EQ(after.blobsRetired - before.blobsRetired, 1u);
@@ -125,7 +125,7 @@ TEST(RetireCode, FreedBlobIsInt3FilledAndCounted) {
 }
 
 TEST(RetireCodeDeathTest, CallingFreedCodeTraps) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   DiagnosticLog log;
   auto rt = Runtime::create(manualOptions(log));
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
@@ -135,7 +135,7 @@ TEST(RetireCodeDeathTest, CallingFreedCodeTraps) {
   ASSERT_EQ(fn(), 5);
   ASSERT_TRUE(rt->retire(*blob).isOk());
   ASSERT_TRUE(rt->barrier(2000ms).isOk());
-  EXPECT_EXIT((void)fn(), ::testing::KilledBySignal(SIGTRAP), "");
+  EXPECT_EXIT((void)fn(), ::testing::KilledBySignal(test::freedCodeSignal()), "");
 }
 
 // --- blobs pinned by a frame on some thread's stack ---------------------------------------
@@ -178,11 +178,11 @@ __attribute__((noinline)) int holdPointer(PinContext* c) {
 // caller sees 107 only if B's code after the call was still intact when the callee returned.
 Result<Blob> emitCallerOf(Runtime& rt, int (*callee)(PinContext*)) {
   jit::Assembler a(rt);
-  a.sub(x86::rsp, 8);
+  test::emitEnter(a);
   PATCHCALL_TRY(jit::emitFixedCall(a, reinterpret_cast<const void*>(callee)));
-  a.add(x86::rsp, 8);
-  a.add(x86::eax, 100);
-  a.ret();
+  test::emitLeave(a);
+  test::emitAddResult(a, 100);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -190,14 +190,9 @@ Result<Blob> emitCallerOf(Runtime& rt, int (*callee)(PinContext*)) {
 // While it runs, the poll stub's return address into B is on the stack at each safepoint.
 Result<Blob> emitPollingLoop(Runtime& rt) {
   jit::Assembler a(rt);
-  asmjit::Label top = a.newLabel();
-  a.bind(top);
-  a.lock().add(x86::qword_ptr(x86::rdi, offsetof(PinContext, spins)), 1);
-  PATCHCALL_TRY(jit::emitSafepointPoll(a));
-  a.cmp(x86::byte_ptr(x86::rdi, static_cast<int32_t>(offsetof(PinContext, release))), 0);
-  a.je(top);
-  a.mov(x86::eax, 107);
-  a.ret();
+  PATCHCALL_TRY(test::emitPollingSpin(a, offsetof(PinContext, spins), offsetof(PinContext, release)));
+  test::emitSetResult(a, 107);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -247,7 +242,7 @@ void expectFrameOnStackPinsBlob(Result<Blob> (*emit)(Runtime&), const char* what
   Status freed = rt->barrier(5000ms);
   EXPECT_TRUE(freed.isOk()) << what << ": B stayed pinned after its frame returned: " << freed.toString();
   EXPECT_EQ(rt->stats().blobsFreed, 1u);
-  EXPECT_EQ(notAllInt3(b->code, b->size), "") << what;
+  EXPECT_EQ(notAllFilled(b->code, b->size), "") << what;
 }
 
 Result<Blob> emitOfflineSleeper(Runtime& rt) { return emitCallerOf(rt, &sleepOffline); }
@@ -285,7 +280,7 @@ TEST(RetireCodePinned, SavedPointerOnARegisteredThreadsStack) {
   EXPECT_EQ(result.load(), 107);
   Status freed = rt->barrier(5000ms);
   EXPECT_TRUE(freed.isOk()) << "still pinned after the pointer's frame returned: " << freed.toString();
-  EXPECT_EQ(notAllInt3(b->code, b->size), "");
+  EXPECT_EQ(notAllFilled(b->code, b->size), "");
 }
 
 TEST(RetireCodePinned, ReturnAddressOnAnOfflineSleepingThreadsStack) {

@@ -5,11 +5,12 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
-#include <asmjit/x86.h>
 
 #include <memory>
 #include <optional>
 
+#include "emulation.h"
+#include "isa.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
 #include "quiescence_util.h"
@@ -116,8 +117,8 @@ TEST(ThreadExit, OnlineExitWhileRegisteredHoldsUpNoGracePeriod) {
 
 Result<Blob> emitReturn(Runtime& rt, int value) {
   jit::Assembler a(rt);
-  a.mov(asmjit::x86::eax, value);
-  a.ret();
+  test::emitSetResult(a, value);
+  test::emitRet(a);
   return jit::install(a);
 }
 
@@ -157,7 +158,7 @@ std::string offlineExitOnUnmappedStack() {
 }
 
 TEST(ThreadExitDeathTest, OfflineExitWhileRegisteredIsNeverScannedAfterItsStackIsUnmapped) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::useThreadsafeDeathTests();
   EXPECT_EXIT(exitWith(offlineExitOnUnmappedStack()), ::testing::ExitedWithCode(0), "")
       << "a crash here (SIGSEGV) means a grace period scanned the freed stack of an exited thread";
 }

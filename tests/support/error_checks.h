@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "isa.h"
 #include "patchcall/jit.h"
 
 // The status has `error` and its message contains `text` (both printed on failure).
@@ -44,21 +45,21 @@ inline Options quietManualOptions() {
   return o;
 }
 
-// `mov eax, value ; ret` installed in the arena.
+// `result = value ; ret` installed in the arena.
 inline Result<Blob> installReturner(Runtime& rt, int value) {
   jit::Assembler a(rt);
-  a.mov(asmjit::x86::eax, value);
-  a.ret();
+  test::emitSetResult(a, value);
+  test::emitRet(a);
   return jit::install(a);
 }
 
-// `sub rsp, 8 ; call <key> (form) ; add rsp, 8 ; ret`.
+// `enter ; call <key> (form) ; leave ; ret`.
 inline Result<Blob> installCaller(Runtime& rt, Key key, SiteForm form = SiteForm::kDirect) {
   jit::Assembler a(rt);
-  a.sub(asmjit::x86::rsp, 8);
+  test::emitEnter(a);
   PATCHCALL_TRY(jit::emitCall(a, key, form));
-  a.add(asmjit::x86::rsp, 8);
-  a.ret();
+  test::emitLeave(a);
+  test::emitRet(a);
   return jit::install(a);
 }
 

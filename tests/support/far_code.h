@@ -6,12 +6,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "isa.h"
 #include "patchcall/runtime.h"
 
 namespace patchcall::test {
 
-// An RX page more than 4 GiB away from the whole arena, holding `mov eax, id ; ret` at +0
-// (id 0xFA1) and +16 (id 0xFA2).
+// An RX page more than 4 GiB away from the whole arena, holding returners (test::returnerBytes)
+// at +0 (id 0xFA1) and +16 (id 0xFA2).
 class FarCode {
  public:
   explicit FarCode(const ArenaInfo& arena) {
@@ -33,10 +34,11 @@ class FarCode {
       }
     }
     if (page_ == nullptr) return;
-    const uint8_t code[2][6] = {{0xB8, 0xA1, 0x0F, 0, 0, 0xC3}, {0xB8, 0xA2, 0x0F, 0, 0, 0xC3}};
-    std::memset(page_, 0xCC, 4096);
-    std::memcpy(page_, code[0], 6);
-    std::memcpy(page_ + 16, code[1], 6);
+    std::memset(page_, fillByte(), 4096);
+    for (int i = 0; i < 2; ++i) {
+      std::vector<uint8_t> code = returnerBytes(0xFA1 + i);
+      std::memcpy(page_ + 16 * i, code.data(), code.size());
+    }
     mprotect(page_, 4096, PROT_READ | PROT_EXEC);
   }
   ~FarCode() {

@@ -24,6 +24,10 @@ class MappedStack {
       void* hint = below == 0 ? nullptr : reinterpret_cast<void*>((below - gap - size - kPage) & ~(kPage - 1));
       int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | (below == 0 ? 0 : MAP_FIXED_NOREPLACE);
       void* p = mmap(hint, size + kPage, PROT_READ | PROT_WRITE, flags, -1, 0);
+      if (p != MAP_FAILED && below != 0 && p != hint) {  // qemu-user takes NOREPLACE as a hint
+        munmap(p, size + kPage);
+        p = MAP_FAILED;
+      }
       if (p != MAP_FAILED) {
         base_ = static_cast<uint8_t*>(p);
         munmap(base_ + size, kPage);  // the hole above

@@ -5,14 +5,14 @@
 
 #include <cstring>
 
-namespace patchcall::test {
+#include "isa.h"
 
-namespace x86 = asmjit::x86;
+namespace patchcall::test {
 
 const void* installReturner(Runtime& rt, int id) {
   jit::Assembler a(rt);
-  a.mov(x86::eax, id);
-  a.ret();
+  emitSetResult(a, id);
+  emitRet(a);
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
   return b.isOk() ? b->code : nullptr;
@@ -24,8 +24,8 @@ std::vector<const void*> installTargets(Runtime& rt, int n, int idBase) {
   for (int i = 0; i < n; ++i) {
     a.align(asmjit::AlignMode::kCode, 16);
     offsets.push_back(a.offset());
-    a.mov(x86::eax, idBase + i);
-    a.ret();
+    emitSetResult(a, idBase + i);
+    emitRet(a);
   }
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -35,11 +35,7 @@ std::vector<const void*> installTargets(Runtime& rt, int n, int idBase) {
   return out;
 }
 
-int idOf(const void* target) {
-  int v;
-  std::memcpy(&v, static_cast<const uint8_t*>(target) + 1, 4);
-  return v;
-}
+int idOf(const void* target) { return returnerValue(target); }
 
 std::vector<SiteCaller> installCallers(Runtime& rt, const std::vector<Key>& keys, SiteForm form) {
   jit::Assembler a(rt);
@@ -47,11 +43,11 @@ std::vector<SiteCaller> installCallers(Runtime& rt, const std::vector<Key>& keys
   for (Key k : keys) {
     a.align(asmjit::AlignMode::kCode, 16);
     starts.push_back(a.offset());
-    a.sub(x86::rsp, 8);
+    emitEnter(a);
     Status st = jit::emitCall(a, k, form);
     EXPECT_TRUE(st.isOk()) << st.toString();
-    a.add(x86::rsp, 8);
-    a.ret();
+    emitLeave(a);
+    emitRet(a);
   }
   Result<Blob> b = jit::install(a);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
@@ -79,13 +75,13 @@ uint8_t* mapForeignCode(const void* anchor, const void* initialTarget) {
         continue;
       }
       auto* code = static_cast<uint8_t*>(p);
-      const uint8_t prologue[4] = {0x48, 0x83, 0xEC, 0x08}, epilogue[5] = {0x48, 0x83, 0xC4, 0x08, 0xC3};
-      std::memset(code, 0xCC, 4096);
-      std::memcpy(code, prologue, 4);
-      code[4] = 0xE8;
-      auto rel = static_cast<int32_t>(reinterpret_cast<intptr_t>(initialTarget) - reinterpret_cast<intptr_t>(code + 9));
-      std::memcpy(code + 5, &rel, 4);
-      std::memcpy(code + 9, epilogue, 5);
+      std::vector<uint8_t> caller = foreignCaller(at, reinterpret_cast<uintptr_t>(initialTarget));
+      if (caller.empty()) {  // the target is beyond the call's reach from here
+        munmap(p, 4096);
+        continue;
+      }
+      std::memset(code, fillByte(), 4096);
+      std::memcpy(code, caller.data(), caller.size());
       if (mprotect(code, 4096, PROT_READ | PROT_EXEC) != 0) {
         munmap(p, 4096);
         return nullptr;

@@ -7,11 +7,11 @@
 
 namespace patchcall::test {
 
-// `mov eax, id ; ret` in a blob of its own; nullptr (and a test failure) if install fails.
+// `result = id ; ret` in a blob of its own; nullptr (and a test failure) if install fails.
 const void* installReturner(Runtime& rt, int id);
-// n targets in one blob; target i is `mov eax, idBase + i ; ret`, each 16-byte aligned.
+// n targets in one blob; target i returns idBase + i, each 16-byte aligned.
 std::vector<const void*> installTargets(Runtime& rt, int n, int idBase);
-// The imm32 of a target's `mov eax, imm32` (what calling it returns).
+// What calling a target of installReturner/installTargets returns, read from its code.
 int idOf(const void* target);
 
 // A JIT function `int fn()` that returns what its one site (bound to a key) returns.
@@ -22,9 +22,9 @@ struct SiteCaller {
 // One caller per key, all in one blob, each site of the given form.
 std::vector<SiteCaller> installCallers(Runtime& rt, const std::vector<Key>& keys, SiteForm form);
 
-// `sub rsp, 8 ; call rel32 initialTarget ; add rsp, 8 ; ret` on a private page within rel32
-// reach of `anchor`, made RX after it is written: code patchcall did not emit (the call is
-// at +4). nullptr when no page was found.
+// test::foreignCaller (`frame ; call initialTarget ; unframe ; ret`) on a private page within
+// the call's reach of `anchor`, made RX after it is written: code patchcall did not emit (the
+// call is at +kForeignCallOffset). nullptr when no page was found.
 uint8_t* mapForeignCode(const void* anchor, const void* initialTarget);
 // Owns the page (unmapped once): not copyable, so two copies cannot munmap it twice.
 struct ForeignPage {

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "isa.h"
 #include "patchcall/quiescence.h"
 #include "patchcall/runtime.h"
 
@@ -231,14 +232,16 @@ inline std::string hexBytes(const std::vector<uint8_t>& bytes, size_t max = 64) 
   return out;
 }
 
-// Empty when every byte of [p, p+n) is int3 (0xCC); otherwise describes the first mismatch.
-inline std::string notAllInt3(const void* p, size_t n) {
+// Empty when every byte of [p, p+n) is freed-code fill (x86: int3 0xCC, A64: udf 0x00);
+// otherwise describes the first mismatch.
+inline std::string notAllFilled(const void* p, size_t n) {
   std::vector<uint8_t> bytes = readBytes(p, n);
+  const uint8_t fill = test::fillByte();
   for (size_t i = 0; i < n; ++i) {
-    if (bytes[i] != 0xCC) {
+    if (bytes[i] != fill) {
       char buf[160];
-      std::snprintf(buf, sizeof buf, "byte %zu of %zu at %p is 0x%02x, not 0xcc; bytes: ", i, n,
-                    static_cast<const void*>(static_cast<const uint8_t*>(p) + i), bytes[i]);
+      std::snprintf(buf, sizeof buf, "byte %zu of %zu at %p is 0x%02x, not 0x%02x; bytes: ", i, n,
+                    static_cast<const void*>(static_cast<const uint8_t*>(p) + i), bytes[i], fill);
       return buf + hexBytes(bytes);
     }
   }

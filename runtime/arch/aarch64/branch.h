@@ -19,6 +19,8 @@ inline constexpr size_t kCallSize = 4;    // bl imm26
 inline constexpr size_t kFieldSize = 4;   // the whole instruction (opcode + imm26)
 inline constexpr size_t kFieldAlign = 4;  // every A64 instruction is: one single-copy atomic store
 inline constexpr uint8_t kFillByte = 0x00;  // 00000000 is `udf #0`: freed code traps (SIGILL)
+// Every instruction is: a BL to anything else would silently land on the word below it.
+inline constexpr size_t kInstructionAlign = 4;
 inline constexpr size_t kBreakpointSize = 4;  // a whole instruction (x86: the first byte)
 inline constexpr uint8_t kBreakpoint[kBreakpointSize] = {a64::bytesOf(a64::kPatchBrk).b[0], a64::bytesOf(a64::kPatchBrk).b[1],
                                                          a64::bytesOf(a64::kPatchBrk).b[2], a64::bytesOf(a64::kPatchBrk).b[3]};

@@ -14,6 +14,7 @@ inline constexpr size_t kCallSize = 5;    // E8 rel32
 inline constexpr size_t kFieldSize = 4;   // the rel32
 inline constexpr size_t kFieldAlign = 4;  // aligned: never crosses a cache line, one store
 inline constexpr uint8_t kFillByte = x86::kInt3;
+inline constexpr size_t kInstructionAlign = 1;  // a call target may be any byte
 inline constexpr size_t kBreakpointSize = 1;
 inline constexpr uint8_t kBreakpoint[kBreakpointSize] = {x86::kInt3};
 inline constexpr uint8_t kCallHead[kBreakpointSize] = {x86::kCallRel32};

@@ -16,6 +16,7 @@ Decoded decodeAt(const void* address, uint64_t runtimeAddress) {
   d.length = insn.info.length;
   d.opcode = insn.info.opcode;
   d.isCall = insn.info.mnemonic == ZYDIS_MNEMONIC_CALL;
+  d.isDirectCall = d.isCall && d.opcode == 0xE8 && d.length == 5;
   d.text = insn.text;
   if (insn.info.operand_count_visible > 0 && insn.operands[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE &&
       insn.operands[0].imm.is_relative) {
