@@ -24,9 +24,9 @@ std::atomic<uint64_t> gEmulated{0};
 std::atomic<uint64_t> gRoundSeq{0};
 struct sigaction gPrevious;
 
-// Scattered on purpose: an address-order slot (site >> 3) would keep a sorted AOT batch in few
-// cache lines, but dense sites (5 bytes apart) then pile into one probe cluster (measured: a
-// 1,000-branch flip 8x slower).
+// Scattered on purpose: an address-order slot (site >> 3) piles dense sites (5 bytes apart)
+// into one probe cluster (measured on AOT batches, before they got their sorted generations:
+// a 1,000-branch flip 8x slower).
 size_t slotOf(uintptr_t site) noexcept {
   return static_cast<size_t>((site * 0x9E3779B97F4A7C15ull) >> 49) & (TrapTable::kCapacity - 1);
 }
@@ -112,8 +112,8 @@ Status TrapTable::installHandler() {
 
 namespace {
 
-int64_t publishIn(Entry* table, size_t home, uintptr_t site, uintptr_t target, TrapTable::Emulate how) noexcept {
-  for (size_t i = home, n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
+int64_t publishIn(Entry* table, uintptr_t site, uintptr_t target, TrapTable::Emulate how) noexcept {
+  for (size_t i = slotOf(site), n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
     uintptr_t cur = table[i].site.load(std::memory_order_relaxed);
     if (cur == site || cur == 0) {
       table[i].target.store(target, std::memory_order_relaxed);
@@ -125,8 +125,8 @@ int64_t publishIn(Entry* table, size_t home, uintptr_t site, uintptr_t target, T
   return -1;
 }
 
-bool lookupIn(const Entry* table, size_t home, uintptr_t site, uintptr_t* target, TrapTable::Emulate* how) noexcept {
-  for (size_t i = home, n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
+bool lookupIn(const Entry* table, uintptr_t site, uintptr_t* target, TrapTable::Emulate* how) noexcept {
+  for (size_t i = slotOf(site), n = 0; n < TrapTable::kCapacity; ++n, i = (i + 1) & (TrapTable::kCapacity - 1)) {
     uintptr_t cur = table[i].site.load(std::memory_order_acquire);
     if (cur == 0) return false;
     if (cur != site) continue;
@@ -168,7 +168,7 @@ bool lookupSorted(const TrapTable::Generation& g, uintptr_t site, uintptr_t* tar
 }  // namespace
 
 int64_t TrapTable::publish(uintptr_t site, uintptr_t target, Emulate how) noexcept {
-  return publishIn(gEntries, slotOf(site), site, target, how);
+  return publishIn(gEntries, site, target, how);
 }
 
 TrapTable::Generation& TrapTable::openLingering(unsigned generation) noexcept {
@@ -200,7 +200,7 @@ void TrapTable::endRound(const uint32_t* slots, size_t count) noexcept {
 bool TrapTable::lookup(uintptr_t site, uintptr_t* target, Emulate* how) const noexcept {
   // Either generation's entry will do: while its int3 was there, a site of a later batch held
   // the earlier batch's new instruction or its own, and both are right for a trap in between.
-  return lookupIn(gEntries, slotOf(site), site, target, how) || lookupSorted(gLingering[0], site, target, how) ||
+  return lookupIn(gEntries, site, target, how) || lookupSorted(gLingering[0], site, target, how) ||
          lookupSorted(gLingering[1], site, target, how);
 }
 

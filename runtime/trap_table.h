@@ -9,8 +9,8 @@
 // only) and chains to the previous SIGTRAP handler for traps it does not own.
 #pragma once
 
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace pcbench {
@@ -72,6 +73,30 @@ std::string hex(const void* p) {
   return b;
 }
 
+// The `loop` loop's call at `call` is a registered site of the static call, patched to call
+// pcbench_add1, and the loop (at fn) is then the GCC direct loop byte for byte but for the
+// rel32 (its call at `dir`).
+std::string checkInlineLoop(const std::vector<patchcall_static_site_info>& sites, const char* loop, const void* fn,
+                            const uint8_t* call, const uint8_t* dir) {
+  const patchcall_static_site_info* site = nullptr;
+  for (const patchcall_static_site_info& s : sites) {
+    if (s.object == &PATCHCALL_STATIC_CALL_OBJECT_(pcbench_sc_add) && s.address == call) site = &s;
+  }
+  std::string what = std::string("the ") + loop + " loop";
+  if (site == nullptr) return what + "'s call at " + hex(call) + " is not a registered site (the runtime did not find it)";
+  if (site->kind != PATCHCALL_STATIC_SITE_CALL || site->destination != kAdd1 || callDestination(call) != kAdd1) {
+    return what + "'s site at " + hex(call) + " goes to " + hex(callDestination(call)) + " (site info: kind " +
+           std::to_string(site->kind) + ", destination " + hex(site->destination) + "), not pcbench_add1 " + hex(kAdd1);
+  }
+  const auto *a = static_cast<const uint8_t*>(fn), *b = static_cast<const uint8_t*>(pcbench_cxx_direct_loop_fn);
+  if (call - a != dir - b) return what + " and the direct loop put their call at different offsets";
+  for (long i = 0; i < 32; ++i) {
+    if (i > call - a && i <= call - a + 4) continue;
+    if (a[i] != b[i]) return "the patched " + std::string(loop) + " loop differs from the direct loop at byte " + std::to_string(i);
+  }
+  return "";
+}
+
 }  // namespace
 
 // What the runtime did to the static call, checked against the code itself. Empty on success;
@@ -86,46 +111,25 @@ std::string checkStaticCall(std::string* label) {
     return "patchcall_static_call_query: " + std::string(patchcall_strerror(e)) + ", target " + hex(target);
   }
   const uint8_t* inl = findCall(pcbench_static_inline_loop_fn, {kAdd1, kTramp});
+  const uint8_t* hdl = findCall(pcbench_static_handle_loop_fn, {kAdd1, kTramp});
   const uint8_t* ool = findCall(pcbench_static_ool_loop_fn, {kAdd1, kTramp});
   const uint8_t* dir = findCall(pcbench_cxx_direct_loop_fn, {kAdd1});
-  if (inl == nullptr || ool == nullptr || dir == nullptr) return "a call loop's call was not found in its first 32 bytes";
-  const patchcall_static_site_info *inlSite = nullptr, *tramp = nullptr;
+  if (inl == nullptr || hdl == nullptr || ool == nullptr || dir == nullptr) {
+    return "a call loop's call was not found in its first 32 bytes";
+  }
+  const patchcall_static_site_info* tramp = nullptr;
   std::vector<patchcall_static_site_info> sites = allSites();
   for (const patchcall_static_site_info& s : sites) {
     if (s.object != &PATCHCALL_STATIC_CALL_OBJECT_(pcbench_sc_add)) continue;
-    if (s.address == inl) inlSite = &s;
     if (s.address == ool) return "the out-of-line loop's call is a registered site: it would not measure the trampoline";
     if (s.kind == PATCHCALL_STATIC_SITE_TRAMPOLINE) tramp = &s;
   }
-  if (inlSite == nullptr) return "the inline loop's call at " + hex(inl) + " is not a registered site (the runtime did not find it)";
-  if (inlSite->kind != PATCHCALL_STATIC_SITE_CALL || inlSite->destination != kAdd1 || callDestination(inl) != kAdd1) {
-    return "the inline site at " + hex(inl) + " goes to " + hex(callDestination(inl)) + " (site info: kind " +
-           std::to_string(inlSite->kind) + ", destination " + hex(inlSite->destination) + "), not pcbench_add1 " + hex(kAdd1);
-  }
   if (callDestination(ool) != kTramp) return "the out-of-line loop does not call the trampoline";
   if (tramp == nullptr || tramp->destination != kAdd1) return "the trampoline does not jump to pcbench_add1";
-  // Once patched, the inline loop is the GCC direct loop byte for byte but for the rel32.
-  const auto *a = static_cast<const uint8_t*>(pcbench_static_inline_loop_fn),
-             *b = static_cast<const uint8_t*>(pcbench_cxx_direct_loop_fn);
-  if (inl - a != dir - b) return "the inline and direct loops put their call at different offsets";
-  for (long i = 0; i < 32; ++i) {
-    if (i > inl - a && i <= inl - a + 4) continue;
-    if (a[i] != b[i]) return "the patched inline loop differs from the direct loop at byte " + std::to_string(i);
-  }
-  // The typed handle's loop: the same once patched (its operator() leaves the same marker).
-  const uint8_t* hdl = findCall(pcbench_static_handle_loop_fn, {kAdd1, kTramp});
-  const auto* h = static_cast<const uint8_t*>(pcbench_static_handle_loop_fn);
-  bool handleSite = false;
-  for (const patchcall_static_site_info& s : sites) {
-    handleSite |= s.address == hdl && s.kind == PATCHCALL_STATIC_SITE_CALL && s.destination == kAdd1;
-  }
-  if (hdl == nullptr || !handleSite || callDestination(hdl) != kAdd1) {
-    return "the handle loop's call at " + hex(hdl) + " is not a registered site calling pcbench_add1";
-  }
-  if (hdl - h != dir - b) return "the handle and direct loops put their call at different offsets";
-  for (long i = 0; i < 32; ++i) {
-    if (i > hdl - h && i <= hdl - h + 4) continue;
-    if (h[i] != b[i]) return "the patched handle loop differs from the direct loop at byte " + std::to_string(i);
+  // The inline loop and the typed handle's loop (its operator() leaves the same marker).
+  for (auto [loop, fn, call] : {std::tuple{"inline", pcbench_static_inline_loop_fn, inl},
+                                std::tuple{"handle", pcbench_static_handle_loop_fn, hdl}}) {
+    if (std::string e = checkInlineLoop(sites, loop, fn, call, dir); !e.empty()) return e;
   }
   // The throughput loop: kStaticTputSlots sites, all calling pcbench_add1, and once patched the
   // GCC direct throughput loop but for the rel32s; the out-of-line one has no site.
@@ -159,7 +163,8 @@ std::string checkStaticCall(std::string* label) {
   }
   char buf[256];
   std::snprintf(buf, sizeof buf, "site loop+%#lx call -> pcbench_add1 %p; tramp jmp -> %p; %zu tput sites; %zu sites",
-                static_cast<long>(inl - a), inlSite->destination, tramp->destination, offsets.size(), sites.size());
+                static_cast<long>(inl - static_cast<const uint8_t*>(pcbench_static_inline_loop_fn)), kAdd1,
+                tramp->destination, offsets.size(), sites.size());
   *label = buf;
   return "";
 }

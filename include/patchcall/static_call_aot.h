@@ -181,11 +181,11 @@ class StaticCallHandle {
 
   template <typename... Args>
   __attribute__((always_inline)) decltype(auto) operator()(Args&&... args) const {
-#if PATCHCALL_STATIC_PATCHING && (!defined(__PIC__) || defined(__PIE__) || defined(__clang__))
+#if PATCHCALL_STATIC_PATCHING
+#if !defined(__PIC__) || defined(__PIE__) || defined(__clang__)
     __asm__ volatile("1:\n\t.pushsection __patchcall_call_sites, \"aw\"\n\t.balign 8\n\t"
                      ".quad 1b, %c0\n\t.popsection" ::"i"(Object));
-    return Trampoline(static_cast<Args&&>(args)...);
-#elif PATCHCALL_STATIC_PATCHING
+#endif
     return Trampoline(static_cast<Args&&>(args)...);
 #else
     return reinterpret_cast<Fn>(const_cast<void*>(__atomic_load_n(&Object->target, __ATOMIC_ACQUIRE)))(

@@ -72,13 +72,7 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
   TrapTable::Generation& entries = traps.openLingering(static_cast<unsigned>(rounds_ & 1));
   for (size_t i = 0; i < patches.size(); ++i) {
     const TextPatch& p = patches[i];
-    if (p.resume != 0) {
-      TrapTable::putLingering(entries, i, p.address, p.resume, p.resumeAs);
-    } else {  // not planned by the caller
-      TextPatch planned = p;
-      planTrap(planned);
-      TrapTable::putLingering(entries, i, planned.address, planned.resume, planned.resumeAs);
-    }
+    TrapTable::putLingering(entries, i, p.address, p.resume, p.resumeAs);
   }
   traps.closeLingering(entries, patches.size());
   planRuns(patches);
@@ -114,9 +108,7 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
     // generation will be replaced, so it moves to the permanent table.
     for (const TextPatch& p : patches) {
       if (*reinterpret_cast<const volatile uint8_t*>(p.address) != arch::kBreakpoint[0]) continue;
-      TextPatch planned = p;
-      if (planned.resume == 0) planTrap(planned);
-      if (traps.publish(planned.address, planned.resume, planned.resumeAs) < 0) {
+      if (traps.publish(p.address, p.resume, p.resumeAs) < 0) {
         broken_ = Status(Error::kTableFull, "AOT text: a failed write left int3s the trap table has no room to keep (" +
                                                 result.message() + "); no further AOT batch will run");
         break;

@@ -10,9 +10,8 @@
 // with one pwrite (a run of sites whose pages touch, from its first page's start: the bytes
 // between them are written back unchanged, so a run never covers a page without a site),
 // which makes a batch cost three pwrites per run plus two syncs instead of three pwrites per
-// site. The
-// kernel's copy (memcpy; rep movsb with fast short moves) is not promised to be one store, so
-// no single-store shortcut is ever taken here. Every write's result is checked.
+// site. The kernel's copy (memcpy; rep movsb with fast short moves) is not promised to be one
+// store, so no single-store shortcut is ever taken here. Every write's result is checked.
 //
 // Process-wide (one per process, under the AOT registry's mutex): the /proc/self/mem
 // descriptor (reopened by a fork child before its first batch) and the cross-core sync.
@@ -49,7 +48,8 @@ void planTrap(TextPatch& p);
 
 class AotTextWriter {
  public:
-  // Sorted by address, non-overlapping, each `from` as read just before. Larger batches run
+  // Sorted by address, non-overlapping, each `from` as read just before and its trap target
+  // planned (planTrap: done once where the patch is made). Larger batches run
   // as several protocol rounds of TrapTable::kMaxBatch sites. On a failed write or sync the
   // error names it. A round that fails before its tails puts every first byte back (the sites
   // are as they were); after that, a site that could not be completed keeps its trap entry
