@@ -30,6 +30,10 @@ std::string span(uintptr_t a) { return hex(a) + " .. +" + std::to_string(arch::k
 
 Status ForeignSites::checkPlace(uintptr_t a) const {
   if (a == 0) return Status(Error::kInvalidArgument, "registerForeignSite: null address");
+  if (a % arch::kInstructionAlign != 0) {
+    return Status(Error::kInvalidArgument, "registerForeignSite: " + hex(a) + " is not " + std::to_string(arch::kInstructionAlign) +
+                                               "-byte aligned, so no instruction starts there");
+  }
   auto arenaBase = reinterpret_cast<uintptr_t>(arena_.rxBase());
   if (a + arch::kCallSize > arenaBase && a < arenaBase + arena_.size()) {
     return Status(Error::kInvalidArgument, "registerForeignSite: " + span(a) + " lies (partly) inside the arena; emit sites through jit/");
@@ -74,8 +78,7 @@ Status ForeignSites::probe(uintptr_t a, const uint8_t expected[arch::kCallSize],
 }
 
 Result<uint32_t> ForeignSites::add(uintptr_t a, Key key) {
-  if (!arch::kBreakpointProtocol) return Status(Error::kUnsupportedSite, "registerForeignSite: not yet on this ISA (no breakpoint protocol)");
-  if (TrapTable::callEmulationBlocked()) {
+  if (arch::kForeignSiteForm == SiteForm::kBreakpoint && TrapTable::callEmulationBlocked()) {
     return Status(Error::kUnsupportedSite, "registerForeignSite: this process runs with shadow stacks, so the SIGTRAP handler "
                                            "cannot emulate the site's call while it is rewritten");
   }
@@ -103,7 +106,7 @@ Result<uint32_t> ForeignSites::add(uintptr_t a, Key key) {
   auto entry = sites_.emplace(a, f).first;
   Result<uint32_t> id = Status(Error::kOutOfMemory, "registerForeignSite: out of memory");
   try {
-    id = registry_.addSite(a, key.id, SiteForm::kBreakpoint, kSiteForeign);
+    id = registry_.addSite(a, key.id, arch::kForeignSiteForm, kSiteForeign);
   } catch (const std::bad_alloc&) {
     sites_.erase(entry);
     throw;

@@ -1,5 +1,6 @@
 // patchcall — ForeignSites: calls in code patchcall did not emit (AOT code, another JIT's
-// code), written through /proc/self/mem with the breakpoint protocol.
+// code), written through /proc/self/mem with the ISA's foreign-site protocol
+// (arch::kForeignSiteForm: x86-64 the breakpoint protocol, aarch64 one aligned store).
 //
 // A foreign site is checked when it is registered (executable mapping, no overlap, a call,
 // a write the kernel accepts) and probed again before every update writes it (still mapped,
@@ -25,7 +26,7 @@ class ForeignSites {
   // Checks made before the text mutex is taken: not the arena, every byte in an executable
   // mapping of this process (/proc/self/maps).
   Status checkPlace(uintptr_t address) const;
-  // Registers the call at `address` as a Breakpoint-form site of `key` (its code unchanged):
+  // Registers the call at `address` as a site of `key` (form arch::kForeignSiteForm; its code unchanged):
   // returns the site id. The caller then points it at the key's target (Retargeter).
   Result<uint32_t> add(uintptr_t address, Key key);
   // Forgets the site (after a failed first patch, or unregisterForeignSite).

@@ -114,9 +114,18 @@ Status Retargeter::patchSiteToKey(uint32_t siteId) {
     return d.status();
   }
   Plan plan;
-  plan.breakpoints.push_back({s.address, *d, target, (s.flags & kSiteForeign) != 0});
+  bool foreign = (s.flags & kSiteForeign) != 0;
+  if (s.form == SiteForm::kDirect) {
+    plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false, foreign});
+  } else {
+    plan.breakpoints.push_back({s.address, *d, target, foreign});
+  }
   Status written = write(plan, {});
   if (written.code() == Error::kReentrantUpdate) veneers_.dropPlanned();  // nothing was written
+  if (written.isOk() && plan.breakpoints.empty()) {
+    // A Direct write leaves its sync to the caller (update's publish step): this is it.
+    written = publication_.publishUpTo(publication_.wrote(), std::chrono::steady_clock::now() + options_.graceDeadline);
+  }
   if (written.isOk()) siteWrites_.fetch_add(1, std::memory_order_relaxed);
   return written;
 }
@@ -147,13 +156,14 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
     auto target = reinterpret_cast<uintptr_t>(k->pending);
     Result<uintptr_t> tramp = veneers_.destination(k->trampoline, target);
     if (!tramp) return tramp.status();
-    plan.direct.push_back({arch::branchField(k->trampoline), *tramp, k->trampoline, SiteForm::kDirect, target, true});
+    plan.direct.push_back({arch::branchField(k->trampoline), *tramp, k->trampoline, SiteForm::kDirect, target, true, false});
     for (uint32_t id : k->sites) {
       const SiteRecord& s = registry_.site(id);
       if (s.form == SiteForm::kDirect) {
         Result<uintptr_t> d = veneers_.destination(s.address, target);
         if (!d) return d.status();
-        plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false});
+        plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false,
+                               (s.flags & kSiteForeign) != 0});
       } else if (s.form == SiteForm::kToggle) {
         arch::ToggleLayout t = toggleLayoutOf(s);
         bool bActive = (s.flags & kSiteToggleOnB) != 0;
@@ -181,6 +191,9 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
 }
 
 Status Retargeter::probeForeign(const Plan& plan) const {
+  for (const DirectWrite& w : plan.direct) {
+    if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
+  }
   for (const BreakpointWrite& w : plan.breakpoints) {
     if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
   }
@@ -213,7 +226,15 @@ class Retargeter::Writing {
       (void)r_.writer_.write(arch::trampolineCell(k->trampoline), &k->pending, sizeof k->pending);
     }
     for (const DirectWrite& w : plan_.direct) {
-      r_.writer_.storeField(w.field, w.jump ? arch::jumpFieldValue(w.field, w.destination) : arch::callFieldValue(w.field, w.destination));
+      int32_t value = w.jump ? arch::jumpFieldValue(w.field, w.destination) : arch::callFieldValue(w.field, w.destination);
+      if (!w.foreign) {
+        r_.writer_.storeField(w.field, value);
+      } else if (r_.writer_.write(w.field, &value, arch::kFieldSize)) {  // one aligned store (arch::kForeignSiteForm)
+        r_.foreign_.noteWritten(w.site, value);
+      } else {
+        refused(w.site, arch::kFieldName);  // the kernel stored nothing: the old call stays whole
+        continue;
+      }
       r_.writer_.notify(w.site, w.destination, w.form);
     }
     for (const ToggleWrite& w : plan_.toggles) writeField(w.field, arch::callFieldValue(w.field, w.destination));
@@ -240,7 +261,7 @@ class Retargeter::Writing {
   void trap() {
     for (size_t i = 0; i < round_.size(); ++i) {
       if (r_.writer_.write(round_[i].site, arch::kBreakpoint, arch::kBreakpointSize)) stage_[i] = kTrapped;
-      else refused(round_[i], arch::kBreakpointName);  // untouched: the old call stays whole
+      else refused(round_[i].site, arch::kBreakpointName);  // untouched: the old call stays whole
     }
   }
   void afterTrapSync() const {
@@ -255,7 +276,7 @@ class Retargeter::Writing {
         stage_[i] = kTailWritten;
         continue;
       }
-      refused(round_[i], arch::kFieldName);
+      refused(round_[i].site, arch::kFieldName);
       // The tail may be half written: put the old one back before the call's head returns.
       if (int32_t old; r_.foreign_.lastField(round_[i].site, &old)) (void)r_.writer_.write(field, &old, arch::kFieldSize);
     }
@@ -267,7 +288,7 @@ class Retargeter::Writing {
       if (!r_.writer_.write(w.site, arch::kCallHead, arch::kBreakpointSize)) {
         // Still a breakpoint: keep its trap entry, so a thread reaching it is sent to the
         // target the entry names instead of dying of SIGTRAP. The next probe refuses the site.
-        refused(w, arch::kCallHeadName);
+        refused(w.site, arch::kCallHeadName);
         slots_[i] = UINT32_MAX;
         continue;
       }
@@ -301,10 +322,10 @@ class Retargeter::Writing {
       hooks_->betweenBytes.load()(b);
     }
   }
-  void refused(const BreakpointWrite& w, const char* what) {
+  void refused(uintptr_t site, const char* what) {
     if (!failure.isOk()) return;
     failure = Status(Error::kUnsupportedSite, "update: the kernel refused to write the " + std::string(what) +
-                                                  " of foreign site " + hex(w.site) + " through /proc/self/mem (" +
+                                                  " of foreign site " + hex(site) + " through /proc/self/mem (" +
                                                   std::strerror(errno) + ") although the site passed its probe just "
                                                   "before (was its mapping changed meanwhile?); that site still calls "
                                                   "its old target, every other site was retargeted");
@@ -402,7 +423,7 @@ void Retargeter::observe(const Plan& plan) {
     if (b != nullptr && std::find(touched.begin(), touched.end(), b) == touched.end()) touched.push_back(b);
   };
   for (const DirectWrite& w : plan.direct) {
-    if (!w.jump) note(w.site);
+    if (!w.jump && !w.foreign) note(w.site);
   }
   for (const ToggleWrite& w : plan.toggles) note(w.site);
   for (const BreakpointWrite& w : plan.breakpoints) {

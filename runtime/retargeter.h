@@ -6,7 +6,8 @@
 //   awaitToggleGrace  a toggle flipped less than a grace period ago is not rewritten: drop
 //                     the lock, wait, plan again
 //   probeForeign      foreign sites still mapped, still our call, still writable
-//   write             phase 1: Direct sites, trampolines and target cells (one aligned store
+//   write             phase 1: Direct sites (foreign ones too where arch::kForeignSiteForm is
+//                     kDirect), trampolines and target cells (one aligned store
 //                     each), each toggle's inactive call, the breakpoint over each breakpoint
 //                     site -> sync; phase 2: flip the toggles, breakpoint sites' tails -> sync;
 //                     phase 3: breakpoint sites' heads -> sync. Breakpoint sites beyond one
@@ -49,8 +50,8 @@ class Retargeter {
   // update() / updateBatch(): `guard` holds the text mutex; the waits drop it. `previous`
   // (optional) receives each key's old target.
   Status update(TextMutexGuard& guard, std::span<const KeyUpdate> updates, const void** previous, const UpdateOptions& how);
-  // Points one just-registered breakpoint-form site at its key's current target with the
-  // breakpoint protocol; the key itself (target, other sites) is left alone. The caller holds
+  // Points one just-registered foreign site at its key's current target with its form's
+  // protocol, synced; the key itself (target, other sites) is left alone. The caller holds
   // the text mutex throughout (registration never drops it between reading the target and
   // writing the site).
   Status patchSiteToKey(uint32_t siteId);
@@ -66,7 +67,8 @@ class Retargeter {
     uintptr_t field, destination, site;
     SiteForm form;
     uintptr_t target;
-    bool jump;  // a trampoline's jump, not a call
+    bool jump;     // a trampoline's jump, not a call
+    bool foreign;  // a foreign site's call (arch::kForeignSiteForm kDirect): through /proc/self/mem
   };
   struct ToggleWrite {
     uint32_t siteId;

@@ -30,7 +30,7 @@ enum patchcall_error {
   PATCHCALL_E_EMIT_FAILED = 18,       /* asmjit emission failed (C++ jit/ only; no C function returns it) */
   PATCHCALL_E_WOULD_DEADLOCK = 19,    /* e.g. synchronize from inside a retire callback */
   PATCHCALL_E_RETIRED_TARGET = 20,    /* target lies in retired or freed arena memory */
-  PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site: not an E8 call in executable, writable, mapped memory */
+  PATCHCALL_E_UNSUPPORTED_SITE = 21,  /* foreign site: not an E8 call (aarch64: BL) in executable, writable, mapped memory */
   PATCHCALL_E_FORKED_CHILD = 22,      /* process made without fork()'s atfork handlers (vfork, clone) */
   PATCHCALL_E_SYSTEM_ERROR = 23,      /* a system call failed (sigaction, mprotect, membarrier; message has errno) */
   PATCHCALL_E_TABLE_FULL = 24         /* a fixed-size table is full (AOT static keys and calls: see static_key.h) */

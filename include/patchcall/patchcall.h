@@ -426,12 +426,13 @@ int patchcall_blobs_each(const patchcall_runtime* rt, int (*visit)(void* user, c
 
 /* Error: UNKNOWN_SITE. */
 int patchcall_site_info_get(const patchcall_runtime* rt, const void* address, patchcall_site_info* out);
-/* An existing 5-byte E8 call in code patchcall did not emit (e.g. compiled C); patched with
- * the breakpoint protocol through /proc/self/mem, to the key's current target (the key is not
- * updated). What is checked: see Runtime::registerForeignSite. Errors: UNSUPPORTED_SITE (not
- * in an executable mapping, not E8, not writable through /proc/self/mem), UNKNOWN_KEY,
- * INVALID_ARGUMENT (NULL, inside the arena, already registered, overlapping a registered
- * foreign site), OUT_OF_RANGE. */
+/* An existing call in code patchcall did not emit (e.g. compiled C): x86-64 a 5-byte E8 call,
+ * patched with the breakpoint protocol; aarch64 a 4-byte aligned BL, patched by one aligned
+ * store (a Direct site). Written through /proc/self/mem, to the key's current target (the key
+ * is not updated). What is checked: see Runtime::registerForeignSite. Errors: UNSUPPORTED_SITE
+ * (not in an executable mapping, not E8 / BL, not writable through /proc/self/mem),
+ * UNKNOWN_KEY, INVALID_ARGUMENT (NULL, misaligned on aarch64, inside the arena, already
+ * registered, overlapping a registered foreign site), OUT_OF_RANGE. */
 int patchcall_foreign_site_register(patchcall_runtime* rt, void* call_instruction, patchcall_key key);
 /* Error: UNKNOWN_SITE. The instruction keeps its current target. */
 int patchcall_foreign_site_unregister(patchcall_runtime* rt, void* call_instruction);

@@ -237,9 +237,14 @@ class Runtime {
 
   // --- sites ----------------------------------------------------------------------------
   Result<SiteInfo> site(const void* address) const;
-  // An existing 5-byte `E8 rel32` call in code patchcall did not emit (e.g. AOT code);
-  // patched with the breakpoint protocol through /proc/self/mem onto the key's current target
-  // (the key itself is not updated, so a concurrent update is never undone).
+  // An existing call in code patchcall did not emit (e.g. AOT code): x86-64 a 5-byte
+  // `E8 rel32` at any alignment, patched with the breakpoint protocol (SiteInfo::form
+  // kBreakpoint); aarch64 a `BL` (4-byte aligned, else kInvalidArgument), patched like a
+  // Direct site by one aligned store of the whole instruction (form kDirect; the kernel's
+  // /proc/self/mem write of 4 aligned bytes is one 32-bit store: runtime/arch/aarch64/branch.h).
+  // Written through /proc/self/mem onto the key's current target (the key itself is not
+  // updated, so a concurrent update is never undone). Below, "5 bytes" and "E8" are x86-64's;
+  // on aarch64 read "4 bytes" and "BL".
   // Checked at registration: all 5 bytes outside the arena and in executable mappings of this
   // process (/proc/self/maps), no overlap with a registered foreign site's 5 bytes, byte 0 is
   // E8, and the kernel accepts a write there (the same bytes written back: shared mappings,

@@ -32,7 +32,7 @@ enum class Error : int {
   kEmitFailed,           // asmjit reported an error while emitting or relocating
   kWouldDeadlock,        // e.g. synchronize() from inside a retire callback or while online-blocked
   kRetiredTarget,        // target lies in retired or freed arena memory
-  kUnsupportedSite,      // foreign site: not an E8 call in executable, writable, still mapped memory
+  kUnsupportedSite,      // foreign site: not an E8 call (aarch64: BL) in executable, writable, still mapped memory
   kForkedChild,          // called in a process made without fork()'s atfork handlers (vfork, clone)
   kSystemError,          // a system call failed where it should not (the message names it and errno)
   kTableFull,            // a fixed-size table is full (AOT static keys and calls)

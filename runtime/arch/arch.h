@@ -22,6 +22,8 @@
 //   kVeneerSize          one far-target veneer
 //   kBreakpointProtocol  whether the breakpoint protocol exists (kBreakpoint sites, foreign
 //                        sites); kUnsupportedFormWhy: the error text where a form does not
+//   kForeignSiteForm     the protocol a foreign site (code patchcall did not emit, written
+//                        through /proc/self/mem) is patched with: kBreakpoint or kDirect
 //   kPollSize, kPollFlagField, kRedZoneSize
 //                        the inline safepoint poll, where its flag displacement sits, and the
 //                        stack below the stack pointer that leaf code may use (the slow path

@@ -36,8 +36,6 @@ uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 using test::installTargets;
 
 using test::idOf;
-using test::mapForeignCode;
-using test::ForeignPage;
 
 struct SiteFn {
   Fn fn = nullptr;
@@ -332,77 +330,6 @@ TEST(BreakpointTrapChainDeathTest, SigtrapsNotOwnedReachThePreviouslyInstalledHa
 TEST(BreakpointTrapChainDeathTest, UnownedInt3WithoutPreviousHandlerKillsLikeSIGTRAP) {
   test::useThreadsafeDeathTests();
   EXPECT_EXIT(unownedSigtrapWithNoPreviousHandler(), ::testing::KilledBySignal(SIGTRAP), "");
-}
-
-// ---- foreign sites: a call in code the runtime did not emit ------------------------------------
-
-TEST(ForeignSite, RegisteredCallFollowsTheKeyUntilUnregistered) {
-  Result<Runtime> rt = Runtime::create();
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> targets = installTargets(*rt, 4, 50);
-  ASSERT_EQ(targets.size(), 4u);
-  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
-  ASSERT_NE(page.code, nullptr) << "no free page within reach of the arena";
-  uint8_t* site = page.code + 4;
-  auto fn = reinterpret_cast<Fn>(page.code);
-  ASSERT_EQ(fn(), idOf(targets[0])) << "the foreign code does not run as written";
-
-  Result<Key> key = rt->createKey(targets[1], "foreign");
-  ASSERT_TRUE(key.isOk());
-  Status reg = rt->registerForeignSite(site, *key);
-  ASSERT_TRUE(reg.isOk()) << reg.toString();
-  expectCallTo(site, targets[1], "just registered");
-  EXPECT_EQ(fn(), idOf(targets[1])) << "registering points the call at the key's target";
-  Result<SiteInfo> info = rt->site(site);
-  ASSERT_TRUE(info.isOk()) << info.status().toString();
-  EXPECT_TRUE(info->foreign);
-  EXPECT_EQ(info->form, SiteForm::kBreakpoint);
-  EXPECT_EQ(info->key, *key);
-  EXPECT_EQ(info->target, targets[1]);
-
-  RuntimeStats before = rt->stats();
-  ASSERT_TRUE(rt->update(*key, targets[2]).isOk());
-  EXPECT_EQ(rt->stats().syncs - before.syncs, 3u) << "a foreign site is patched with the breakpoint protocol";
-  expectCallTo(site, targets[2], "after update");
-  EXPECT_EQ(fn(), idOf(targets[2]));
-  EXPECT_EQ(page.code[0], 0x48) << "bytes around the site must be untouched";
-  EXPECT_EQ(page.code[9], 0x48);
-
-  Status unreg = rt->unregisterForeignSite(site);
-  ASSERT_TRUE(unreg.isOk()) << unreg.toString();
-  ASSERT_TRUE(rt->update(*key, targets[3]).isOk());
-  expectCallTo(site, targets[2], "after unregistering, updates no longer reach the site");
-  EXPECT_EQ(fn(), idOf(targets[2]));
-  EXPECT_EQ(rt->site(site).code(), Error::kUnknownSite);
-  EXPECT_TRUE(rt->destroyKey(*key).isOk()) << "no site is bound to the key any more";
-}
-
-TEST(ForeignSite, RegistrationErrors) {
-  Result<Runtime> rt = Runtime::create();
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> targets = installTargets(*rt, 1, 60);
-  ASSERT_EQ(targets.size(), 1u);
-  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
-  ASSERT_NE(page.code, nullptr);
-  Result<Key> key = rt->createKey(targets[0]);
-  ASSERT_TRUE(key.isOk());
-
-  Status notACall = rt->registerForeignSite(page.code, *key);  // `sub rsp, 8`
-  EXPECT_EQ(notACall.code(), Error::kUnsupportedSite) << notACall.toString();
-  Status inArena = rt->registerForeignSite(const_cast<void*>(targets[0]), *key);
-  EXPECT_EQ(inArena.code(), Error::kInvalidArgument) << inArena.toString();
-  Status null = rt->registerForeignSite(nullptr, *key);
-  EXPECT_EQ(null.code(), Error::kInvalidArgument) << null.toString();
-  Status badKey = rt->registerForeignSite(page.code + 4, Key{999999});
-  EXPECT_EQ(badKey.code(), Error::kUnknownKey) << badKey.toString();
-  Status unknown = rt->unregisterForeignSite(page.code + 4);
-  EXPECT_EQ(unknown.code(), Error::kUnknownSite) << unknown.toString();
-
-  ASSERT_TRUE(rt->registerForeignSite(page.code + 4, *key).isOk());
-  Status twice = rt->registerForeignSite(page.code + 4, *key);
-  EXPECT_EQ(twice.code(), Error::kInvalidArgument) << twice.toString();
-  EXPECT_TRUE(rt->unregisterForeignSite(page.code + 4).isOk());
-  EXPECT_EQ(rt->unregisterForeignSite(page.code + 4).code(), Error::kUnknownSite);
 }
 
 }  // namespace

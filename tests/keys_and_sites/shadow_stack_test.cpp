@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "isa.h"
 #include "jit_targets.h"
 #include "patchcall/testing.h"
 
@@ -56,6 +57,24 @@ TEST(ShadowStack, BreakpointAndForeignSitesAreRefusedDirectSitesWork) {
   EXPECT_EQ(direct[0].fn(), 40);
   ASSERT_TRUE(rt->update(*key, targets[1]).isOk());
   EXPECT_EQ(direct[0].fn(), 41);
+}
+
+// Where foreign sites are Direct (aarch64: one aligned store of the whole BL, no trap), nothing
+// is emulated, so shadow stacks do not stop them.
+TEST(ShadowStack, ForeignSitesThatNeverTrapStillWork) {
+  if (test::hasToggleAndBreakpointForms()) GTEST_SKIP() << "foreign sites use the breakpoint protocol here (refused above)";
+  Result<Runtime> rt = Runtime::create(quiet());
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> targets = test::installTargets(*rt, 2, 60);
+  Result<Key> key = rt->createKey(targets[0], "shadow-stack-foreign");
+  ASSERT_TRUE(key.isOk()) << key.status().toString();
+  test::ForeignPage page{test::mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
+  ASSERT_NE(page.code, nullptr);
+  FakeShadowStack fake;
+  Status s = rt->registerForeignSite(page.code + test::kForeignCallOffset, *key);
+  ASSERT_TRUE(s.isOk()) << s.toString();
+  ASSERT_TRUE(rt->update(*key, targets[1]).isOk());
+  EXPECT_EQ(reinterpret_cast<int (*)()>(page.code)(), 61);
 }
 
 }  // namespace

@@ -32,13 +32,13 @@ std::vector<SiteForm> siteForms();
       GTEST_SKIP() << "this ISA has only Direct sites: kToggle and kBreakpoint do not apply";     \
   } while (0)
 
-// False where registerForeignSite is refused (aarch64 for now: kUnsupportedSite, "not yet
-// on this ISA").
+// False where registerForeignSite is refused on this ISA (none today: x86-64 patches foreign
+// sites with the breakpoint protocol, aarch64 with one aligned store).
 bool hasForeignSites();
 #define PATCHCALL_SKIP_UNLESS_FOREIGN_SITES()                                                   \
   do {                                                                                          \
     if (!::patchcall::test::hasForeignSites())                                                  \
-      GTEST_SKIP() << "foreign sites are not yet supported on this ISA (registerForeignSite "     \
+      GTEST_SKIP() << "foreign sites are not supported on this ISA (registerForeignSite "         \
                       "returns kUnsupportedSite)";                                              \
   } while (0)
 

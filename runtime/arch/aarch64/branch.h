@@ -37,6 +37,15 @@ inline constexpr const char kCallHeadName[] = "bl opcode";
 // the breakpoint protocol exist for x86 sites one store cannot cover; on A64 they would only
 // add a second way to do the same, so they are refused (commitCode, foreign sites).
 inline constexpr bool kBreakpointProtocol = false;
+// A foreign BL is rewritten like an emitted one, by one aligned 32-bit store, through
+// /proc/self/mem: the kernel's write (access_remote_vm -> copy_to_user_page) is memcpy into
+// the page, then cache maintenance for an executable vma (flush_ptrace_access). arm64's memcpy
+// (arch/arm64/lib/memcpy.S, Arm's optimized routines since 5.14) copies 4..7 bytes as a load
+// and store of the first and of the last word, so a 4-byte aligned write is the same aligned
+// 32-bit store twice (before 5.14, copy_template.S: one `str w`); an aligned word store is
+// single-copy atomic. So the Direct protocol, and no BRK (which could not help: a torn 4-byte
+// write would tear a BRK as well).
+inline constexpr SiteForm kForeignSiteForm = SiteForm::kDirect;
 inline constexpr const char kUnsupportedFormWhy[] =
     "aarch64 has only Direct sites: every BL is aligned and one store retargets it "
     "(use SiteForm::kDirect or kAuto)";

@@ -25,6 +25,9 @@ inline constexpr const char kBreakpointName[] = "int3";
 inline constexpr const char kCallHeadName[] = "final E8";
 // Every form exists: the toggle and the breakpoint protocol cover sites one store cannot.
 inline constexpr bool kBreakpointProtocol = true;
+// A foreign call's rel32 may straddle any alignment, and /proc/self/mem copies bytes: only the
+// breakpoint protocol (one-byte int3 first, its tail, its head) keeps every fetch whole.
+inline constexpr SiteForm kForeignSiteForm = SiteForm::kBreakpoint;
 inline constexpr const char kUnsupportedFormWhy[] = "";
 
 constexpr uintptr_t branchField(uintptr_t insn) noexcept { return insn + 1; }

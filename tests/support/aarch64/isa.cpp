@@ -38,7 +38,7 @@ uintptr_t branchTarget(const uint8_t* p, uint32_t op) {
 }  // namespace
 
 bool hasToggleAndBreakpointForms() { return false; }
-bool hasForeignSites() { return false; }
+bool hasForeignSites() { return true; }
 std::vector<SiteForm> siteForms() { return {SiteForm::kDirect}; }
 void emitJump(jit::Assembler& a, const asmjit::Label& label) { a.b(label); }
 asmjit::Error emitInvalidInstruction(jit::Assembler& a) {

@@ -1,0 +1,180 @@
+// Foreign sites: a call in code patchcall did not emit, registered with registerForeignSite
+// and written through /proc/self/mem with the ISA's protocol (x86-64: the breakpoint
+// protocol, three syncs; aarch64: one aligned store of the whole BL, one sync). What is
+// refused at registration and before each update: foreign_site_checks_test.cpp.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "emulation.h"
+#include "isa.h"
+#include "jit_targets.h"
+#include "patchcall/jit.h"
+
+namespace patchcall {
+namespace {
+
+using Fn = int (*)();
+using test::ForeignPage;
+using test::idOf;
+using test::installTargets;
+using test::mapForeignCode;
+
+// The form and the syncs of one foreign update on this ISA.
+SiteForm foreignForm() { return test::hasToggleAndBreakpointForms() ? SiteForm::kBreakpoint : SiteForm::kDirect; }
+uint64_t foreignUpdateSyncs() { return foreignForm() == SiteForm::kBreakpoint ? 3 : 1; }
+
+void expectCallTo(const uint8_t* site, const void* target, const std::string& where) {
+  EXPECT_EQ(test::directCallTarget(site), reinterpret_cast<uintptr_t>(target))
+      << where << ": the call at " << static_cast<const void*>(site) << " does not reach " << target;
+}
+
+// Every byte of the page but the call's is what foreignCaller wrote.
+void expectOnlyTheCallChanged(const uint8_t* code, const std::vector<uint8_t>& original) {
+  for (size_t i = 0; i < original.size(); ++i) {
+    if (i >= test::kForeignCallOffset && i < test::kForeignCallOffset + test::callSize()) continue;
+    EXPECT_EQ(code[i], original[i]) << "byte " << i << " of the foreign function changed";
+  }
+}
+
+TEST(ForeignSite, RegisteredCallFollowsTheKeyUntilUnregistered) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> targets = installTargets(*rt, 4, 50);
+  ASSERT_EQ(targets.size(), 4u);
+  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
+  ASSERT_NE(page.code, nullptr) << "no free page within reach of the arena";
+  std::vector<uint8_t> original(page.code, page.code + test::kForeignCallOffset + test::callSize() + 8);
+  uint8_t* site = page.code + test::kForeignCallOffset;
+  auto fn = reinterpret_cast<Fn>(page.code);
+  ASSERT_EQ(fn(), idOf(targets[0])) << "the foreign code does not run as written";
+
+  Result<Key> key = rt->createKey(targets[1], "foreign");
+  ASSERT_TRUE(key.isOk());
+  Status reg = rt->registerForeignSite(site, *key);
+  ASSERT_TRUE(reg.isOk()) << reg.toString();
+  expectCallTo(site, targets[1], "just registered");
+  EXPECT_EQ(fn(), idOf(targets[1])) << "registering points the call at the key's target";
+  Result<SiteInfo> info = rt->site(site);
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+  EXPECT_TRUE(info->foreign);
+  EXPECT_EQ(info->form, foreignForm());
+  EXPECT_EQ(info->key, *key);
+  EXPECT_EQ(info->target, targets[1]);
+
+  RuntimeStats before = rt->stats();
+  ASSERT_TRUE(rt->update(*key, targets[2]).isOk());
+  EXPECT_EQ(rt->stats().syncs - before.syncs, foreignUpdateSyncs()) << "syncs of one update of a foreign site";
+  expectCallTo(site, targets[2], "after update");
+  EXPECT_EQ(fn(), idOf(targets[2]));
+  expectOnlyTheCallChanged(page.code, original);
+
+  Status unreg = rt->unregisterForeignSite(site);
+  ASSERT_TRUE(unreg.isOk()) << unreg.toString();
+  ASSERT_TRUE(rt->update(*key, targets[3]).isOk());
+  expectCallTo(site, targets[2], "after unregistering, updates no longer reach the site");
+  EXPECT_EQ(fn(), idOf(targets[2]));
+  EXPECT_EQ(rt->site(site).code(), Error::kUnknownSite);
+  EXPECT_TRUE(rt->destroyKey(*key).isOk()) << "no site is bound to the key any more";
+}
+
+TEST(ForeignSite, RegistrationErrors) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> targets = installTargets(*rt, 1, 60);
+  ASSERT_EQ(targets.size(), 1u);
+  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
+  ASSERT_NE(page.code, nullptr);
+  Result<Key> key = rt->createKey(targets[0]);
+  ASSERT_TRUE(key.isOk());
+  uint8_t* site = page.code + test::kForeignCallOffset;
+
+  Status notACall = rt->registerForeignSite(page.code, *key);  // the prologue
+  EXPECT_EQ(notACall.code(), Error::kUnsupportedSite) << notACall.toString();
+  if (test::instructionAlignment() > 1) {
+    Status misaligned = rt->registerForeignSite(site + 2, *key);
+    EXPECT_EQ(misaligned.code(), Error::kInvalidArgument) << misaligned.toString();
+    EXPECT_NE(misaligned.message().find("aligned"), std::string::npos) << misaligned.toString();
+  }
+  Status inArena = rt->registerForeignSite(const_cast<void*>(targets[0]), *key);
+  EXPECT_EQ(inArena.code(), Error::kInvalidArgument) << inArena.toString();
+  Status null = rt->registerForeignSite(nullptr, *key);
+  EXPECT_EQ(null.code(), Error::kInvalidArgument) << null.toString();
+  Status badKey = rt->registerForeignSite(site, Key{999999});
+  EXPECT_EQ(badKey.code(), Error::kUnknownKey) << badKey.toString();
+  Status unknown = rt->unregisterForeignSite(site);
+  EXPECT_EQ(unknown.code(), Error::kUnknownSite) << unknown.toString();
+
+  ASSERT_TRUE(rt->registerForeignSite(site, *key).isOk());
+  Status twice = rt->registerForeignSite(site, *key);
+  EXPECT_EQ(twice.code(), Error::kInvalidArgument) << twice.toString();
+  EXPECT_TRUE(rt->unregisterForeignSite(site).isOk());
+  EXPECT_EQ(rt->unregisterForeignSite(site).code(), Error::kUnknownSite);
+}
+
+// Callers run the foreign function while the key moves between three targets. Each call must
+// return one of them; and a call that began after update i returned and ended before update
+// i+1 began must return update i's target (invariant 3: once update() returns, no thread
+// starts the old target). A write that is not made visible to the other cores (or, under
+// qemu, a stale translation) fails the second check.
+TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns) {
+  PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> targets = installTargets(*rt, 3, 80);
+  ASSERT_EQ(targets.size(), 3u);
+  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
+  ASSERT_NE(page.code, nullptr);
+  Result<Key> key = rt->createKey(targets[0], "foreign-concurrent");
+  ASSERT_TRUE(key.isOk());
+  ASSERT_TRUE(rt->registerForeignSite(page.code + test::kForeignCallOffset, *key).isOk());
+  auto fn = reinterpret_cast<Fn>(page.code);
+
+  const int updates = test::scaled(3000, 300);
+  std::atomic<int> begun{0}, returned{0};  // updates begun / returned (update i moves to targets[i % 3])
+  std::atomic<bool> stop{false};
+  std::atomic<long> calls{0}, strictCalls{0}, invalid{0}, stale{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 3; ++t) {
+    callers.emplace_back([&] {
+      long n = 0, strict = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        int done = returned.load(std::memory_order_acquire);
+        int r = fn();
+        int started = begun.load(std::memory_order_acquire);
+        ++n;
+        if (r < 80 || r > 82) invalid.fetch_add(1);
+        if (started == done) {  // the whole call ran between update `done` and the next
+          ++strict;
+          if (r != idOf(targets[static_cast<size_t>(done % 3)])) stale.fetch_add(1);
+        }
+      }
+      calls.fetch_add(n), strictCalls.fetch_add(strict);
+    });
+  }
+  for (int i = 1; i <= updates; ++i) {
+    begun.store(i, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // visible before any of update i's writes
+    Result<const void*> s = rt->update(*key, targets[static_cast<size_t>(i % 3)]);
+    ASSERT_TRUE(s.isOk()) << "update " << i << ": " << s.status().toString();
+    returned.store(i, std::memory_order_release);
+    ASSERT_EQ(fn(), idOf(targets[static_cast<size_t>(i % 3)])) << "the updating thread's own call after update " << i;
+  }
+  stop.store(true);
+  for (std::thread& t : callers) t.join();
+  std::printf("%d updates; %ld calls, %ld of them wholly between two updates\n", updates, calls.load(), strictCalls.load());
+  EXPECT_EQ(invalid.load(), 0) << "calls that reached no target of the key";
+  EXPECT_EQ(stale.load(), 0) << "calls that began after an update returned and still ran the old target";
+  EXPECT_GT(strictCalls.load(), 0) << "no call ran wholly between two updates: the check saw nothing";
+  EXPECT_TRUE(rt->unregisterForeignSite(page.code + test::kForeignCallOffset).isOk());
+}
+
+}  // namespace
+}  // namespace patchcall
