@@ -304,7 +304,7 @@ patchcall::Result<patchcall::Blob> jitCompile(patchcall::Runtime& rt, const Func
   if (errors.error != asmjit::kErrorOk) {
     return Status(Error::kEmitFailed, "tinyvm: asmjit failed compiling '" + f.name + "': " + errors.text);
   }
-  // Named for perf and gdb; the frame-pointer prologue above makes the frame unwindable
+  // Named for perf and gdb; the backend's frame-pointer prologue makes the frame unwindable
   // (exceptions, backtrace(), gdb's bt). Several returns and the poll slow paths after the
   // code: only the prologue is a fixed place.
   patchcall::Result<patchcall::Blob> blob =
