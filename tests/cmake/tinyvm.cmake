@@ -15,7 +15,7 @@ target_compile_definitions(tinyvm_tests PRIVATE
 target_link_libraries(tinyvm_tests PRIVATE tinyvm_core patchcall_testsupport GTest::gtest GTest::gtest_main)
 # Both ISAs (the JIT has a backend per ISA, examples/tinyvm/src/jit/). Cross builds run every
 # entry under CMAKE_CROSSCOMPILING_EMULATOR (qemu-user); the entries are short enough to run
-# there unchanged (about 10 s in all).
+# there unchanged (10-15 s in all on 2 cores).
 if(CMAKE_CROSSCOMPILING_EMULATOR)
   gtest_discover_tests(tinyvm_tests TEST_PREFIX "tinyvm." DISCOVERY_TIMEOUT 120
                        PROPERTIES TIMEOUT 300 ENVIRONMENT PATCHCALL_TEST_EMULATED=1)
