@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "interpreter.h"
+#include "jit/backend.h"
 #include "loader.h"
 
 namespace tinyvm::cli {
@@ -55,6 +56,10 @@ int checkCommand(const CliOptions& o) {
     }
   }
   for (const Config& c : kConfigs) {
+    if (!jit::siteFormAvailable(c.form)) {  // aarch64: Direct sites only
+      std::printf("%-32s skipped: not on this ISA\n", c.name);
+      continue;
+    }
     VmOptions vmo;
     vmo.tiering = c.tiering;
     vmo.threshold = c.threshold;

@@ -15,8 +15,9 @@ functions is a patchable call site bound to the callee's static-call key.
 Commands:
   run FILE        run the entry function (default main) and print its result
   check FILE      run it with the reference interpreter and with each JIT configuration
-                  (lazy, threshold, eager, hard-wired, toggle/breakpoint/auto sites, no polls);
-                  exit 1 unless every result matches the interpreter (and '# expect: N')
+                  (lazy, threshold, eager, hard-wired, toggle/breakpoint/auto sites, no polls;
+                  on aarch64 no toggle/breakpoint); exit 1 unless every result matches the
+                  interpreter (and '# expect: N')
   dis FILE        print the bytecode
   --help          this text
 
@@ -24,7 +25,7 @@ Options:
   --tier T        lazy (compile on first call, default), eager, threshold=N
                   (interpret N calls first), interp (reference interpreter only)
   --calls C       sites (default) or hardwired (plain calls; no reload)
-  --site-form F   direct (default), toggle, breakpoint, auto
+  --site-form F   direct (default), toggle, breakpoint, auto (aarch64: direct, auto)
   --no-polls      omit safepoint polls from JIT code
   --perf-map      write /tmp/perf-<pid>.map (perf report names JIT code)
   --jitdump       write jit-<pid>.dump ($JITDUMPDIR or /tmp; perf record -k mono, perf inject --jit)

@@ -13,7 +13,7 @@
 
 namespace tinyvm {
 
-// Arguments travel in the SysV integer argument registers, so at most six.
+// Arguments travel in the ABI's integer argument registers (SysV, AAPCS64), so at most six.
 constexpr uint32_t kMaxParams = 6;
 
 enum class Op : uint8_t {

@@ -1,10 +1,11 @@
 // tinyvm — baseline JIT: one bytecode function -> one patchcall code blob.
 //
-// Frame: push rbp; mov rbp, rsp; sub rsp, 8 * (locals + operand slots), rounded to 16, so
-// rsp is 16-byte aligned at every call. Locals and spilled operands live in the frame; a
-// small virtual stack defers constants and local reads and keeps one value in rax.
-// Arguments arrive in rdi, rsi, rdx, rcx, r8, r9 (SysV); the result returns in rax, so a
-// compiled function is an ordinary C function of up to six int64_t arguments.
+// Frame: a frame record (rbp, or x29/x30) and 8 * (locals + operand slots) bytes, rounded to
+// 16, so the stack pointer is 16-byte aligned at every call. Locals and spilled operands live
+// in the frame; a small virtual stack defers constants and local reads and keeps one value in
+// the accumulator. Arguments arrive in the ABI's registers (SysV rdi..r9, AAPCS64 x0..x5) and
+// the result returns in rax / x0, so a compiled function is an ordinary C function of up to
+// six int64_t arguments. The instructions are the host ISA's (jit/backend.h).
 //
 // Every call to another tinyvm function is a patchcall site bound to the callee's key
 // (jit::emitCall), unless `calls == kHardwired` (the benchmark baseline): then a call to

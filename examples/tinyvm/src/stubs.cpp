@@ -1,56 +1,20 @@
 // tinyvm — the lazy-compile stub: a function's first target.
 //
-//   push rbp ; mov rbp, rsp
-//   push r9 ; push r8 ; push rcx ; push rdx ; push rsi ; push rdi   ; args[0..5] at rsp
-//   mov rdx, rsp ; mov rdi, vm ; mov esi, index
-//   call Vm::tier0Entry                     ; rsp is 16-byte aligned here
-//   test rax, rax ; jz interpreted
-//   pop rdi ; pop rsi ; pop rdx ; pop rcx ; pop r8 ; pop r9 ; pop rbp
-//   xor r10d, r10d ; xor r11d, r11d ; pxor xmm0..15      ; see below
-//   jmp rax                                 ; tail-jump: the code returns to our caller
-// interpreted:
-//   mov rax, [rsp] ; leave ; ret            ; tier0Entry left the result in args[0]
+// The instructions are the ISA's (jit/<isa>/lazy_stub.cpp): they save the argument registers
+// as an array, call Vm::tier0Entry and either tail-jump to the code it returns or return the
+// result it interpreted.
 //
 // The stub is entered through a site or the key's trampoline, so it is itself a function
 // with the tinyvm calling convention; callers never see the difference.
+#include "jit/backend.h"
 #include "vm_internal.h"
 
 namespace tinyvm {
 
-namespace x86 = asmjit::x86;
-
 patchcall::Result<patchcall::Blob> Vm::installStubLocked(uint32_t index) {
   patchcall::jit::Assembler a(rt_);
-  asmjit::Label interpreted = a.newLabel();
-  a.push(x86::rbp);
-  a.mov(x86::rbp, x86::rsp);
-  for (const x86::Gp& r : {x86::r9, x86::r8, x86::rcx, x86::rdx, x86::rsi, x86::rdi}) a.push(r);
-  a.mov(x86::rdx, x86::rsp);
-  a.mov(x86::rdi, asmjit::imm(reinterpret_cast<uintptr_t>(this)));
-  a.mov(x86::esi, asmjit::imm(index));
-  auto entry = reinterpret_cast<const void*>(&Vm::tier0Entry);
-  if (rt_.arenaInfo().nearText) {
-    PATCHCALL_TRY(patchcall::jit::emitFixedCall(a, entry));
-  } else {  // the arena landed far from our text: an absolute call
-    a.mov(x86::rax, asmjit::imm(reinterpret_cast<uintptr_t>(entry)));
-    a.call(x86::rax);
-  }
-  a.test(x86::rax, x86::rax);
-  a.jz(interpreted);
-  for (const x86::Gp& r : {x86::rdi, x86::rsi, x86::rdx, x86::rcx, x86::r8, x86::r9, x86::rbp}) a.pop(r);
-  // Scratch registers still hold whatever the compiler left there, possibly this stub's own
-  // address. JIT code never writes r10 or the vector registers, so a safepoint poll would
-  // save that value on the stack for every later stack scan to find, pinning the retired
-  // stub for the thread's lifetime. Scrub them before leaving.
-  a.xor_(x86::r10d, x86::r10d);
-  a.xor_(x86::r11d, x86::r11d);
-  for (uint32_t i = 0; i < 16; ++i) a.pxor(x86::xmm(i), x86::xmm(i));
-  a.jmp(x86::rax);
-  a.bind(interpreted);
-  a.mov(x86::rax, x86::qword_ptr(x86::rsp));
-  a.leave();
-  a.ret();
-  // perf and gdb call it lazy:<function>; its frame is rbp-based until the tail jump.
+  PATCHCALL_TRY(jit::emitLazyStub(a, this, index, reinterpret_cast<const void*>(&Vm::tier0Entry)));
+  // perf and gdb call it lazy:<function>; its frame is frame-pointer based until the tail jump.
   const std::string name = "lazy:" + fns_[index].current.load(std::memory_order_relaxed)->name;
   patchcall::Result<patchcall::Blob> blob =
       patchcall::jit::install(a, patchcall::CodeInfo{name, {}, patchcall::FrameLayout::kFramePointerAnyEpilogue});

@@ -1,6 +1,7 @@
 // tinyvm — Vm: creation, the function table, calls from C++, introspection.
 #include <cstdio>
 
+#include "jit/backend.h"
 #include "vm_internal.h"
 
 namespace tinyvm {
@@ -22,6 +23,11 @@ Result<std::unique_ptr<Vm>> Vm::create(const Program& program, VmOptions options
     return Status(Error::kInvalidArgument, "tinyvm: more than " + std::to_string(kMaxFunctions) + " functions");
   }
   if (options.tiering == Tiering::kThreshold && options.threshold == 0) options.tiering = Tiering::kLazy;
+  // Refused here, not at the first compile: a function whose JIT fails stays interpreted, so
+  // a form this ISA lacks would otherwise run silently without JIT code.
+  if (!jit::siteFormAvailable(options.jit.siteForm)) {
+    return Status(Error::kInvalidArgument, std::string("tinyvm: ") + jit::siteFormUnavailableWhy());
+  }
   Result<patchcall::Runtime> rt = patchcall::Runtime::create(options.runtime);
   if (!rt) return rt.status();
   std::unique_ptr<Vm> vm(new Vm(std::move(*rt), std::move(options)));

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "interpreter.h"
+#include "isa.h"
+#include "jit/backend.h"
 #include "test_util.h"
 
 namespace tinyvm {
@@ -49,6 +51,7 @@ TEST_P(TinyVmSamples, JitMatchesInterpreterInEveryConfiguration) {
     EXPECT_EQ(reference, *expected) << "the interpreter disagrees with the program's '# expect:'";
   }
   for (const Config& c : kConfigs) {
+    if (!jit::siteFormAvailable(c.form)) continue;  // aarch64: Direct sites only (TinyVmSiteForms)
     std::unique_ptr<Vm> vm = test::startVm(l.program, optionsFor(c));
     ASSERT_NE(vm, nullptr);
     auto scope = vm->attachThread("sample");
@@ -66,6 +69,28 @@ INSTANTIATE_TEST_SUITE_P(Programs, TinyVmSamples,
                            std::string n = info.param;
                            return n.substr(0, n.find('.'));
                          });
+
+// A form the ISA lacks is refused when the VM starts, with the reason; a function whose JIT
+// failed would otherwise run interpreted without a word.
+TEST(TinyVmSiteForms, OnlyTheFormsOfThisIsaAreAccepted) {
+  Loaded l = test::load(test::programPath("fib.tvm"));
+  for (patchcall::SiteForm form : {patchcall::SiteForm::kDirect, patchcall::SiteForm::kAuto, patchcall::SiteForm::kToggle,
+                                   patchcall::SiteForm::kBreakpoint}) {
+    bool available = form == patchcall::SiteForm::kDirect || form == patchcall::SiteForm::kAuto ||
+                     patchcall::test::hasToggleAndBreakpointForms();
+    EXPECT_EQ(jit::siteFormAvailable(form), available) << static_cast<int>(form);
+    VmOptions o;
+    o.jit.siteForm = form;
+    patchcall::Result<std::unique_ptr<Vm>> vm = Vm::create(l.program, o);
+    if (available) {
+      EXPECT_TRUE(vm.isOk()) << vm.status().toString();
+      continue;
+    }
+    ASSERT_FALSE(vm.isOk()) << "form " << static_cast<int>(form) << " accepted on an ISA without it";
+    EXPECT_EQ(vm.code(), patchcall::Error::kInvalidArgument);
+    EXPECT_NE(vm.status().toString().find("only Direct sites"), std::string::npos) << vm.status().toString();
+  }
+}
 
 // ---- generated programs --------------------------------------------------------------------
 
@@ -89,7 +114,9 @@ class Generator {
   int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
 
   std::string literal() {
-    static const int64_t kEdge[] = {0, 1, -1, 2, 7, 255, 1 << 20, INT32_MAX, int64_t{INT32_MAX} + 1, INT64_MAX, -1000000007};
+    // Immediate-size edges of both ISAs: x86 imm32, A64 imm12 (4095) and 16-bit mov chunks.
+    static const int64_t kEdge[] = {0, 1, -1, 2, 7, 255, 4095, 4096, 1 << 20, INT32_MAX, int64_t{INT32_MAX} + 1,
+                                    INT64_MAX, -1000000007, int64_t{0x0123456789ABCDEF}, -65536};
     if (pick(4) == 0) {
       int64_t v = kEdge[pick(sizeof kEdge / sizeof kEdge[0])];
       return v < 0 ? "(0 - " + std::to_string(-(v + 1)) + " - 1)" : std::to_string(v);
@@ -179,6 +206,30 @@ class Generator {
   std::vector<std::string> vars_;
   std::set<std::string> frozen_;
 };
+
+// A frame beyond what one push sequence (x86, 16 slots) or one stp range (A64, 64 slots)
+// zeroes, and constants of every A64 mov shape (movz, movn, movk chains).
+TEST(TinyVmGenerated, LargeFramesAndWideConstants) {
+  std::ostringstream text;
+  text << "fn big(a, b) {\n";
+  for (int i = 0; i < 150; ++i) text << "  var v" << i << " = " << (i == 0 ? "a" : "v" + std::to_string(i - 1)) << " * 3 + b;\n";
+  text << "  return v149 + v75 + v0 + 81985529216486895 - 4096 + 4095 - 65536 + 4294967296 + 9223372036854775807;\n}\n";
+  text << "fn main() { return big(1, 2) + big(0 - 7, 123456789) + big(0 - 9223372036854775807, 0 - 1); }\n";
+  Loaded l = test::loadSource(text.str());
+  std::optional<uint32_t> main = l.program.find("main");
+  ASSERT_TRUE(main.has_value());
+  int64_t reference = Interpreter(l.program).call(*main, {});
+  for (const Config& c : {kConfigs[0], kConfigs[2]}) {
+    std::unique_ptr<Vm> vm = test::startVm(l.program, optionsFor(c));
+    ASSERT_NE(vm, nullptr);
+    auto scope = vm->attachThread("edges");
+    ASSERT_TRUE(scope.isOk());
+    patchcall::Result<int64_t> r = vm->call(*main, {});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(*r, reference) << c.name;
+    EXPECT_EQ(vm->stats().jitFailures, 0u) << c.name << ": the large frame must compile";
+  }
+}
 
 TEST(TinyVmGenerated, JitMatchesInterpreterOnGeneratedPrograms) {
   const Config configs[] = {kConfigs[0], kConfigs[2]};  // sites via tier-up, and hard-wired

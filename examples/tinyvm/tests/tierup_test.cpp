@@ -1,7 +1,7 @@
 // tinyvm tiering: a function's key starts at its lazy-compile stub and moves to compiled
 // code at the first call (or after a threshold of interpreted calls); the sites in callers
 // then decode as direct calls to the new code; the stub is retired and, once no stack can
-// hold it, freed (int3-filled).
+// hold it, freed (filled with int3 / udf).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,6 +9,7 @@
 
 #include "disasm.h"
 #include "interpreter.h"
+#include "isa.h"
 #include "test_util.h"
 
 namespace tinyvm {
@@ -18,8 +19,9 @@ const char kProgram[] =
     "fn fib(n) { if (n < 2) { return n; } return fib(n - 1) + fib(n - 2); }\n"
     "fn main() { return fib(15) + fib(3); }\n";
 
-// Checks each recorded site of `code`: registered with patchcall, bound to `key`, and a
-// direct E8 call whose decoded target is `target`.
+// Checks each recorded site of `code`: registered with patchcall, bound to `key`, and the
+// ISA's direct call (x86 E8 rel32 with the rel32 4-byte aligned, A64 bl) whose decoded target
+// is `target`.
 void expectSitesCall(patchcall::Runtime& rt, const FunctionInfo& caller, patchcall::Key key, const void* target,
                      size_t expectedSites) {
   ASSERT_EQ(caller.sites.size(), expectedSites) << caller.name;
@@ -28,10 +30,14 @@ void expectSitesCall(patchcall::Runtime& rt, const FunctionInfo& caller, patchca
     ASSERT_TRUE(info.isOk()) << "site " << test::hex(site) << " in " << caller.name << ": " << info.status().toString();
     EXPECT_EQ(info->key, key) << "site " << test::hex(site);
     patchcall::test::Decoded d = patchcall::test::decodeAt(site);
-    ASSERT_TRUE(d.ok && d.isCall && d.opcode == 0xE8) << "site " << test::hex(site) << " decodes as '" << d.text << "'";
+    ASSERT_TRUE(d.ok && d.isCall && d.length == patchcall::test::callSize())
+        << "site " << test::hex(site) << " decodes as '" << d.text << "'";
     EXPECT_EQ(d.target, reinterpret_cast<uint64_t>(target))
         << "site " << test::hex(site) << " in " << caller.name << ": '" << d.text << "', expected a call to " << test::hex(target);
-    EXPECT_EQ((reinterpret_cast<uintptr_t>(site) + 1) % 4, 0u) << "Direct site rel32 must be 4-byte aligned";
+    EXPECT_EQ(patchcall::test::directCallTarget(static_cast<const uint8_t*>(site)), reinterpret_cast<uintptr_t>(target))
+        << "site " << test::hex(site) << " is not the ISA's direct call";
+    EXPECT_EQ((reinterpret_cast<uintptr_t>(site) + patchcall::test::callFieldOffset()) % 4, 0u)
+        << "a Direct site's patched field must be 4-byte aligned";
   }
 }
 
@@ -72,7 +78,8 @@ TEST(TinyVmTierUp, FirstCallCompilesRetargetsTheKeyAndFreesTheStub) {
   patchcall::RuntimeStats s = rt.stats();
   EXPECT_EQ(s.blobsRetired, 2u) << "one stub per function";
   EXPECT_EQ(s.blobsFreed, 2u);
-  EXPECT_EQ(*static_cast<const uint8_t*>(before.stub), 0xCC) << "freed code must be int3-filled";
+  EXPECT_EQ(*static_cast<const uint8_t*>(before.stub), patchcall::test::fillByte())
+      << "freed code must be filled with the trapping fill (int3, udf)";
 }
 
 TEST(TinyVmTierUp, ThresholdInterpretsFirstThenCompiles) {
