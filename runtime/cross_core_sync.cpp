@@ -70,7 +70,11 @@ std::string CrossCoreSync::fallbackUnsafeReason(const char* release, const char*
 
 Status CrossCoreSync::init(SyncMethod method, int (*remap)(void*), void* remapArg) {
   const char* env = std::getenv("PATCHCALL_SYNC");
-  if (method == SyncMethod::kAuto && env != nullptr && std::strcmp(env, "emulator-remap") == 0) method = SyncMethod::kEmulatorRemap;
+  // The environment asks for the emulator's sync where there is code to remap (an arena); a
+  // writer without one (the AOT keys' portable path writes only data) keeps membarrier.
+  if (method == SyncMethod::kAuto && remap != nullptr && env != nullptr && std::strcmp(env, "emulator-remap") == 0) {
+    method = SyncMethod::kEmulatorRemap;
+  }
   if (method == SyncMethod::kEmulatorRemap) {
     if (remap == nullptr) return Status(Error::kSyncUnsupported, "SyncMethod::kEmulatorRemap needs the arena's remap");
     if (!registerSyncCore()) {

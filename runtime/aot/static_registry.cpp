@@ -417,7 +417,7 @@ Status StaticRegistry::callTarget(const patchcall_static_call* call, const void*
   auto object = reinterpret_cast<uintptr_t>(call);
   if (calls_.count(object) == 0) return unknown(object, "static call");
   uintptr_t t = callTargetField(object);
-  *target = t == arch::staticTrampolineReturn(trampolineOf(object)) && arch::kStaticPatching ? nullptr : reinterpret_cast<const void*>(t);
+  *target = t == arch::staticTrampolineReturn(trampolineOf(object)) ? nullptr : reinterpret_cast<const void*>(t);
   return Status::ok();
 }
 

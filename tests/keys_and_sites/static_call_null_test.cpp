@@ -1,0 +1,70 @@
+// A static call of compiled code (static_call_aot.h) set to NULL is a no-op on every ISA:
+// x86-64 points its sites at the trampoline's `ret`; aarch64's portable path (an indirect call
+// through the target field) stores a no-op function there. It used to store NULL on aarch64,
+// and the next call jumped to address 0.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "patchcall/error_codes.h"
+#include "patchcall/static_call_aot.h"
+
+namespace {
+std::atomic<int> gHits{0};
+void countHit(int n) { gHits.fetch_add(n, std::memory_order_relaxed); }
+void countTwice(int n) { gHits.fetch_add(2 * n, std::memory_order_relaxed); }
+}  // namespace
+
+PATCHCALL_DEFINE_STATIC_CALL(null_test_hook, countHit);
+
+namespace patchcall {
+namespace {
+
+const void* targetOf() {
+  const void* t = &t;  // anything but NULL
+  EXPECT_EQ(patchcall_static_call_target(&PATCHCALL_STATIC_CALL_OBJECT_(null_test_hook), &t), 0);
+  return t;
+}
+
+TEST(StaticCallNull, NullTargetIsANoOpAndReadsBackAsNull) {
+  gHits = 0;
+  ASSERT_EQ(patchcall_static_call_update(null_test_hook, countHit), 0) << patchcall_last_error_message();
+  PATCHCALL_STATIC_CALL(null_test_hook)(1);
+  EXPECT_EQ(gHits.load(), 1);
+  ASSERT_EQ(patchcall_static_call_update(null_test_hook, nullptr), 0) << patchcall_last_error_message();
+  EXPECT_EQ(targetOf(), nullptr) << "a NULL target reads back as NULL";
+  PATCHCALL_STATIC_CALL_COND(null_test_hook)(1);  // must return without calling anything
+  EXPECT_EQ(gHits.load(), 1);
+  ASSERT_EQ(patchcall_static_call_update(null_test_hook, countTwice), 0) << patchcall_last_error_message();
+  EXPECT_EQ(targetOf(), reinterpret_cast<const void*>(&countTwice));
+  PATCHCALL_STATIC_CALL(null_test_hook)(1);
+  EXPECT_EQ(gHits.load(), 3);
+}
+
+// Callers run while the call moves between NULL and two targets: no call faults, and each adds
+// 0, 1 or 2.
+TEST(StaticCallNull, CallersNeverFaultWhileTheTargetMovesThroughNull) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> calls{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 2; ++t) {
+    callers.emplace_back([&] {
+      long n = 0;
+      while (!stop.load(std::memory_order_relaxed)) PATCHCALL_STATIC_CALL_COND(null_test_hook)(1), ++n;
+      calls.fetch_add(n);
+    });
+  }
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(patchcall_static_call_update(null_test_hook, nullptr), 0) << patchcall_last_error_message();
+    ASSERT_EQ(patchcall_static_call_update(null_test_hook, i % 2 == 0 ? countHit : countTwice), 0);
+  }
+  stop = true;
+  for (std::thread& t : callers) t.join();
+  EXPECT_GT(calls.load(), 0);
+  ASSERT_EQ(patchcall_static_call_update(null_test_hook, countHit), 0);
+}
+
+}  // namespace
+}  // namespace patchcall
