@@ -39,13 +39,17 @@
 //    `end` stored with release after update() returned. The code writes are cleaned to the
 //    point of unification (dc cvau, ic ivau, dsb ish) and membarrier SYNC_CORE makes every
 //    core take a context synchronization event before update() returns. Caller:
-//      ldar pre, [end] ; bl site ; isb ; ldr post, [begin]
+//      ldar pre, [end] ; isb ; bl site ; isb ; ldr post, [begin]
 //    and every pool target starts with an isb before it loads its cell.
 //    - Lower bound: the caller's ldar read an `end` stored after update(pre)'s sync, so in its
 //      program order it comes after the context synchronization that sync forced on its core
 //      (the membarrier IPI's smp_mb stands between), and so does the BL after it: the BL is
 //      fetched after the write was made visible, as version pre or later. ldar (acquire)
 //      also keeps the target's cell load and the `post` load from being satisfied before it.
+//      The isb after it is that serializing instruction made explicit: redundant on hardware,
+//      needed under qemu-user, where the sync cannot interrupt a vCPU inside a translated
+//      block that holds the ldar and a BL translated before the write (without it the driver
+//      saw calls one version below pre there).
 //    - Upper bound: a caller that ran version w's code fetched a BL written after the fence
 //      that follows `begin := w`; the isb after the call completes only once the BL and its
 //      target have completed, and the `begin` load after it is then satisfied after that fetch

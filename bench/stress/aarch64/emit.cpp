@@ -4,8 +4,8 @@
 // the yield's C++ keep them): x20 = frame, x19 = iterations left, x21 = key cells, x23 = the
 // site's KeyCells, x22 = `pre` across the call. x9-x11 are scratch; x16 (IP0) belongs to the
 // poll and the veneers. Memory order (versions.h says why each step is needed): `pre` is read
-// with ldar, an `isb` follows every call before `post` is read, and pool targets start with
-// an `isb` before they read their cell.
+// with ldar and an `isb` follows it, an `isb` follows every call before `post` is read, and
+// pool targets start with an `isb` before they read their cell.
 #include <ucontext.h>
 
 #include <cstddef>
@@ -50,8 +50,13 @@ Status emitGroupEntry(patchcall::jit::Assembler& a) {
   return asmStatus(a.ldr(a64::x21, a64::ptr(a64::x20, offsetof(CallerFrame, cells))));
 }
 
-// x23 = &cells[key] ; ldar x22, [x23] (ldar takes no offset; `end` is at +0). The acquire keeps
-// every later load (the pool cell in the target, `post`) from being satisfied before it.
+// x23 = &cells[key] ; ldar x22, [x23] ; isb (ldar takes no offset; `end` is at +0). The acquire
+// keeps every later load (the pool cell in the target, `post`) from being satisfied before it.
+// The isb is the serializing instruction invariant 3 speaks of ("once it has executed a
+// serializing instruction"): on hardware the sync's membarrier already forces one on every
+// core, but under qemu-user the ldar and the BL would share one translated block with the
+// BL's old target compiled in, which the remap sync invalidates but cannot stop a vCPU that
+// is already inside (the driver saw calls one version below `pre` without it).
 Status emitLoadPre(patchcall::jit::Assembler& a, uint32_t keyCells) {
   static_assert(offsetof(KeyCells, end) == 0 && offsetof(KeyCells, begin) == 8);
   if (keyCells < 4096) {
@@ -60,7 +65,8 @@ Status emitLoadPre(patchcall::jit::Assembler& a, uint32_t keyCells) {
     PATCHCALL_TRY(emitMov64(a, a64::x9, keyCells));
     PATCHCALL_TRY(asmStatus(a.add(a64::x23, a64::x21, a64::x9)));
   }
-  return asmStatus(a.ldar(a64::x22, a64::ptr(a64::x23)));
+  PATCHCALL_TRY(asmStatus(a.ldar(a64::x22, a64::ptr(a64::x23))));
+  return asmStatus(a.isb(kIsbSy));
 }
 
 // isb ; ldr x10, [x23, #8] ; valid iff (x0 - pre) <= (post - pre), unsigned (one compare for

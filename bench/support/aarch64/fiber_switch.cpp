@@ -38,6 +38,8 @@ pcfiber_switch:
   ret
   .size pcfiber_switch, .-pcfiber_switch
 
+  .globl pcfiber_start
+  .hidden pcfiber_start
   .type pcfiber_start, %function
   .p2align 4
 pcfiber_start:
@@ -47,7 +49,9 @@ pcfiber_start:
   .size pcfiber_start, .-pcfiber_start
 )");
 
-extern "C" void pcfiber_start();
+// Hidden, so its address is formed pc-relative: a GOT load of a local asm symbol resolves to
+// the start of its section with this GNU as (the fiber then started in pcfiber_switch).
+extern "C" __attribute__((visibility("hidden"))) void pcfiber_start();
 
 namespace pcfiber {
 
