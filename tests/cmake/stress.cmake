@@ -49,16 +49,16 @@ if(CMAKE_CROSSCOMPILING_EMULATOR)
   # the GoogleTest suite skip for it), but not in the driver's (7 of 7 runs passed).
   patchcall_stress_test(Stress_CleanMixedRetire 0
     "--threads;2;--sites;64;--keys;16;--form;mixed;--retire;--seconds;4;--update-rate;2000"
-    "JSON=${PATCHCALL_STRESS_OUT}/clean-mixed-retire.json;MIN_UPDATES=1000;MIN_FREED=50;MIN_CALLS=1000000")
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-mixed-retire.json;MIN_UPDATES=400;MIN_FREED=30;MIN_CALLS=1000000")
   patchcall_stress_test(Stress_CleanOversubscribedMixed 0
     "--threads;6;--sites;48;--keys;12;--form;mixed;--seconds;4;--update-rate;2000"
-    "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=1000;MIN_CALLS=1000000")
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=400;MIN_CALLS=1000000")
   patchcall_stress_test(Stress_UpdatersPublishMixedRetire 0
     "--threads;2;--sites;64;--keys;16;--form;mixed;--retire;--updaters;4;--publish;mixed;--seconds;5;--update-rate;2000"
-    "JSON=${PATCHCALL_STRESS_OUT}/updaters-publish-mixed.json;MIN_UPDATES=1000;MIN_FREED=50;MIN_CALLS=1000000")
+    "JSON=${PATCHCALL_STRESS_OUT}/updaters-publish-mixed.json;MIN_UPDATES=400;MIN_FREED=30;MIN_CALLS=1000000")
   patchcall_stress_test(Stress_CleanForkChildren 0
     "--threads;2;--sites;48;--keys;12;--form;mixed;--retire;--seconds;4;--update-rate;2000;--fork;4"
-    "JSON=${PATCHCALL_STRESS_OUT}/clean-fork.json;MIN_FORK_CHILDREN=4;MIN_UPDATES=1000;MIN_CALLS=1000000")
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-fork.json;MIN_FORK_CHILDREN=4;MIN_UPDATES=400;MIN_CALLS=1000000")
   # Fibers on one caller thread: they switch at polls and inside targets and pin the retired
   # targets they are parked in, but do not migrate. With two threads, a fiber resumed on the
   # other vCPU made, in 4 of 9 loaded runs, one call entering a target one or two versions
@@ -67,7 +67,7 @@ if(CMAKE_CROSSCOMPILING_EMULATOR)
   # builds run 1,000 fibers over 4 threads (below).
   patchcall_stress_test(Stress_Fibers100On1ThreadRetire 0
     "--threads;1;--fibers;100;--sites;48;--keys;12;--form;mixed;--retire;--seconds;4;--update-rate;2000"
-    "JSON=${PATCHCALL_STRESS_OUT}/fibers-retire.json;MIN_FREED=50;MIN_CALLS=1000000;MIN_PINNED=1")
+    "JSON=${PATCHCALL_STRESS_OUT}/fibers-retire.json;MIN_FREED=30;MIN_CALLS=1000000;MIN_PINNED=1")
   if(PATCHCALL_TEST_HOOKS)  # the faults that apply to Direct sites must be detected here too
     patchcall_stress_test(Stress_FaultSkipForkCopyIsDetected 1
       "--threads;2;--sites;48;--keys;12;--form;mixed;--seconds;4;--update-rate;2000;--fork;4;--fault=skip-fork-copy"
