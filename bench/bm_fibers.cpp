@@ -1,6 +1,6 @@
 // patchcall benchmarks — telling patchcall about stack switches (issue 10).
 //   BM_FiberSwitch_Bare  a round trip main -> fiber -> main with the hand-written switch
-//                        (support/fiber_switch.*: six pushes, two rsp moves, six pops)
+//                        (support/x86_64/fiber_switch.cpp: six pushes, two rsp moves, six pops)
 //   BM_FiberSwitch       the same round trip with switchStack(fiber) before the first switch
 //                        and switchToHomeStack() before the second (no grace period scans):
 //                        the difference is what patchcall adds to a switch there and back

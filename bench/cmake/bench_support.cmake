@@ -10,7 +10,7 @@ target_sources(patchcall_bench PRIVATE
   ${PCBENCH_SUPPORT}/callees.cpp
   ${PCBENCH_SUPPORT}/call_loops.cpp
   ${PCBENCH_SUPPORT}/retpoline_loop.cpp
-  ${PCBENCH_SUPPORT}/fiber_switch.cpp
+  ${PCBENCH_SUPPORT}/${PATCHCALL_ARCH}/fiber_switch.cpp
   ${PCBENCH_SUPPORT}/update_fixture.cpp
   ${PCBENCH_SUPPORT}/static_loops.cpp
   ${PCBENCH_SUPPORT}/static_checks.cpp)

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "asm_status.h"
+#include "isa.h"
+
 #ifdef PATCHCALL_TEST_HOOKS
 #include "patchcall/testing.h"
 #endif
@@ -11,63 +14,34 @@
 namespace stress {
 namespace {
 
-using namespace asmjit;
 using patchcall::SiteForm;
 using patchcall::Status;
 
 constexpr uint32_t kPollEvery = 8;
 
-Status asmStatus(Error err) {
-  if (err == kErrorOk) return Status::ok();
-  return Status(patchcall::Error::kEmitFailed, std::string("asmjit: ") + DebugUtils::errorAsString(err));
-}
-
-}  // namespace
-
-Status emitYieldPoint(patchcall::jit::Assembler& a, const asmjit::x86::Gp& frame, void (*yield)(), bool atEntry) {
-  using namespace asmjit::x86;
-  Label skip = a.newLabel();
-  PATCHCALL_TRY(asmStatus(a.dec(qword_ptr(frame, kYieldCountdownOffset))));
-  PATCHCALL_TRY(asmStatus(a.jnz(skip)));
-  if (atEntry) PATCHCALL_TRY(asmStatus(a.sub(rsp, 8)));  // rsp is 8 mod 16 at a function's entry
-  PATCHCALL_TRY(patchcall::jit::emitFixedCall(a, reinterpret_cast<const void*>(yield)));
-  if (atEntry) PATCHCALL_TRY(asmStatus(a.add(rsp, 8)));
-  PATCHCALL_TRY(asmStatus(a.bind(skip)));
-  return Status::ok();
-}
-
-namespace {
-
 struct Emitted {
   std::vector<uint32_t> begin, end, call;  // offsets per site of the group
 };
 
-// rbx = iterations left, r14 = frame, r15 = key cells, r12 = `pre` across the call.
 // `toggleStall` is called between each toggle and its call A; `strictStubs` (per key), when
-// not empty, instead.
+// not empty, instead. The instructions around each site are the ISA's (isa.h).
 Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
                  uint32_t first, uint32_t count, void (*toggleStall)(), const std::vector<void (*)()>& strictStubs,
                  void (*yield)(), Emitted* out) {
-  using namespace asmjit::x86;
-  // Six pushes + 8 keep rsp 16-byte aligned at every call below (entry rsp is 8 mod 16).
-  for (const Gp& r : {rbx, rbp, r12, r13, r14, r15}) PATCHCALL_TRY(asmStatus(a.push(r)));
-  PATCHCALL_TRY(asmStatus(a.sub(rsp, 8)));
-  PATCHCALL_TRY(asmStatus(a.mov(r14, rdi)));
-  PATCHCALL_TRY(asmStatus(a.mov(rbx, rsi)));
-  PATCHCALL_TRY(asmStatus(a.mov(r15, qword_ptr(r14, offsetof(CallerFrame, cells)))));
-  Label loop = a.newLabel(), exit = a.newLabel();
-  std::vector<Label> fail(count);
-  for (Label& l : fail) l = a.newLabel();
-  PATCHCALL_TRY(asmStatus(a.align(AlignMode::kCode, 16)));
+  PATCHCALL_TRY(isa::emitGroupEntry(a));
+  asmjit::Label loop = a.newLabel(), exit = a.newLabel();
+  std::vector<asmjit::Label> fail(count);
+  for (asmjit::Label& l : fail) l = a.newLabel();
+  PATCHCALL_TRY(asmStatus(a.align(asmjit::AlignMode::kCode, 16)));
   PATCHCALL_TRY(asmStatus(a.bind(loop)));
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t site = first + i;
-    int32_t cell = static_cast<int32_t>(plan.key[site] * sizeof(KeyCells));
+    auto cells = static_cast<uint32_t>(plan.key[site] * sizeof(KeyCells));
     if (i % kPollEvery == 0) {
       PATCHCALL_TRY(patchcall::jit::emitSafepointPoll(a));
-      if (yield != nullptr) PATCHCALL_TRY(emitYieldPoint(a, r14, yield, false));  // rsp is 16-aligned here
+      if (yield != nullptr) PATCHCALL_TRY(isa::emitYieldPoint(a, yield, false));
     }
-    PATCHCALL_TRY(asmStatus(a.mov(r12, qword_ptr(r15, cell + offsetof(KeyCells, end)))));
+    PATCHCALL_TRY(isa::emitLoadPre(a, cells));
     out->begin.push_back(static_cast<uint32_t>(a.offset()));
     patchcall::Key key = keys[plan.key[site]];
     SiteForm form = plan.form[site];
@@ -84,31 +58,11 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
     }
     out->call.push_back(a.sites().back().offset);
     out->end.push_back(static_cast<uint32_t>(a.offset()));
-    PATCHCALL_TRY(asmStatus(a.mov(rdx, qword_ptr(r15, cell + offsetof(KeyCells, begin)))));
-    // valid iff (returned - pre) <= (post - pre), unsigned: one compare covers both bounds
-    PATCHCALL_TRY(asmStatus(a.sub(rax, r12)));
-    PATCHCALL_TRY(asmStatus(a.sub(rdx, r12)));
-    PATCHCALL_TRY(asmStatus(a.cmp(rax, rdx)));
-    PATCHCALL_TRY(asmStatus(a.ja(fail[i])));
+    PATCHCALL_TRY(isa::emitCheck(a, cells, fail[i]));
   }
-  PATCHCALL_TRY(asmStatus(a.dec(rbx)));
-  PATCHCALL_TRY(asmStatus(a.jnz(loop)));
-  PATCHCALL_TRY(asmStatus(a.xor_(eax, eax)));
-  PATCHCALL_TRY(asmStatus(a.bind(exit)));
-  PATCHCALL_TRY(asmStatus(a.add(rsp, 8)));
-  for (const Gp& r : {r15, r14, r13, r12, rbp, rbx}) PATCHCALL_TRY(asmStatus(a.pop(r)));
-  PATCHCALL_TRY(asmStatus(a.ret()));
+  PATCHCALL_TRY(isa::emitGroupEnd(a, loop, exit));
   // Cold: one stub per site records what it saw and returns the site's index + 1.
-  for (uint32_t i = 0; i < count; ++i) {
-    PATCHCALL_TRY(asmStatus(a.bind(fail[i])));
-    PATCHCALL_TRY(asmStatus(a.add(rax, r12)));
-    PATCHCALL_TRY(asmStatus(a.add(rdx, r12)));
-    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, returned)), rax)));
-    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, pre)), r12)));
-    PATCHCALL_TRY(asmStatus(a.mov(qword_ptr(r14, offsetof(CallerFrame, post)), rdx)));
-    PATCHCALL_TRY(asmStatus(a.mov(eax, i + 1)));
-    PATCHCALL_TRY(asmStatus(a.jmp(exit)));
-  }
+  for (uint32_t i = 0; i < count; ++i) PATCHCALL_TRY(isa::emitFailStub(a, fail[i], exit, i));
   return Status::ok();
 }
 
@@ -116,22 +70,14 @@ Status emitGroup(patchcall::jit::Assembler& a, const std::vector<patchcall::Key>
 
 bool CallerCode::buildStrictStubs(patchcall::Runtime& rt, size_t keys, void (*toggleStall)(), std::string* error) {
 #ifdef PATCHCALL_TEST_HOOKS
-  using namespace asmjit::x86;
-  // stub_k: [sub rsp, 8 ; call toggleStall ; add rsp, 8] ; mov r12, [r15 + 16 k] ; ret
-  // (r15 = key cells, r12 = the check's lower bound: emitGroup's register use.)
+  // stub_k calls toggleStall (if set) and re-reads key k's `end` into the check's lower bound.
   patchcall::jit::Assembler a(rt);
   std::vector<size_t> offsets;
   Status s;
   for (size_t k = 0; k < keys && s.isOk(); ++k) {
-    s = asmStatus(a.align(AlignMode::kCode, 16));
+    s = asmStatus(a.align(asmjit::AlignMode::kCode, 16));
     offsets.push_back(a.offset());
-    if (s.isOk() && toggleStall != nullptr) {
-      s = asmStatus(a.sub(rsp, 8));  // rsp is 8 mod 16 inside the stub
-      if (s.isOk()) s = patchcall::jit::emitFixedCall(a, reinterpret_cast<const void*>(toggleStall));
-      if (s.isOk()) s = asmStatus(a.add(rsp, 8));
-    }
-    if (s.isOk()) s = asmStatus(a.mov(r12, qword_ptr(r15, static_cast<int32_t>(k * sizeof(KeyCells) + offsetof(KeyCells, end)))));
-    if (s.isOk()) s = asmStatus(a.ret());
+    if (s.isOk()) s = isa::emitStrictStub(a, toggleStall, static_cast<uint32_t>(k * sizeof(KeyCells)));
   }
   patchcall::Result<patchcall::Blob> blob = s.isOk() ? patchcall::jit::install(a, "stress_strict_stubs") : patchcall::Result<patchcall::Blob>(s);
   if (!blob) {
@@ -149,7 +95,9 @@ bool CallerCode::buildStrictStubs(patchcall::Runtime& rt, size_t keys, void (*to
 
 bool CallerCode::build(patchcall::Runtime& rt, const std::vector<patchcall::Key>& keys, const SitePlan& plan,
                        int groupSize, void (*toggleStall)(), bool strictToggle, void (*yield)(), std::string* error) {
-  if (strictToggle && !buildStrictStubs(rt, keys.size(), toggleStall, error)) return false;
+  // The stubs are called by toggle sites only (an ISA without them has none to build).
+  bool toggles = std::find(plan.form.begin(), plan.form.end(), SiteForm::kToggle) != plan.form.end();
+  if (strictToggle && toggles && !buildStrictStubs(rt, keys.size(), toggleStall, error)) return false;
   auto total = static_cast<uint32_t>(plan.form.size());
   for (uint32_t first = 0; first < total; first += static_cast<uint32_t>(groupSize)) {
     uint32_t count = std::min<uint32_t>(static_cast<uint32_t>(groupSize), total - first);

@@ -18,15 +18,16 @@
 
 namespace stress {
 
-// What the JIT caller reads and writes through rdi. Offsets are part of the emitted code.
+// What the JIT caller reads and writes through its first argument. Offsets are part of the
+// emitted code (bench/stress/<isa>/emit.cpp).
 struct CallerFrame {
   const KeyCells* cells = nullptr;  // +0
-  uint64_t returned = 0;            // +8: rax of the failed call
+  uint64_t returned = 0;            // +8: the failed call's result (rax, x0)
   uint64_t pre = 0;                 // +16: `end` read before it
   uint64_t post = 0;                // +24: `begin` read after it
   uint64_t yieldCountdown = 0;      // +32: --fibers: yield points left before the fiber yields
 };
-// Offset the emitted yield points decrement (callers.cpp, targets.cpp).
+// Offset the emitted yield points decrement (isa.h).
 constexpr int32_t kYieldCountdownOffset = 32;
 
 using CallerFn = uint64_t (*)(CallerFrame* frame, uint64_t iterations);
@@ -51,12 +52,6 @@ struct SitePlan {
   std::vector<patchcall::SiteForm> form;  // per site
   std::vector<uint32_t> key;              // per site: key index
 };
-
-// A yield point: `dec qword [frame + 32]; jnz skip; call yield; skip:`, with rsp stepped down
-// 8 around the call when `atEntry` (the first instruction of a function). Clobbers the
-// caller-saved registers.
-patchcall::Status emitYieldPoint(patchcall::jit::Assembler& a, const asmjit::x86::Gp& frame, void (*yield)(),
-                                 bool atEntry);
 
 class CallerCode {
  public:

@@ -2,11 +2,12 @@
 #   cmake -DSTRESS=<exe> -DARGS="a;b;c" -DEXPECT_EXIT=<n> [-DJSON=<file>]
 #         [-DMIN_UPDATES=n] [-DMIN_FREED=n] [-DMIN_CALLS=n] [-DMIN_GRACE_WAITS=n] [-DMIN_VIOLATIONS=n]
 #         [-DMIN_FORK_CHILDREN=n]
-#         [-DMIN_MIGRATIONS=n] [-DMIN_PINNED=n]
+#         [-DMIN_MIGRATIONS=n] [-DMIN_PINNED=n] [-DEMULATOR="qemu-aarch64;-L;/"]
 #         -P check_run.cmake
-# EXPECT_EXIT is the exact exit status wanted (0 clean, 1 violations, 2 bad option).
+# EXPECT_EXIT is the exact exit status wanted (0 clean, 1 violations, 2 bad option). EMULATOR
+# (cross builds: CMAKE_CROSSCOMPILING_EMULATOR) runs the driver, as ctest does for targets.
 cmake_minimum_required(VERSION 3.25)
-set(cmd ${STRESS} ${ARGS})
+set(cmd ${EMULATOR} ${STRESS} ${ARGS})
 if(JSON)
   file(REMOVE ${JSON})
   list(APPEND cmd --json ${JSON})

@@ -2,12 +2,12 @@
 #include "checker.h"
 
 #include <signal.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 
+#include "isa.h"
 #include "options.h"
 
 namespace stress {
@@ -123,21 +123,23 @@ void installOne(int sig, void (*handler)(int, siginfo_t*, void*)) {
 
 void onFault(int sig, siginfo_t* info, void* context) {
   Checker& c = Checker::instance();
-  auto* uc = static_cast<ucontext_t*>(context);
-  auto rip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
-  auto rsp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+  isa::FaultContext ctx = isa::faultContext(sig, info, context);
+  uintptr_t rip = ctx.pc;
   Violation v;
   v.signal = sig;
   v.rip = rip;
-  v.address = sig == SIGTRAP ? rip - 1 : (sig == SIGSEGV || sig == SIGBUS) ? reinterpret_cast<uintptr_t>(info->si_addr) : rip;
+  v.address = ctx.address;
   FaultEscape* escape = tlsEscape;
   v.thread = escape != nullptr ? escape->thread : -1;
   bool inJit = escape != nullptr && escape->inJit != 0;
   if (c.code_ != nullptr && inJit) {
-    // Inside the caller code itself, or in a target called from it: the return address on
-    // top of the stack names the site.
+    // Inside the caller code itself, or in a target called from it: the return address (on
+    // top of the stack, or in the link register) names the site.
     const SiteMeta* m = c.code_->siteAt(rip);
-    if (m == nullptr && rsp % 8 == 0) m = c.code_->siteReturningTo(*reinterpret_cast<const uintptr_t*>(rsp));
+    if (m == nullptr) {
+      uintptr_t ret = isa::faultReturnAddress(context);
+      if (ret != 0) m = c.code_->siteReturningTo(ret);
+    }
     if (m != nullptr) {
       v.site = m->index;
       v.form = static_cast<int>(m->form);

@@ -34,7 +34,7 @@ struct Violation {
   uint64_t returned = 0, pre = 0, post = 0;  // tags (versions.h); for a signal: the cells then
   int signal = 0;                            // 0 for a failed check
   uintptr_t address = 0;                     // fault address (data address for SIGSEGV/SIGBUS)
-  uintptr_t rip = 0;                         // instruction pointer for a signal
+  uintptr_t rip = 0;                         // instruction pointer for a signal (pc on aarch64)
   bool inArena = false;                      // rip was inside the code arena
 };
 

@@ -1,11 +1,11 @@
 // patchcall-stress — --fibers N: the caller loops run on N fibers instead of on the caller
 // threads themselves. Each fiber has a registered stack (Runtime::registerStack) and is
-// switched with the hand-written switch of bench/support/fiber_switch.*; every caller thread
-// is a scheduler that takes the next fiber from one shared run queue, so fibers migrate
-// between threads. A fiber yields at yield points (callers.h, emitYieldPoint): after every
+// switched with the hand-written switch of bench/support/<isa>/fiber_switch.cpp; every caller
+// thread is a scheduler that takes the next fiber from one shared run queue, so fibers
+// migrate between threads. A fiber yields at yield points (isa.h, emitYieldPoint): after every
 // safepoint poll of a caller group, and with --retire at the entry of every target, so a
 // parked fiber holds a return address into a target blob that the updater then retires: it
-// must stay pinned until the fiber has returned out of it (a freed target is int3: a
+// must stay pinned until the fiber has returned out of it (a freed target traps: a
 // violation). Each switch tells patchcall first (switchStack / switchToHomeStack).
 #pragma once
 

@@ -1,11 +1,14 @@
 // patchcall-stress — command-line parsing: `--name value` or `--name=value`; errors exit 2.
 #include "options.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+
+#include "isa.h"
 
 namespace stress {
 namespace {
@@ -18,8 +21,9 @@ them, and checks every call's result against the versions that were current duri
   --threads N        caller threads, each registered with the runtime (default 4)
   --sites N          call sites in the JIT caller code, shared by all threads (default 1000)
   --keys N           static-call keys the sites are bound to (default 120)
-  --form F           direct | toggle | breakpoint | mixed (default mixed: the three forms
-                     in rotation over the sites, one updater thread per form)
+  --form F           direct | toggle | breakpoint | mixed (default mixed: every form of this
+                     ISA in rotation over the sites, one updater thread per form; x86-64 has
+                     the three, aarch64 only direct)
   --seconds S        run length (default 10)
   --update-rate R    updates per second over all keys, or 'max' (default max)
   --batch N          keys per updateBatch call (default 8)
@@ -88,7 +92,7 @@ std::vector<patchcall::SiteForm> Options::forms() const {
     case FormChoice::kBreakpoint: return {SiteForm::kBreakpoint};
     case FormChoice::kMixed: break;
   }
-  return {SiteForm::kDirect, SiteForm::kToggle, SiteForm::kBreakpoint};
+  return isa::siteForms();  // every form this ISA has
 }
 
 const char* formName(patchcall::SiteForm form) {
@@ -192,6 +196,13 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
       else if (f == "breakpoint") o->form = FormChoice::kBreakpoint;
       else if (f == "mixed") o->form = FormChoice::kMixed;
       else return bad("--form expects direct, toggle, breakpoint or mixed, got '" + std::string(f) + "'");
+      if (std::vector<patchcall::SiteForm> forms = o->forms(); forms.size() == 1 && o->form != FormChoice::kMixed) {
+        std::vector<patchcall::SiteForm> has = isa::siteForms();
+        if (std::find(has.begin(), has.end(), forms[0]) == has.end()) {
+          return bad("--form " + std::string(f) + ": " + isa::kName + " has only direct sites (toggle and breakpoint "
+                     "need x86-64's variable-length encodings and int3)");
+        }
+      }
     } else if (name == "--fibers") {
       if (!need(v) || !parseInt(name, v, 0, 100000, &o->fibers, &err)) return bad(err);
     } else if (name == "--retire" && flag()) {
@@ -247,7 +258,8 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
   // Whole-configuration checks.
   int forms = static_cast<int>(o->forms().size());
   if (o->keys < forms) {
-    return bad("--form mixed needs at least 3 keys (one per form), got --keys " + std::to_string(o->keys));
+    return bad("--form mixed needs at least " + std::to_string(forms) + " keys (one per form), got --keys " +
+               std::to_string(o->keys));
   }
   for (size_t f = 0; f < static_cast<size_t>(forms); ++f) {
     // Every updater needs keys of its own: at least --updaters keys per form.
@@ -257,7 +269,8 @@ std::optional<int> parseOptions(int argc, char** argv, Options* o) {
     }
   }
   if (o->sites < forms) {
-    return bad("--form mixed needs at least 3 sites (one per form), got --sites " + std::to_string(o->sites));
+    return bad("--form mixed needs at least " + std::to_string(forms) + " sites (one per form), got --sites " +
+               std::to_string(o->sites));
   }
   return std::nullopt;
 }

@@ -10,7 +10,8 @@
 
 namespace stress {
 
-// Which site forms a run exercises; kMixed rotates direct, toggle, breakpoint over the sites.
+// Which site forms a run exercises; kMixed rotates every form of the ISA over the sites (x86-64:
+// direct, toggle, breakpoint; aarch64: direct).
 enum class FormChoice { kDirect, kToggle, kBreakpoint, kMixed };
 
 // Test-only ways to break the protocol (hidden --fault=..., PATCHCALL_TEST_HOOKS builds).

@@ -72,7 +72,9 @@ void printSummary(const RunReport& r) {
   std::printf("arena: %zu MiB at %p, %+.2f GiB from the executable's text (%s), sync: %s\n", a.size >> 20, a.rxBase,
               static_cast<double>(a.distanceFromText) / (1024.0 * 1024 * 1024),
               a.nearText ? "C++ targets reachable by rel32" : "far: C++ targets go through veneers",
-              a.sync == patchcall::SyncMethod::kMembarrier ? "membarrier SYNC_CORE" : "mprotect-IPI fallback");
+              a.sync == patchcall::SyncMethod::kMembarrier       ? "membarrier SYNC_CORE"
+              : a.sync == patchcall::SyncMethod::kEmulatorRemap ? "emulator remap + membarrier (qemu-user only)"
+                                                                 : "mprotect-IPI fallback");
   if (o.fibers > 0) {
     std::printf("fibers: %d on %d threads, %llu resumes, %llu on another thread than the last\n", o.fibers, o.threads,
                 static_cast<unsigned long long>(r.fiberSwitches), static_cast<unsigned long long>(r.fiberMigrations));
@@ -148,7 +150,9 @@ bool writeJson(const RunReport& r, const std::string& path, std::string* error) 
                o.form == FormChoice::kMixed ? "mixed" : formName(o.forms()[0]), o.seconds,
                o.updateRate > 0 ? std::to_string(o.updateRate).c_str() : "\"max\"", o.batch, o.retire ? "true" : "false",
                static_cast<unsigned long long>(o.seed), faultName(o.fault), o.widenRace ? "true" : "false",
-               o.strictToggle ? "true" : "false", r.arena.sync == patchcall::SyncMethod::kMembarrier ? "membarrier" : "mprotect-ipi",
+               o.strictToggle ? "true" : "false", r.arena.sync == patchcall::SyncMethod::kMembarrier       ? "membarrier"
+               : r.arena.sync == patchcall::SyncMethod::kEmulatorRemap ? "emulator-remap"
+                                                                        : "mprotect-ipi",
                r.arena.nearText ? "true" : "false", o.fibers, o.updaters, publishName(o.publish), o.publishEvery);
   std::fprintf(f, "  \"elapsed_s\": %.3f,\n  \"forms\": {\n", r.seconds);
   for (size_t i = 0; i < r.forms.size(); ++i) {

@@ -1,26 +1,29 @@
 // patchcall-stress — target code: the fixed pool and the per-batch blobs of --retire.
 #include "targets.h"
 
+#include <cstring>
+
 #include "callers.h"
+#include "isa.h"
 #include "versions.h"
 
 namespace stress {
 namespace {
 
-using namespace asmjit;
+// A run of the ISA's trapping fill, to pad between targets.
+struct TrapFill {
+  uint8_t bytes[64];
+  TrapFill() { std::memset(bytes, isa::kTrapFillByte, sizeof bytes); }
+};
+const TrapFill kTrapFill;
 
-const uint8_t kInt3Fill[64] = {
-    0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC,
-    0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC,
-    0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC,
-    0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC};
-
-// Pads with int3 up to the next multiple of `stride` (so a stray jump into padding traps).
+// Pads with the trapping fill up to the next multiple of `stride` (so a stray jump into
+// padding traps).
 bool padTo(patchcall::jit::Assembler& a, size_t stride) {
   size_t pad = (stride - a.offset() % stride) % stride;
   while (pad > 0) {
-    size_t n = pad < sizeof kInt3Fill ? pad : sizeof kInt3Fill;
-    if (a.embed(kInt3Fill, n) != kErrorOk) return false;
+    size_t n = pad < sizeof kTrapFill.bytes ? pad : sizeof kTrapFill.bytes;
+    if (a.embed(kTrapFill.bytes, n) != asmjit::kErrorOk) return false;
     pad -= n;
   }
   return true;
@@ -29,7 +32,7 @@ bool padTo(patchcall::jit::Assembler& a, size_t stride) {
 }  // namespace
 
 TargetSource::TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread, void (*yield)())
-    : rt_(rt), keys_(keys), retire_(retire), stride_(spread ? 0x110 : 16), yield_(yield) {}
+    : rt_(rt), keys_(keys), retire_(retire), stride_(static_cast<uint32_t>(isa::targetStride(spread))), yield_(yield) {}
 
 TargetSource::~TargetSource() {
   if (current_ == nullptr) return;
@@ -56,8 +59,7 @@ bool TargetSource::init(std::vector<const void*>* initial, std::string* error) {
     for (uint32_t e = 0; e < kPoolSize; ++e) {
       std::atomic<uint64_t>& cell = cells_[size_t{k} * kPoolSize + e];
       cell.store(tag(k, e == 0 ? 0 : UINT32_MAX));  // entries other than 0 are not current yet
-      bool ok = a.mov(x86::rax, imm(reinterpret_cast<uint64_t>(&cell))) == kErrorOk &&
-                a.mov(x86::rax, x86::qword_ptr(x86::rax)) == kErrorOk && a.ret() == kErrorOk && padTo(a, stride_);
+      bool ok = isa::emitPoolEntry(a, &cell).isOk() && padTo(a, stride_);
       if (!ok) {
         *error = "emitting the target pool failed";
         return false;
@@ -80,9 +82,9 @@ bool TargetSource::emitBlob(const uint32_t* keys, const uint32_t* versions, size
   std::vector<size_t> offsets;
   for (size_t i = 0; i < n; ++i) {
     offsets.push_back(a.offset());
-    // r14 is the caller group's CallerFrame (callers.cpp keeps it there across every call).
-    bool ok = (yield_ == nullptr || emitYieldPoint(a, x86::r14, yield_, true).isOk()) &&
-              a.mov(x86::rax, imm(tag(keys[i], versions[i]))) == kErrorOk && a.ret() == kErrorOk && padTo(a, stride_);
+    // The yield point finds the caller group's CallerFrame where the group keeps it (isa.h).
+    bool ok = (yield_ == nullptr || isa::emitYieldPoint(a, yield_, true).isOk()) &&
+              isa::emitTagEntry(a, tag(keys[i], versions[i])).isOk() && padTo(a, stride_);
     if (!ok) {
       *error = "emitting a target blob failed";
       return false;

@@ -1,12 +1,12 @@
-// patchcall-stress — the targets: JIT code that returns tag(key, version) in rax.
+// patchcall-stress — the targets: JIT code that returns tag(key, version) (in rax, x0).
 //
 // Two sources:
-//  * Pool (default): each key owns kPoolSize fixed entries `mov rax, imm64(&cell); mov rax,
-//    [rax]; ret`; version v uses entry v % kPoolSize, whose data cell is set to tag(key, v)
+//  * Pool (default): each key owns kPoolSize fixed entries that return the value of their
+//    data cell (isa.h); version v uses entry v % kPoolSize, whose data cell is set to tag(key, v)
 //    after `begin` is published and before the update (see versions.h). No code is written
 //    after startup except the sites themselves.
-//  * Retire (--retire): every batch installs a fresh blob with one `mov rax, imm64(tag);
-//    ret` entry per key. A blob is retired through rt.retire(blob) once no key targets it
+//  * Retire (--retire): every batch installs a fresh blob with one entry per key that
+//    returns its tag as an immediate. A blob is retired through rt.retire(blob) once no key targets it
 //    anymore; the runtime frees it (int3-filled) after a grace period and a stack scan.
 #pragma once
 
@@ -26,7 +26,7 @@ class TargetSource {
   static constexpr uint32_t kPoolSize = 32;
 
   // `spread` places pool entries 0x110 bytes apart (fault tests): a torn rel32 between two
-  // entries then lands on int3 padding instead of another valid entry.
+  // entries then lands on trapping padding (isa.h) instead of another valid entry.
   // `yield` (--fibers with --retire): every retire-mode target starts with a yield point, so a
   // fiber parks with a return address into a target blob that is then retired.
   TargetSource(patchcall::Runtime& rt, uint32_t keys, bool retire, bool spread, void (*yield)() = nullptr);

@@ -95,6 +95,9 @@ void Updaters::run(size_t index, UpdaterConfig c) {
       updates.push_back({keys_[batchKeys[i]], targets[i]});
     }
     targets_.publish(batchKeys.data(), batchVersions.data(), batch);
+    // `begin` and the pool cells are visible before any code write of the update (versions.h,
+    // upper bound): on aarch64 a release or seq_cst store does not order later stores.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     bool deferThis = c.publish == PublishChoice::kDeferred || (c.publish == PublishChoice::kMixed && (rng() & 1) != 0);
     auto t0 = Clock::now();
     patchcall::Status s = deferThis ? rt_.updateBatch(updates, deferred) : rt_.updateBatch(updates);

@@ -1,13 +1,15 @@
 // A minimal stack switch for benchmarks and the stress driver: no signal mask, no FPU
-// control words, just the SysV callee-saved registers (what a hand-written fiber switch in
-// a runtime does). Not ucontext: glibc's swapcontext makes a sigprocmask syscall per switch.
+// control words, just the ABI's callee-saved registers (what a hand-written fiber switch in
+// a runtime does; support/<isa>/fiber_switch.cpp). Not ucontext: glibc's swapcontext makes a
+// sigprocmask syscall per switch.
 #pragma once
 
 #include <cstddef>
 
 extern "C" {
-// Pushes rbp, rbx, r12-r15 on the current stack, stores rsp in *save, loads `load` (an sp
-// saved by a previous pcfiber_switch or made by pcfiber_init), pops and returns there.
+// Pushes the callee-saved registers (x86-64: rbp, rbx, r12-r15; aarch64: x19-x30, d8-d15) on
+// the current stack, stores sp in *save, loads `load` (an sp saved by a previous
+// pcfiber_switch or made by pcfiber::init), pops and returns there.
 void pcfiber_switch(void** save, void* load);
 }
 

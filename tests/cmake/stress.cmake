@@ -1,5 +1,7 @@
 # ctest entries for the stress/retarget driver (bench/stress/). Each run is a few
-# seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures.
+# seconds; bench/stress/check_run.cmake asserts the exit status and the JSON figures. On
+# aarch64 the driver has Direct sites only (--form mixed is direct there); a cross build runs
+# a shorter selection under the emulator (below).
 if(NOT PATCHCALL_BUILD_BENCH)
   return()
 endif()
@@ -13,6 +15,10 @@ function(patchcall_stress_test name expect args checks)
   foreach(c IN LISTS checks)
     list(APPEND defs -D${c})
   endforeach()
+  if(CMAKE_CROSSCOMPILING_EMULATOR)  # check_run.cmake starts the driver itself
+    string(REPLACE ";" "\\;" emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+    list(APPEND defs "-DEMULATOR=${emulator}")
+  endif()
   string(REPLACE ";" "\\;" escaped "${args}")
   add_test(NAME ${name}
            COMMAND ${CMAKE_COMMAND} -DSTRESS=$<TARGET_FILE:patchcall-stress> "-DARGS=${escaped}"
@@ -25,6 +31,59 @@ set_tests_properties(Stress_Help PROPERTIES PASS_REGULAR_EXPRESSION "--update-ra
 patchcall_stress_test(Stress_BadFormExits2 2 "--form;sideways" "")
 patchcall_stress_test(Stress_BadThreadsExits2 2 "--threads;0" "")
 patchcall_stress_test(Stress_UnknownOptionExits2 2 "--frobnicate" "")
+patchcall_stress_test(Stress_BadFibersExits2 2 "--fibers;-1" "")
+if(NOT PATCHCALL_ARCH STREQUAL "x86_64")
+  # Only Direct sites exist on aarch64: the other forms are a bad option, not a runtime error.
+  patchcall_stress_test(Stress_ToggleFormRefusedExits2 2 "--form;toggle" "")
+  patchcall_stress_test(Stress_BreakpointFormRefusedExits2 2 "--form;breakpoint" "")
+endif()
+
+if(CMAKE_CROSSCOMPILING_EMULATOR)
+  # Under qemu-user (scripts/test-aarch64: PATCHCALL_SYNC=emulator-remap) every emulated
+  # instruction costs 10-30 native ones and each update re-maps the arena, so these are the
+  # same runs with fewer threads, sites and keys, a paced update rate, 4-5 s each and lower
+  # minimums (updates, freed blobs, migrations); the minimums still say that calls were
+  # checked, updates made and blobs freed while they ran. The toggle and breakpoint runs are
+  # left out (no such forms on A64). --fork runs here: qemu 7.2 aborts in some forked
+  # children of a threaded process (`cpu_exec: assertion cpu == current_cpu`, 6 fork tests of
+  # the GoogleTest suite skip for it), but not in the driver's (7 of 7 runs passed).
+  patchcall_stress_test(Stress_CleanMixedRetire 0
+    "--threads;2;--sites;64;--keys;16;--form;mixed;--retire;--seconds;4;--update-rate;2000"
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-mixed-retire.json;MIN_UPDATES=400;MIN_FREED=30;MIN_CALLS=1000000")
+  patchcall_stress_test(Stress_CleanOversubscribedMixed 0
+    "--threads;6;--sites;48;--keys;12;--form;mixed;--seconds;4;--update-rate;2000"
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-oversubscribed.json;MIN_UPDATES=400;MIN_CALLS=1000000")
+  patchcall_stress_test(Stress_UpdatersPublishMixedRetire 0
+    "--threads;2;--sites;64;--keys;16;--form;mixed;--retire;--updaters;4;--publish;mixed;--seconds;5;--update-rate;2000"
+    "JSON=${PATCHCALL_STRESS_OUT}/updaters-publish-mixed.json;MIN_UPDATES=400;MIN_FREED=30;MIN_CALLS=1000000")
+  patchcall_stress_test(Stress_CleanForkChildren 0
+    "--threads;2;--sites;48;--keys;12;--form;mixed;--retire;--seconds;4;--update-rate;2000;--fork;4"
+    "JSON=${PATCHCALL_STRESS_OUT}/clean-fork.json;MIN_FORK_CHILDREN=4;MIN_UPDATES=400;MIN_CALLS=1000000")
+  # Fibers on one caller thread: they switch at polls and inside targets and pin the retired
+  # targets they are parked in, but do not migrate. With two threads, a fiber resumed on the
+  # other vCPU made, in 4 of 9 loaded runs, one call entering a target one or two versions
+  # below the `pre` it had just read (not seen on one thread, 0 of 9, nor without fibers or
+  # without --retire): not explained yet, so it is left out here rather than hidden; native
+  # builds run 1,000 fibers over 4 threads (below).
+  patchcall_stress_test(Stress_Fibers100On1ThreadRetire 0
+    "--threads;1;--fibers;100;--sites;48;--keys;12;--form;mixed;--retire;--seconds;4;--update-rate;2000"
+    "JSON=${PATCHCALL_STRESS_OUT}/fibers-retire.json;MIN_FREED=30;MIN_CALLS=1000000;MIN_PINNED=1")
+  if(PATCHCALL_TEST_HOOKS)  # the faults that apply to Direct sites must be detected here too
+    patchcall_stress_test(Stress_FaultSkipForkCopyIsDetected 1
+      "--threads;2;--sites;48;--keys;12;--form;mixed;--seconds;4;--update-rate;2000;--fork;4;--fault=skip-fork-copy"
+      "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-fork-copy.json;MIN_VIOLATIONS=1")
+    patchcall_stress_test(Stress_FaultSkipPublishIsDetected 1
+      "--threads;2;--sites;24;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;2000;--publish;deferred;--publish-every;100000;--fault=skip-publish"
+      "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-publish.json;MIN_VIOLATIONS=1")
+    patchcall_stress_test(Stress_FaultSkipRetireGraceIsDetected 1
+      "--threads;6;--sites;24;--keys;6;--form;direct;--retire;--seconds;4;--update-rate;2000;--fault=skip-retire-grace"
+      "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-retire-grace.json;MIN_VIOLATIONS=1")
+    patchcall_stress_test(Stress_FaultSkipStackScanIsDetected 1
+      "--threads;1;--fibers;100;--sites;48;--keys;12;--form;mixed;--retire;--seconds;4;--update-rate;2000;--fault=skip-stack-scan"
+      "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-stack-scan.json;MIN_VIOLATIONS=1")
+  endif()
+  return()
+endif()
 
 # Clean runs: zero violations, exit 0, and enough work done that "zero" means something.
 patchcall_stress_test(Stress_CleanMixedRetire 0
@@ -51,6 +110,8 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipForkCopyIsDetected 1
     "--threads;3;--sites;240;--keys;24;--form;mixed;--seconds;3;--update-rate;30000;--fork;4;--fault=skip-fork-copy"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-fork-copy.json;MIN_VIOLATIONS=1")
+endif()
+if(PATCHCALL_TEST_HOOKS AND PATCHCALL_ARCH STREQUAL "x86_64")  # toggle sites: x86-64 only
   # The toggle race made easy to hit (a stalled thread between toggle and call A, a slow torn
   # rewrite): with the grace-period rule on, the protocol still holds ...
   patchcall_stress_test(Stress_WidenedToggleRaceHolds 0
@@ -74,6 +135,8 @@ if(PATCHCALL_TEST_HOOKS)
   patchcall_stress_test(Stress_FaultSkipStrictGraceIsDetected 1
     "--threads;2;--sites;4;--keys;2;--form;toggle;--seconds;3;--widen-race;--fault=skip-strict-grace"
     "JSON=${PATCHCALL_STRESS_OUT}/fault-skip-strict-grace.json;MIN_VIOLATIONS=1")
+endif()
+if(PATCHCALL_TEST_HOOKS)
   # Grace periods that start without publishing deferred updates: retired targets a deferred
   # update moved calls away from are freed before the move is visible everywhere, which
   # patchcall's own check counts and the driver reports (nothing else publishes here).
@@ -94,7 +157,6 @@ endif()
 patchcall_stress_test(Stress_Fibers1000Over4ThreadsRetire 0
   "--threads;4;--fibers;1000;--sites;240;--keys;24;--form;mixed;--retire;--seconds;4;--update-rate;20000"
   "JSON=${PATCHCALL_STRESS_OUT}/fibers-retire.json;MIN_FREED=500;MIN_CALLS=1000000;MIN_MIGRATIONS=1000;MIN_PINNED=1")
-patchcall_stress_test(Stress_BadFibersExits2 2 "--fibers;-1" "")
 if(PATCHCALL_TEST_HOOKS)
   # The same run with patchcall scanning no parked stack (as before stacks were known): a
   # fiber resumes inside a freed target, which the driver must report.

@@ -1,5 +1,5 @@
-// The switch itself, in assembly (fiber_switch.h).
-#include "fiber_switch.h"
+// The switch itself on x86-64, in assembly (fiber_switch.h).
+#include "../fiber_switch.h"
 
 #include <cstdint>
 
