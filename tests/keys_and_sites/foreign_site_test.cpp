@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,81 +43,88 @@ void expectOnlyTheCallChanged(const uint8_t* code, const std::vector<uint8_t>& o
   }
 }
 
+// A runtime, `n` targets returning idBase + i, and a foreign page calling targets[0].
+struct ForeignSetup {
+  Result<Runtime> rt = Runtime::create();
+  std::vector<const void*> targets;
+  std::unique_ptr<ForeignPage> page;
+  // Call through ASSERT_NO_FATAL_FAILURE.
+  void make(int n, int idBase) {
+    ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+    targets = installTargets(*rt, n, idBase);
+    ASSERT_EQ(targets.size(), static_cast<size_t>(n));
+    page = std::make_unique<ForeignPage>(mapForeignCode(rt->arenaInfo().rxBase, targets[0]));
+    ASSERT_NE(page->code, nullptr) << "no free page within reach of the arena";
+  }
+};
+
 TEST(ForeignSite, RegisteredCallFollowsTheKeyUntilUnregistered) {
   PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
-  Result<Runtime> rt = Runtime::create();
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> targets = installTargets(*rt, 4, 50);
-  ASSERT_EQ(targets.size(), 4u);
-  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
-  ASSERT_NE(page.code, nullptr) << "no free page within reach of the arena";
-  std::vector<uint8_t> original(page.code, page.code + test::kForeignCallOffset + test::callSize() + 8);
-  uint8_t* site = page.code + test::kForeignCallOffset;
-  auto fn = reinterpret_cast<Fn>(page.code);
-  ASSERT_EQ(fn(), idOf(targets[0])) << "the foreign code does not run as written";
+  ForeignSetup f;
+  ASSERT_NO_FATAL_FAILURE(f.make(4, 50));
+  std::vector<uint8_t> original(f.page->code, f.page->code + test::kForeignCallOffset + test::callSize() + 8);
+  uint8_t* site = f.page->code + test::kForeignCallOffset;
+  auto fn = reinterpret_cast<Fn>(f.page->code);
+  ASSERT_EQ(fn(), idOf(f.targets[0])) << "the foreign code does not run as written";
 
-  Result<Key> key = rt->createKey(targets[1], "foreign");
+  Result<Key> key = f.rt->createKey(f.targets[1], "foreign");
   ASSERT_TRUE(key.isOk());
-  Status reg = rt->registerForeignSite(site, *key);
+  Status reg = f.rt->registerForeignSite(site, *key);
   ASSERT_TRUE(reg.isOk()) << reg.toString();
-  expectCallTo(site, targets[1], "just registered");
-  EXPECT_EQ(fn(), idOf(targets[1])) << "registering points the call at the key's target";
-  Result<SiteInfo> info = rt->site(site);
+  expectCallTo(site, f.targets[1], "just registered");
+  EXPECT_EQ(fn(), idOf(f.targets[1])) << "registering points the call at the key's target";
+  Result<SiteInfo> info = f.rt->site(site);
   ASSERT_TRUE(info.isOk()) << info.status().toString();
   EXPECT_TRUE(info->foreign);
   EXPECT_EQ(info->form, foreignForm());
   EXPECT_EQ(info->key, *key);
-  EXPECT_EQ(info->target, targets[1]);
+  EXPECT_EQ(info->target, f.targets[1]);
 
-  RuntimeStats before = rt->stats();
-  ASSERT_TRUE(rt->update(*key, targets[2]).isOk());
-  EXPECT_EQ(rt->stats().syncs - before.syncs, foreignUpdateSyncs()) << "syncs of one update of a foreign site";
-  expectCallTo(site, targets[2], "after update");
-  EXPECT_EQ(fn(), idOf(targets[2]));
-  expectOnlyTheCallChanged(page.code, original);
+  RuntimeStats before = f.rt->stats();
+  ASSERT_TRUE(f.rt->update(*key, f.targets[2]).isOk());
+  EXPECT_EQ(f.rt->stats().syncs - before.syncs, foreignUpdateSyncs()) << "syncs of one update of a foreign site";
+  expectCallTo(site, f.targets[2], "after update");
+  EXPECT_EQ(fn(), idOf(f.targets[2]));
+  expectOnlyTheCallChanged(f.page->code, original);
 
-  Status unreg = rt->unregisterForeignSite(site);
+  Status unreg = f.rt->unregisterForeignSite(site);
   ASSERT_TRUE(unreg.isOk()) << unreg.toString();
-  ASSERT_TRUE(rt->update(*key, targets[3]).isOk());
-  expectCallTo(site, targets[2], "after unregistering, updates no longer reach the site");
-  EXPECT_EQ(fn(), idOf(targets[2]));
-  EXPECT_EQ(rt->site(site).code(), Error::kUnknownSite);
-  EXPECT_TRUE(rt->destroyKey(*key).isOk()) << "no site is bound to the key any more";
+  ASSERT_TRUE(f.rt->update(*key, f.targets[3]).isOk());
+  expectCallTo(site, f.targets[2], "after unregistering, updates no longer reach the site");
+  EXPECT_EQ(fn(), idOf(f.targets[2]));
+  EXPECT_EQ(f.rt->site(site).code(), Error::kUnknownSite);
+  EXPECT_TRUE(f.rt->destroyKey(*key).isOk()) << "no site is bound to the key any more";
 }
 
 TEST(ForeignSite, RegistrationErrors) {
   PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
-  Result<Runtime> rt = Runtime::create();
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> targets = installTargets(*rt, 1, 60);
-  ASSERT_EQ(targets.size(), 1u);
-  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
-  ASSERT_NE(page.code, nullptr);
-  Result<Key> key = rt->createKey(targets[0]);
+  ForeignSetup f;
+  ASSERT_NO_FATAL_FAILURE(f.make(1, 60));
+  Result<Key> key = f.rt->createKey(f.targets[0]);
   ASSERT_TRUE(key.isOk());
-  uint8_t* site = page.code + test::kForeignCallOffset;
+  uint8_t* site = f.page->code + test::kForeignCallOffset;
 
-  Status notACall = rt->registerForeignSite(page.code, *key);  // the prologue
+  Status notACall = f.rt->registerForeignSite(f.page->code, *key);  // the prologue
   EXPECT_EQ(notACall.code(), Error::kUnsupportedSite) << notACall.toString();
   if (test::instructionAlignment() > 1) {
-    Status misaligned = rt->registerForeignSite(site + 2, *key);
+    Status misaligned = f.rt->registerForeignSite(site + 2, *key);
     EXPECT_EQ(misaligned.code(), Error::kInvalidArgument) << misaligned.toString();
     EXPECT_NE(misaligned.message().find("aligned"), std::string::npos) << misaligned.toString();
   }
-  Status inArena = rt->registerForeignSite(const_cast<void*>(targets[0]), *key);
+  Status inArena = f.rt->registerForeignSite(const_cast<void*>(f.targets[0]), *key);
   EXPECT_EQ(inArena.code(), Error::kInvalidArgument) << inArena.toString();
-  Status null = rt->registerForeignSite(nullptr, *key);
+  Status null = f.rt->registerForeignSite(nullptr, *key);
   EXPECT_EQ(null.code(), Error::kInvalidArgument) << null.toString();
-  Status badKey = rt->registerForeignSite(site, Key{999999});
+  Status badKey = f.rt->registerForeignSite(site, Key{999999});
   EXPECT_EQ(badKey.code(), Error::kUnknownKey) << badKey.toString();
-  Status unknown = rt->unregisterForeignSite(site);
+  Status unknown = f.rt->unregisterForeignSite(site);
   EXPECT_EQ(unknown.code(), Error::kUnknownSite) << unknown.toString();
 
-  ASSERT_TRUE(rt->registerForeignSite(site, *key).isOk());
-  Status twice = rt->registerForeignSite(site, *key);
+  ASSERT_TRUE(f.rt->registerForeignSite(site, *key).isOk());
+  Status twice = f.rt->registerForeignSite(site, *key);
   EXPECT_EQ(twice.code(), Error::kInvalidArgument) << twice.toString();
-  EXPECT_TRUE(rt->unregisterForeignSite(site).isOk());
-  EXPECT_EQ(rt->unregisterForeignSite(site).code(), Error::kUnknownSite);
+  EXPECT_TRUE(f.rt->unregisterForeignSite(site).isOk());
+  EXPECT_EQ(f.rt->unregisterForeignSite(site).code(), Error::kUnknownSite);
 }
 
 // Callers run the foreign function while the key moves between three targets. Each call must
@@ -126,19 +134,15 @@ TEST(ForeignSite, RegistrationErrors) {
 // qemu, a stale translation) fails the second check.
 TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns) {
   PATCHCALL_SKIP_UNLESS_FOREIGN_SITES();
-  Result<Runtime> rt = Runtime::create();
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> targets = installTargets(*rt, 3, 80);
-  ASSERT_EQ(targets.size(), 3u);
-  ForeignPage page{mapForeignCode(rt->arenaInfo().rxBase, targets[0])};
-  ASSERT_NE(page.code, nullptr);
-  Result<Key> key = rt->createKey(targets[0], "foreign-concurrent");
+  ForeignSetup f;
+  ASSERT_NO_FATAL_FAILURE(f.make(3, 80));
+  Result<Key> key = f.rt->createKey(f.targets[0], "foreign-concurrent");
   ASSERT_TRUE(key.isOk());
-  ASSERT_TRUE(rt->registerForeignSite(page.code + test::kForeignCallOffset, *key).isOk());
-  auto fn = reinterpret_cast<Fn>(page.code);
+  ASSERT_TRUE(f.rt->registerForeignSite(f.page->code + test::kForeignCallOffset, *key).isOk());
+  auto fn = reinterpret_cast<Fn>(f.page->code);
 
   const int updates = test::scaled(3000, 300);
-  std::atomic<int> begun{0}, returned{0};  // updates begun / returned (update i moves to targets[i % 3])
+  std::atomic<int> begun{0}, returned{0};  // updates begun / returned (update i moves to f.targets[i % 3])
   std::atomic<bool> stop{false};
   std::atomic<long> calls{0}, strictCalls{0}, invalid{0}, stale{0};
   std::vector<std::thread> callers;
@@ -153,7 +157,7 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
         if (r < 80 || r > 82) invalid.fetch_add(1);
         if (started == done) {  // the whole call ran between update `done` and the next
           ++strict;
-          if (r != idOf(targets[static_cast<size_t>(done % 3)])) stale.fetch_add(1);
+          if (r != idOf(f.targets[static_cast<size_t>(done % 3)])) stale.fetch_add(1);
         }
       }
       calls.fetch_add(n), strictCalls.fetch_add(strict);
@@ -162,10 +166,10 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
   for (int i = 1; i <= updates; ++i) {
     begun.store(i, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // visible before any of update i's writes
-    Result<const void*> s = rt->update(*key, targets[static_cast<size_t>(i % 3)]);
+    Result<const void*> s = f.rt->update(*key, f.targets[static_cast<size_t>(i % 3)]);
     ASSERT_TRUE(s.isOk()) << "update " << i << ": " << s.status().toString();
     returned.store(i, std::memory_order_release);
-    ASSERT_EQ(fn(), idOf(targets[static_cast<size_t>(i % 3)])) << "the updating thread's own call after update " << i;
+    ASSERT_EQ(fn(), idOf(f.targets[static_cast<size_t>(i % 3)])) << "the updating thread's own call after update " << i;
   }
   stop.store(true);
   for (std::thread& t : callers) t.join();
@@ -173,7 +177,7 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
   EXPECT_EQ(invalid.load(), 0) << "calls that reached no target of the key";
   EXPECT_EQ(stale.load(), 0) << "calls that began after an update returned and still ran the old target";
   EXPECT_GT(strictCalls.load(), 0) << "no call ran wholly between two updates: the check saw nothing";
-  EXPECT_TRUE(rt->unregisterForeignSite(page.code + test::kForeignCallOffset).isOk());
+  EXPECT_TRUE(f.rt->unregisterForeignSite(f.page->code + test::kForeignCallOffset).isOk());
 }
 
 }  // namespace
