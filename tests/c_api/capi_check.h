@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "patchcall/patchcall.h"
@@ -59,6 +60,13 @@ static inline int capi_finish(const char* suite) {
   fprintf(stderr, "%s: %s (%d failure%s)\n", suite, capi_failures == 0 ? "PASSED" : "FAILED", capi_failures,
           capi_failures == 1 ? "" : "s");
   return capi_failures == 0 ? 0 : 1;
+}
+
+/* Under an emulator (qemu-user: tests/cmake/c_api.cmake sets PATCHCALL_TEST_EMULATED=1 for a
+ * cross build's tests), for the few checks of what the emulator does not provide. */
+static inline int capi_emulated(void) {
+  const char* e = getenv("PATCHCALL_TEST_EMULATED");
+  return e != NULL && strcmp(e, "1") == 0;
 }
 
 /* ---- call targets ---------------------------------------------------------------------------- */

@@ -102,9 +102,9 @@ static void bad_targets(void) {
    * aligned, so alignment does not refuse it); the safepoint stub's page. */
   const void* tramp = NULL;
   CHECK_CODE(patchcall_key_trampoline(rt, key, &tramp), PATCHCALL_OK);
-  CHECK_CODE(patchcall_key_update(rt, key, (const uint8_t*)tramp - 11, NULL), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_CODE(patchcall_key_update(rt, key, (const uint8_t*)tramp - CAPI_TRAMPOLINE_CELL_OFFSET, NULL), PATCHCALL_E_INVALID_ARGUMENT);
   CHECK_MESSAGE_HAS("trampoline slot");
-  patchcall_update_entry cell_entry = {key, (const uint8_t*)tramp - 11};
+  patchcall_update_entry cell_entry = {key, (const uint8_t*)tramp - CAPI_TRAMPOLINE_CELL_OFFSET};
   CHECK_CODE(patchcall_key_update_batch(rt, &cell_entry, 1), PATCHCALL_E_INVALID_ARGUMENT);
   patchcall_key page_key;
   CHECK_CODE(patchcall_key_create(rt, a.rx_base, "runtime page", &page_key), PATCHCALL_E_INVALID_ARGUMENT);
@@ -132,7 +132,7 @@ static void resource_limits(void) {
   patchcall_site_spec two[2] = {{CAPI_DIRECT_SITE_OFFSET, key, PATCHCALL_SITE_DIRECT},
                                 {CAPI_DIRECT_SITE_OFFSET + 64, key, PATCHCALL_SITE_DIRECT}};
   uint8_t code[128];
-  memset(code, 0xCC, sizeof code);
+  memset(code, CAPI_FILL_BYTE, sizeof code);
   memcpy(code, capi_direct_code, CAPI_DIRECT_CODE_SIZE);
   memcpy(code + 64, capi_direct_code, CAPI_DIRECT_CODE_SIZE);
   patchcall_blob blob;
@@ -141,7 +141,7 @@ static void resource_limits(void) {
   CHECK_CODE(patchcall_code_install(rt, code, sizeof code, two, 1, &blob), PATCHCALL_OK);
 
   static uint8_t big[4096];
-  memset(big, 0xC3, sizeof big);
+  memset(big, CAPI_FILL_BYTE, sizeof big);
   int installed = 0, code_seen = PATCHCALL_OK;
   for (int i = 0; i < 64 && code_seen == PATCHCALL_OK; ++i) {
     code_seen = patchcall_code_install(rt, big, sizeof big, NULL, 0, &blob);
@@ -326,11 +326,12 @@ static void remaining_codes(void) {
   CHECK_MESSAGE_HAS("no call site is registered");
   patchcall_key key;
   CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "k", &key), PATCHCALL_OK);
-  static const uint8_t not_a_call[8] = {0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xC3};
-  CHECK_CODE(patchcall_foreign_site_register(rt, (void*)not_a_call, key), PATCHCALL_E_UNSUPPORTED_SITE);
-  CHECK_MESSAGE_HAS("not executable"); /* .rodata */
+  /* Writable data is never executable (.rodata can be: aarch64's ld puts it in the text segment). */
+  static uint8_t not_code[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  CHECK_CODE(patchcall_foreign_site_register(rt, not_code, key), PATCHCALL_E_UNSUPPORTED_SITE);
+  CHECK_MESSAGE_HAS("not executable"); /* .data */
   CHECK_CODE(patchcall_foreign_site_register(rt, (void*)(uintptr_t)capi_target_one, key), PATCHCALL_E_UNSUPPORTED_SITE);
-  CHECK_MESSAGE_HAS("is not a 5-byte `call rel32` (E8)");
+  CHECK_MESSAGE_HAS("is not a " CAPI_CALL_NAME);
   /* STILL_TARGETED, DOUBLE_RETIRE */
   patchcall_blob blob = capi_install(rt, capi_direct_code, CAPI_DIRECT_CODE_SIZE, CAPI_DIRECT_SITE_OFFSET, key,
                                      PATCHCALL_SITE_DIRECT);
@@ -362,12 +363,23 @@ static void remaining_codes(void) {
 
 /* FORKED_CHILD: a child made by a raw fork system call (no atfork handlers, as with vfork
  * or clone) still maps the parent's code; the child reports the code it got as its exit
- * status. */
+ * status. aarch64 has no fork system call: clone with SIGCHLD alone is fork. */
 static void forked_child_without_atfork(void) {
   patchcall_runtime* rt = capi_new_runtime();
   patchcall_key key;
   CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "raw-fork", &key), PATCHCALL_OK);
+  if (capi_emulated()) {
+    /* Fork.ChildWithoutAtforkHandlersIsRefused skips there too. */
+    fprintf(stderr, "  (under emulation: qemu-user ignores madvise(MADV_WIPEONFORK), which marks a raw fork's "
+                    "child; FORKED_CHILD not exercised)\n");
+    patchcall_runtime_destroy(rt);
+    return;
+  }
+#ifdef SYS_fork
   long pid = syscall(SYS_fork);
+#else
+  long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+#endif
   if (pid == 0) syscall(SYS_exit_group, patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_two), NULL));
   CHECK(pid > 0);
   int status = 0;
@@ -417,6 +429,7 @@ static void every_code_was_seen(void) {
     if (code == PATCHCALL_E_SYNC_UNSUPPORTED) continue; /* capi_runtime_test (seccomp child) */
     if (code == PATCHCALL_E_SYSTEM_ERROR) continue;     /* sigaction, mprotect: C++ tests (seccomp, hooks) */
     if (code == PATCHCALL_E_OUT_OF_MEMORY && !CAPI_CAN_FAIL_NEW) continue;
+    if (code == PATCHCALL_E_FORKED_CHILD && capi_emulated()) continue; /* forked_child_without_atfork */
     if ((capi_codes_seen & (1u << code)) == 0) {
       fprintf(stderr, "error code %d (%s) was never returned by this test\n", code, patchcall_strerror(code));
       capi_failures++;

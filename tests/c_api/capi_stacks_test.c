@@ -96,14 +96,12 @@ static void parked_fiber_pins_a_blob(void) {
   void* mem = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   CHECK(mem != MAP_FAILED);
   CHECK_CODE(patchcall_stack_register(g_rt, mem, STACK_SIZE, "capi-fiber", &g_stack), PATCHCALL_OK);
-  static const uint8_t ret_code[] = {0xB8, 9, 0, 0, 0, 0xC3}; /* mov eax, 9 ; ret */
   patchcall_blob blob;
-  CHECK_CODE(patchcall_code_install(g_rt, ret_code, sizeof ret_code, NULL, 0, &blob), PATCHCALL_OK);
+  CHECK_CODE(patchcall_code_install(g_rt, capi_return7_code, sizeof capi_return7_code, NULL, 0, &blob), PATCHCALL_OK);
   atomic_store(&g_pointer, (uintptr_t)blob.code + 2);
 
   getcontext(&g_fiber);
-  g_fiber.uc_mcontext.gregs[REG_RBP] = g_fiber.uc_mcontext.gregs[REG_R12] = 0; /* no stale values */
-  g_fiber.uc_mcontext.gregs[REG_R13] = g_fiber.uc_mcontext.gregs[REG_R14] = g_fiber.uc_mcontext.gregs[REG_R15] = 0;
+  CAPI_CLEAR_CALLEE_SAVED(g_fiber); /* no stale values (capi_code.h: the host's registers) */
   g_fiber.uc_stack.ss_sp = mem;
   g_fiber.uc_stack.ss_size = STACK_SIZE;
   g_fiber.uc_link = &g_host;

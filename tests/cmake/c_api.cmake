@@ -1,13 +1,9 @@
 # C API tests (tests/c_api/*.c): each file is a C11 executable and one ctest, CApi_<Name>.
 # Compiled as strict C11 with -Wpedantic so the public header stays plain C.
 file(GLOB PATCHCALL_CAPI_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/c_api/*_test.c)
-if(PATCHCALL_ARCH STREQUAL "aarch64")
-  # The others still hold x86 of their own (an asm foreign caller, `mov eax, imm ; ret` bytes,
-  # ucontext's x86 registers) or test toggle/breakpoint sites throughout: not yet ported.
-  set(PATCHCALL_CAPI_ISA_NEUTRAL capi_quiescence_test.c capi_runtime_test.c capi_thread_exit_test.c capi_threads_test.c)
-  list(TRANSFORM PATCHCALL_CAPI_ISA_NEUTRAL PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/c_api/)
-  set(PATCHCALL_CAPI_TESTS ${PATCHCALL_CAPI_ISA_NEUTRAL})
-endif()
+# All seven run on both ISAs: their machine code (sites, a foreign caller, returners) comes from
+# c_api/<isa>/capi_code.h; on aarch64 the toggle and breakpoint checks become checks that those
+# forms are refused (INVALID_ARGUMENT), and foreign sites are BLs patched as Direct sites.
 foreach(source IN LISTS PATCHCALL_CAPI_TESTS)
   get_filename_component(stem ${source} NAME_WE)      # capi_keys_code_test
   string(REGEX REPLACE "^capi_(.*)_test$" "\\1" topic ${stem})
@@ -28,4 +24,7 @@ foreach(source IN LISTS PATCHCALL_CAPI_TESTS)
   target_link_libraries(${stem} PRIVATE patchcall Threads::Threads ${CMAKE_DL_LIBS})
   add_test(NAME CApi_${camel} COMMAND ${stem})
   set_tests_properties(CApi_${camel} PROPERTIES TIMEOUT 120)
+  if(CMAKE_CROSSCOMPILING_EMULATOR)  # capi_emulated() in capi_check.h
+    set_tests_properties(CApi_${camel} PROPERTIES ENVIRONMENT PATCHCALL_TEST_EMULATED=1)
+  endif()
 endforeach()

@@ -45,8 +45,9 @@ if(CMAKE_CROSSCOMPILING_EMULATOR)
   # minimums (updates, freed blobs, migrations); the minimums still say that calls were
   # checked, updates made and blobs freed while they ran. The toggle and breakpoint runs are
   # left out (no such forms on A64). --fork runs here: qemu 7.2 aborts in some forked
-  # children of a threaded process (`cpu_exec: assertion cpu == current_cpu`, 6 fork tests of
-  # the GoogleTest suite skip for it), but not in the driver's (7 of 7 runs passed).
+  # children of a threaded process that start a thread (`qemu_plugin_vcpu_init_hook` or
+  # `cpu_exec: assertion cpu == current_cpu`; 1 fork test of the GoogleTest suite skips for
+  # it), but not in the driver's (7 of 7 runs passed).
   patchcall_stress_test(Stress_CleanMixedRetire 0
     "--threads;2;--sites;64;--keys;16;--form;mixed;--retire;--seconds;4;--update-rate;2000"
     "JSON=${PATCHCALL_STRESS_OUT}/clean-mixed-retire.json;MIN_UPDATES=400;MIN_FREED=30;MIN_CALLS=1000000")
