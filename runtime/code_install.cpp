@@ -31,7 +31,8 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
       return Status(Error::kInvalidArgument, "site" + where + " is not a " + arch::kCallName);
     case arch::SiteCheck::kUnalignedField:
       return Status(Error::kInvalidArgument, "Direct site" + where + " has an unaligned " + arch::kFieldName +
-                                                 " (use kBreakpoint or kAuto)");
+                                                 (arch::kBreakpointProtocol ? " (use kBreakpoint or kAuto)"
+                                                                            : " (every instruction here is 4-byte aligned)"));
     case arch::SiteCheck::kMalformedToggle:
       break;
     case arch::SiteCheck::kUnresolvedForm:
