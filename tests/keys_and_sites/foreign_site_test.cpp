@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -143,6 +144,7 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
 
   const int updates = test::scaled(3000, 300);
   std::atomic<int> begun{0}, returned{0};  // updates begun / returned (update i moves to f.targets[i % 3])
+  std::atomic<int> checkedWindow{-1};     // the latest update after which a caller made a whole call
   std::atomic<bool> stop{false};
   std::atomic<long> calls{0}, strictCalls{0}, invalid{0}, stale{0};
   std::vector<std::thread> callers;
@@ -158,6 +160,7 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
         if (started == done) {  // the whole call ran between update `done` and the next
           ++strict;
           if (r != idOf(f.targets[static_cast<size_t>(done % 3)])) stale.fetch_add(1);
+          checkedWindow.store(done, std::memory_order_release);
         }
       }
       calls.fetch_add(n), strictCalls.fetch_add(strict);
@@ -170,6 +173,12 @@ TEST(ForeignSite, ConcurrentCallersSeeAValidTargetAndTheNewOneOnceUpdateReturns)
     ASSERT_TRUE(s.isOk()) << "update " << i << ": " << s.status().toString();
     returned.store(i, std::memory_order_release);
     ASSERT_EQ(fn(), idOf(f.targets[static_cast<size_t>(i % 3)])) << "the updating thread's own call after update " << i;
+    // Give the callers a window (a loaded machine may not run them between two updates at all):
+    // until one has made a whole call after this update, for at most 2 ms.
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+         checkedWindow.load(std::memory_order_acquire) < i && std::chrono::steady_clock::now() < until;) {
+      std::this_thread::yield();
+    }
   }
   stop.store(true);
   for (std::thread& t : callers) t.join();
