@@ -1,7 +1,6 @@
 // patchcall — TextWriter (see text_writer.h).
 #include "text_writer.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,7 +10,6 @@
 #include <new>
 
 #include "proc_maps.h"
-
 #include "test_hooks.h"
 
 namespace patchcall::detail {

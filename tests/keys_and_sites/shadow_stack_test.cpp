@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "error_checks.h"
 #include "isa.h"
 #include "jit_targets.h"
 #include "patchcall/testing.h"
@@ -19,15 +20,8 @@ struct FakeShadowStack {
   ~FakeShadowStack() { testing::setFakeShadowStack(false); }
 };
 
-Options quiet() {
-  Options o;
-  o.backgroundReclaimer = false;
-  o.diagnosticSink = [](const std::string&) {};
-  return o;
-}
-
 TEST(ShadowStack, BreakpointAndForeignSitesAreRefusedDirectSitesWork) {
-  Result<Runtime> rt = Runtime::create(quiet());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   std::vector<const void*> targets = test::installTargets(*rt, 2, 40);
   Result<Key> key = rt->createKey(targets[0], "shadow-stack");
@@ -63,7 +57,7 @@ TEST(ShadowStack, BreakpointAndForeignSitesAreRefusedDirectSitesWork) {
 // is emulated, so shadow stacks do not stop them.
 TEST(ShadowStack, ForeignSitesThatNeverTrapStillWork) {
   if (test::hasToggleAndBreakpointForms()) GTEST_SKIP() << "foreign sites use the breakpoint protocol here (refused above)";
-  Result<Runtime> rt = Runtime::create(quiet());
+  Result<Runtime> rt = Runtime::create(checks::quietManualOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   std::vector<const void*> targets = test::installTargets(*rt, 2, 60);
   Result<Key> key = rt->createKey(targets[0], "shadow-stack-foreign");
