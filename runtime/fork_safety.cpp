@@ -111,7 +111,8 @@ void reannounceCode(Runtime::Impl& rt) {
   for (uint32_t id = 1; id < rt.registry.keyCount(); ++id) {
     const KeyRecord& k = rt.registry.keyAt(id);
     if (!k.live) continue;
-    names.push_back("trampoline:" + (k.name.empty() ? "key" + std::to_string(id) : std::string(k.name)));
+    const MiString& name = rt.registry.keyName(id);
+    names.push_back("trampoline:" + (name.empty() ? "key" + std::to_string(id) : std::string(name)));
     uintptr_t slot = arch::trampolineCell(k.trampoline);
     live.push_back({k.trampoline, arch::kTrampolineSlotSize - (k.trampoline - slot), names.back(),
                     reinterpret_cast<const uint8_t*>(k.trampoline)});

@@ -11,16 +11,12 @@ namespace patchcall::detail {
 Registry::Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers, CodeObserver& observer)
     : options_(options), maxSites_(options.maxSites), arena_(arena), writer_(writer), veneers_(veneers), observer_(observer) {
   keys_.emplace_back();
+  keyNames_.emplace_back();
   sites_.emplace_back();
   blobs_.emplace_back();
 }
 
 // ---- keys ----------------------------------------------------------------------------------
-
-KeyRecord* Registry::key(Key k) noexcept {
-  if (k.id == 0 || k.id >= keys_.size() || !keys_[k.id].live) return nullptr;
-  return &keys_[k.id];
-}
 
 Result<Key> Registry::createKey(const void* initialTarget, std::string_view name, const KeyOptions& options) {
   if (initialTarget == nullptr && options.nullIsNoop) initialTarget = reinterpret_cast<const void*>(noopTarget_);
@@ -48,10 +44,11 @@ Result<Key> Registry::createKey(const void* initialTarget, std::string_view name
   k.nullIsNoop = options.nullIsNoop;
   k.target = initialTarget;
   k.trampoline = entry;
-  k.name = MiString(name.data(), name.size());
+  MiString keyName(name.data(), name.size());
   // A new veneer is written and synced before the jump names it.
   if (Status s = veneers_.publishPlanned(); !s.isOk()) return Status(s.code(), "createKey: " + s.message());
   if (keys_.size() == keys_.capacity()) keys_.reserve(2 * keys_.size() + 1);
+  keyNames_.reserve(keys_.capacity());
   keyByTrampoline_.emplace(entry, static_cast<uint32_t>(keys_.size()));
   veneers_.noteUser(field, *dest, target);
   // Arena writes: nobody executes a fresh slot yet.
@@ -60,6 +57,7 @@ Result<Key> Registry::createKey(const void* initialTarget, std::string_view name
   (void)writer_.write(entry, head.data(), head.size());
   writer_.storeField(field, arch::jumpFieldValue(field, *dest));
   keys_.push_back(std::move(k));
+  keyNames_.push_back(std::move(keyName));
   // Publish the fresh trampoline to every core; without that the key is not handed out.
   if (Status synced = writer_.sync().syncOrError("createKey"); !synced.isOk()) {
     keys_.back().live = false;
@@ -256,7 +254,7 @@ Status Registry::markRetired(const Blob& blob) {
     auto t = reinterpret_cast<uintptr_t>(keys_[k].target);
     if (keys_[k].live && t >= b.rx && t < b.rx + b.size) {
       return Status(Error::kStillTargeted, "retire: key " + std::to_string(k) +
-                                               (keys_[k].name.empty() ? "" : " ('" + std::string(keys_[k].name) + "')") +
+                                               (keyNames_[k].empty() ? "" : " ('" + std::string(keyNames_[k]) + "')") +
                                                " still targets blob " + std::to_string(blob.id) + "; update it first");
     }
   }

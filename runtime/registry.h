@@ -52,8 +52,10 @@ struct KeyRecord {
   const void* pending = nullptr;  // its target in the update pass marked by batchStamp
   uintptr_t trampoline = 0;  // entry (arch::trampolineEntry); the target cell at arch::trampolineCell
   MiVector<uint32_t> sites;
-  MiString name;
 };
+// One cache line: an update of a large batch reads and writes one per key (the name, which no
+// update reads, is kept beside: Registry::keyName).
+static_assert(sizeof(KeyRecord) <= 64);
 
 enum class BlobState : uint8_t { kLive, kRetired, kFreed };
 
@@ -109,11 +111,15 @@ class Registry {
   // Allocates the key's trampoline, points it (and its target cell) at `target`, syncs.
   Result<Key> createKey(const void* target, std::string_view name, const KeyOptions& options);
   Status destroyKey(Key key);
-  KeyRecord* key(Key k) noexcept;
+  KeyRecord* key(Key k) noexcept {
+    if (k.id == 0 || k.id >= keys_.size() || !keys_[k.id].live) return nullptr;
+    return &keys_[k.id];
+  }
   const KeyRecord* key(Key k) const noexcept { return const_cast<Registry*>(this)->key(k); }
   size_t keyCount() const noexcept { return keys_.size(); }  // including the unused [0]
   KeyRecord& keyAt(uint32_t id) noexcept { return keys_[id]; }
   const KeyRecord& keyAt(uint32_t id) const noexcept { return keys_[id]; }
+  const MiString& keyName(uint32_t id) const noexcept { return keyNames_[id]; }
   // Marks the keys of one update pass (KeyRecord::batchStamp).
   uint64_t nextBatchStamp() noexcept { return ++batchCounter_; }
 
@@ -122,6 +128,12 @@ class Registry {
   // call may enter: the runtime page, veneers, trampoline slots other than a live key's
   // entry, the inside of a site's instruction.
   Status validateTarget(const void* target) const;
+  // Aligned code outside the arena: what validateTarget accepts without looking further.
+  bool plainTarget(const void* target) const noexcept {
+    auto t = reinterpret_cast<uintptr_t>(target);
+    return t != 0 && t % arch::kInstructionAlign == 0 &&
+           (options_.targetAlignment <= 1 || t % options_.targetAlignment == 0) && !arena_.contains(target);
+  }
   // A target that is another key's trampoline must not lead back to `keyId` through the
   // chain of trampolines (an endless jmp loop); keys marked with `batchStamp` are taken at
   // their pending target.
@@ -173,6 +185,7 @@ class Registry {
   uintptr_t runtimePage_ = 0, noopTarget_ = 0, returnZeroTarget_ = 0;
 
   MiVector<KeyRecord> keys_;    // index = key id; [0] unused
+  MiVector<MiString> keyNames_;  // index = key id (KeyOptions' name; "" if none)
   MiVector<SiteRecord> sites_;  // index = site id; [0] unused
   MiVector<uint32_t> freeSites_;
   uint64_t liveSites_ = 0;

@@ -54,12 +54,12 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
     if (!waited.isOk()) return waited;
   }
   PATCHCALL_TRY(probeForeign(plan));
-  Status written = write(plan, updates);
+  Status written = write(plan);
   if (written.code() == Error::kReentrantUpdate) return written;  // refused before any write
   dropPlanned.armed = false;  // published
   uint64_t batch = publication_.wrote();  // numbered under the text mutex, after every write
   bool strict = how.strict || plan.strict;
-  uint64_t flipSnap = publish(plan, updates, previous, &strict);
+  uint64_t flipSnap = publish(plan, previous, &strict);
   // jitdump's reload of the touched blobs needs the text mutex, which the last sync may drop.
   observe(plan);
   // The last sync. A breakpoint round's came inside write(), after every write so far.
@@ -116,11 +116,12 @@ Status Retargeter::patchSiteToKey(uint32_t siteId) {
   Plan plan;
   bool foreign = (s.flags & kSiteForeign) != 0;
   if (s.form == SiteForm::kDirect) {
-    plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false, foreign});
+    plan.direct.push_back({s.address, *d, target, false, foreign});
+    plan.foreign = foreign;
   } else {
     plan.breakpoints.push_back({s.address, *d, target, foreign});
   }
-  Status written = write(plan, {});
+  Status written = write(plan);
   if (written.code() == Error::kReentrantUpdate) veneers_.dropPlanned();  // nothing was written
   if (written.isOk() && plan.breakpoints.empty()) {
     // A Direct write leaves its sync to the caller (update's publish step): this is it.
@@ -133,16 +134,22 @@ Status Retargeter::patchSiteToKey(uint32_t siteId) {
 // ---- plan ------------------------------------------------------------------------------------
 
 Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
+  plan.keys.clear();
   plan.direct.clear();
   plan.toggles.clear();
   plan.breakpoints.clear();
   plan.graceNeeded = 0;
   plan.strict = false;
   plan.unchanged = true;
+  plan.viaVeneer = false;
+  plan.foreign = false;
   veneers_.dropPlanned();  // planned by an earlier pass or caller and never written
+  plan.keys.reserve(updates.size());
   plan.direct.reserve(2 * updates.size());  // each key: its trampoline and (usually) a site
   uint64_t batchStamp = registry_.nextBatchStamp();  // marks keys seen in this pass (duplicate check)
-  for (const KeyUpdate& u : updates) {
+  bool arenaTargets = false;  // only a target in the arena can lead through trampolines
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const KeyUpdate& u = updates[i];
     KeyRecord* k = registry_.key(u.key);
     if (k == nullptr) return Status(Error::kUnknownKey, "update: key " + std::to_string(u.key.id) + " is not a live key");
     if (k->batchStamp == batchStamp) {
@@ -150,26 +157,35 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
     }
     k->batchStamp = batchStamp;
     k->pending = registry_.resolve(*k, u.target);
+    plan.keys.push_back(k);
     plan.strict = plan.strict || k->strictUpdates;
     plan.unchanged = plan.unchanged && k->pending == k->target;
-    PATCHCALL_TRY(registry_.validateTarget(k->pending));
+    // The common target (aligned code outside the arena) needs no further check.
+    if (!registry_.plainTarget(k->pending)) {
+      PATCHCALL_TRY(registry_.validateTarget(k->pending));
+      arenaTargets = true;
+    }
     auto target = reinterpret_cast<uintptr_t>(k->pending);
     Result<uintptr_t> tramp = veneers_.destination(k->trampoline, target);
     if (!tramp) return tramp.status();
-    plan.direct.push_back({arch::branchField(k->trampoline), *tramp, k->trampoline, SiteForm::kDirect, target, true, false});
+    plan.viaVeneer = plan.viaVeneer || *tramp != target;
+    plan.direct.push_back({k->trampoline, *tramp, target, true, false});
     for (uint32_t id : k->sites) {
       const SiteRecord& s = registry_.site(id);
       if (s.form == SiteForm::kDirect) {
         Result<uintptr_t> d = veneers_.destination(s.address, target);
         if (!d) return d.status();
-        plan.direct.push_back({arch::branchField(s.address), *d, s.address, SiteForm::kDirect, target, false,
-                               (s.flags & kSiteForeign) != 0});
+        plan.viaVeneer = plan.viaVeneer || *d != target;
+        bool foreign = (s.flags & kSiteForeign) != 0;
+        plan.foreign = plan.foreign || foreign;
+        plan.direct.push_back({s.address, *d, target, false, foreign});
       } else if (s.form == SiteForm::kToggle) {
         arch::ToggleLayout t = toggleLayoutOf(s);
         bool bActive = (s.flags & kSiteToggleOnB) != 0;
         uintptr_t inactive = bActive ? t.callA : t.callB;
         Result<uintptr_t> d = veneers_.destination(inactive, target);
         if (!d) return d.status();
+        plan.viaVeneer = plan.viaVeneer || *d != target;
         ToggleWrite w{id, s.address, arch::branchField(inactive), *d, {}, target};
         arch::toggleFlip(t, !bActive, w.flip);
         plan.toggles.push_back(w);
@@ -180,19 +196,20 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
       } else {
         Result<uintptr_t> d = veneers_.destination(s.address, target);
         if (!d) return d.status();
+        plan.viaVeneer = plan.viaVeneer || *d != target;
         plan.breakpoints.push_back({s.address, *d, target, (s.flags & kSiteForeign) != 0});
       }
     }
   }
-  for (const KeyUpdate& u : updates) {
-    PATCHCALL_TRY(registry_.checkTrampolineChain(u.key.id, registry_.key(u.key)->pending, batchStamp));
+  for (size_t i = 0; arenaTargets && i < updates.size(); ++i) {
+    PATCHCALL_TRY(registry_.checkTrampolineChain(updates[i].key.id, plan.keys[i]->pending, batchStamp));
   }
   return Status::ok();
 }
 
 Status Retargeter::probeForeign(const Plan& plan) const {
-  for (const DirectWrite& w : plan.direct) {
-    if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
+  for (size_t i = 0; plan.foreign && i < plan.direct.size(); ++i) {
+    if (plan.direct[i].foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(plan.direct[i].site));
   }
   for (const BreakpointWrite& w : plan.breakpoints) {
     if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
@@ -220,22 +237,20 @@ class Retargeter::Writing {
 
   // Phase 1 without the breakpoints: target cells, Direct sites and trampolines, and each
   // toggle's inactive call (no thread takes it until the flip).
-  void directAndInactive(std::span<const KeyUpdate> cells) {
-    for (const KeyUpdate& u : cells) {
-      const KeyRecord* k = r_.registry_.key(u.key);
-      (void)r_.writer_.write(arch::trampolineCell(k->trampoline), &k->pending, sizeof k->pending);
-    }
+  void directAndInactive() {
+    for (const KeyRecord* k : plan_.keys) r_.writer_.storeCell(arch::trampolineCell(k->trampoline), k->pending);
     for (const DirectWrite& w : plan_.direct) {
-      int32_t value = w.jump ? arch::jumpFieldValue(w.field, w.destination) : arch::callFieldValue(w.field, w.destination);
+      uintptr_t field = w.field();
+      int32_t value = w.jump ? arch::jumpFieldValue(field, w.destination) : arch::callFieldValue(field, w.destination);
       if (!w.foreign) {
-        r_.writer_.storeField(w.field, value);
-      } else if (r_.writer_.write(w.field, &value, arch::kFieldSize)) {  // one aligned store (arch::kForeignSiteForm)
+        r_.writer_.storeField(field, value);
+      } else if (r_.writer_.write(field, &value, arch::kFieldSize)) {  // one aligned store (arch::kForeignSiteForm)
         r_.foreign_.noteWritten(w.site, value);
       } else {
         refused(w.site, arch::kFieldName);  // the kernel stored nothing: the old call stays whole
         continue;
       }
-      r_.writer_.notify(w.site, w.destination, w.form);
+      r_.writer_.notify(w.site, w.destination, SiteForm::kDirect);
     }
     for (const ToggleWrite& w : plan_.toggles) writeField(w.field, arch::callFieldValue(w.field, w.destination));
   }
@@ -339,7 +354,7 @@ class Retargeter::Writing {
   MiVector<uint8_t> stage_;  // per round site: how far its writes got (foreign sites can fail)
 };
 
-Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
+Status Retargeter::write(const Plan& plan) {
   std::unique_lock<std::mutex> trapRound(TrapTable::instance().roundMutex(), std::defer_lock);
   if (!plan.breakpoints.empty() && tlsInTrapRound) {
     // A patch observer of another runtime's breakpoint round: rounds are process-wide and
@@ -362,18 +377,21 @@ Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
   // before the first site write (allocation first).
   if (Status v = veneers_.publishPlanned(); !v.isOk()) w.failure = v;  // past validation: finish, report
   auto eachBranch = [&](auto&& f) {
-    for (const DirectWrite& d : plan.direct) f(d.field, d.destination, d.target);
+    for (const DirectWrite& d : plan.direct) f(d.field(), d.destination, d.target);
     for (const ToggleWrite& t : plan.toggles) f(t.field, t.destination, t.target);
     for (const BreakpointWrite& b : plan.breakpoints) f(arch::branchField(b.site), b.destination, b.target);
   };
-  eachBranch([&](uintptr_t f, uintptr_t d, uintptr_t t) { veneers_.reserveUser(f, d, t); });
-  eachBranch([&](uintptr_t f, uintptr_t d, uintptr_t t) { veneers_.noteUser(f, d, t); });
+  // Without a veneer in the plan or in use, no branch's veneer reference moves (the common case).
+  if (plan.viaVeneer || veneers_.hasUsers()) {
+    eachBranch([&](uintptr_t f, uintptr_t d, uintptr_t t) { veneers_.reserveUser(f, d, t); });
+    eachBranch([&](uintptr_t f, uintptr_t d, uintptr_t t) { veneers_.noteUser(f, d, t); });
+  }
   w.reserve();
 
   // The first breakpoint round shares its three syncs with phase 1 and the toggles' flip;
   // further rounds (more sites than the trap table holds at once) take three syncs each.
   // Without breakpoint sites the last sync is left to the publication step.
-  w.directAndInactive(cells);
+  w.directAndInactive();
   size_t done = 0;
   do {
     size_t count = std::min(plan.breakpoints.size() - done, TrapTable::kMaxBatch);
@@ -398,19 +416,19 @@ Status Retargeter::write(const Plan& plan, std::span<const KeyUpdate> cells) {
 
 // ---- publish ---------------------------------------------------------------------------------
 
-uint64_t Retargeter::publish(const Plan& plan, std::span<const KeyUpdate> updates, const void** previous, bool* strict) {
+uint64_t Retargeter::publish(const Plan& plan, const void** previous, bool* strict) {
   uint64_t flipSnap = plan.toggles.empty() ? 0 : quiescence_.snapshot();
   for (const ToggleWrite& w : plan.toggles) {
     registry_.toggleFlips()[w.siteId] = flipSnap;
     registry_.site(w.siteId).flags ^= kSiteToggleOnB;  // the flip just written
   }
-  for (size_t i = 0; i < updates.size(); ++i) {
-    KeyRecord* k = registry_.key(updates[i].key);
+  for (size_t i = 0; i < plan.keys.size(); ++i) {
+    KeyRecord* k = plan.keys[i];
     if (previous != nullptr) previous[i] = registry_.reported(*k, k->target);
     k->target = k->pending;
-    *strict = *strict || k->strictUpdates;
   }
-  updates_.fetch_add(updates.size(), std::memory_order_relaxed);
+  *strict = *strict || plan.strict;
+  updates_.fetch_add(plan.keys.size(), std::memory_order_relaxed);
   siteWrites_.fetch_add(plan.writes(), std::memory_order_relaxed);
   return flipSnap;
 }

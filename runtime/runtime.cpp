@@ -329,7 +329,7 @@ Result<std::vector<KeyInfo>> Runtime::keys() const {
     for (uint32_t id = 1; id < r.keyCount(); ++id) {
       const detail::KeyRecord& k = r.keyAt(id);
       if (!k.live) continue;
-      out.push_back({Key{id}, std::string(k.name), r.reported(k, k.target), reinterpret_cast<const void*>(k.trampoline),
+      out.push_back({Key{id}, std::string(r.keyName(id)), r.reported(k, k.target), reinterpret_cast<const void*>(k.trampoline),
                      k.sites.size()});
     }
   });

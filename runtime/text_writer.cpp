@@ -98,8 +98,4 @@ bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
   return true;
 }
 
-void TextWriter::notify(uintptr_t site, uintptr_t target, SiteForm form) const {
-  if (observer_) observer_(PatchEvent{reinterpret_cast<const void*>(site), reinterpret_cast<const void*>(target), form});
-}
-
 }  // namespace patchcall::detail

@@ -37,6 +37,11 @@ class TextWriter {
     __atomic_store_n(reinterpret_cast<int32_t*>(arena_.toRw(reinterpret_cast<void*>(field))), value, __ATOMIC_RELAXED);
     arch::codeWritten(field, sizeof value);
   }
+  // A key's target cell in the arena (always 8-byte aligned): one relaxed store through the RW alias.
+  void storeCell(uintptr_t cell, const void* target) noexcept {
+    __atomic_store_n(reinterpret_cast<const void**>(arena_.toRw(reinterpret_cast<void*>(cell))), target, __ATOMIC_RELAXED);
+    arch::codeWritten(cell, sizeof target);
+  }
   // Foreign code through /proc/self/mem: never dereferenced (its mapping may be gone).
   [[nodiscard]] bool readForeign(uintptr_t rx, void* out, size_t n) const noexcept;
   [[nodiscard]] bool writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept;  // state untouched
@@ -47,7 +52,9 @@ class TextWriter {
   Status afterForkInChild(bool needNow) noexcept;
 
   // Tells the embedder's patch observer (Options::patchObserver) that a site now calls `target`.
-  void notify(uintptr_t site, uintptr_t target, SiteForm form) const;
+  void notify(uintptr_t site, uintptr_t target, SiteForm form) const {
+    if (observer_) observer_(PatchEvent{reinterpret_cast<const void*>(site), reinterpret_cast<const void*>(target), form});
+  }
 
   CrossCoreSync& sync() noexcept { return sync_; }
   const CrossCoreSync& sync() const noexcept { return sync_; }

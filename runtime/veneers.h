@@ -55,6 +55,7 @@ class Veneers {
   void reserveUser(uintptr_t field, uintptr_t destination, uintptr_t target);
   void noteUser(uintptr_t field, uintptr_t destination, uintptr_t target) noexcept;
   void forgetUser(uintptr_t field) noexcept;  // the branch's code is gone (blob freed)
+  bool hasUsers() const noexcept { return !userOf_.empty(); }  // some branch names a veneer
   // After the sync that moved the last user off them: free unused veneers a grace period later.
   void retireOrphans() noexcept;
   bool hasOrphans() const noexcept { return !orphans_.empty(); }
