@@ -15,4 +15,21 @@ inline std::chrono::steady_clock::time_point deadlineAfter(std::chrono::millisec
   return after >= room ? Clock::time_point::max() : now + after;
 }
 
+// deadlineAfter, read from the clock only when first asked for: a grace period that
+// completes at its first check (every reader offline or quiescent) reads no clock at all.
+// The deadline counts from that first ask, a few instructions after the call began.
+class LazyDeadline {
+ public:
+  explicit LazyDeadline(std::chrono::milliseconds after) noexcept : after_(after) {}
+  std::chrono::steady_clock::time_point get() noexcept {
+    if (!known_) end_ = deadlineAfter(after_), known_ = true;
+    return end_;
+  }
+
+ private:
+  std::chrono::milliseconds after_;
+  std::chrono::steady_clock::time_point end_{};
+  bool known_ = false;
+};
+
 }  // namespace patchcall::detail

@@ -64,6 +64,8 @@ bool Quiescence::threadQuiescent(ThreadRecord* r, uint64_t target) noexcept {
   uint64_t c = r->ctr.load(std::memory_order_acquire);
   if (c == target) return true;
   if (c != 0) return false;
+  // Offline (or gone) and no stack to scan: nothing to hold still.
+  if (activeScan_.load(std::memory_order_relaxed) == nullptr) return true;
   // Offline (or gone): its frames cannot change until it comes online, which takes the lock.
   lockSpin(r->scanLock);
   bool quiescent = r->dead || r->ctr.load(std::memory_order_acquire) == 0;
@@ -92,7 +94,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
                   "grace period and must not wait for another");
   }
   if (completed(snap)) return Status::ok();
-  auto end = deadlineAfter(deadline);
+  LazyDeadline end(deadline);
   QuiescentWhile quiescent(*this);  // a registered, online caller is quiescent while it waits
   // One leader runs grace periods; the others sleep until one completes and re-check, so a
   // caller whose grace period is done returns at once instead of queueing on the mutex.
@@ -109,7 +111,7 @@ Status Quiescence::waitFor(uint64_t snap, std::chrono::milliseconds deadline) {
     }
     uint32_t seen = gpDone_.current();
     if (completed(snap)) break;
-    if (!gpDone_.wait(seen, end)) {
+    if (!gpDone_.wait(seen, end.get())) {
       status = Status(Error::kTimeout, "patchcall: timed out waiting for another caller's grace period");
       break;
     }
@@ -129,9 +131,12 @@ QuiescentWhile::~QuiescentWhile() {
 }
 
 void Quiescence::releaseZombiesLocked() noexcept {
+  // A zombie queued after this load is released by the next grace period's leader.
+  if (!haveZombies_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> lock(threadsMutex_);
   for (ThreadRecord* z : zombies_) releaseRecord(z);
   zombies_.clear();
+  haveZombies_.store(false, std::memory_order_relaxed);
 }
 
 void Quiescence::beginLocked() {
@@ -146,7 +151,7 @@ void Quiescence::beginLocked() {
   seq_.fetch_add(1, std::memory_order_seq_cst);  // odd: running
   target_ = gpCounter_.fetch_add(1, std::memory_order_seq_cst) + 1;
   *pollFlag_ = 1;  // JIT polls now take their slow path
-  gpStart_ = std::chrono::steady_clock::now();
+  gpStart_ = {};
   stuckReported_ = false;
   inFlight_ = true;
 }
@@ -186,17 +191,22 @@ void Quiescence::finishLocked(bool done) noexcept {
   announceCompletion();  // followers re-check (and may lead)
 }
 
-Status Quiescence::runGracePeriod(std::chrono::steady_clock::time_point end) {
+Status Quiescence::runGracePeriod(LazyDeadline& deadline) {
   using Clock = std::chrono::steady_clock;
   if (!inFlight_) {  // else continue the one tryAdvance started
     if (publication_ != nullptr && publication_->pending()) PATCHCALL_TRY(publishBefore(true));
     beginLocked();
   }
-  auto spinUntil = Clock::now() + config_.spin;
+  Clock::time_point spinUntil{}, end{};
   Status status;
   while (true) {
     if (checkLocked()) break;
     auto now = Clock::now();
+    if (spinUntil == Clock::time_point{}) {  // the first check failed: from here on, time counts
+      spinUntil = now + config_.spin;
+      end = deadline.get();
+      if (gpStart_ == Clock::time_point{}) gpStart_ = now;
+    }
     if (now >= end) {
       try {
         std::string msg;
@@ -268,10 +278,11 @@ bool Quiescence::tryAdvance() noexcept {
   }
   // Bounded in the sense of invariant 5: a grace period nobody waits for still names a
   // thread that holds it up, once, after the default deadline.
-  if (inFlight_ && !stuckReported_ && std::chrono::steady_clock::now() - gpStart_ >= config_.deadline) {
+  auto now = inFlight_ && !stuckReported_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  if (inFlight_ && gpStart_ == std::chrono::steady_clock::time_point{}) gpStart_ = now;  // its first step left it pending
+  if (inFlight_ && !stuckReported_ && now - gpStart_ >= config_.deadline) {
     stuckReported_ = true;
     try {
-      auto now = std::chrono::steady_clock::now();
       for (ThreadRecord* r : pending_) {
         if (config_.diagnostics) config_.diagnostics(describeStuck(r, now - gpStart_));
       }

@@ -156,6 +156,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
   } else {
     std::lock_guard<std::mutex> lock(threadsMutex_);
     zombies_.push_back(r);
+    haveZombies_.store(true, std::memory_order_release);
   }
 }
 
@@ -166,6 +167,7 @@ void Quiescence::afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept 
   // Other threads' records are left allocated (their scopes and exit hooks, which hold
   // references, do not exist here): a few hundred bytes per thread, once per fork.
   zombies_.clear();
+  haveZombies_.store(false, std::memory_order_relaxed);
   threads_.clear();
   inFlight_ = false;  // its waits were for threads that do not exist here
   pending_.clear();

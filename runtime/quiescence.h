@@ -25,6 +25,7 @@
 #include <string>
 
 #include "completion_event.h"
+#include "deadline.h"
 #include "metadata.h"
 #include "publication.h"
 #include "scan_set.h"
@@ -103,7 +104,7 @@ class Quiescence {
  private:
   // A grace period may stay in flight between calls (started by tryAdvance): begin, check
   // and finish are its steps, each under gpMutex_; a blocking leader continues it.
-  Status runGracePeriod(std::chrono::steady_clock::time_point deadline);
+  Status runGracePeriod(LazyDeadline& deadline);
   void beginLocked();   // may throw std::bad_alloc, before anything is armed
   bool checkLocked() noexcept;  // drops quiescent threads from pending_; true when none is left
   void finishLocked(bool completed) noexcept;
@@ -141,13 +142,14 @@ class Quiescence {
   bool inFlight_ = false;
   bool stuckReported_ = false;
   uint64_t target_ = 0;
-  std::chrono::steady_clock::time_point gpStart_;
+  std::chrono::steady_clock::time_point gpStart_;  // taken at its first failed check (zero before)
   MiVector<ThreadRecord*> pending_;
   std::atomic<uint64_t> requested_{0};    // highest snap asked for without waiting
   std::atomic<uint64_t> cookieFloor_{0};  // highest cookie handed out
   mutable std::mutex threadsMutex_;
   MiVector<ThreadRecord*> threads_;
   MiVector<ThreadRecord*> zombies_;  // unregistered, freed when no grace period can see them
+  std::atomic<bool> haveZombies_{false};  // !zombies_.empty(), readable without threadsMutex_
   StackTable stacks_;
 };
 
