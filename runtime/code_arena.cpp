@@ -54,6 +54,26 @@ std::vector<uintptr_t> candidates(const std::vector<Mapping>& maps, TextRange te
   return below;
 }
 
+// How many bytes of [base, base + size), counted from the end nearest the text, can reach
+// every byte of the text with a direct call (arch::inReach), in 64-byte steps.
+size_t directReachOf(uintptr_t base, size_t size, TextRange text) {
+  if (text.begin == 0 || text.end <= text.begin) return 0;
+  bool below = base < text.begin;
+  auto reaches = [&](size_t n) {  // the n-th byte from the near end
+    uintptr_t at = below ? base + size - n : base + n - 1;
+    uintptr_t insn = at & ~uintptr_t{63};
+    return arch::inReach(insn, text.begin) && arch::inReach(insn, text.end - 64);
+  };
+  size_t lo = 0, hi = size / 64;  // reaches(64 * lo) holds (0: vacuously)
+  if (!reaches(64)) return 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo + 1) / 2;
+    if (reaches(64 * mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return 64 * lo;
+}
+
 }  // namespace
 
 TextRange executableText() {
@@ -116,8 +136,9 @@ Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hi
 
   auto base = reinterpret_cast<uintptr_t>(arena->rx_);
   arena->distanceFromText_ = static_cast<int64_t>(base) - static_cast<int64_t>(text.begin);
-  arena->nearText_ = text.begin != 0 && base + size <= text.begin + kReach &&
-                     (base >= text.end || text.end - base <= kReach);
+  arena->directReach_ = directReachOf(base, size, text);
+  arena->nearText_ = arena->directReach_ == size;
+  arena->downward_ = arena->directReach_ != 0 && arena->directReach_ < size && base < text.begin;
   arena->free_.emplace(0, size);
   return arena;
 }
@@ -129,8 +150,8 @@ CodeArena::~CodeArena() {
   dropForkCopy();
 }
 
-// Runs in the parent before fork() with the arena and the text mutex held, so no byte below
-// touched_ changes during the copy. Never-touched bytes are zero in both memfds.
+// Runs in the parent before fork() with the arena and the text mutex held, so no byte handed
+// out changes during the copy. Never-touched bytes are zero in both memfds.
 Status CodeArena::prepareForkCopy() {
   dropForkCopy();
   int fd = memfd_create("patchcall-code", MFD_CLOEXEC);
@@ -140,12 +161,12 @@ Status CodeArena::prepareForkCopy() {
     close(fd);
     return s;
   }
-  for (size_t done = 0; done < touched_;) {
-    ssize_t n = pwrite(fd, rw_ + done, touched_ - done, static_cast<off_t>(done));
+  for (size_t done = touchedBegin_; done < touchedEnd_;) {
+    ssize_t n = pwrite(fd, rw_ + done, touchedEnd_ - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      Status s(Error::kMapFailed, "fork: copying " + std::to_string(touched_) + " bytes of code for the child failed: " +
-                                      std::strerror(n < 0 ? errno : ENOSPC));
+      Status s(Error::kMapFailed, "fork: copying " + std::to_string(touchedEnd_ - touchedBegin_) +
+                                      " bytes of code for the child failed: " + std::strerror(n < 0 ? errno : ENOSPC));
       close(fd);
       return s;
     }
@@ -193,15 +214,29 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
   }
   size_t need = roundUp(size);
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto it = free_.begin(); it != free_.end(); ++it) {
-    if (it->second < need) continue;
-    size_t offset = it->first, rest = it->second - need;
-    free_.erase(it);
-    if (rest != 0) free_.emplace(offset + need, rest);
+  auto handOut = [&](size_t offset) {
     used_ += need;
-    touched_ = std::max(touched_, offset + need);
+    touchedBegin_ = std::min(touchedBegin_, offset);
+    touchedEnd_ = std::max(touchedEnd_, offset + need);
     std::memset(rw_ + offset, arch::kFillByte, need);
     return rx_ + offset;
+  };
+  if (downward_) {  // first fit from the top: the end of the highest range that fits
+    for (auto it = free_.rbegin(); it != free_.rend(); ++it) {
+      if (it->second < need) continue;
+      it->second -= need;
+      size_t offset = it->first + it->second;
+      if (it->second == 0) free_.erase(std::next(it).base());
+      return handOut(offset);
+    }
+  } else {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < need) continue;
+      size_t offset = it->first, rest = it->second - need;
+      free_.erase(it);
+      if (rest != 0) free_.emplace(offset + need, rest);
+      return handOut(offset);
+    }
   }
   return Status(Error::kArenaExhausted, "code arena exhausted: no free range of " +
                                             std::to_string(need) + " bytes (" +

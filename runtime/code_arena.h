@@ -1,9 +1,11 @@
 // patchcall — the code arena: one region mapped twice through a memfd.
 //
 // The RX view is what threads execute; the RW view is the only way to write code. No page
-// is ever writable and executable through one mapping (W^X). The RX view is placed within
-// rel32 reach of the executable's text when the address space allows, so JIT code reaches
-// C++ functions with plain `call rel32`.
+// is ever writable and executable through one mapping (W^X). The RX view is placed next to
+// the executable's text when the address space allows, so JIT code reaches C++ functions with
+// a plain direct call. Where only part of the arena can (A64's BL reaches +-128 MiB, less than
+// the default 256 MiB arena), that part is handed out first: allocation starts at the end
+// nearest the text.
 #pragma once
 
 #include <cstddef>
@@ -54,7 +56,8 @@ class CodeArena {
   void dropForkCopy() noexcept;     // parent
   // The byte at RX address `rx` in the copy prepareForkCopy made (0xFF if it cannot be read).
   uint8_t forkCopyByte(uintptr_t rx) const noexcept;
-  size_t touched() const noexcept { return touched_; }
+  // [begin, end) of every byte ever handed out (the fork copy's range).
+  std::pair<size_t, size_t> touched() const noexcept { return {touchedBegin_, touchedEnd_}; }
 
   // Maps the RX view again over itself from the memfd (same address, same pages): an emulator
   // (qemu-user) drops its translations of the range. 0 or errno. SyncMethod::kEmulatorRemap.
@@ -62,6 +65,10 @@ class CodeArena {
 
   int64_t distanceFromText() const noexcept { return distanceFromText_; }
   bool nearText() const noexcept { return nearText_; }
+  // Bytes of the arena, counted from the end handed out first, from which a direct call
+  // reaches all of the executable's text (the whole size when nearText()).
+  size_t directReach() const noexcept { return directReach_; }
+  bool allocatesDownward() const noexcept { return downward_; }
 
  private:
   CodeArena() = default;
@@ -73,11 +80,13 @@ class CodeArena {
   size_t size_ = 0;
   int64_t distanceFromText_ = 0;
   bool nearText_ = false;
+  size_t directReach_ = 0;
+  bool downward_ = false;  // first fit from the top: the arena lies below the text, only its top reaches
 
   mutable std::mutex mutex_;
   MiMap<size_t, size_t> free_;  // offset -> length, coalesced
   size_t used_ = 0;
-  size_t touched_ = 0;  // high-water mark: bytes at and above it were never handed out
+  size_t touchedBegin_ = SIZE_MAX, touchedEnd_ = 0;  // bytes outside were never handed out
   int forkFd_ = -1;     // the child's copy, between prepareForkCopy and adopt/drop
 };
 

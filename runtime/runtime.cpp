@@ -278,7 +278,7 @@ bool Runtime::gracePeriodElapsed(GracePeriodCookie cookie) noexcept {
 
 ArenaInfo Runtime::arenaInfo() const {
   const detail::CodeArena& a = *impl_->arena;
-  return ArenaInfo{a.rxBase(), a.rwBase(), a.size(), a.used(), a.distanceFromText(), a.nearText(),
+  return ArenaInfo{a.rxBase(), a.rwBase(), a.size(), a.used(), a.distanceFromText(), a.nearText(), a.directReach(),
                    impl_->writer.sync().method()};
 }
 

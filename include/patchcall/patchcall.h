@@ -117,7 +117,7 @@ typedef struct patchcall_arena_info {
   const void* rw_base;
   size_t size, used;
   int64_t distance_from_text;
-  int near_text;  /* nonzero: every target in the executable is rel32-reachable */
+  int near_text;  /* nonzero: from every arena byte a direct call (rel32, BL) reaches the executable */
   int sync;       /* enum patchcall_sync_method create() settled on */
 } patchcall_arena_info;
 

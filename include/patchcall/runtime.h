@@ -122,7 +122,11 @@ struct ArenaInfo {
   size_t size = 0;
   size_t used = 0;
   int64_t distanceFromText = 0;  // RX base minus the executable's text start
-  bool nearText = false;         // every C++ target in the main executable is rel32-reachable
+  bool nearText = false;         // from every arena byte, a direct call (rel32, BL) reaches the executable's text
+  // Bytes of the arena from which a direct call reaches all of the executable's text, counted
+  // from the end handed out first (A64: BL's +-128 MiB covers part of the default 256 MiB
+  // arena; that part is allocated first). Calls from beyond it to C++ go through veneers.
+  size_t directReach = 0;
   SyncMethod sync = SyncMethod::kMembarrier;  // what create() settled on
 };
 
