@@ -14,11 +14,20 @@ static int fail(const char* what, int code) {
 }
 
 int main(void) {
+#if defined(__aarch64__)
+  /* int f(int x) { return key(x); } as A64 words: stp x29,x30,[sp,#-16]! ; bl 0 ;
+   * ldp x29,x30,[sp],#16 ; ret. The BL (offset 4) is the Direct site; patchcall writes it. */
+  static const uint8_t code[] = {0xFD, 0x7B, 0xBF, 0xA9, 0x00, 0x00, 0x00, 0x94,
+                                 0xFD, 0x7B, 0xC1, 0xA8, 0xC0, 0x03, 0x5F, 0xD6};
+  enum { kSiteOffset = 4 };
+#else
   /* int f(int x) { return key(x); } as x86-64 bytes: sub rsp,8 ; nop3 ; call rel32 ;
    * add rsp,8 ; ret. The call's rel32 (offset 8) is 4-byte aligned, as a Direct site needs;
    * patchcall writes it. */
   static const uint8_t code[] = {0x48, 0x83, 0xEC, 0x08, 0x0F, 0x1F, 0x00, 0xE8, 0, 0, 0, 0,
                                  0x48, 0x83, 0xC4, 0x08, 0xC3};
+  enum { kSiteOffset = 7 };
+#endif
   patchcall_runtime* rt;
   patchcall_key key;
   patchcall_blob blob;
@@ -30,7 +39,7 @@ int main(void) {
     return fail("patchcall_key_create", rc);
   }
   {
-    patchcall_site_spec site = {7, 0, PATCHCALL_SITE_DIRECT};
+    patchcall_site_spec site = {kSiteOffset, 0, PATCHCALL_SITE_DIRECT};
     site.key = key;
     rc = patchcall_code_install(rt, code, sizeof code, &site, 1, &blob);
     if (rc != PATCHCALL_OK) return fail("patchcall_code_install", rc);

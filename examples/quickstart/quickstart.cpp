@@ -14,14 +14,23 @@ static int slowSquare(int x) { return x * x; }          // e.g. the interpreter'
 static int fastSquare(int x) { return x * x + 0 * x; }  // e.g. compiled code; same result
 static int cube(int x) { return x * x * x; }             // a different definition
 
-// JIT code for `int f(int x) { poll; return key(x); }`.
+// JIT code for `int f(int x) { poll; return key(x); }`, in the host's instruction set.
 static Result<Blob> emitCaller(Runtime& rt, Key key) {
-  jit::Assembler a(rt);  // an asmjit x86::Assembler that records sites
+  jit::Assembler a(rt);  // an asmjit x86::Assembler (a64::Assembler on arm64) that records sites
+#if defined(__aarch64__)
+  namespace a64 = asmjit::a64;
+  a.stp(a64::x29, a64::x30, a64::ptr_pre(a64::sp, -16));  // the call clobbers the link register
+  if (Status s = jit::emitSafepointPoll(a); !s.isOk()) return s;  // adrp/ldrb/cbnz on the flag
+  if (Status s = jit::emitCall(a, key); !s.isOk()) return s;      // BL imm26
+  a.ldp(a64::x29, a64::x30, a64::ptr_post(a64::sp, 16));
+  a.ret(a64::x30);
+#else
   a.sub(asmjit::x86::rsp, 8);
   if (Status s = jit::emitSafepointPoll(a); !s.isOk()) return s;  // cmp byte [rip+flag],0 ; jne slow
   if (Status s = jit::emitCall(a, key); !s.isOk()) return s;      // E8 rel32, rel32 4-byte aligned
   a.add(asmjit::x86::rsp, 8);
   a.ret();
+#endif
   return jit::install(a);  // relocate, copy via the RW alias, bind the site to the key
 }
 
