@@ -92,7 +92,7 @@ struct Runtime::Impl {
   detail::TextWriter writer{*arena, options.patchObserver};
   detail::Publication publication{writer.sync()};
   detail::CodeObserver observer{options};
-  detail::Veneers veneers{*arena, writer, observer, options.allowVeneers};
+  detail::Veneers veneers{*arena, writer, observer, options.allowVeneers, options.freeVeneersOutsideArena};
   detail::Registry registry{options, *arena, writer, veneers, observer};
   detail::ForeignSites foreign{*arena, writer, registry};
   detail::Installer installer{*arena, writer, registry, veneers, observer};

@@ -116,6 +116,7 @@ void Veneers::forgetUser(uintptr_t field) noexcept {
 void Veneers::release(uintptr_t v) noexcept {
   auto it = users_.find(v);
   if (it == users_.end() || --it->second != 0) return;
+  if (!freeOutsideArena_ && !arena_.contains(reinterpret_cast<const void*>(arch::veneerTarget(v)))) return;  // pinned
   // Its entries stay until retireOrphans: a branch noted later in the same update may point
   // at it again (noteUser then finds the entry; nothing here may allocate or fail).
   try {

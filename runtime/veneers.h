@@ -9,6 +9,9 @@
 //               it, so no core can reach a veneer it fetched as int3 fill.
 //   3. orphan   its users (calls and trampoline jumps whose field names it) fell to zero: it
 //               leaves the far-target map at once and is retired after the update's last sync.
+//               A veneer to code outside the arena is never orphaned (pinned, unless
+//               Options::freeVeneersOutsideArena): an unregistered thread that called a
+//               trampoline may be about to run it, and no grace period waits for such a thread.
 //   4. freed    a grace period later nobody can still be about to execute it (a thread inside
 //               it has not passed a safepoint): int3-filled and its slot reused.
 // A toggle's inactive call counts as a user: a thread past the toggle may still take it.
@@ -32,8 +35,8 @@ class Reclaimer;
 
 class Veneers {
  public:
-  Veneers(CodeArena& arena, TextWriter& writer, CodeObserver& observer, bool allowed)
-      : arena_(arena), writer_(writer), observer_(observer), allowed_(allowed) {}
+  Veneers(CodeArena& arena, TextWriter& writer, CodeObserver& observer, bool allowed, bool freeOutsideArena)
+      : arena_(arena), writer_(writer), observer_(observer), allowed_(allowed), freeOutsideArena_(freeOutsideArena) {}
   // Retired veneers are freed through the reclaimer's queue (it is created after the registry).
   void attach(Reclaimer& reclaimer) noexcept { reclaimer_ = &reclaimer; }
 
@@ -84,6 +87,7 @@ class Veneers {
   CodeObserver& observer_;
   Reclaimer* reclaimer_ = nullptr;
   const bool allowed_;  // Options::allowVeneers
+  const bool freeOutsideArena_;  // Options::freeVeneersOutsideArena
   SlotPool pool_;
   MiHashMap<uintptr_t, uintptr_t> byTarget_;   // far target -> live veneer
   MiHashMap<uintptr_t, uint32_t> users_;       // live veneer -> branches naming it

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 namespace stress {
 namespace {
@@ -69,9 +70,12 @@ void printSummary(const RunReport& r) {
               o.updateRate > 0 ? human(o.updateRate).append("/s").c_str() : "max",
               o.retire ? "retire on" : "retire off", r.seconds);
   const patchcall::ArenaInfo& a = r.arena;
+  std::string reach = a.nearText            ? "C++ targets reachable by a direct call"
+                      : a.directReach != 0 ? "C++ targets reachable by a direct call from the first " +
+                                                 std::to_string(a.directReach >> 20) + " MiB handed out"
+                                           : "far: C++ targets go through veneers";
   std::printf("arena: %zu MiB at %p, %+.2f GiB from the executable's text (%s), sync: %s\n", a.size >> 20, a.rxBase,
-              static_cast<double>(a.distanceFromText) / (1024.0 * 1024 * 1024),
-              a.nearText ? "C++ targets reachable by rel32" : "far: C++ targets go through veneers",
+              static_cast<double>(a.distanceFromText) / (1024.0 * 1024 * 1024), reach.c_str(),
               a.sync == patchcall::SyncMethod::kMembarrier       ? "membarrier SYNC_CORE"
               : a.sync == patchcall::SyncMethod::kEmulatorRemap ? "emulator remap + membarrier (qemu-user only)"
                                                                  : "mprotect-IPI fallback");

@@ -52,12 +52,19 @@ enum class GdbJitMode : uint8_t {
 struct Options {
   // Code arena: reserved once, mapped twice (RX + RW) through a memfd.
   size_t arenaSize = size_t{256} << 20;
-  // Placement hint for the RX mapping; nullptr means "within rel32 reach of this
-  // executable's text", searched in /proc/self/maps.
+  // Placement hint for the RX mapping; nullptr means "next to this executable's text",
+  // searched in /proc/self/maps.
   const void* arenaHint = nullptr;
-  // Far targets go through shared veneers (jmp [rip+0]; .quad target). When false a far
-  // target is an Error::kOutOfRange.
+  // Far targets go through shared veneers (x86 jmp [rip+0]; .quad target, A64 ldr x16; br x16).
+  // When false a far target is an Error::kOutOfRange.
   bool allowVeneers = true;
+  // A veneer to code outside the arena (C++, a shared library) stays for the runtime's life
+  // once made, unused or not (16 bytes per far target, reused by every later branch to it): a
+  // thread patchcall does not track, an unregistered C++ caller of trampoline(key), may be
+  // between the trampoline's jump and the veneer's at any moment. True frees such a veneer a
+  // grace period after its last branch moved away, as veneers into the arena always are; only
+  // for runtimes whose every caller of trampolines is a registered thread.
+  bool freeVeneersOutsideArena = false;
   // Targets must be multiples of this (1 accepts any byte address, as x86 does).
   uint32_t targetAlignment = 1;
   SyncMethod sync = SyncMethod::kAuto;

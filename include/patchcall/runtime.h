@@ -160,7 +160,7 @@ struct BlobInfo {
 // grace periods, traps, retire callbacks, veneers freed by them): each is a value it held
 // during the snapshot.
 struct RuntimeStats {
-  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;  // veneers: live ones (some site uses each)
+  uint64_t keys = 0, sites = 0, blobs = 0, veneers = 0;  // veneers: live ones (in use, or pinned: Options::freeVeneersOutsideArena)
   // Veneers no call names any more: retired (on the reclaimer's queue, not counted in
   // callbacksRetired/Run) and freed after a grace period (barrier() waits for them too).
   uint64_t veneersRetired = 0, veneersFreed = 0;

@@ -1,6 +1,8 @@
 // Veneers over their life: planned in validation (a refused batch writes none), written and
-// synced before any call names them, and freed a grace period after the last call stopped
-// naming them (the slot is reused). A toggle's inactive call keeps its veneer alive.
+// synced before any call names them, and (with Options::freeVeneersOutsideArena, or for
+// targets in the arena) freed a grace period after the last call stopped naming them (the slot
+// is reused); by default a veneer to code outside the arena is pinned. A toggle's inactive
+// call keeps its veneer alive.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -74,8 +76,15 @@ TEST(VeneerLifetime, BatchRefusedInValidationWritesNoVeneer) {
   EXPECT_EQ(rt->stats().veneers, statsBefore.veneers + 1);
 }
 
+// Freeing veneers to code outside the arena (FarCode is outside) is asked for here.
+Options freeingOptions() {
+  Options o;
+  o.freeVeneersOutsideArena = true;
+  return o;
+}
+
 TEST(VeneerLifetime, UnusedVeneerIsFreedAfterAGracePeriodAndItsSlotReused) {
-  Result<Runtime> rt = Runtime::create();
+  Result<Runtime> rt = Runtime::create(freeingOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   FarCode far(rt->arenaInfo());
   if (!far.ok()) GTEST_SKIP() << "no page more than 4 GiB from the arena";
@@ -109,7 +118,7 @@ TEST(VeneerLifetime, UnusedVeneerIsFreedAfterAGracePeriodAndItsSlotReused) {
 
 TEST(VeneerLifetime, ToggleInactiveCallKeepsItsVeneerUntilRewritten) {
   PATCHCALL_SKIP_UNLESS_X86_FORMS();
-  Result<Runtime> rt = Runtime::create();
+  Result<Runtime> rt = Runtime::create(freeingOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
   FarCode far(rt->arenaInfo());
   if (!far.ok()) GTEST_SKIP() << "no page more than 4 GiB from the arena";
@@ -130,6 +139,39 @@ TEST(VeneerLifetime, ToggleInactiveCallKeepsItsVeneerUntilRewritten) {
   EXPECT_EQ(rt->stats().veneersFreed, 1u);
   EXPECT_EQ(rt->stats().veneers, 0u);
   EXPECT_EQ(callers[0].fn(), test::idOf(targets[0]));
+}
+
+// By default a veneer to code outside the arena outlives its last branch: a C++ thread patchcall
+// does not track (unregistered: no grace period waits for it) may have taken a trampoline's
+// jump to the veneer and not yet the veneer's own. It still reaches its target, and the next
+// branch to that target reuses it.
+TEST(VeneerLifetime, AVeneerToCodeOutsideTheArenaIsPinnedForThreadsNoGracePeriodWaitsFor) {
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  FarCode far(rt->arenaInfo());
+  if (!far.ok()) GTEST_SKIP() << "no page more than 4 GiB from the arena";
+  std::vector<const void*> targets = test::installTargets(*rt, 2, 40);
+  Result<Key> key = rt->createKey(targets[0]);
+  ASSERT_TRUE(key.isOk());
+  std::vector<test::SiteCaller> callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
+  ASSERT_EQ(callers.size(), 1u);
+  ASSERT_TRUE(rt->update(*key, far.fn(0)).isOk());
+  uintptr_t veneer = destinationOf(callers[0].site);
+  ASSERT_NE(veneer, reinterpret_cast<uintptr_t>(far.fn(0))) << "the site should call a veneer";
+
+  ASSERT_TRUE(rt->update(*key, targets[1]).isOk());  // every branch moves off the veneer
+  ASSERT_TRUE(rt->barrier().isOk());
+  EXPECT_EQ(rt->stats().veneersRetired, 0u);
+  EXPECT_EQ(rt->stats().veneersFreed, 0u);
+  EXPECT_FALSE(allFill(veneer, 16)) << "the veneer was freed while an untracked thread may be about to run it";
+  auto viaVeneer = reinterpret_cast<int (*)()>(veneer);  // what a thread inside it runs next
+  EXPECT_EQ(viaVeneer(), kFar0);
+  EXPECT_EQ(callers[0].fn(), test::idOf(targets[1]));
+
+  ASSERT_TRUE(rt->update(*key, far.fn(0)).isOk());  // the same far target again: the same veneer
+  EXPECT_EQ(destinationOf(callers[0].site), veneer);
+  EXPECT_EQ(callers[0].fn(), kFar0);
+  EXPECT_EQ(rt->stats().veneers, 1u);
 }
 
 }  // namespace
