@@ -16,6 +16,7 @@
 
 using namespace patchcall;
 using observe_test::kSiteOffset;
+using observe_test::kSiteReturnOffset;
 using observe_test::throwingTarget;
 using observe_test::tracingTarget;
 
@@ -58,6 +59,6 @@ TEST(ArenaUnwind, ExceptionAndBacktraceCrossARegisteredBlobCalledThroughASite) {
     if (pc > start && pc <= start + kCode.size()) at = i;
   }
   ASSERT_LT(at, g_frames.size()) << "no return address inside the blob";
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(g_frames[at]), start + kSiteOffset + 5);  // after the call
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(g_frames[at]), start + kSiteReturnOffset);  // after the call
   EXPECT_GT(g_frames.size(), at + 2) << "backtrace stopped at the JIT frame";
 }

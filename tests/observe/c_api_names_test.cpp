@@ -42,8 +42,7 @@ TEST(CApiNames, InstallWithNamesAndWalk) {
       << patchcall_last_error_message();
 
   // A layout the bytes do not follow, a bad struct_size: refused.
-  std::vector<uint8_t> bad(kCode);
-  bad[0] = 0x90;
+  std::vector<uint8_t> bad = observe_test::siteCodeWithNopAt(0);
   patchcall_blob refused{};
   EXPECT_EQ(patchcall_code_install_with(rt, bad.data(), bad.size(), nullptr, 0, &info, &refused), PATCHCALL_E_INVALID_ARGUMENT);
   patchcall_code_info old = info;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "frame_asm.h"
 #include "observe/gdb_jit.h"
 #include "patchcall/jit.h"
 #include "patchcall/runtime.h"
@@ -53,12 +54,10 @@ bool gdbListsName(const std::string& name) {
 TEST(CodeInfo, AFrameLayoutThatDoesNotMatchTheBytesIsRefused) {
   Result<Runtime> rt = Runtime::create();
   ASSERT_TRUE(rt.isOk());
-  std::vector<uint8_t> noPrologue(kSiteCode);
-  noPrologue[0] = 0x90;  // nop instead of push rbp
+  const std::vector<uint8_t> noPrologue = siteCodeWithNopAt(0);  // nop instead of push rbp / stp
   Result<Blob> b = rt->installCode(noPrologue, {}, CodeInfo{"bad", {}, FrameLayout::kFramePointer});
   EXPECT_EQ(b.status().code(), Error::kInvalidArgument);
-  std::vector<uint8_t> noLeave(kSiteCode);
-  noLeave[12] = 0x90;  // no leave before the ret
+  const std::vector<uint8_t> noLeave = siteCodeWithNopAt(kEpilogueOffset);  // no leave / ldp before the ret
   b = rt->installCode(noLeave, {}, CodeInfo{"bad", {}, FrameLayout::kFramePointer});
   EXPECT_EQ(b.status().code(), Error::kInvalidArgument) << "kFramePointer checks the epilogue";
   EXPECT_TRUE(rt->installCode(noLeave, {}, CodeInfo{"ok", {}, FrameLayout::kFramePointerAnyEpilogue}).isOk())
@@ -91,18 +90,18 @@ TEST(CodeInfo, AnExceptionFromATargetCrossesABlobInstalledWithItsFrameLayout) {
 
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&tracingTarget)).isOk());
   jit(0);
-  auto at = std::find(tracedFrames().begin(), tracedFrames().end(), reinterpret_cast<void*>(start + kSiteOffset + 5));
+  auto at = std::find(tracedFrames().begin(), tracedFrames().end(), reinterpret_cast<void*>(start + kSiteReturnOffset));
   ASSERT_NE(at, tracedFrames().end()) << "backtrace() has no frame at the JIT code's return address";
   EXPECT_GT(tracedFrames().end() - at, 2) << "backtrace() stopped at the JIT frame";
 
-  // Freed: the unwinder and gdb forget it before the bytes become int3.
-  EXPECT_TRUE(fdeFor(start + kSiteOffset + 5));
+  // Freed: the unwinder and gdb forget it before the bytes become the fill (int3, udf #0).
+  EXPECT_TRUE(fdeFor(start + kSiteReturnOffset));
   EXPECT_TRUE(gdbListsName("jit_caller"));
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&quietTarget)).isOk());
   ASSERT_TRUE(rt->retire(*blob).isOk());
   ASSERT_TRUE(rt->barrier().isOk());
   EXPECT_EQ(rt->stats().blobsFreed, 1u);
-  EXPECT_FALSE(fdeFor(start + kSiteOffset + 5));
+  EXPECT_FALSE(fdeFor(start + kSiteReturnOffset));
   EXPECT_FALSE(gdbListsName("jit_caller"));
 }
 
@@ -229,19 +228,15 @@ TEST(CodeInfo, JitInstallTakesAName) {
   Result<Runtime> rt = Runtime::create();
   ASSERT_TRUE(rt.isOk());
   jit::Assembler a(*rt);
-  a.push(asmjit::x86::rbp);
-  a.mov(asmjit::x86::rbp, asmjit::x86::rsp);
-  a.leave();
-  a.ret();
+  emitFramePrologue(a);
+  emitFrameEpilogue(a);
   Result<Blob> blob = jit::install(a, "from_jit");
   ASSERT_TRUE(blob.isOk()) << blob.status().toString();
   EXPECT_EQ((*rt->blobs())[0].name, "from_jit");
   jit::Assembler b(*rt);
-  b.push(asmjit::x86::rbp);
-  b.mov(asmjit::x86::rbp, asmjit::x86::rsp);
+  emitFramePrologue(b);
   ASSERT_TRUE(jit::emitSafepointPoll(b).isOk());
-  b.leave();
-  b.ret();
+  emitFrameEpilogue(b);
   blob = jit::install(b, CodeInfo{"polled", {}, FrameLayout::kFramePointerAnyEpilogue});
   ASSERT_TRUE(blob.isOk()) << blob.status().toString();
   EXPECT_EQ((*rt->blobs())[1].frameLayout, FrameLayout::kFramePointerAnyEpilogue);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "arch/arch.h"
 #include "observe/jitdump.h"
 #include "patchcall/runtime.h"
 #include "site_code.h"
@@ -78,10 +79,13 @@ std::vector<DumpLoad> readJitDump(const std::string& path) {
   return out;
 }
 
-int32_t rel32At(const std::vector<uint8_t>& code, size_t offset) {
-  int32_t v;
-  std::memcpy(&v, code.data() + offset, sizeof v);
-  return v;
+// What the site in `code` (the bytes of a blob at `start`) calls: its call's destination, or the
+// target of the veneer it calls (aarch64, for a target beyond BL's reach from the arena).
+uintptr_t siteCallsIn(const Runtime& rt, uintptr_t start, const std::vector<uint8_t>& code) {
+  const uintptr_t lands = arch::callDestination(start + kSiteOffset, code.data() + kSiteOffset);
+  const ArenaInfo arena = rt.arenaInfo();
+  const auto base = reinterpret_cast<uintptr_t>(arena.rxBase);
+  return lands >= base && lands < base + arena.size ? arch::veneerTarget(lands) : lands;
 }
 
 }  // namespace
@@ -161,7 +165,7 @@ TEST(EngineFiles, PerfMapAndJitDumpFollowTheRegistry) {
     EXPECT_EQ(0, std::memcmp(d.bytes.data(), fib->code, d.bytes.size()));
   }
 
-  // An update: one new load of the blob it touched (and of no other), with the new rel32.
+  // An update: one new load of the blob it touched (and of no other), with the new call.
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&filesTargetB)).isOk());
   loads = readJitDump(dumpPath);
   ASSERT_EQ(count("fib"), 2u);
@@ -173,7 +177,7 @@ TEST(EngineFiles, PerfMapAndJitDumpFollowTheRegistry) {
     return loads[0];
   }();
   const auto fibStart = reinterpret_cast<uintptr_t>(fib->code);
-  EXPECT_EQ(fibStart + kSiteOffset + 5 + rel32At(after.bytes, kSiteOffset + 1), reinterpret_cast<uintptr_t>(&filesTargetB));
+  EXPECT_EQ(siteCallsIn(*rt, fibStart, after.bytes), reinterpret_cast<uintptr_t>(&filesTargetB));
 
   // A batch of two updates of the same key's site still makes one load per blob.
   Result<Key> key2 = rt->createKey(reinterpret_cast<const void*>(&filesTargetA), "other");

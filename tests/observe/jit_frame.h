@@ -1,8 +1,10 @@
-// observe tests — a tiny JIT function with the declared frame-pointer layout, in RWX memory:
+// observe tests — a tiny JIT function with the declared frame-pointer layout, in RWX memory,
+// that calls `callee` through a register and passes its int argument through unchanged. Its
+// instructions are the host ISA's (<isa>/frame_code.h, emitJitFrame):
 //
-//   push rbp; mov rbp, rsp; mov rax, <callee>; call rax; leave; ret
-//
-// It passes its int argument (edi) through to callee unchanged.
+//   x86-64:  push rbp; mov rbp, rsp; mov rax, <callee>; call rax; leave; ret
+//   aarch64: stp x29, x30, [sp, #-16]!; mov x29, sp; movz/movk x16, <callee>; blr x16;
+//            ldp x29, x30, [sp], #16; ret
 #pragma once
 
 #include <cstddef>

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "elf_machine.h"
 #include "temp_dir.h"
 
 using patchcall::observe::CodeEvent;
@@ -130,7 +131,7 @@ TEST(JitDump, FileParsesBackWithHeaderRecordsAndBytes) {
   EXPECT_EQ(d.header.magic, 0x4A695444u);
   EXPECT_EQ(d.header.version, 1u);
   EXPECT_EQ(d.header.totalSize, 40u);
-  EXPECT_EQ(d.header.elfMach, static_cast<uint32_t>(EM_X86_64));
+  EXPECT_EQ(d.header.elfMach, observe_test::kElfMachine);
   EXPECT_EQ(d.header.pid, static_cast<uint32_t>(getpid()));
   EXPECT_GE(d.header.timestamp, before);
   EXPECT_LE(d.header.timestamp, after);

@@ -1,17 +1,22 @@
-// observe tests — the smallest blob with the frame-pointer layout and one Direct site, and the
-// C++ targets the unwinding tests call through it.
-//
-//   push rbp; mov rbp, rsp; nop3; call rel32 (site at 7: rel32 at 8, aligned); leave; ret
+// observe tests — the smallest blob with the frame-pointer layout and one Direct site (its
+// bytes, kSiteCode and kSiteOffset, are the host ISA's: <isa>/frame_code.h), and the C++
+// targets the unwinding tests call through it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "frame_code.h"
+
 namespace observe_test {
 
-inline constexpr uint32_t kSiteOffset = 7;
-inline const std::vector<uint8_t> kSiteCode = {0x55, 0x48, 0x89, 0xE5, 0x0F, 0x1F, 0x00,
-                                               0xE8, 0,    0,    0,    0,    0xC9, 0xC3};
+// kSiteCode with the no-op instruction written at `offset` (0: the prologue; kEpilogueOffset).
+inline std::vector<uint8_t> siteCodeWithNopAt(size_t offset) {
+  std::vector<uint8_t> code(kSiteCode);
+  for (size_t i = 0; i < kNop.size(); ++i) code[offset + i] = kNop[i];
+  return code;
+}
 
 // Throws std::runtime_error("through a site").
 void throwingTarget(int);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "arch/arch.h"
+#include "frame_code.h"
 #include "jit_frame.h"
 #include "observe/frame_registration.h"
 
@@ -61,7 +62,7 @@ using patchcall::Result;
 TEST(FrameCfi, CodeCheckMatchesTheDeclaredLayout) {
   JitFrame code(&throwingCallee);
   EXPECT_TRUE(patchcall::arch::checkFramePointerCode(code.bytes(), true).isOk());
-  EXPECT_TRUE(patchcall::arch::checkFramePointerCode(code.bytes().first(code.size() - 2), false).isOk());
+  EXPECT_TRUE(patchcall::arch::checkFramePointerCode(code.bytes().first(code.size() - observe_test::kEpilogueSize), false).isOk());
   EXPECT_FALSE(patchcall::arch::checkFramePointerCode(code.bytes().subspan(1), false).isOk());
   EXPECT_FALSE(patchcall::arch::checkFramePointerCode(code.bytes().first(code.size() - 1), true).isOk());
   const std::vector<uint8_t> eh = patchcall::arch::buildFramePointerEhFrame({});
