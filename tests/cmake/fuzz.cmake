@@ -5,6 +5,8 @@
 #  - ApiFuzz_Short: when clang++ is available, a separate clang build of the fuzzer with
 #    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_RUNS inputs with
 #    PATCHCALL_FUZZ_SEED (deterministic: the same search everywhere), at most PATCHCALL_FUZZ_SECONDS.
+# The host instructions the harness writes and reads back are in fuzz/<isa>/ (fuzz_code.h,
+# fuzz_layout.h).
 set(PATCHCALL_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 set(PATCHCALL_FUZZ_SECONDS 120 CACHE STRING "Upper bound of the ApiFuzz_Short ctest run, in seconds")
 set(PATCHCALL_FUZZ_RUNS 4000 CACHE STRING "Inputs ApiFuzz_Short runs")
@@ -12,7 +14,9 @@ set(PATCHCALL_FUZZ_SEED 1 CACHE STRING "libFuzzer seed of ApiFuzz_Short (fixed: 
 
 add_executable(api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/api_fuzz.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_ops.cpp
                ${PATCHCALL_FUZZ_DIR}/fuzz_model.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_support.cpp
-               ${PATCHCALL_FUZZ_DIR}/fuzz_fixtures.cpp ${PATCHCALL_FUZZ_DIR}/replay_main.cpp)
+               ${PATCHCALL_FUZZ_DIR}/fuzz_fixtures.cpp ${PATCHCALL_FUZZ_DIR}/replay_main.cpp
+               ${PATCHCALL_FUZZ_DIR}/${PATCHCALL_ARCH}/fuzz_code.cpp ${PATCHCALL_FUZZ_DIR}/${PATCHCALL_ARCH}/fuzz_layout.cpp)
+target_include_directories(api_fuzz_replay PRIVATE ${PATCHCALL_FUZZ_DIR})
 target_compile_options(api_fuzz_replay PRIVATE -Wall -Wextra)
 target_link_libraries(api_fuzz_replay PRIVATE patchcall patchcall_testsupport Threads::Threads)
 add_test(NAME ApiFuzz_ReplayCorpus COMMAND api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/corpus)
