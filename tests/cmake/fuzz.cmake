@@ -6,7 +6,8 @@
 #    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_RUNS inputs with
 #    PATCHCALL_FUZZ_SEED (deterministic: the same search everywhere), at most PATCHCALL_FUZZ_SECONDS.
 # The host instructions the harness writes and reads back are in fuzz/<isa>/ (fuzz_code.h,
-# fuzz_layout.h).
+# fuzz_layout.h). On aarch64 (a cross build runs it under CMAKE_CROSSCOMPILING_EMULATOR) only
+# the replay is registered: see ApiFuzz_Short below.
 set(PATCHCALL_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 set(PATCHCALL_FUZZ_SECONDS 120 CACHE STRING "Upper bound of the ApiFuzz_Short ctest run, in seconds")
 set(PATCHCALL_FUZZ_RUNS 4000 CACHE STRING "Inputs ApiFuzz_Short runs")
@@ -21,6 +22,16 @@ target_compile_options(api_fuzz_replay PRIVATE -Wall -Wextra)
 target_link_libraries(api_fuzz_replay PRIVATE patchcall patchcall_testsupport Threads::Threads)
 add_test(NAME ApiFuzz_ReplayCorpus COMMAND api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/corpus)
 set_tests_properties(ApiFuzz_ReplayCorpus PROPERTIES TIMEOUT 120 LABELS "fuzz")
+if(CMAKE_CROSSCOMPILING_EMULATOR)
+  set_tests_properties(ApiFuzz_ReplayCorpus PROPERTIES ENVIRONMENT PATCHCALL_TEST_EMULATED=1)
+endif()
+
+# ApiFuzz_Short stays x86-64 only: it configures, builds and runs a second project on the host
+# (clang, libFuzzer, ASan+UBSan, Zydis: fuzz/CMakeLists.txt) without the toolchain file or the
+# emulator, so in a cross build it would fuzz the x86-64 host again; the replay covers aarch64.
+if(NOT PATCHCALL_ARCH STREQUAL "x86_64")
+  return()
+endif()
 
 find_program(PATCHCALL_CLANGXX NAMES clang++ clang++-14)
 find_program(PATCHCALL_CLANG NAMES clang clang-14)

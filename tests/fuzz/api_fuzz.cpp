@@ -15,6 +15,8 @@
 //   - RuntimeStats agrees with the model (keys, blobs, sites, updates, retirements);
 //   - code the model can evaluate is called and must return the value the model computes.
 // Build and run: docs/sanitizers.md ("Fuzzing"). Replay a file: api_fuzz <file>.
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "fuzz_code.h"
@@ -32,6 +34,11 @@ bool Session::start() {
   options_.targetAlignment = (o & 8) != 0 ? 16 : 1;
   options_.backgroundReclaimer = (o & 0x30) == 0x30;
   options_.sync = (o & 0xC0) == 0xC0 ? SyncMethod::kMprotectIpi : SyncMethod::kAuto;
+  // Under qemu-user (scripts/test-aarch64 sets PATCHCALL_SYNC=emulator-remap) only the emulator's
+  // sync, which kAuto becomes there, makes qemu drop its translations of rewritten code: with
+  // the mprotect-IPI fallback a blob installed where a freed one was ran the freed one's code.
+  const char* envSync = std::getenv("PATCHCALL_SYNC");
+  if (envSync != nullptr && std::strcmp(envSync, "emulator-remap") == 0) options_.sync = SyncMethod::kAuto;
   options_.maxSites = (p & 3) == 0 ? 4 + (p >> 5) : 1u << 24;
   options_.maxThreads = (p & 4) != 0 ? 1 : 16;
   options_.maxKeys = (p & 8) != 0 ? 3 + ((p >> 4) & 7) : 1u << 20;
