@@ -5,6 +5,9 @@
 #  - ApiFuzz_Short: when clang++ is available, a separate clang build of the fuzzer with
 #    ASan+UBSan in ${CMAKE_BINARY_DIR}/fuzz-build, fuzzed for PATCHCALL_FUZZ_RUNS inputs with
 #    PATCHCALL_FUZZ_SEED (deterministic: the same search everywhere), at most PATCHCALL_FUZZ_SECONDS.
+# The host instructions the harness writes and reads back are in fuzz/<isa>/ (fuzz_code.h,
+# fuzz_layout.h). On aarch64 (a cross build runs it under CMAKE_CROSSCOMPILING_EMULATOR) only
+# the replay is registered: see ApiFuzz_Short below.
 set(PATCHCALL_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 set(PATCHCALL_FUZZ_SECONDS 120 CACHE STRING "Upper bound of the ApiFuzz_Short ctest run, in seconds")
 set(PATCHCALL_FUZZ_RUNS 4000 CACHE STRING "Inputs ApiFuzz_Short runs")
@@ -12,11 +15,23 @@ set(PATCHCALL_FUZZ_SEED 1 CACHE STRING "libFuzzer seed of ApiFuzz_Short (fixed: 
 
 add_executable(api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/api_fuzz.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_ops.cpp
                ${PATCHCALL_FUZZ_DIR}/fuzz_model.cpp ${PATCHCALL_FUZZ_DIR}/fuzz_support.cpp
-               ${PATCHCALL_FUZZ_DIR}/fuzz_fixtures.cpp ${PATCHCALL_FUZZ_DIR}/replay_main.cpp)
+               ${PATCHCALL_FUZZ_DIR}/fuzz_fixtures.cpp ${PATCHCALL_FUZZ_DIR}/replay_main.cpp
+               ${PATCHCALL_FUZZ_DIR}/${PATCHCALL_ARCH}/fuzz_code.cpp ${PATCHCALL_FUZZ_DIR}/${PATCHCALL_ARCH}/fuzz_layout.cpp)
+target_include_directories(api_fuzz_replay PRIVATE ${PATCHCALL_FUZZ_DIR})
 target_compile_options(api_fuzz_replay PRIVATE -Wall -Wextra)
 target_link_libraries(api_fuzz_replay PRIVATE patchcall patchcall_testsupport Threads::Threads)
 add_test(NAME ApiFuzz_ReplayCorpus COMMAND api_fuzz_replay ${PATCHCALL_FUZZ_DIR}/corpus)
 set_tests_properties(ApiFuzz_ReplayCorpus PROPERTIES TIMEOUT 120 LABELS "fuzz")
+if(CMAKE_CROSSCOMPILING_EMULATOR)
+  set_tests_properties(ApiFuzz_ReplayCorpus PROPERTIES ENVIRONMENT PATCHCALL_TEST_EMULATED=1)
+endif()
+
+# ApiFuzz_Short stays x86-64 only: it configures, builds and runs a second project on the host
+# (clang, libFuzzer, ASan+UBSan, Zydis: fuzz/CMakeLists.txt) without the toolchain file or the
+# emulator, so in a cross build it would fuzz the x86-64 host again; the replay covers aarch64.
+if(NOT PATCHCALL_ARCH STREQUAL "x86_64")
+  return()
+endif()
 
 find_program(PATCHCALL_CLANGXX NAMES clang++ clang++-14)
 find_program(PATCHCALL_CLANG NAMES clang clang-14)

@@ -7,14 +7,19 @@
 //
 // A model tracks what the runtime should hold. After every operation:
 //   - each error is one the model allows for that input (and carries a message);
-//   - every live site decodes (Zydis) and reports (Runtime::site) its key's current target,
-//     Direct sites keep a 4-byte aligned rel32, toggles are well formed;
+//   - every live site decodes (fuzz_layout.h: Zydis on x86, the A64 words) and reports
+//     (Runtime::site) its key's current target, Direct sites keep their field 4-byte aligned,
+//     toggles are well formed (x86; aarch64 refuses toggle and breakpoint sites, and the model
+//     expects the refusal);
 //   - every trampoline jumps to its key's target (directly or through a veneer);
 //   - RuntimeStats agrees with the model (keys, blobs, sites, updates, retirements);
 //   - code the model can evaluate is called and must return the value the model computes.
 // Build and run: docs/sanitizers.md ("Fuzzing"). Replay a file: api_fuzz <file>.
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
+#include "fuzz_code.h"
 #include "fuzz_session.h"
 
 namespace patchcall::fuzz {
@@ -29,6 +34,11 @@ bool Session::start() {
   options_.targetAlignment = (o & 8) != 0 ? 16 : 1;
   options_.backgroundReclaimer = (o & 0x30) == 0x30;
   options_.sync = (o & 0xC0) == 0xC0 ? SyncMethod::kMprotectIpi : SyncMethod::kAuto;
+  // Under qemu-user (scripts/test-aarch64 sets PATCHCALL_SYNC=emulator-remap) only the emulator's
+  // sync, which kAuto becomes there, makes qemu drop its translations of rewritten code: with
+  // the mprotect-IPI fallback a blob installed where a freed one was ran the freed one's code.
+  const char* envSync = std::getenv("PATCHCALL_SYNC");
+  if (envSync != nullptr && std::strcmp(envSync, "emulator-remap") == 0) options_.sync = SyncMethod::kAuto;
   options_.maxSites = (p & 3) == 0 ? 4 + (p >> 5) : 1u << 24;
   options_.maxThreads = (p & 4) != 0 ? 1 : 16;
   options_.maxKeys = (p & 8) != 0 ? 3 + ((p >> 4) & 7) : 1u << 20;
@@ -44,7 +54,7 @@ bool Session::start() {
     if (u.code() != Error::kReentrantUpdate) shared_.report("update from the patch observer returned " + str(u.status()));
     Result<Key> k = rt_->createKey(cxxTargets()[0].fn);
     if (k.code() != Error::kReentrantUpdate) shared_.report("createKey from the patch observer returned " + str(k.status()));
-    Result<Blob> b = rt_->installCode(std::vector<uint8_t>{0xC3}, {});
+    Result<Blob> b = rt_->installCode(code::retBytes(), {});
     if (b.code() != Error::kReentrantUpdate && b.code() != Error::kArenaExhausted) shared_.report("installCode from the patch observer returned " + str(b.status()));
   };
   trace() = "  options: arena " + std::to_string(options_.arenaSize) + ", veneers " + std::to_string(options_.allowVeneers) +

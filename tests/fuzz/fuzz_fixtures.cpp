@@ -3,6 +3,10 @@
 #include <sys/mman.h>
 
 #include <cstring>
+#include <vector>
+
+#include "fuzz_code.h"
+#include "fuzz_layout.h"
 
 namespace patchcall::fuzz {
 namespace {
@@ -41,8 +45,9 @@ const void* farFunction() {
         if (at == 0) continue;
         uint8_t* p = mapAt(at);
         if (p == nullptr) continue;
-        const uint8_t code[] = {0xB8, kFarValue & 0xFF, kFarValue >> 8, 0, 0, 0xC3};  // mov eax, imm ; ret
-        std::memcpy(p, code, sizeof code);
+        std::vector<uint8_t> returner = code::returnerBytes(kFarValue);
+        std::memcpy(p, returner.data(), returner.size());
+        __builtin___clear_cache(reinterpret_cast<char*>(p), reinterpret_cast<char*>(p + returner.size()));
         mprotect(p, 4096, PROT_READ | PROT_EXEC);
         return static_cast<const void*>(p);
       }
@@ -52,16 +57,15 @@ const void* farFunction() {
   return fn;
 }
 
+uint8_t* ForeignCode::call() const { return page + code::kForeignCallOffset; }
+
 void ForeignCode::reset(const void* target) {
   if (page == nullptr) return;
   mprotect(page, 4096, PROT_READ | PROT_WRITE);
-  std::memset(page, 0xCC, 4096);
-  page[0] = 0x53;  // push rbx (keeps rsp 16-byte aligned at the call)
-  page[1] = 0xE8;
-  auto rel = static_cast<int32_t>(reinterpret_cast<intptr_t>(target) - reinterpret_cast<intptr_t>(page + 6));
-  std::memcpy(page + 2, &rel, 4);
-  page[6] = 0x5B;  // pop rbx
-  page[7] = 0xC3;
+  std::memset(page, code::fillByte(), 4096);
+  std::vector<uint8_t> caller = code::foreignCaller(reinterpret_cast<uintptr_t>(page), target);
+  std::memcpy(page, caller.data(), caller.size());
+  __builtin___clear_cache(reinterpret_cast<char*>(page), reinterpret_cast<char*>(page + caller.size()));
   mprotect(page, 4096, PROT_READ | PROT_EXEC);
 }
 
@@ -70,7 +74,9 @@ ForeignCode* foreignCode() {
     ForeignCode c;
     const uintptr_t step = uintptr_t{2} << 20;
     uintptr_t base = reinterpret_cast<uintptr_t>(&cxxOne) & ~(step - 1);
-    for (uintptr_t d = 64; d < 512 && c.page == nullptr; ++d) {  // 128 MiB .. 1 GiB away
+    // 1/16 .. 1/2 of a direct call's reach away: x86 128 MiB .. 1 GiB, A64 8 .. 64 MiB.
+    const uintptr_t first = layout::directReach() / 16 / step, last = layout::directReach() / 2 / step;
+    for (uintptr_t d = first; d < last && c.page == nullptr; ++d) {
       c.page = mapAt(base - d * step);
       if (c.page == nullptr) c.page = mapAt(base + d * step);
     }

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "disasm.h"
 #include "fuzz_session.h"
 
 namespace patchcall::fuzz {
@@ -63,6 +62,7 @@ Codes Session::validateCodes(const void* t, size_t forKey, bool inBatch) const {
   auto a = reinterpret_cast<uintptr_t>(t);
   if (a == 0) return bit(Error::kNullTarget);
   if (options_.targetAlignment > 1 && a % options_.targetAlignment != 0) return bit(Error::kMisalignedTarget);
+  if (a % layout::instructionAlign() != 0) return bit(Error::kMisalignedTarget);  // aarch64: no instruction starts there
   if (!inArena(t)) return kOk;
   if (a < arenaLo_ + 4096) {  // the runtime page: only its two shared targets may be called
     return t == sharedTargets_[0] || t == sharedTargets_[1] ? kOk : bit(Error::kInvalidArgument);
@@ -85,7 +85,7 @@ Codes Session::validateCodes(const void* t, size_t forKey, bool inBatch) const {
   if (const BlobM* b = liveBlobCovering(t)) {
     for (const SiteM& s : b->sites) {
       const uint8_t* p = static_cast<const uint8_t*>(t);
-      if (p > s.at && p < s.at + (s.form == SiteForm::kToggle ? 14 : 5)) return bit(Error::kInvalidArgument);
+      if (p > s.at && p < s.at + layout::siteSize(s.form)) return bit(Error::kInvalidArgument);
     }
     return kOk;
   }
@@ -108,7 +108,7 @@ Codes Session::reachCodes(const void* t, bool includeForeign) const {
   };
   one(reachFrom(arenaLo_, arenaHi_, a), Reach::kNear);
   if (includeForeign && foreignCode()->page != nullptr) {
-    auto next = reinterpret_cast<uintptr_t>(foreignCode()->call() + 5);
+    uintptr_t next = layout::displacementOrigin(foreignCode()->call());
     one(reachFrom(next, next, a), reachFrom(arenaLo_, arenaHi_, next));
   }
   // kOk only if every call can be made to reach.
@@ -118,7 +118,7 @@ Codes Session::reachCodes(const void* t, bool includeForeign) const {
   };
   check(reachFrom(arenaLo_, arenaHi_, a), Reach::kNear);
   if (includeForeign && foreignCode()->page != nullptr) {
-    auto next = reinterpret_cast<uintptr_t>(foreignCode()->call() + 5);
+    uintptr_t next = layout::displacementOrigin(foreignCode()->call());
     check(reachFrom(next, next, a), reachFrom(arenaLo_, arenaHi_, next));
   }
   if (!allOk) c &= ~kOk;
@@ -199,20 +199,18 @@ Key Session::pickKey(size_t* index) {
 
 // ---- invariants -------------------------------------------------------------------------------
 
-void Session::checkBranch(const uint8_t* insn, uint8_t opcode, const void* target, const std::string& what) {
-  test::Decoded d = test::decodeAt(insn);
-  FUZZ_CHECK(d.ok && d.opcode == opcode && d.length == 5 && d.isRelative,
-             what + " at " + hex(insn) + " decodes as '" + d.text + "'");
-  auto dest = reinterpret_cast<const uint8_t*>(d.target);
+void Session::checkBranch(const uint8_t* insn, bool call, const void* target, const std::string& what) {
+  layout::Branch d = layout::readBranch(insn, call);
+  FUZZ_CHECK(d.ok, what + " at " + hex(insn) + " decodes as '" + d.text + "'");
+  const uint8_t* dest = d.destination;
   if (dest == target) return;
-  // Through a veneer: jmp qword [rip+0] ; .quad target
+  // Through a veneer (fuzz_layout.h) in the arena.
   FUZZ_CHECK(inArena(dest), what + " at " + hex(insn) + " ('" + d.text + "') goes to " + hex(dest) +
                                 ", neither the key's target " + hex(target) + " nor a veneer in the arena");
-  uint64_t quad = 0;
-  std::memcpy(&quad, dest + 6, 8);
-  FUZZ_CHECK(dest[0] == 0xFF && dest[1] == 0x25 && dest[2] == 0 && dest[5] == 0 && quad == reinterpret_cast<uint64_t>(target),
+  std::optional<uint64_t> veneer = layout::veneerTarget(dest);
+  FUZZ_CHECK(veneer && *veneer == reinterpret_cast<uint64_t>(target),
              what + " at " + hex(insn) + " goes to " + hex(dest) + " which is no veneer for " + hex(target));
-  FUZZ_CHECK(!fitsRel32(insn + 5, target), what + " at " + hex(insn) + " uses a veneer for a target in rel32 reach");
+  FUZZ_CHECK(!layout::inDirectReach(insn, target), what + " at " + hex(insn) + " uses a veneer for a target in direct reach");
 }
 
 void Session::checkSite(const SiteM& s, bool foreign) {
@@ -226,16 +224,14 @@ void Session::checkSite(const SiteM& s, bool foreign) {
   FUZZ_CHECK(info->target == k.target, what + ": site() reports target " + hex(info->target) + ", model " + hex(k.target));
   const uint8_t* call = s.at;
   if (s.form == SiteForm::kToggle) {
-    bool a = s.at[0] == 0x66 && s.at[1] == 0x90, b = s.at[0] == 0xEB && s.at[1] == 7;
-    FUZZ_CHECK((a || b) && s.at[2] == 0xE8 && s.at[7] == 0xEB && s.at[8] == 5 && s.at[9] == 0xE8,
-               what + ": malformed toggle bytes");
-    FUZZ_CHECK(reinterpret_cast<uintptr_t>(s.at) % 2 == 0, what + ": toggle not 2-byte aligned");
-    call = b ? s.at + 9 : s.at + 2;
+    std::string problem;
+    call = layout::toggleSelectedCall(s.at, &problem);
+    FUZZ_CHECK(call != nullptr, what + ": " + problem);
   }
   if (s.form == SiteForm::kDirect) {
-    FUZZ_CHECK((reinterpret_cast<uintptr_t>(s.at) + 1) % 4 == 0, what + ": Direct rel32 not 4-byte aligned");
+    FUZZ_CHECK(layout::directFieldAligned(s.at), what + ": Direct site's field not 4-byte aligned");
   }
-  checkBranch(call, 0xE8, k.target, what);
+  checkBranch(call, true, k.target, what);
 }
 
 void Session::checkAll() {
@@ -253,7 +249,7 @@ void Session::checkAll() {
     FUZZ_CHECK(t.isOk() && *t == k.target, what + ": target() " + str(t.status()) + " " + (t ? hex(*t) : "") + ", model " + hex(k.target));
     Result<const void*> tr = rt().trampoline(k.key);
     FUZZ_CHECK(tr.isOk() && *tr == k.trampoline, what + ": trampoline moved");
-    checkBranch(k.trampoline, 0xE9, k.target, what + " trampoline");
+    checkBranch(k.trampoline, false, k.target, what + " trampoline");
     Result<const void* const*> cell = rt().targetCell(k.key);
     FUZZ_CHECK(cell.isOk() && reinterpret_cast<uintptr_t>(*cell) % 8 == 0 && **cell == k.target,
                what + ": target cell " + str(cell.status()) + " holds " + (cell ? hex(**cell) : "") + ", model " + hex(k.target));

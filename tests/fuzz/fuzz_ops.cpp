@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_code.h"
 #include "fuzz_session.h"
 #include "patchcall/static_call.h"
 
@@ -22,8 +23,7 @@ void Session::opNewReturner() {
   if (blobs_.size() >= kMaxBlobs) return;
   uint32_t value = nextValue_++;
   jit::Assembler a(rt());
-  a.mov(x86::eax, value);
-  a.ret();
+  code::emitReturner(a, value);
   Result<Blob> b = jit::install(a);
   log("new returner " + std::to_string(value) + " -> " + str(b.status()));
   expectCodes("install(returner)", b.status(), kOk | bit(Error::kArenaExhausted));
@@ -63,8 +63,8 @@ void Session::opCreateKey() {
   Result<const void*> tramp = rt().trampoline(*k);
   FUZZ_CHECK(tramp.isOk(), "trampoline of a fresh key: " + str(tramp.status()));
   auto entry = static_cast<const uint8_t*>(*tramp);
-  FUZZ_CHECK(inArena(entry) && (reinterpret_cast<uintptr_t>(entry) + 1) % 4 == 0,
-             "trampoline " + hex(entry) + " outside the arena or its rel32 unaligned");
+  FUZZ_CHECK(inArena(entry) && layout::trampolineEntryAligned(entry),
+             "trampoline " + hex(entry) + " outside the arena or its jump's field unaligned");
   keys_.push_back(KeyM{*k, true, t, entry});
 }
 
@@ -202,12 +202,12 @@ void Session::opDestroyKey() {
   }
 }
 
-// A blob through jit::Assembler: push rbx; xor ebx,ebx; per site [nops][poll]call[ebx=ebx*31+eax]; ...
+// A blob through jit::Assembler: enter (acc = 0); per site [nops][poll]call[acc = acc*31 + result];
+// leave (return acc). fuzz_code.h has each ISA's instructions.
 void Session::opEmitBlob() {
   if (blobs_.size() >= kMaxBlobs) return;
   jit::Assembler a(rt());
-  a.push(x86::rbx);
-  a.xor_(x86::ebx, x86::ebx);
+  code::emitCallerEnter(a);
   size_t nsites = in_.below(6);
   std::vector<SiteM> sites;
   Codes allowed = 0;
@@ -234,16 +234,20 @@ void Session::opEmitBlob() {
       FUZZ_CHECK(a.offset() == before && a.sites().size() == specsBefore, "a refused emitCall emitted code");
       continue;
     }
-    expectCodes("emitCall", e, kOk | (static_cast<int>(form) > 3 ? bit(Error::kInvalidArgument) : 0));
-    if (!e.isOk()) continue;
+    // A form this ISA does not have (aarch64: kToggle, kBreakpoint) is refused, nothing emitted.
+    expectCodes("emitCall", e, layout::formRefused(form) ? bit(Error::kInvalidArgument)
+                                                         : kOk | (static_cast<int>(form) > 3 ? bit(Error::kInvalidArgument) : 0));
+    if (!e.isOk()) {
+      FUZZ_CHECK(a.offset() == before && a.sites().size() == specsBefore, "a refused emitCall emitted code");
+      continue;
+    }
     FUZZ_CHECK(a.sites().size() == specsBefore + 1, "emitCall recorded no site");
     const SiteSpec& spec = a.sites().back();
-    SiteForm expectForm = form == SiteForm::kAuto ? ((before + 1) % 4 == 0 ? SiteForm::kDirect : SiteForm::kBreakpoint) : form;
+    SiteForm expectForm = form == SiteForm::kAuto ? layout::autoForm(before) : form;
     FUZZ_CHECK(spec.form == expectForm && spec.offset >= before && spec.offset < before + 4,
                "emitCall recorded form " + std::to_string(static_cast<int>(spec.form)) + " at " + std::to_string(spec.offset) +
                    " for a call emitted at " + std::to_string(before));
-    a.imul(x86::ebx, x86::ebx, 31);
-    a.add(x86::ebx, x86::eax);
+    code::emitAccumulate(a);
     if (okPossible) {
       if (k == SIZE_MAX || !keys_[k].live) {
         allowed |= bit(Error::kUnknownKey), okPossible = false;
@@ -259,9 +263,7 @@ void Session::opEmitBlob() {
     sites.back().at = reinterpret_cast<const uint8_t*>(uintptr_t{spec.offset});  // offset until installed
   }
   if (in_.below(8) == 0) expectCodes("emitFixedCall(null)", jit::emitFixedCall(a, nullptr), bit(Error::kNullTarget));
-  a.mov(x86::eax, x86::ebx);
-  a.pop(x86::rbx);
-  a.ret();
+  code::emitCallerLeave(a);
   if (okPossible) {
     size_t live = liveSites(), maybe = maybeSites();
     if (live + sites.size() > options_.maxSites) allowed |= bit(Error::kTooManySites);
@@ -291,31 +293,25 @@ void Session::opEmitBlob() {
 // optional corruption of the site list (which must then be refused as a whole).
 void Session::opRawBlob() {
   if (blobs_.size() >= kMaxBlobs) return;
-  std::vector<uint8_t> code = {0x53, 0x31, 0xDB};  // push rbx ; xor ebx, ebx
+  std::vector<uint8_t> code;
+  code::rawEnter(code);
   std::vector<SiteSpec> specs;
   std::vector<SiteM> sites;
   size_t nsites = in_.below(6);
-  bool unknownKey = false;
+  bool unknownKey = false, refusedForm = false;
   for (size_t i = 0; i < nsites; ++i) {
-    for (uint32_t p = in_.below(8); p > 0; --p) code.push_back(0x90);
+    for (uint32_t p = in_.below(8); p > 0; --p) code::rawNop(code);
     size_t k;
     Key key = pickKey(&k);
     static const SiteForm kForms[] = {SiteForm::kDirect, SiteForm::kToggle, SiteForm::kBreakpoint};
     SiteForm form = kForms[in_.below(3)];
-    if (form == SiteForm::kDirect) while ((code.size() + 1) % 4 != 0) code.push_back(0x90);
-    if (form == SiteForm::kToggle) {
-      if (code.size() % 2 != 0) code.push_back(0x90);
-      specs.push_back({static_cast<uint32_t>(code.size()), key, form});
-      code.insert(code.end(), {0x66, 0x90, 0xE8, 0, 0, 0, 0, 0xEB, 0x05, 0xE8, 0, 0, 0, 0});
-    } else {
-      specs.push_back({static_cast<uint32_t>(code.size()), key, form});
-      code.insert(code.end(), {0xE8, 0, 0, 0, 0});
-    }
-    code.insert(code.end(), {0x6B, 0xDB, 0x1F, 0x01, 0xC3});  // imul ebx, ebx, 31 ; add ebx, eax
+    specs.push_back({code::rawSite(code, form), key, form});
+    code::rawAccumulate(code);
     unknownKey |= k == SIZE_MAX || !keys_[k].live;
+    refusedForm |= layout::formRefused(form);  // aarch64: the list is invalid like a corrupted one
     sites.push_back(SiteM{reinterpret_cast<const uint8_t*>(uintptr_t{specs.back().offset}), k, form});
   }
-  code.insert(code.end(), {0x89, 0xD8, 0x5B, 0xC3});  // mov eax, ebx ; pop rbx ; ret
+  code::rawLeave(code);
   // Corruptions, each of which makes the site list invalid.
   std::string corruption;
   if (!specs.empty() && in_.below(3) == 0) {
@@ -332,7 +328,7 @@ void Session::opRawBlob() {
     }
   }
   Codes allowed = bit(Error::kArenaExhausted);
-  if (!corruption.empty()) {
+  if (!corruption.empty() || refusedForm) {
     allowed |= bit(Error::kInvalidArgument) | (unknownKey ? bit(Error::kUnknownKey) : 0);
     for (const SiteM& s : sites) if (s.key != SIZE_MAX && keys_[s.key].live) allowed |= reachCodes(keys_[s.key].target, false) & ~kOk;
   } else if (unknownKey) {
@@ -415,7 +411,7 @@ void Session::opBadCode() {
       if (in_.flag()) {
         log("abandonCode(live blob's range)");
         rt().abandonCode(forged);
-        FUZZ_CHECK(live->code()[0] != 0xCC || live->blob.size == 0, "abandonCode of a live blob int3-filled it");
+        FUZZ_CHECK(!code::startsWithFill(live->code()) || live->blob.size == 0, "abandonCode of a live blob trap-filled it");
         break;
       }
       Result<Blob> b = rt().commitCode(forged, {});
@@ -650,8 +646,10 @@ void Session::opForeignSite() {
   } else if (k == SIZE_MAX || !keys_[k].live) {
     allowed = bit(Error::kUnknownKey);
   } else if (r == 3) {
-    // push rbx, not a call; while the call at +1 is registered, its 5 bytes overlap first
-    at = fc->page, allowed = bit(foreign_ ? Error::kInvalidArgument : Error::kUnsupportedSite);
+    // The caller's first instruction, not a call; while the call after it is registered, it
+    // overlaps that call's bytes first where it starts inside them (x86: the call at +1).
+    bool overlaps = foreign_ && code::kForeignCallOffset < layout::siteSize(layout::foreignForm());
+    at = fc->page, allowed = bit(overlaps ? Error::kInvalidArgument : Error::kUnsupportedSite);
   } else if (foreign_) {
     allowed = bit(Error::kInvalidArgument);  // already registered
   } else {
@@ -668,7 +666,7 @@ void Session::opForeignSite() {
   expectCodes("registerForeignSite", s, allowed);
   if (s.code() == Error::kArenaExhausted) crossCheckExhausted(4096, "registerForeignSite");
   if (!s.isOk()) return;
-  foreign_ = SiteM{fc->call(), k, SiteForm::kBreakpoint};  // the key itself is not updated
+  foreign_ = SiteM{fc->call(), k, layout::foreignForm()};  // the key itself is not updated
 }
 
 void Session::opSiteQuery() {

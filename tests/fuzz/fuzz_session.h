@@ -13,13 +13,15 @@
 #include <vector>
 
 #include "fuzz_fixtures.h"
+#include "fuzz_layout.h"
 #include "fuzz_support.h"
 #include "patchcall/jit.h"
 
 namespace patchcall::fuzz {
 
-namespace x86 = asmjit::x86;
 using std::chrono::milliseconds;
+using layout::Reach;
+using layout::reachFrom;
 
 using Codes = uint32_t;  // a set of Error values
 constexpr Codes bit(Error e) { return Codes{1} << static_cast<int>(e); }
@@ -36,20 +38,6 @@ inline std::string codesText(Codes c) {
 inline void expectCodes(const std::string& what, const Status& s, Codes allowed) {
   FUZZ_CHECK((allowed & bit(s.code())) != 0, what + " returned " + str(s) + "; allowed: " + codesText(allowed));
   FUZZ_CHECK(s.isOk() || !s.message().empty(), what + ": error without a message");
-}
-
-enum class Reach { kNear, kFar, kMaybe };
-// Whether every call ending in [lo, hi] reaches t with a rel32 (kNear), none does (kFar).
-inline Reach reachFrom(uintptr_t lo, uintptr_t hi, uintptr_t t) {
-  uint64_t worst = t >= hi ? t - lo : t <= lo ? hi - t : std::max(t - lo, hi - t);
-  uint64_t best = t >= hi ? t - hi : t <= lo ? lo - t : 0;
-  if (worst < 0x7FFF0000ull) return Reach::kNear;
-  if (best > 0x80010000ull) return Reach::kFar;
-  return Reach::kMaybe;
-}
-inline bool fitsRel32(const void* next, const void* target) {
-  int64_t d = reinterpret_cast<intptr_t>(target) - reinterpret_cast<intptr_t>(next);
-  return d >= INT32_MIN && d <= INT32_MAX;
 }
 
 struct KeyM {
@@ -120,8 +108,10 @@ class Session {
     return false;
   }
   bool trampolineSlotCovering(const void* p) const {
-    // [target cell: 8][CC CC CC][E9 rel32]: the whole 16-byte slot is trampoline memory.
-    for (const KeyM& k : keys_) if (p >= k.trampoline - 11 && p < k.trampoline + 5) return true;
+    // The whole 16-byte slot is trampoline memory (fuzz_layout.h).
+    for (const KeyM& k : keys_) {
+      if (p >= k.trampoline - layout::kSlotBeforeEntry && p < k.trampoline + layout::kSlotAfterEntry) return true;
+    }
     return false;
   }
   bool helperStuck() const { return helperRegistered_ && helperOnline_; }
@@ -169,7 +159,7 @@ class Session {
   void crossCheckExhausted(size_t need, const std::string& what);
   void afterUpdate(size_t keyIndex, const void* target);
   void checkAll();
-  void checkBranch(const uint8_t* insn, uint8_t opcode, const void* target, const std::string& what);
+  void checkBranch(const uint8_t* insn, bool call, const void* target, const std::string& what);
   void checkSite(const SiteM& s, bool foreign);
 
   Input& in_;
