@@ -137,7 +137,6 @@ Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hi
   auto base = reinterpret_cast<uintptr_t>(arena->rx_);
   arena->distanceFromText_ = static_cast<int64_t>(base) - static_cast<int64_t>(text.begin);
   arena->directReach_ = directReachOf(base, size, text);
-  arena->nearText_ = arena->directReach_ == size;
   arena->downward_ = arena->directReach_ != 0 && arena->directReach_ < size && base < text.begin;
   arena->free_.emplace(0, size);
   return arena;

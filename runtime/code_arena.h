@@ -56,19 +56,16 @@ class CodeArena {
   void dropForkCopy() noexcept;     // parent
   // The byte at RX address `rx` in the copy prepareForkCopy made (0xFF if it cannot be read).
   uint8_t forkCopyByte(uintptr_t rx) const noexcept;
-  // [begin, end) of every byte ever handed out (the fork copy's range).
-  std::pair<size_t, size_t> touched() const noexcept { return {touchedBegin_, touchedEnd_}; }
 
   // Maps the RX view again over itself from the memfd (same address, same pages): an emulator
   // (qemu-user) drops its translations of the range. 0 or errno. SyncMethod::kEmulatorRemap.
   int remapRx() noexcept;
 
   int64_t distanceFromText() const noexcept { return distanceFromText_; }
-  bool nearText() const noexcept { return nearText_; }
   // Bytes of the arena, counted from the end handed out first, from which a direct call
-  // reaches all of the executable's text (the whole size when nearText()).
+  // reaches all of the executable's text; nearText: all of it.
   size_t directReach() const noexcept { return directReach_; }
-  bool allocatesDownward() const noexcept { return downward_; }
+  bool nearText() const noexcept { return directReach_ == size_; }
 
  private:
   CodeArena() = default;
@@ -79,7 +76,6 @@ class CodeArena {
   uint8_t* rw_ = nullptr;
   size_t size_ = 0;
   int64_t distanceFromText_ = 0;
-  bool nearText_ = false;
   size_t directReach_ = 0;
   bool downward_ = false;  // first fit from the top: the arena lies below the text, only its top reaches
 

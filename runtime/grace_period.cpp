@@ -278,15 +278,17 @@ bool Quiescence::tryAdvance() noexcept {
   }
   // Bounded in the sense of invariant 5: a grace period nobody waits for still names a
   // thread that holds it up, once, after the default deadline.
-  auto now = inFlight_ && !stuckReported_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  if (inFlight_ && gpStart_ == std::chrono::steady_clock::time_point{}) gpStart_ = now;  // its first step left it pending
-  if (inFlight_ && !stuckReported_ && now - gpStart_ >= config_.deadline) {
-    stuckReported_ = true;
-    try {
-      for (ThreadRecord* r : pending_) {
-        if (config_.diagnostics) config_.diagnostics(describeStuck(r, now - gpStart_));
+  if (inFlight_ && !stuckReported_) {
+    auto now = std::chrono::steady_clock::now();
+    if (gpStart_ == std::chrono::steady_clock::time_point{}) gpStart_ = now;  // its first step left it pending
+    if (now - gpStart_ >= config_.deadline) {
+      stuckReported_ = true;
+      try {
+        for (ThreadRecord* r : pending_) {
+          if (config_.diagnostics) config_.diagnostics(describeStuck(r, now - gpStart_));
+        }
+      } catch (...) {  // out of memory, or a throwing sink: the step matters more
       }
-    } catch (...) {  // out of memory, or a throwing sink: the step matters more
     }
   }
   releaseZombiesLocked();

@@ -166,16 +166,20 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
       arenaTargets = true;
     }
     auto target = reinterpret_cast<uintptr_t>(k->pending);
-    Result<uintptr_t> tramp = veneers_.destination(k->trampoline, target);
+    // Where the branch at `insn` must point to reach the target (the plan notes a veneer).
+    auto destination = [&](uintptr_t insn) {
+      Result<uintptr_t> d = veneers_.destination(insn, target);
+      if (d && *d != target) plan.viaVeneer = true;
+      return d;
+    };
+    Result<uintptr_t> tramp = destination(k->trampoline);
     if (!tramp) return tramp.status();
-    plan.viaVeneer = plan.viaVeneer || *tramp != target;
     plan.direct.push_back({k->trampoline, *tramp, target, true, false});
     for (uint32_t id : k->sites) {
       const SiteRecord& s = registry_.site(id);
       if (s.form == SiteForm::kDirect) {
-        Result<uintptr_t> d = veneers_.destination(s.address, target);
+        Result<uintptr_t> d = destination(s.address);
         if (!d) return d.status();
-        plan.viaVeneer = plan.viaVeneer || *d != target;
         bool foreign = (s.flags & kSiteForeign) != 0;
         plan.foreign = plan.foreign || foreign;
         plan.direct.push_back({s.address, *d, target, false, foreign});
@@ -183,9 +187,8 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
         arch::ToggleLayout t = toggleLayoutOf(s);
         bool bActive = (s.flags & kSiteToggleOnB) != 0;
         uintptr_t inactive = bActive ? t.callA : t.callB;
-        Result<uintptr_t> d = veneers_.destination(inactive, target);
+        Result<uintptr_t> d = destination(inactive);
         if (!d) return d.status();
-        plan.viaVeneer = plan.viaVeneer || *d != target;
         ToggleWrite w{id, s.address, arch::branchField(inactive), *d, {}, target};
         arch::toggleFlip(t, !bActive, w.flip);
         plan.toggles.push_back(w);
@@ -194,9 +197,8 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
           plan.graceNeeded = std::max(plan.graceNeeded, flipped->second);
         }
       } else {
-        Result<uintptr_t> d = veneers_.destination(s.address, target);
+        Result<uintptr_t> d = destination(s.address);
         if (!d) return d.status();
-        plan.viaVeneer = plan.viaVeneer || *d != target;
         plan.breakpoints.push_back({s.address, *d, target, (s.flags & kSiteForeign) != 0});
       }
     }
@@ -208,8 +210,10 @@ Status Retargeter::plan(std::span<const KeyUpdate> updates, Plan& plan) {
 }
 
 Status Retargeter::probeForeign(const Plan& plan) const {
-  for (size_t i = 0; plan.foreign && i < plan.direct.size(); ++i) {
-    if (plan.direct[i].foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(plan.direct[i].site));
+  if (plan.foreign) {  // else no Direct write is a foreign site's: skip the pass
+    for (const DirectWrite& w : plan.direct) {
+      if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
+    }
   }
   for (const BreakpointWrite& w : plan.breakpoints) {
     if (w.foreign) PATCHCALL_TRY(foreign_.probeBeforeUpdate(w.site));
