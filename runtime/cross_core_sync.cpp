@@ -68,11 +68,16 @@ std::string CrossCoreSync::fallbackUnsafeReason(const char* release, const char*
          "instruction, not an IPI, so an mprotect downgrade no longer serializes the other cores";
 }
 
-Status CrossCoreSync::init(SyncMethod method, int (*remap)(void*), void* remapArg) {
+bool CrossCoreSync::emulatorRequested() noexcept {
   const char* env = std::getenv("PATCHCALL_SYNC");
+  return env != nullptr && std::strcmp(env, "emulator-remap") == 0;
+}
+
+Status CrossCoreSync::init(SyncMethod method, int (*remap)(void*), void* remapArg) {
   // The environment asks for the emulator's sync where there is code to remap (an arena); a
-  // writer without one (the AOT keys' portable path writes only data) keeps membarrier.
-  if (method == SyncMethod::kAuto && remap != nullptr && env != nullptr && std::strcmp(env, "emulator-remap") == 0) {
+  // writer without one (AOT text, written through /proc/self/mem: it drops the emulator's
+  // translations itself) keeps membarrier.
+  if (method == SyncMethod::kAuto && remap != nullptr && emulatorRequested()) {
     method = SyncMethod::kEmulatorRemap;
   }
   if (method == SyncMethod::kEmulatorRemap) {

@@ -32,6 +32,8 @@ class CrossCoreSync {
   // sync() as a Status naming `what` (for callers that report it).
   Status syncOrError(const char* what);
   SyncMethod method() const noexcept { return method_; }
+  // PATCHCALL_SYNC=emulator-remap: the test scripts run under qemu-user (cross_core_sync.cpp).
+  static bool emulatorRequested() noexcept;
   uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
   // Empty when the mprotect fallback serializes every core here; else the reason it cannot.

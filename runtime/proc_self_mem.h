@@ -29,4 +29,13 @@ class ProcSelfMem {
   int fd_ = -1;
 };
 
+// qemu-user keeps running its translation of code the kernel wrote behind its back (through
+// /proc/self/mem) until the page's protection gains PROT_WRITE: then it drops the page's
+// translations. Text that is not the arena's (foreign sites, AOT keys and calls) cannot be
+// remapped like the arena's RX view (its contents are the file's or private), so the pages of
+// [rx, rx + n) get PROT_WRITE added and taken away again. Emulator only (PATCHCALL_SYNC=
+// emulator-remap, never chosen on hardware); best effort: a failure leaves stale translations,
+// which the emulator tests would see.
+void dropEmulatorTranslations(uintptr_t rx, size_t n) noexcept;
+
 }  // namespace patchcall::detail

@@ -1,15 +1,10 @@
 // patchcall — TextWriter (see text_writer.h).
 #include "text_writer.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
 
-#include "proc_maps.h"
 #include "test_hooks.h"
 
 namespace patchcall::detail {
@@ -41,27 +36,6 @@ bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) const n
   if (!procMem_.write(rx, bytes, n)) return false;
   if (sync_.method() == SyncMethod::kEmulatorRemap) dropEmulatorTranslations(rx, n);
   return true;
-}
-
-// qemu-user keeps running its translation of code the kernel wrote behind its back (through
-// /proc/self/mem) until the page's protection gains PROT_WRITE: then it drops the page's
-// translations. Foreign text cannot be remapped like the arena's RX view (its contents are the
-// file's or private), so its protection is raised and put back, from what /proc/self/maps says
-// it is. Emulator only (never chosen on hardware); best effort: a failure leaves stale
-// translations, which the emulator tests would see.
-void TextWriter::dropEmulatorTranslations(uintptr_t rx, size_t n) noexcept {
-  try {
-    uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    uintptr_t begin = rx & ~(page - 1), end = (rx + n + page - 1) & ~(page - 1);
-    for (const Mapping& m : mappingsCovering(readMaps(), begin, end)) {
-      uintptr_t from = std::max(begin, m.begin), to = std::min(end, m.end);
-      int prot = (m.perms[0] == 'r' ? PROT_READ : 0) | (m.perms[1] == 'w' ? PROT_WRITE : 0) | (m.exec() ? PROT_EXEC : 0);
-      if ((prot & PROT_WRITE) != 0) continue;  // written by the guest itself: the emulator saw it
-      (void)mprotect(reinterpret_cast<void*>(from), to - from, prot | PROT_WRITE);
-      (void)mprotect(reinterpret_cast<void*>(from), to - from, prot);
-    }
-  } catch (const std::bad_alloc&) {
-  }
 }
 
 bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {

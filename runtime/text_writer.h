@@ -60,9 +60,6 @@ class TextWriter {
   const CrossCoreSync& sync() const noexcept { return sync_; }
 
  private:
-  // SyncMethod::kEmulatorRemap: makes qemu-user drop its translations of foreign text just written.
-  static void dropEmulatorTranslations(uintptr_t rx, size_t n) noexcept;
-
   CodeArena& arena_;
   std::function<void(const PatchEvent&)> observer_;
   CrossCoreSync sync_;

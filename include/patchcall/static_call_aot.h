@@ -35,7 +35,13 @@
  * patches its own private copy of the text (also the child of a raw fork system call, which
  * must not have forked while another thread was inside one of these functions).
  *
- * Without x86-64 (PATCHCALL_STATIC_PATCHING 0) a call is an indirect call through `target`. */
+ * On aarch64 the same with A64 instructions: the trampoline's first instruction is a `b` (to
+ * the target within +-128 MiB, else to its indirect path `adrp/ldr/ldr/br x16`), inline sites
+ * are the compiler's `bl`/`b` found by walking the marker's function word by word (A64 is fixed
+ * width), a NULL target makes an inline call a NOP. An update is one aligned 32-bit store per
+ * site (B, BL and NOP may replace each other while other cores run them) and one sync.
+ *
+ * Elsewhere (PATCHCALL_STATIC_PATCHING 0) a call is an indirect call through `target`. */
 #ifndef PATCHCALL_STATIC_CALL_AOT_H
 #define PATCHCALL_STATIC_CALL_AOT_H
 
@@ -72,10 +78,16 @@ long patchcall_static_call_return0(void);
 
 PATCHCALL_EXTERN_C_END_
 
-/* Trampoline layout (x86-64), shared with runtime/arch/x86_64/static_text.h. */
+/* Trampoline layout, shared with runtime/arch/<isa>/static_text.h: 32 bytes, the first
+ * instruction the patched jump, then the indirect path and a `ret` for the NULL target. */
 #define PATCHCALL_SCT_SIZE 32
+#if defined(__aarch64__)
+#define PATCHCALL_SCT_INDIRECT 8 /* adrp/ldr x16 = <object>; ldr x16, [x16]; br x16 */
+#define PATCHCALL_SCT_RET 4      /* ret: the NULL target */
+#else
 #define PATCHCALL_SCT_INDIRECT 8 /* movq <object>(%rip), %r11; jmpq *(%r11) */
 #define PATCHCALL_SCT_RET 18     /* ret: the NULL target */
+#endif
 
 #define PATCHCALL_STATIC_CALL_TRAMP(name) __patchcall_sct_##name
 #define PATCHCALL_STATIC_CALL_OBJECT_(name) __patchcall_scc_##name
@@ -84,7 +96,27 @@ PATCHCALL_EXTERN_C_END_
   PATCHCALL_EXTERN_C_ __typeof__(func) __patchcall_sct_##name; \
   PATCHCALL_EXTERN_C_ struct patchcall_static_call __patchcall_scc_##name
 
-#if PATCHCALL_STATIC_PATCHING
+#if PATCHCALL_STATIC_PATCHING && defined(__aarch64__)
+/* Until patchcall registers the module, the first b goes to the indirect path, so calls made
+ * by earlier constructors already reach `func`. x16 is AAPCS64's IP0: any call may clobber it
+ * between the caller and the callee (as a PLT entry does). */
+#define PATCHCALL_STATIC_CALL_TRAMPOLINE_(name)                                                   \
+  __asm__(".pushsection .text.__patchcall_sct_" #name ", \"ax\", %progbits\n\t"                   \
+          ".balign 32\n\t.globl __patchcall_sct_" #name "\n\t"                                    \
+          ".type __patchcall_sct_" #name ", %function\n"                                          \
+          "__patchcall_sct_" #name ":\n\t"                                                        \
+          "b 1f\n\t"                                                                              \
+          "ret\n"                                                                                 \
+          "1:\n\tadrp x16, .Lpatchcall_scp_" #name "\n\t"                                         \
+          "ldr x16, [x16, #:lo12:.Lpatchcall_scp_" #name "]\n\t"                                  \
+          "ldr x16, [x16]\n\t"                                                                    \
+          "br x16\n\t"                                                                            \
+          "udf #0\n\tudf #0\n\t"                                                                  \
+          ".size __patchcall_sct_" #name ", 32\n\t"                                               \
+          ".pushsection .data.rel.ro.__patchcall_scp_" #name ", \"aw\"\n\t.balign 8\n"            \
+          ".Lpatchcall_scp_" #name ":\n\t.quad __patchcall_scc_" #name "\n\t"                     \
+          ".popsection\n\t.popsection")
+#elif PATCHCALL_STATIC_PATCHING
 /* Until patchcall registers the module, the first jmp goes to the indirect path, so calls
  * made by earlier constructors already reach `func`. */
 #define PATCHCALL_STATIC_CALL_TRAMPOLINE_(name)                                                   \
@@ -100,6 +132,8 @@ PATCHCALL_EXTERN_C_END_
           ".pushsection .data.rel.ro.__patchcall_scp_" #name ", \"aw\"\n\t.balign 8\n"            \
           ".Lpatchcall_scp_" #name ":\n\t.quad __patchcall_scc_" #name "\n\t"                     \
           ".popsection\n\t.popsection")
+#endif
+#if PATCHCALL_STATIC_PATCHING
 /* The marker: where the compiler is about to emit the call (see the top of this file). */
 #define PATCHCALL_STATIC_CALL(name)                                                                \
   (*__extension__({                                                                                \
@@ -184,7 +218,7 @@ class StaticCallHandle {
 #if PATCHCALL_STATIC_PATCHING
 #if !defined(__PIC__) || defined(__PIE__) || defined(__clang__)
     __asm__ volatile("1:\n\t.pushsection __patchcall_call_sites, \"aw\"\n\t.balign 8\n\t"
-                     ".quad 1b, %c0\n\t.popsection" ::"i"(Object));
+                     ".quad 1b, %c0\n\t.popsection" ::PATCHCALL_ADDRESS_CONSTRAINT_(Object));
 #endif
     return Trampoline(static_cast<Args&&>(args)...);
 #else

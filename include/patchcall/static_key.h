@@ -2,12 +2,12 @@
  *
  *   PATCHCALL_DEFINE_STATIC_KEY_FALSE(tracing);           (at file scope, once per program)
  *   ...
- *   if (PATCHCALL_STATIC_BRANCH_UNLIKELY(&tracing)) trace(event);   (costs one 5-byte NOP)
+ *   if (PATCHCALL_STATIC_BRANCH_UNLIKELY(&tracing)) trace(event);   (costs one NOP)
  *   ...
  *   patchcall_static_key_enable(&tracing);    (every branch of the key now jumps to trace())
  *
- * Each branch is an `asm goto` whose instruction is a 5-byte NOP or a `jmp rel32` to the
- * branch's code; a record of it goes into the module's __patchcall_jump_table (see
+ * Each branch is an `asm goto` whose instruction is (x86-64) a 5-byte NOP or a `jmp rel32` to
+ * the branch's code; a record of it goes into the module's __patchcall_jump_table (see
  * static_module.h). Enabling or disabling a key rewrites all of its branches, in every loaded
  * module, in one batch of the breakpoint protocol (int3 on every first byte, sync all cores,
  * the tails, sync, the first bytes: two syncs), while other threads run them: a thread reaching a
@@ -22,7 +22,12 @@
  * take a process-wide mutex; they may be called from any thread (not from a signal handler)
  * and are fork-safe (a child flips its own copy; the parent is unaffected).
  *
- * Without x86-64 (PATCHCALL_STATIC_PATCHING 0) a branch is a relaxed load of the key's state. */
+ * On aarch64 a branch is a NOP or `b label`, and a batch needs no breakpoint: B and NOP may
+ * replace each other while other cores run them (the Arm ARM's concurrent modification and
+ * execution rule), so each branch is one aligned 32-bit store through /proc/self/mem, and one
+ * sync of every core (membarrier SYNC_CORE) follows the batch.
+ *
+ * Elsewhere (PATCHCALL_STATIC_PATCHING 0) a branch is a relaxed load of the key's state. */
 #ifndef PATCHCALL_STATIC_KEY_H
 #define PATCHCALL_STATIC_KEY_H
 
@@ -102,6 +107,13 @@ PATCHCALL_EXTERN_C_END_
 #endif
 
 #if PATCHCALL_STATIC_PATCHING
+/* A branch's instruction as compiled: the jump to its label, or the NOP. */
+#if defined(__aarch64__)
+#define PATCHCALL_STATIC_BRANCH_INSN_ ".if %c[jump]\n\tb %l[patchcall_yes_]\n\t.else\n\tnop\n\t.endif"
+#else
+#define PATCHCALL_STATIC_BRANCH_INSN_ \
+  ".if %c[jump]\n\t.byte 0xe9\n\t.long %l[patchcall_yes_] - 2f\n\t.else\n\t.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n\t.endif\n2:"
+#endif
 /* One branch: falls through while `(enabled != likely)` is false. The record's `key` points
  * to a per-use reference (a local static) rather than to the key itself, because an "i"
  * operand naming a default-visibility object is refused under -fPIC (gcc) and -fPIE/-O0
@@ -112,13 +124,10 @@ PATCHCALL_EXTERN_C_END_
     int patchcall_taken_;                                                                           \
     PATCHCALL_CONST_REF_ struct patchcall_static_key* const patchcall_ref_ __attribute__((used)) = &(k)->key; \
     __asm__ goto(                                                                                   \
-        "1:\n\t"                                                                                    \
-        ".if %c[jump]\n\t.byte 0xe9\n\t.long %l[patchcall_yes_] - 2f\n\t"                           \
-        ".else\n\t.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n\t.endif\n"                                   \
-        "2:\n\t"                                                                                    \
+        "1:\n\t" PATCHCALL_STATIC_BRANCH_INSN_ "\n\t"                                               \
         ".pushsection __patchcall_jump_table, \"aw\"\n\t.balign 8\n\t"                               \
         ".quad 1b, %l[patchcall_yes_], %c[ref] + %c[lk]\n\t.popsection"                             \
-        : : [ref] "i"(&patchcall_ref_), [lk] "i"(likely), [jump] "i"(jump_initially)                \
+        : : [ref] PATCHCALL_ADDRESS_CONSTRAINT_(&patchcall_ref_), [lk] "i"(likely), [jump] "i"(jump_initially) \
         : : patchcall_yes_);                                                                        \
     patchcall_taken_ = 0;                                                                           \
     goto patchcall_done_;                                                                           \

@@ -40,13 +40,20 @@
 #define PATCHCALL_EXTERN_C_END_
 #endif
 
-/* Static keys and branches patch code on x86-64. Elsewhere the same macros compile to a
- * relaxed load of the key's state and a call through the static call's target field: same
- * semantics, no patching (PATCHCALL_STATIC_PATCHING says which). */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* Static keys and branches patch code on x86-64 and aarch64. Elsewhere the same macros compile
+ * to a relaxed load of the key's state and a call through the static call's target field: same
+ * semantics, no patching (PATCHCALL_STATIC_PATCHING says which).
+ * PATCHCALL_ADDRESS_CONSTRAINT_: the asm operand constraint for a link-time constant address
+ * (aarch64's "i" refuses symbols under -fPIC/-fPIE; "S" is its symbolic-address constraint). */
+#if (defined(__x86_64__) || defined(__aarch64__)) && (defined(__GNUC__) || defined(__clang__))
 #define PATCHCALL_STATIC_PATCHING 1
 #else
 #define PATCHCALL_STATIC_PATCHING 0
+#endif
+#if defined(__aarch64__)
+#define PATCHCALL_ADDRESS_CONSTRAINT_ "S"
+#else
+#define PATCHCALL_ADDRESS_CONSTRAINT_ "i"
 #endif
 
 PATCHCALL_EXTERN_C_BEGIN_
@@ -54,7 +61,8 @@ PATCHCALL_EXTERN_C_BEGIN_
 struct patchcall_static_key;
 struct patchcall_static_call;
 
-/* __patchcall_jump_table: `code` is the 5-byte NOP or JMP32 of a branch, `target` its label,
+/* __patchcall_jump_table: `code` is the branch's instruction (x86-64: the 5-byte NOP or JMP32;
+ * aarch64: NOP or B), `target` its label,
  * `key` the address of a per-use reference holding the key's address, plus 1 for a
  * PATCHCALL_STATIC_BRANCH_LIKELY branch (whose jump is taken while the key is disabled). */
 struct patchcall_jump_entry {
@@ -99,13 +107,13 @@ int patchcall_static_module_status(const void* address);
 
 /* What patchcall wrote at one AOT site, for tests, debuggers and tools. */
 enum patchcall_static_site_kind {
-  PATCHCALL_STATIC_SITE_BRANCH = 1,     /* a static branch: NOP5 or JMP32 */
-  PATCHCALL_STATIC_SITE_TRAMPOLINE = 2, /* a static call's trampoline: JMP32 */
-  PATCHCALL_STATIC_SITE_CALL = 3,       /* an inline call site: CALL32 or NOP5 */
-  PATCHCALL_STATIC_SITE_TAIL_CALL = 4   /* an inline tail call site: JMP32 */
+  PATCHCALL_STATIC_SITE_BRANCH = 1,     /* a static branch: NOP5 or JMP32 (aarch64: NOP or B) */
+  PATCHCALL_STATIC_SITE_TRAMPOLINE = 2, /* a static call's trampoline: JMP32 (B) */
+  PATCHCALL_STATIC_SITE_CALL = 3,       /* an inline call site: CALL32 or NOP5 (BL or NOP) */
+  PATCHCALL_STATIC_SITE_TAIL_CALL = 4   /* an inline tail call site: JMP32 (B) */
 };
 typedef struct patchcall_static_site_info {
-  const void* address;      /* the 5-byte instruction */
+  const void* address;      /* the instruction (x86-64: 5 bytes; aarch64: one word) */
   const void* object;       /* its struct patchcall_static_key or struct patchcall_static_call */
   int kind;                 /* enum patchcall_static_site_kind */
   const void* destination;  /* where it goes now (NULL: it is a NOP5) */
@@ -122,11 +130,11 @@ typedef struct patchcall_static_stats {
   size_t failed_modules;     /* modules whose registration failed (TABLE_FULL, ...) */
   size_t keys, calls;        /* registered keys and calls */
   size_t branches, trampolines, call_sites, tail_call_sites; /* sites by kind */
-  uint64_t batches;          /* breakpoint-protocol batches written */
-  uint64_t sites_written;    /* 5-byte instructions rewritten */
+  uint64_t batches;          /* batches written (x86-64: of the breakpoint protocol) */
+  uint64_t sites_written;    /* instructions rewritten */
   uint64_t writes;           /* pwrite calls to /proc/self/mem */
   uint64_t syncs;            /* cross-core syncs */
-  uint64_t traps_emulated;   /* int3 traps the handler continued (JIT and AOT sites alike) */
+  uint64_t traps_emulated;   /* int3 traps the handler continued (JIT and AOT sites alike; 0 on aarch64) */
 } patchcall_static_stats;
 /* Errors: INVALID_ARGUMENT (NULL, or struct_size smaller than the first version's). */
 int patchcall_static_stats_get(patchcall_static_stats* out);

@@ -225,7 +225,7 @@ void StaticRegistry::addCallSites(Module& m, std::vector<Site>& added) {
     if (!findCallAfterMarker(e.marker, fn.end, tramp, taken, &found) || !m.executes(found.address, arch::kStaticSiteSize)) continue;
     // With shadow stacks the handler cannot emulate a call: the call keeps its trampoline
     // (a tail call's jmp is emulated as a jump, which needs no shadow stack entry).
-    if (!found.tail && TrapTable::callEmulationBlocked()) continue;
+    if (arch::kBreakpointProtocol && !found.tail && TrapTable::callEmulationBlocked()) continue;
     claimed.insert(found.address);
     added.push_back(Site{found.address, reinterpret_cast<uintptr_t>(e.call), m.id, found.tail ? SiteKind::kTailCall : SiteKind::kCall,
                          false, found.original});

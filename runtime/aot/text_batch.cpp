@@ -39,24 +39,40 @@ Status AotTextWriter::ready() {
   if (!syncReady_) {
     Status s = sync_.init(SyncMethod::kAuto);
     if (!s) return s;
-    s = TrapTable::instance().installHandler();
-    if (!s) return s;
+    if (arch::kBreakpointProtocol) {
+      s = TrapTable::instance().installHandler();
+      if (!s) return s;
+    }
+    dropTranslations_ = CrossCoreSync::emulatorRequested();
     syncReady_ = true;
   }
   return Status::ok();
 }
 
+Status AotTextWriter::syncPending() {
+  if (!unsynced_) return Status::ok();
+  if (Status s = ready(); !s) return s;
+  if (int err = sync_.sync(); err != 0) {
+    return Status(Error::kSystemError, std::string("AOT text: the cross-core sync of an earlier batch failed again: ") + std::strerror(err));
+  }
+  unsynced_ = false;
+  return Status::ok();
+}
+
 Status AotTextWriter::syncOnly() {
   if (Status s = ready(); !s) return s;
-  return sync_.syncOrError("AOT static call target");
+  Status s = sync_.syncOrError("AOT static call target");
+  if (s) unsynced_ = false;
+  return s;
 }
 
 Status AotTextWriter::apply(std::span<const TextPatch> patches) {
-  if (patches.empty()) return Status::ok();
+  if (patches.empty()) return syncPending();
   if (!broken_) return broken_;
   if (Status s = ready(); !s) return s;
   ++batches_;
   sitesWritten_ += patches.size();
+  if (!arch::kBreakpointProtocol) return storeEach(patches);
   for (size_t at = 0; at < patches.size(); at += TrapTable::kMaxBatch) {
     size_t n = std::min(TrapTable::kMaxBatch, patches.size() - at);
     if (Status s = round(patches.subspan(at, n)); !s) return s;
@@ -115,6 +131,39 @@ Status AotTextWriter::round(std::span<const TextPatch> patches) {
       }
     }
   }
+  return result;
+}
+
+// A64: every site is one aligned word that B, BL and NOP may replace while other cores run it
+// (the Arm ARM's concurrent modification and execution rule), and the kernel's 4-byte copy is
+// one aligned word store (runtime/arch/aarch64/branch.h): one pwrite per site, never a run
+// (a longer copy may store a word with an unaligned wider store, which is not single-copy
+// atomic), then one sync for the batch.
+Status AotTextWriter::storeEach(std::span<const TextPatch> patches) {
+  Status result = Status::ok();
+  size_t written = 0;
+  for (const TextPatch& p : patches) {
+    ++writes_;
+    if (!mem_.write(p.address, p.to, arch::kStaticSiteSize)) {
+      result = Status(Error::kSystemError, "AOT text: writing the instruction at " + hex(p.address) + " through /proc/self/mem failed (" +
+                                               std::strerror(errno) + "); every site holds its old or its new instruction");
+      break;
+    }
+    ++written;
+  }
+  if (written == 0) return result;
+  unsynced_ = true;
+  if (dropTranslations_) {
+    planRuns(patches.first(written));
+    for (const Run& run : runs_) dropEmulatorTranslations(run.lo, run.bytes.size());
+  }
+  if (int err = sync_.sync(); err != 0) {
+    // The sites are written; until a sync succeeds (the next batch's first), another core may
+    // still run an old instruction, which is as valid as the new one.
+    return Status(Error::kSystemError, std::string("AOT text: the cross-core sync failed: ") + std::strerror(err) +
+                                           " (every site holds its new instruction; the next update syncs first)");
+  }
+  unsynced_ = false;
   return result;
 }
 

@@ -1,5 +1,7 @@
-// patchcall — AotTextWriter: rewrites 5-byte instructions in compiled (AOT) text with the
-// breakpoint protocol, all of one batch together: int3 on every first byte, sync every core,
+// patchcall — AotTextWriter: rewrites the instructions of AOT static keys and calls in
+// compiled text. On aarch64 each site is one aligned word, stored by one 4-byte write, and one
+// sync follows the batch (AotTextWriter::storeEach). On x86-64 a site is 5 bytes, rewritten
+// with the breakpoint protocol, all of one batch together: int3 on every first byte, sync every core,
 // every tail, sync, every first byte. A thread reaching a site mid-batch traps and the SIGTRAP
 // handler (TrapTable) continues it as the new instruction would. The kernel's text_poke_bp
 // syncs a third time, after the first bytes, only so it can withdraw its int3 handler's
@@ -58,6 +60,7 @@ class AotTextWriter {
   // For data-only changes (the trampoline's indirect target): one sync, after which every
   // core sees the change.
   Status syncOnly();
+  // An empty batch still performs the sync an earlier batch's failed sync left pending.
   uint64_t batches() const noexcept { return batches_; }
   uint64_t sitesWritten() const noexcept { return sitesWritten_; }
   uint64_t writes() const noexcept { return writes_; }
@@ -65,7 +68,9 @@ class AotTextWriter {
 
  private:
   Status ready();
-  Status round(std::span<const TextPatch> patches);
+  Status syncPending();
+  Status round(std::span<const TextPatch> patches);       // x86-64: one breakpoint-protocol round
+  Status storeEach(std::span<const TextPatch> patches);   // aarch64: one store per site, one sync
   // The runs of nearby sites and their text, read once per round.
   void planRuns(std::span<const TextPatch> patches);
   // kInt3s writes every int3, kTails every tail of `to`, kHeads every first byte of `to`;
@@ -76,6 +81,8 @@ class AotTextWriter {
   ProcSelfMem mem_;
   pid_t owner_ = 0;  // the process mem_ was opened in
   bool syncReady_ = false;
+  bool unsynced_ = false;          // written, but the sync after it failed
+  bool dropTranslations_ = false;  // PATCHCALL_SYNC=emulator-remap: qemu-user must see the writes
   CrossCoreSync sync_;
   uint64_t batches_ = 0;
   uint64_t rounds_ = 0;                     // its parity is the generation of a round's entries
