@@ -7,8 +7,8 @@
 // fork() by an atfork handler so a child never inherits a half-done batch; the child then has
 // its own copy of everything (the text is private memory) and reopens /proc/self/mem.
 //
-// Sites are recorded with zero false positives: a branch only when its 5 bytes are the NOP5
-// or the `jmp` to its label, a trampoline only when it holds the header's layout, an inline
+// Sites are recorded with zero false positives: a branch only when its instruction is the NOP
+// or the jump to its label, a trampoline only when it holds the header's layout, an inline
 // call only as decoded from its marker (call_site_discovery.h). Before any batch every site's
 // bytes are read again and must still be an instruction patchcall wrote or recorded.
 #pragma once

@@ -1,6 +1,5 @@
-# Static calls of compiled code on every ISA (tests/static_portable/): x86-64's patched sites
-# and aarch64's portable path (a load and an indirect call) must agree on what a NULL target
-# is. Its own binary: a module with static calls installs patchcall's SIGTRAP handler when it
+# Static calls of compiled code on every ISA (tests/static_portable/): the patched sites of
+# x86-64 and aarch64 must agree on what a NULL target is. Its own binary: a module with static calls installs patchcall's SIGTRAP handler when it
 # loads (see the comment on PATCHCALL_TEST_SOURCES in tests/CMakeLists.txt).
 add_executable(static_portable_tests ${CMAKE_CURRENT_SOURCE_DIR}/static_portable/static_call_null_test.cpp)
 target_compile_options(static_portable_tests PRIVATE -Wall -Wextra)

@@ -1,7 +1,6 @@
 // A static call of compiled code (static_call_aot.h) set to NULL is a no-op on every ISA:
-// x86-64 points its sites at the trampoline's `ret`; aarch64's portable path (an indirect call
-// through the target field) stores a no-op function there. It used to store NULL on aarch64,
-// and the next call jumped to address 0.
+// the trampoline's first jump goes to its `ret` and inline calls become a NOP. (aarch64's former
+// portable path once stored NULL in the target field, and the next call jumped to address 0.)
 #include <gtest/gtest.h>
 
 #include <atomic>

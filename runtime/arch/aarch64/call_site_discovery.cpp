@@ -18,21 +18,15 @@ uint32_t wordAt(uintptr_t at) noexcept { return arch::a64::wordAt(reinterpret_ca
 //   adrp x16, <page>; ldr x17, [x16, #off]; add x16, x16, #off; br x17
 // whose GOT slot already holds it (bound: -z now, or an earlier call).
 bool reachesTrampoline(uintptr_t dest, uintptr_t trampoline) {
+  using namespace arch::a64;
   if (dest == trampoline) return true;
-  constexpr uint32_t kBtiC = 0xD503245F;  // hint #34
   if (wordAt(dest) == kBtiC) dest += 4;
-  uint32_t adrp = wordAt(dest), ldr = wordAt(dest + 4), add = wordAt(dest + 8), br = wordAt(dest + 12);
-  constexpr uint32_t kAdrpMask = 0x9F00001F, kAdrpX16 = arch::a64::kAdrp | arch::a64::kX16;
-  constexpr uint32_t kLdrMask = 0xFFC003FF, kLdrX17X16 = 0xF9400000 | arch::a64::kX16 << 5 | arch::a64::kX17;
-  constexpr uint32_t kAddMask = 0xFFC003FF, kAddX16X16 = 0x91000000 | arch::a64::kX16 << 5 | arch::a64::kX16;
-  if ((adrp & kAdrpMask) != kAdrpX16 || (ldr & kLdrMask) != kLdrX17X16 || (add & kAddMask) != kAddX16X16 ||
-      br != (arch::a64::kBr | arch::a64::kX17 << 5)) {
+  uint32_t page = wordAt(dest), load = wordAt(dest + 4), add = wordAt(dest + 8), jump = wordAt(dest + 12);
+  if ((page & kAdrpMask) != adrp(kX16) || (load & kImm12Mask) != ldrXImm(kX17, kX16) || (add & kImm12Mask) != addXImm(kX16, kX16) ||
+      jump != br(kX17)) {
     return false;
   }
-  // adrp: immhi (bits 5..23) and immlo (bits 29..30) pages from the entry's page.
-  int64_t pages = static_cast<int64_t>((((adrp >> 5) & 0x7FFFF) << 2) | ((adrp >> 29) & 3));
-  pages = (pages << 43) >> 43;  // sign-extend 21 bits
-  uintptr_t slot = (dest & ~uintptr_t{0xFFF}) + static_cast<uintptr_t>(pages * 4096) + ((ldr >> 10) & 0xFFF) * 8;
+  uintptr_t slot = (dest & ~uintptr_t{0xFFF}) + static_cast<uintptr_t>(adrpPages(page) * 4096) + imm12Of(load) * 8;
   uintptr_t bound;
   std::memcpy(&bound, reinterpret_cast<const void*>(slot), sizeof bound);
   return bound == trampoline;

@@ -34,6 +34,24 @@ inline constexpr uint32_t kCbnzW = 0x35000000;       // cbnz wt, pc + imm19 * 4
 inline constexpr uint32_t kBrkImm = 0x5043;
 inline constexpr uint32_t kPatchBrk = kBrk | (kBrkImm << 5);
 
+// The words of a static call's trampoline and of a PLT entry (runtime/aot/), with their
+// immediates masked out: adrp's immlo/immhi, the 12-bit unsigned offset of ldr/add.
+inline constexpr uint32_t kAdrpMask = 0x9F00001F;     // opcode + rd
+inline constexpr uint32_t kLdrXImm = 0xF9400000;      // ldr xt, [xn, #imm12 * 8]
+inline constexpr uint32_t kAddXImm = 0x91000000;      // add xd, xn, #imm12
+inline constexpr uint32_t kImm12Mask = 0xFFC003FF;    // ldr/add without their imm12
+inline constexpr uint32_t kBtiC = 0xD503245F;         // bti c (hint #34)
+constexpr uint32_t adrp(uint32_t rd) noexcept { return kAdrp | rd; }
+constexpr uint32_t ldrXImm(uint32_t rt, uint32_t rn) noexcept { return kLdrXImm | rn << 5 | rt; }
+constexpr uint32_t addXImm(uint32_t rd, uint32_t rn) noexcept { return kAddXImm | rn << 5 | rd; }
+constexpr uint32_t br(uint32_t rn) noexcept { return kBr | rn << 5; }
+constexpr uint32_t imm12Of(uint32_t insn) noexcept { return (insn >> 10) & 0xFFF; }
+// adrp's signed page count (immhi: bits 5..23, immlo: bits 29..30).
+constexpr int64_t adrpPages(uint32_t insn) noexcept {
+  auto imm = static_cast<int64_t>((((insn >> 5) & 0x7FFFF) << 2) | ((insn >> 29) & 3));
+  return imm >= (int64_t{1} << 20) ? imm - (int64_t{1} << 21) : imm;
+}
+
 constexpr bool isBl(uint32_t insn) noexcept { return (insn & kBranchImmMask) == kBl; }
 constexpr bool isB(uint32_t insn) noexcept { return (insn & kBranchImmMask) == kB; }
 

@@ -45,11 +45,10 @@ constexpr uintptr_t staticTrampolineReturn(uintptr_t tramp) noexcept { return tr
 // The trampoline's words after its first branch, as the header emits them: what registration
 // checks before it patches anything.
 inline bool isStaticTrampoline(const uint8_t* t) noexcept {
-  constexpr uint32_t kAdrpX16 = a64::kAdrp | a64::kX16, kAdrpMask = 0x9F00001F;       // adrp x16, <page>
-  constexpr uint32_t kLdrX16X16 = 0xF9400000 | a64::kX16 << 5 | a64::kX16, kLdrMask = 0xFFC003FF;  // ldr x16, [x16, #imm]
-  auto word = [t](size_t at) { return a64::wordAt(t + at); };
-  return a64::isB(word(0)) && word(4) == a64::kRet && (word(8) & kAdrpMask) == kAdrpX16 && (word(12) & kLdrMask) == kLdrX16X16 &&
-         word(16) == kLdrX16X16 && word(20) == (a64::kBr | a64::kX16 << 5) && word(24) == a64::kUdf0 && word(28) == a64::kUdf0;
+  using namespace a64;
+  auto word = [t](size_t at) { return wordAt(t + at); };
+  return isB(word(0)) && word(4) == kRet && (word(8) & kAdrpMask) == adrp(kX16) && (word(12) & kImm12Mask) == ldrXImm(kX16, kX16) &&
+         word(16) == ldrXImm(kX16, kX16) && word(20) == br(kX16) && word(24) == kUdf0 && word(28) == kUdf0;
 }
 
 }  // namespace patchcall::arch
