@@ -1,6 +1,8 @@
 // patchcall — deferred reclamation of callbacks and code blobs.
 #include "reclaimer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <new>
@@ -66,14 +68,44 @@ Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   new (&wake_) std::condition_variable();
   new (&thread_) std::thread();  // forget the parent's thread without joining it
   if (!startThread || !background_ || stopping_) return Status::ok();
-  try {
-    thread_ = std::thread([this] { backgroundLoop(); });
-  } catch (const std::exception& e) {
-    background_ = false;
-    return Status(Error::kOutOfMemory, std::string("fork: the child's background reclaimer could not start (") + e.what() +
-                                           "); call barrier()/poll() in the child");
+  // Nothing inherited to wait for: the thread starts with the child's first retirement,
+  // grace-period request or deferred update (startIfDeferred), so a child that only runs
+  // its code or execs never pays for a thread (~6 us on the way into every child).
+  if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !rt_.publication.pending()) {
+    startDeferred_ = true;
+    return Status::ok();
+  }
+  if (!startThread_()) {
+    return Status(Error::kOutOfMemory, "fork: the child's background reclaimer could not start; call barrier()/poll() in the child");
   }
   return Status::ok();
+}
+
+bool Reclaimer::startThread_() noexcept {
+  try {
+    thread_ = std::thread([this] { backgroundLoop(); });
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
+// and poll() do the work meanwhile. Said once.
+void Reclaimer::startIfDeferred() noexcept {
+  if (!startDeferred_) return;
+  if (startThread_()) {
+    startDeferred_ = false;
+  } else if (!deferredStartReported_) {
+    deferredStartReported_ = true;
+    if (rt_.options.diagnosticSink) {
+      try {
+        rt_.options.diagnosticSink("patchcall: fork: the child's background reclaimer could not start; barrier() and "
+                                   "poll() reclaim until it can");
+      } catch (...) {  // a throwing sink must not break a retirement
+      }
+    }
+  }
 }
 
 Reclaimer::~Reclaimer() {
@@ -120,6 +152,7 @@ void Reclaimer::enqueue(RetireNode* node, void (*fn)(RetireNode*)) noexcept {
     tail_ = &node->next;
     ++queued_;
     maxSnap_ = std::max(maxSnap_, node->gracePeriod);  // snapshots can step back after a failed grace period
+    startIfDeferred();
   }
   callbacksRetired_.fetch_add(1, std::memory_order_relaxed);
   wake_.notify_one();
@@ -150,6 +183,7 @@ void Reclaimer::retireBlob(uint32_t blobId) {
     std::lock_guard<std::mutex> lock(mutex_);
     blobs_.push_back({blobId, blobTickets_ + 1, rt_.publication.written()});
     ++blobTickets_;
+    startIfDeferred();
   }
   blobsRetired_.fetch_add(1, std::memory_order_relaxed);
   wake_.notify_one();
@@ -383,7 +417,10 @@ size_t Reclaimer::poll() {
 void Reclaimer::wakeForPublish() {
   if (!background_) return;
   try {
-    { std::lock_guard<std::mutex> lock(mutex_); }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      startIfDeferred();
+    }
     wake_.notify_one();
   } catch (...) {  // std::system_error from the mutex: the next grace period publishes
   }
@@ -391,11 +428,15 @@ void Reclaimer::wakeForPublish() {
 
 void Reclaimer::wakeForGracePeriod() {
   if (!background_) return;
-  { std::lock_guard<std::mutex> lock(mutex_); }  // the loop is waiting, or will see the request
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // the loop is waiting, or will see the request
+    startIfDeferred();
+  }
   wake_.notify_one();
 }
 
 void Reclaimer::backgroundLoop() {
+  pthread_setname_np(pthread_self(), kThreadName);  // for top, gdb and perf (best effort)
   // Blobs pinned by a stack word that stays put (a stale slot in a long-lived frame) would
   // otherwise start a grace period -- and slow every JIT poll -- every few milliseconds.
   auto backoff = std::chrono::milliseconds(2);

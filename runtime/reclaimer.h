@@ -23,6 +23,7 @@ namespace patchcall::detail {
 
 class Reclaimer {
  public:
+  static constexpr const char* kThreadName = "patchcall-recl";  // the background thread's name (comm)
   Reclaimer(Runtime::Impl& rt, bool background);
   ~Reclaimer();
   void stop();  // joins the background thread after a final bounded pass
@@ -45,7 +46,8 @@ class Reclaimer {
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its
-  // deadline). The child resets them and starts its own background thread.
+  // deadline). The child resets them; its own background thread starts at once if it
+  // inherited work, else with the first retirement or request.
   void lockForFork();
   void unlockForFork();
   Status afterForkInChild(bool startThread) noexcept;
@@ -77,6 +79,8 @@ class Reclaimer {
                          uint64_t runUpTo = UINT64_MAX);
   size_t finishRound();
   void backgroundLoop();
+  bool startThread_() noexcept;
+  void startIfDeferred() noexcept;  // mutex_ held
   uint64_t oldestBlobTicket();  // UINT64_MAX when no blob is waiting
   Status timedOut(uint64_t callbackTarget, uint64_t blobTarget, std::chrono::milliseconds deadline,
                   const Status& lastWait);
@@ -104,6 +108,8 @@ class Reclaimer {
   bool background_;
   std::thread thread_;
   std::atomic<bool> threadRunning_{false};  // set by the background thread once it runs
+  bool startDeferred_ = false;           // a fork child's thread not started yet (mutex_)
+  bool deferredStartReported_ = false;   // (mutex_)
 };
 
 }  // namespace patchcall::detail

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "emulation.h"
+#include "fork_util.h"
 #include "isa.h"
 #include "jit_targets.h"
 #include "patchcall/jit.h"
@@ -30,19 +31,11 @@ using test::idOf;
 using test::installCallers;
 using test::installTargets;
 using test::SiteCaller;
+using test::forkChild;
+using test::runInChild;
+using test::waitDescribed;
 
 namespace {
-
-// In a child, failures are printed and turned into a non-zero exit status.
-#define CHILD_CHECK(cond, ...)                                \
-  do {                                                        \
-    if (!(cond)) {                                            \
-      std::fprintf(stderr, "child %d: ", getpid());          \
-      std::fprintf(stderr, __VA_ARGS__);                      \
-      std::fprintf(stderr, " [%s:%d]\n", __FILE__, __LINE__); \
-      return 1;                                               \
-    }                                                         \
-  } while (0)
 
 // A runtime without the background reclaimer thread, which a child restarts: qemu-user 7.2
 // aborts when a child of these tests' processes with more than one thread starts a thread
@@ -53,33 +46,6 @@ Options withoutReclaimerThread() {
   Options o;
   o.backgroundReclaimer = false;
   return o;
-}
-
-// Forks, runs `body` in the child and returns its wait status description ("exit 0" when it
-// succeeded). The child never returns into gtest.
-std::string waitDescribed(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return "waitpid failed";
-  }
-  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-  return "unknown status";
-}
-
-pid_t forkChild(const std::function<int()>& body) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::fflush(stderr);
-    _exit(body());
-  }
-  return pid;
-}
-
-std::string runInChild(const std::function<int()>& body) {
-  pid_t pid = forkChild(body);
-  if (pid < 0) return std::string("fork failed: ") + std::strerror(errno);
-  return waitDescribed(pid);
 }
 
 // Everything a child's site must agree on: what it returns when called, what it decodes to
