@@ -85,6 +85,9 @@ TEST(ForkResources, ChildStartsItsReclaimerThreadWithItsFirstRetirementNotAtTheF
     CHILD_CHECK(c[0].fn() == idOf(t[0]), "the child's site returns %d", c[0].fn());
     int before = reclaimerThreads();
     CHILD_CHECK(before == 0, "%d reclaimer threads in a child that retired nothing", before);
+    // qemu-user 7.2 aborts when the child of a process with a second thread starts a thread
+    // (qemu_plugin_vcpu_init_hook: assertion failed): the start itself is checked natively.
+    if (test::emulated()) return 0;
     CHILD_CHECK(rt->retire([] {}).isOk(), "retire in the child");
     int after = reclaimerThreadsSettled(1);
     CHILD_CHECK(after == 1, "%d reclaimer threads after the child's first retirement", after);
