@@ -24,6 +24,11 @@ set(_aot_headers ${_aot_dir}/aot_stress.h ${_aot_dir}/aot_sites.h
     ${PROJECT_SOURCE_DIR}/include/patchcall/static_key.h ${PROJECT_SOURCE_DIR}/include/patchcall/static_call_aot.h
     ${PROJECT_SOURCE_DIR}/include/patchcall/static_module.h)
 set(_aot_timeout 90)
+set(_aot_short_timeout 60)
+if(CMAKE_CROSSCOMPILING_EMULATOR)  # (scaled runs, but each emulated instruction costs 10-30 native ones)
+  set(_aot_timeout 240)
+  set(_aot_short_timeout 240)
+endif()
 # The site checks (aot_sites.c) and this ISA's decoder behind them, with its disassembler (found
 # by tests/CMakeLists.txt for tests/support/).
 set(_aot_check_sources ${_aot_dir}/aot_sites.c ${_aot_dir}/${PATCHCALL_ARCH}/aot_decode.c)
@@ -194,7 +199,7 @@ target_compile_options(static_aot_table_full PRIVATE -Wall -Wextra)
 _aot_program(static_aot_table_full)
 add_dependencies(static_aot_table_full static_aot_table_full_lib)
 add_test(NAME StaticAot_TableFull COMMAND static_aot_table_full $<TARGET_FILE:static_aot_table_full_lib>)
-set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT 60 LABELS "static_aot")
+set_tests_properties(StaticAot_TableFull PROPERTIES TIMEOUT ${_aot_short_timeout} LABELS "static_aot")
 
 # ---- GoogleTest cases that use the headers from C++ (static_aot/*_test.cpp) ----------------------
 #  - StaticAotFailedBatch.*: a batch whose sync fails before / after its tails, threads running.
@@ -219,7 +224,7 @@ endif()
 #    on A64, which takes no trap, they stay inline sites (the discovered entry skips without it).
 if(PATCHCALL_TEST_HOOKS)
   add_test(NAME StaticAotShadowStack_Faked COMMAND static_aot_tests --gtest_filter=StaticAotShadowStack.*)
-  set_tests_properties(StaticAotShadowStack_Faked PROPERTIES ENVIRONMENT PATCHCALL_TEST_FAKE_SHADOW_STACK=1 TIMEOUT 60
+  set_tests_properties(StaticAotShadowStack_Faked PROPERTIES ENVIRONMENT PATCHCALL_TEST_FAKE_SHADOW_STACK=1 TIMEOUT ${_aot_short_timeout}
                        LABELS "static_aot" FAIL_REGULAR_EXPRESSION "SKIPPED")
 endif()
 
@@ -228,7 +233,7 @@ add_executable(static_aot_many_branches ${_aot_dir}/many_branches_main.c ${_aot_
 target_compile_options(static_aot_many_branches PRIVATE -Wall -Wextra)
 _aot_program(static_aot_many_branches)
 add_test(NAME StaticAot_ManyBranches COMMAND static_aot_many_branches)
-set_tests_properties(StaticAot_ManyBranches PROPERTIES TIMEOUT 60 LABELS "static_aot")
+set_tests_properties(StaticAot_ManyBranches PROPERTIES TIMEOUT ${_aot_short_timeout} LABELS "static_aot")
 
 # ---- compile errors the headers promise ------------------------------------------------------------
 # Each compiles the snippet twice (tests/static_aot/compile_fail/run.cmake): with

@@ -39,6 +39,13 @@ int aot_emulated(void) {
   return e != NULL && strcmp(e, "1") == 0;
 }
 
+double aot_test_scale(void) {
+  const char* s = getenv("PATCHCALL_TEST_SCALE");
+  if (s == NULL || *s == 0) return 1.0;
+  double f = strtod(s, NULL);
+  return f > 0 ? f : 0.0;
+}
+
 /* ---- the walk ------------------------------------------------------------------------------- */
 struct aot_ptr_index {
   uintptr_t address;

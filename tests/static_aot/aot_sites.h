@@ -134,6 +134,9 @@ double aot_now(void);
 /* 1 under an emulator (qemu-user: tests/cmake/static_aot.cmake sets PATCHCALL_TEST_EMULATED=1 in
  * a cross build), for what the emulator does not do as hardware does. */
 int aot_emulated(void);
+/* The factor of the long runs' iteration counts: PATCHCALL_TEST_SCALE (scripts/test-aarch64
+ * sets 0.1 under qemu-user), 1 when unset; 0 when it is not a positive number. */
+double aot_test_scale(void);
 
 PATCHCALL_EXTERN_C_END_
 

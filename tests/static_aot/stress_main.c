@@ -1081,14 +1081,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!scale_arg) scale_arg = getenv("PATCHCALL_TEST_SCALE");
-  if (scale_arg && *scale_arg) {
-    double f = strtod(scale_arg, NULL);
-    if (!(f > 0)) {
-      fprintf(stderr, "%s: the scale must be a positive number, not '%s'\n", argv[0], scale_arg);
-      return 2;
-    }
-    g_scale = f;
+  g_scale = scale_arg ? strtod(scale_arg, NULL) : aot_test_scale();
+  if (!(g_scale > 0)) {
+    fprintf(stderr, "%s: the scale (--scale or PATCHCALL_TEST_SCALE) must be a positive number\n", argv[0]);
+    return 2;
   }
   changes = aot_scaled(changes, 40);
   g_fork_storm = aot_scaled(g_fork_storm, 3);
