@@ -1,10 +1,10 @@
-/* tests/static_aot: the failure harness and the Zydis check of AOT sites (aot_sites.h). */
+/* tests/static_aot: the failure harness and the check of AOT sites (aot_sites.h); the ISA's
+ * decoder is static_aot/<isa>/aot_decode.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "aot_sites.h"
 
-#include <Zydis/Zydis.h>
 #include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,62 +34,16 @@ double aot_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void aot_decode(const void* address, struct aot_insn* out) {
-  memset(out, 0, sizeof *out);
-  ZydisDisassembledInstruction insn;
-  uintptr_t at = (uintptr_t)address;
-  if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, at, address, 15, &insn))) {
-    const unsigned char* b = (const unsigned char*)address;
-    snprintf(out->text, sizeof out->text, "<undecodable: %02x %02x %02x %02x %02x>", b[0], b[1], b[2], b[3], b[4]);
-    return;
-  }
-  out->ok = 1;
-  out->length = insn.info.length;
-  snprintf(out->text, sizeof out->text, "%s", insn.text);
-  const unsigned char* b = (const unsigned char*)address;
-  int rel32 = insn.info.length == 5 && insn.info.operand_count_visible > 0 &&
-              insn.operands[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE && insn.operands[0].imm.is_relative;
-  if (insn.info.mnemonic == ZYDIS_MNEMONIC_NOP && insn.info.length == 5) {
-    out->kind = AOT_INSN_NOP5;
-  } else if (insn.info.mnemonic == ZYDIS_MNEMONIC_JMP && rel32 && b[0] == 0xe9) {
-    out->kind = AOT_INSN_JMP32;
-  } else if (insn.info.mnemonic == ZYDIS_MNEMONIC_CALL && rel32 && b[0] == 0xe8) {
-    out->kind = AOT_INSN_CALL32;
-  } else if (insn.info.mnemonic == ZYDIS_MNEMONIC_RET) {
-    out->kind = AOT_INSN_RET;
-  }
-  if (out->kind == AOT_INSN_JMP32 || out->kind == AOT_INSN_CALL32) {
-    ZyanU64 abs = 0;
-    if (ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&insn.info, &insn.operands[0], at, &abs))) out->target = (uintptr_t)abs;
-  }
+int aot_emulated(void) {
+  const char* e = getenv("PATCHCALL_TEST_EMULATED");
+  return e != NULL && strcmp(e, "1") == 0;
 }
 
-int aot_reaches(const void* destination, const void* trampoline) {
-  if (destination == trampoline) return 1;
-  if (destination == NULL) return 0;
-  uintptr_t at = (uintptr_t)destination;
-  for (int step = 0; step < 2; step++) {
-    ZydisDisassembledInstruction insn;
-    if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, at, (const void*)at, 15, &insn))) return 0;
-    if (insn.info.mnemonic == ZYDIS_MNEMONIC_ENDBR64) {
-      at += insn.info.length;
-      continue;
-    }
-    if (insn.info.mnemonic != ZYDIS_MNEMONIC_JMP || insn.operands[0].type != ZYDIS_OPERAND_TYPE_MEMORY ||
-        insn.operands[0].mem.base != ZYDIS_REGISTER_RIP)
-      return 0;
-    ZyanU64 slot = 0;
-    if (!ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&insn.info, &insn.operands[0], at, &slot))) return 0;
-    const void* bound = NULL;
-    memcpy(&bound, (const void*)(uintptr_t)slot, sizeof bound);
-    return bound == trampoline;
-  }
-  return 0;
-}
-
-int aot_in_rel32_reach(const void* instruction, const void* target) {
-  int64_t delta = (int64_t)((uintptr_t)target - ((uintptr_t)instruction + 5));
-  return delta >= INT32_MIN && delta <= INT32_MAX;
+double aot_test_scale(void) {
+  const char* s = getenv("PATCHCALL_TEST_SCALE");
+  if (s == NULL || *s == 0) return 1.0;
+  double f = strtod(s, NULL);
+  return f > 0 ? f : 0.0;
 }
 
 /* ---- the walk ------------------------------------------------------------------------------- */
@@ -178,12 +132,12 @@ static void aot_check_branch(struct aot_walk* w, const patchcall_static_site_inf
   if (s->destination != want)
     aot_failf("%s: BRANCH site %p (%s, %s) of key %s (expected %s): destination %p, expected %p (%s)", w->where,
               s->address, likely ? "LIKELY" : "UNLIKELY", m->modules[module].name, m->key_names[key],
-              enabled ? "enabled" : "disabled", s->destination, want, jump ? "the label" : "NULL: a NOP5");
-  if (jump ? (insn.kind != AOT_INSN_JMP32 || insn.target != e->target) : insn.kind != AOT_INSN_NOP5)
-    aot_failf("%s: BRANCH site %p (%s, %s) of key %s (expected %s): decodes as '%s', expected %s %#lx", w->where,
+              enabled ? "enabled" : "disabled", s->destination, want, jump ? "the label" : "NULL: a NOP");
+  if (jump ? (insn.kind != AOT_INSN_JUMP || insn.target != e->target) : insn.kind != AOT_INSN_NOP)
+    aot_failf("%s: BRANCH site %p (%s, %s) of key %s (expected %s): decodes as '%s', expected a %s%s %#lx", w->where,
               s->address, likely ? "LIKELY" : "UNLIKELY", m->modules[module].name, m->key_names[key],
-              enabled ? "enabled" : "disabled", insn.text, jump ? "a JMP32 to the label" : "a NOP5",
-              jump ? (unsigned long)e->target : 0ul);
+              enabled ? "enabled" : "disabled", insn.text, aot_insn_name(jump ? AOT_INSN_JUMP : AOT_INSN_NOP),
+              jump ? " to the label" : "", jump ? (unsigned long)e->target : 0ul);
 }
 
 static void aot_check_trampoline(struct aot_walk* w, const patchcall_static_site_info* s, int module) {
@@ -212,19 +166,23 @@ static void aot_check_trampoline(struct aot_walk* w, const patchcall_static_site
   if (target == NULL) {
     ok = s->destination == tramp + PATCHCALL_SCT_RET || s->destination == tramp + PATCHCALL_SCT_INDIRECT;
     expect = "the trampoline's ret (directly or through its indirect path)";
-  } else if (aot_in_rel32_reach(tramp, target)) {
+  } else if (aot_in_branch_reach(tramp, target)) {
     ok = s->destination == target;
-    expect = "the target (in rel32 reach)";
+    expect = "the target (in branch reach)";
   } else {
     ok = s->destination == tramp + PATCHCALL_SCT_INDIRECT;
-    expect = "the trampoline's indirect path (target out of rel32 reach)";
+    expect = "the trampoline's indirect path (target out of branch reach)";
   }
   if (!ok)
     aot_failf("%s: TRAMPOLINE of %s at %p: destination %p, expected %s; target %p", w->where, m->call_names[c],
               (const void*)tramp, s->destination, expect, target);
-  if (insn.kind != AOT_INSN_JMP32 || (const void*)insn.target != s->destination)
-    aot_failf("%s: TRAMPOLINE of %s at %p decodes as '%s', expected a JMP32 to its destination %p", w->where,
-              m->call_names[c], (const void*)tramp, insn.text, s->destination);
+  if (insn.kind != AOT_INSN_JUMP || (const void*)insn.target != s->destination)
+    aot_failf("%s: TRAMPOLINE of %s at %p decodes as '%s', expected a %s to its destination %p", w->where,
+              m->call_names[c], (const void*)tramp, insn.text, aot_insn_name(AOT_INSN_JUMP), s->destination);
+  char why[384];
+  if (!aot_trampoline_body_ok(tramp, m->calls[c], why, sizeof why))
+    aot_failf("%s: TRAMPOLINE of %s at %p: its body decodes as %s, not as the header emits it", w->where,
+              m->call_names[c], (const void*)tramp, why);
 }
 
 static void aot_check_inline(struct aot_walk* w, const patchcall_static_site_info* s, int module) {
@@ -249,17 +207,17 @@ static void aot_check_inline(struct aot_walk* w, const patchcall_static_site_inf
   struct aot_insn insn;
   aot_decode(s->address, &insn);
   int tail = s->kind == PATCHCALL_STATIC_SITE_TAIL_CALL;
-  int want_insn = tail ? AOT_INSN_JMP32 : AOT_INSN_CALL32;
+  int want_insn = tail ? AOT_INSN_JUMP : AOT_INSN_CALL;
   if (target == NULL && !tail) {
     w->r->inline_noop[module]++;
-    if (s->destination != NULL || insn.kind != AOT_INSN_NOP5)
-      aot_failf("%s: CALL site %p of %s (%s) with the no-op target: '%s', destination %p; expected a NOP5, NULL",
-                w->where, s->address, m->call_names[c], mod->name, insn.text, s->destination);
+    if (s->destination != NULL || insn.kind != AOT_INSN_NOP)
+      aot_failf("%s: CALL site %p of %s (%s) with the no-op target decodes as '%s', destination %p; expected a %s, NULL",
+                w->where, s->address, m->call_names[c], mod->name, insn.text, s->destination, aot_insn_name(AOT_INSN_NOP));
     return;
   }
   if (insn.kind != want_insn || (const void*)insn.target != s->destination) {
     aot_failf("%s: %s site %p of %s (%s) decodes as '%s', expected a %s to its destination %p", w->where, kind,
-              s->address, m->call_names[c], mod->name, insn.text, tail ? "JMP32" : "CALL32", s->destination);
+              s->address, m->call_names[c], mod->name, insn.text, aot_insn_name(want_insn), s->destination);
     return;
   }
   if (target == NULL) { /* a tail call to the no-op: must reach a ret */
@@ -271,10 +229,10 @@ static void aot_check_inline(struct aot_walk* w, const patchcall_static_site_inf
                 "the trampoline", w->where, s->address, m->call_names[c], mod->name, s->destination, at.text);
     return;
   }
-  if (aot_in_rel32_reach(s->address, target)) {
+  if (aot_in_branch_reach(s->address, target)) {
     w->r->inline_direct[module]++;
     if (s->destination != target)
-      aot_failf("%s: %s site %p of %s (%s): destination %p, expected the target %p (in rel32 reach)", w->where, kind,
+      aot_failf("%s: %s site %p of %s (%s): destination %p, expected the target %p (in branch reach)", w->where, kind,
                 s->address, m->call_names[c], mod->name, s->destination, target);
   } else {
     w->r->inline_fallback[module]++;

@@ -1,10 +1,11 @@
 /* One key with more branches than one breakpoint-protocol round protects (the trap table's
- * kMaxBatch is 16384): AOT_MANY_BRANCHES NOP5 branches of one FALSE key, stamped out by the
- * assembler in one function (aot_many_branches: it falls through all of them and returns 0,
- * or the first branch that jumps lands on a `mov $1, %eax; ret`). Flipping the key must
- * either work (every branch rewritten: Zydis decode of every site) or be refused with
- * TOO_MANY_SITES leaving every branch and the key as they were; while two threads run the
- * function, whose result must be 0 or 1 as the version window allows.
+ * kMaxBatch is 16384; A64 writes one word per site in one batch): AOT_MANY_BRANCHES NOP
+ * branches of one FALSE key, stamped out by the assembler in one function (aot_many_branches:
+ * it falls through all of them and returns 0, or the first branch that jumps lands on a
+ * `return 1`). Flipping the key must either work (every branch rewritten: every site decoded,
+ * aot_sites.h) or be refused with TOO_MANY_SITES leaving every branch and the key as they
+ * were; while two threads run the function, whose result must be 0 or 1 as the version window
+ * allows.
  *
  *   static_aot_many_branches */
 #ifndef _GNU_SOURCE
@@ -25,22 +26,31 @@
 
 PATCHCALL_DEFINE_STATIC_KEY_FALSE(aot_many_key);
 
+/* The ISA's instructions: a branch's NOP (as static_key.h compiles it), `return 0`, `return 1`. */
+#if defined(__aarch64__)
+#define AOT_MANY_NOP "nop"
+#define AOT_MANY_RETURN0 "mov w0, #0\n\tret"
+#define AOT_MANY_RETURN1 "mov w0, #1\n\tret"
+#else
+#define AOT_MANY_NOP ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00"
+#define AOT_MANY_RETURN0 "xorl %eax, %eax\n\tret"
+#define AOT_MANY_RETURN1 "movl $1, %eax\n\tret"
+#endif
+
 PATCHCALL_EXTERN_C_ int aot_many_branches(void);
-__asm__(".pushsection .text.aot_many_branches, \"ax\", @progbits\n\t"
+__asm__(".pushsection .text.aot_many_branches, \"ax\", %progbits\n\t"
         ".globl aot_many_branches\n\t"
-        ".type aot_many_branches, @function\n"
+        ".type aot_many_branches, %function\n"
         "aot_many_branches:\n\t"
         ".rept " AOT_STR(AOT_MANY_BRANCHES) "\n"
-        "1:\n\t.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n\t"
+        "1:\n\t" AOT_MANY_NOP "\n\t"
         ".pushsection __patchcall_jump_table, \"aw\"\n\t.balign 8\n\t"
         ".quad 1b, .Laot_many_taken, .Laot_many_ref\n\t"
         ".popsection\n\t"
         ".endr\n\t"
-        "xorl %eax, %eax\n\t"
-        "ret\n"
+        AOT_MANY_RETURN0 "\n"
         ".Laot_many_taken:\n\t"
-        "movl $1, %eax\n\t"
-        "ret\n\t"
+        AOT_MANY_RETURN1 "\n\t"
         ".size aot_many_branches, .-aot_many_branches\n\t"
         ".popsection\n\t"
         ".pushsection .data.rel.ro.aot_many_ref, \"aw\"\n\t.balign 8\n"
@@ -94,9 +104,9 @@ static void aot_walk_many(const char* where) {
   AOT_CHECK(got == g_enabled, "%s: aot_many_branches() = %d, expected %d", where, got, g_enabled);
 }
 
-/* A branch whose bytes changed behind patchcall's back (as a debugger's int3 would): the flip is
- * refused with UNSUPPORTED_SITE before its first write, every other branch unchanged; once
- * the byte is back, the key flips. */
+/* A branch whose bytes changed behind patchcall's back (as a debugger's breakpoint would: int3,
+ * brk #0): the flip is refused with UNSUPPORTED_SITE before its first write, every other branch
+ * unchanged; once the bytes are back, the key flips. */
 static int aot_first_site(void* user, const patchcall_static_site_info* site) {
   const void** out = (const void**)user;
   if (site->object == (const void*)&aot_many_key.key && (*out == NULL || site->address < *out)) *out = site->address;
@@ -109,8 +119,10 @@ static void aot_refuses_a_changed_site(void) {
   if (site == NULL) return;
   int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
   AOT_CHECK(fd >= 0, "cannot open /proc/self/mem");
-  unsigned char saved = *(const volatile unsigned char*)site, int3 = 0xCC;
-  AOT_CHECK(pwrite(fd, &int3, 1, (off_t)(uintptr_t)site) == 1, "writing the int3");
+  unsigned char saved[8], breakpoint[8];
+  size_t n = aot_debugger_breakpoint(breakpoint);
+  memcpy(saved, site, n);
+  AOT_CHECK(pwrite(fd, breakpoint, n, (off_t)(uintptr_t)site) == (ssize_t)n, "writing the breakpoint");
   patchcall_static_stats before = {0}, after = {0};
   before.struct_size = after.struct_size = sizeof before;
   AOT_CHECK_CODE(patchcall_static_stats_get(&before), PATCHCALL_OK);
@@ -120,7 +132,7 @@ static void aot_refuses_a_changed_site(void) {
   AOT_CHECK(after.sites_written == before.sites_written, "a refused flip wrote %llu sites",
             (unsigned long long)(after.sites_written - before.sites_written));
   AOT_CHECK(patchcall_static_key_enabled(&aot_many_key) == g_enabled, "a refused flip changed the key's state");
-  AOT_CHECK(pwrite(fd, &saved, 1, (off_t)(uintptr_t)site) == 1, "restoring the byte");
+  AOT_CHECK(pwrite(fd, saved, n, (off_t)(uintptr_t)site) == (ssize_t)n, "restoring the bytes");
   close(fd);
   aot_walk_many("after a refused flip");
   AOT_CHECK_CODE(patchcall_static_key_set(&aot_many_key.key, !g_enabled), PATCHCALL_OK);
@@ -149,10 +161,14 @@ int main(void) {
     g_enabled = 0;
     aot_walk_many("after the disable");
 
-    /* Under two readers. */
+    /* Under two readers: 40 flips, PATCHCALL_TEST_SCALE times as many under qemu-user (each
+     * flip writes and each walk decodes 20,000 sites), never fewer than 4. */
+    double scale = aot_test_scale();
+    int flips = scale > 0 && scale < 1 ? (int)(40 * scale) : 40;
+    if (flips < 4) flips = 4;
     pthread_t t[2];
     for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, aot_reader, NULL);
-    for (int flip = 0; flip < 40 && aot_failures < 20; flip++) {
+    for (int flip = 0; flip < flips && aot_failures < 20; flip++) {
       __atomic_add_fetch(&g_version, 1, __ATOMIC_RELEASE); /* odd: in progress */
       g_enabled = !g_enabled;
       AOT_CHECK_CODE(g_enabled ? patchcall_static_key_enable(&aot_many_key) : patchcall_static_key_disable(&aot_many_key),
@@ -164,7 +180,7 @@ int main(void) {
     }
     __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    fprintf(stderr, "40 flips of %d branches under 2 readers: %ld calls (%ld during a flip)\n", AOT_MANY_BRANCHES,
+    fprintf(stderr, "%d flips of %d branches under 2 readers: %ld calls (%ld during a flip)\n", flips, AOT_MANY_BRANCHES,
             g_observations, g_mixed);
     aot_refuses_a_changed_site();
   } else {
