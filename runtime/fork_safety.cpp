@@ -99,11 +99,9 @@ void parent() noexcept {
     unlockAfterFork(rt, rt.forkState);
   }
   aot::StaticRegistry::forkParent();
-  // The next fork's copies: a runtime's background reclaimer makes its own (it can run beside
-  // the child), the rest are made here; last, with only gRuntimesMutex held (no runtime is
-  // destroyed meanwhile; the reclaimer waits for it before it makes the copy).
+  // Last, with nothing locked but gRuntimesMutex (no other fork, no runtime destroyed).
   for (Runtime::Impl* r : gRuntimes) {
-    if (!r->forkState.copySkipped && !r->reclaimer->requestForkSpare()) r->arena->makeForkSpare();
+    if (!r->forkState.copySkipped) r->arena->makeForkSpare();
   }
   gRuntimesMutex.unlock();
 }
@@ -204,11 +202,6 @@ Status trackForFork(Runtime::Impl* rt) {
 bool ownerMarkSet() noexcept {
   std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_acquire);
   return mark != nullptr && mark->load(std::memory_order_acquire) != 0;
-}
-
-void makeForkSpare(Runtime::Impl* rt) noexcept {
-  std::lock_guard<std::mutex> lock(gRuntimesMutex);
-  if (std::find(gRuntimes.begin(), gRuntimes.end(), rt) != gRuntimes.end()) rt->arena->makeForkSpare();
 }
 
 void untrackForFork(Runtime::Impl* rt) noexcept {

@@ -6,8 +6,7 @@
 // lock (so no update, install, breakpoint round or reclamation is half done), then copies the
 // arena's used bytes into a new memfd. The child maps the copy over both views at the same
 // addresses, reopens /proc/self/mem, forgets the parent's other threads and restarts its
-// reclaimer; the parent drops the copy and readies the next fork's (makeForkSpare). Neither
-// process's later writes reach the other.
+// reclaimer; the parent drops the copy. Neither process's later writes reach the other.
 #pragma once
 
 #include "patchcall/runtime.h"
@@ -29,12 +28,5 @@ void untrackForFork(Runtime::Impl* rt) noexcept;
 // this process and Runtime::Impl::checkOwnProcess needs no getpid() (a system call, ~100 ns
 // here). False without MADV_WIPEONFORK (Linux < 4.14): then getpid() decides. Process-wide.
 bool ownerMarkSet() noexcept;
-
-// The parent after a fork: readies `rt`'s copy for the next fork (CodeArena::makeForkSpare)
-// under the handlers' lock, so no fork copies a half-made spare into a child. Called by the
-// background reclaimer (off the path into the child, which on these machines waits for the
-// parent to sleep), or by the parent handler for a runtime without one. A runtime no longer
-// tracked gets none.
-void makeForkSpare(Runtime::Impl* rt) noexcept;
 
 }  // namespace patchcall::detail

@@ -8,7 +8,6 @@
 #include <new>
 
 #include "deadline.h"
-#include "fork_safety.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
 
@@ -68,7 +67,6 @@ Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   if (tlsProcessing != this) new (&processMutex_) std::timed_mutex();
   new (&wake_) std::condition_variable();
   new (&thread_) std::thread();  // forget the parent's thread without joining it
-  forkSpareWanted_ = false;      // the parent's, for its next fork
   if (!startThread || !background_ || stopping_) return Status::ok();
   // Nothing inherited to wait for: the thread starts with the child's first retirement,
   // grace-period request or deferred update (startIfDeferred), so a child that only runs
@@ -90,17 +88,6 @@ bool Reclaimer::startThread_() noexcept {
   } catch (const std::exception&) {
     return false;
   }
-}
-
-bool Reclaimer::requestForkSpare() noexcept {
-  if (!background_) return false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_ || startDeferred_) return false;  // no thread runs to make it
-    forkSpareWanted_ = true;
-  }
-  wake_.notify_one();
-  return true;
 }
 
 // mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
@@ -455,13 +442,6 @@ void Reclaimer::backgroundLoop() {
   auto backoff = std::chrono::milliseconds(2);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
-    if (forkSpareWanted_) {
-      forkSpareWanted_ = false;
-      lock.unlock();
-      makeForkSpare(&rt_);
-      lock.lock();
-      continue;
-    }
     uint64_t requested = rt_.quiescence->requested();
     bool gracePeriodWanted = !rt_.quiescence->completed(requested);
     if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !gracePeriodWanted) {

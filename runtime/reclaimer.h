@@ -51,9 +51,6 @@ class Reclaimer {
   void lockForFork();
   void unlockForFork();
   Status afterForkInChild(bool startThread) noexcept;
-  // The parent after a fork: the background thread readies the next fork's copy
-  // (fork_safety.h makeForkSpare). False without a background thread.
-  bool requestForkSpare() noexcept;
 
   uint64_t callbacksRetired() const { return callbacksRetired_.load(); }
   uint64_t callbacksRun() const { return callbacksRun_.load(); }
@@ -112,7 +109,6 @@ class Reclaimer {
   std::thread thread_;
   std::atomic<bool> threadRunning_{false};  // set by the background thread once it runs
   bool startDeferred_ = false;           // a fork child's thread not started yet (mutex_)
-  bool forkSpareWanted_ = false;         // requestForkSpare (mutex_)
   bool deferredStartReported_ = false;   // (mutex_)
 };
 
