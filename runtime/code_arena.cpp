@@ -11,7 +11,6 @@
 #include <cstring>
 #include <new>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "arch/arch.h"
@@ -147,7 +146,6 @@ CodeArena::~CodeArena() {
   if (rx_ != nullptr) munmap(rx_, size_);
   if (rw_ != nullptr) munmap(rw_, size_);
   if (fd_ >= 0) close(fd_);
-  if (spareFd_ >= 0) close(spareFd_);
   dropForkCopy();
 }
 
@@ -155,11 +153,12 @@ CodeArena::~CodeArena() {
 // out changes during the copy. Never-touched bytes are zero in both memfds.
 Status CodeArena::prepareForkCopy() {
   dropForkCopy();
-  int fd = std::exchange(spareFd_, -1);
-  if (fd < 0) {
-    Result<int> fresh = newCopyFd("the child's code copy");
-    if (!fresh) return fresh.status();
-    fd = *fresh;
+  int fd = memfd_create("patchcall-code", MFD_CLOEXEC);
+  if (fd < 0) return Status(Error::kMapFailed, std::string("fork: memfd_create for the child's code copy: ") + std::strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
+    Status s(Error::kMapFailed, std::string("fork: ftruncate of the child's code copy: ") + std::strerror(errno));
+    close(fd);
+    return s;
   }
   for (size_t done = touchedBegin_; done < touchedEnd_;) {
     ssize_t n = pwrite(fd, rw_ + done, touchedEnd_ - done, static_cast<off_t>(done));
@@ -176,43 +175,9 @@ Status CodeArena::prepareForkCopy() {
   return Status::ok();
 }
 
-Result<int> CodeArena::newCopyFd(const char* what) const {
-  int fd = memfd_create("patchcall-code", MFD_CLOEXEC);
-  if (fd < 0) return Status(Error::kMapFailed, std::string("fork: memfd_create for ") + what + ": " + std::strerror(errno));
-  if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
-    Status s(Error::kMapFailed, std::string("fork: ftruncate of ") + what + ": " + std::strerror(errno));
-    close(fd);
-    return s;
-  }
-  return fd;
-}
-
-// The parent after a fork, the runtime's locks released (its threads go on; the arena's
-// lock is taken only to read the range). Without a spare the next fork allocates the pages
-// itself: nothing is lost but time, so a failure here is not reported.
-void CodeArena::makeForkSpare() noexcept {
-  size_t begin = 0, end = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (touchedEnd_ > touchedBegin_) begin = touchedBegin_, end = touchedEnd_;
-  }
-  if (spareFd_ >= 0 || end == begin || end - begin > kForkSpareMaxBytes) return;
-  Result<int> fd = newCopyFd("the next fork's spare copy");
-  if (!fd) return;
-  auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  begin &= ~(page - 1);
-  end = std::min(size_, (end + page - 1) & ~(page - 1));
-  if (fallocate(*fd, 0, static_cast<off_t>(begin), static_cast<off_t>(end - begin)) != 0) {
-    close(*fd);
-    return;
-  }
-  spareFd_ = *fd;
-}
-
 // The child: replace both views with the copy, at the same addresses (every pointer into
 // the arena -- sites, blobs, trampolines, the poll flag -- stays valid).
 Status CodeArena::adoptForkCopy() noexcept {
-  if (spareFd_ >= 0) close(std::exchange(spareFd_, -1));  // the parent's (a fork without a copy kept it)
   if (forkFd_ < 0) return Status(Error::kMapFailed, "fork: no copy of the code was made for the child");
   if (mmap(rw_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED ||
       mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED) {

@@ -48,19 +48,12 @@ class CodeArena {
   // out into a new memfd before fork() (prepareForkCopy); the child maps that copy over both
   // views at the same addresses (adoptForkCopy), the parent closes it (dropForkCopy). The copy
   // is made before the parent can write again, so the child sees one consistent moment.
-  // After a fork the parent readies the next copy's memfd with the used range's pages
-  // already allocated (makeForkSpare), so the next prepare only copies bytes: allocating the
-  // pages is most of a copy's cost (88 KiB: ~20 of ~27 us here), and a process that forked
-  // once tends to fork again (prefork servers, zygotes). The spare costs the used bytes once
-  // more in memory, and is not made above kForkSpareMaxBytes.
-  static constexpr size_t kForkSpareMaxBytes = size_t{64} << 20;
   void lockForFork() { mutex_.lock(); }
   void unlockForFork() { mutex_.unlock(); }
   Status prepareForkCopy();
   Status adoptForkCopy() noexcept;  // child
   void resetLockAfterFork() noexcept { new (&mutex_) std::mutex(); }  // child: held by prepare
   void dropForkCopy() noexcept;     // parent
-  void makeForkSpare() noexcept;    // parent, after unlockForFork
   // The byte at RX address `rx` in the copy prepareForkCopy made (0xFF if it cannot be read).
   uint8_t forkCopyByte(uintptr_t rx) const noexcept;
 
@@ -77,7 +70,6 @@ class CodeArena {
  private:
   CodeArena() = default;
   static size_t roundUp(size_t n) { return (n + 63) & ~size_t{63}; }
-  Result<int> newCopyFd(const char* what) const;  // a memfd of the arena's size
 
   int fd_ = -1;
   uint8_t* rx_ = nullptr;
@@ -92,7 +84,6 @@ class CodeArena {
   size_t used_ = 0;
   size_t touchedBegin_ = SIZE_MAX, touchedEnd_ = 0;  // bytes outside were never handed out
   int forkFd_ = -1;     // the child's copy, between prepareForkCopy and adopt/drop
-  int spareFd_ = -1;    // the next fork's copy, pages allocated; used only by the fork handlers
 };
 
 // A bump pool of fixed-size slots carved from arena chunks (trampolines, veneers); its

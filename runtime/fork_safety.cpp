@@ -98,12 +98,8 @@ void parent() noexcept {
     rt.forkState.copy = Status::ok();
     unlockAfterFork(rt, rt.forkState);
   }
-  aot::StaticRegistry::forkParent();
-  // Last, with nothing locked but gRuntimesMutex (no other fork, no runtime destroyed).
-  for (Runtime::Impl* r : gRuntimes) {
-    if (!r->forkState.copySkipped) r->arena->makeForkSpare();
-  }
   gRuntimesMutex.unlock();
+  aot::StaticRegistry::forkParent();
 }
 
 // The child's perf map and jitdump (perf keys both by pid) start with everything it inherited.
