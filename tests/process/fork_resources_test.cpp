@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,13 +108,7 @@ TEST(ForkResources, ChildInheritingQueuedWorkStartsItsReclaimerAtOnce) {
   o.graceDeadline = 200ms;  // the parent's pass times out, so fork() need not wait long for it
   Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::atomic<bool> registered{false}, stop{false};
-  std::thread stuck([&] {
-    Result<ThreadScope> s = rt->registerThread("parent-only");
-    registered = true;
-    while (!stop.load()) std::this_thread::sleep_for(1ms);  // online, never a safepoint
-  });
-  while (!registered.load()) std::this_thread::sleep_for(1ms);
+  auto stuck = std::make_unique<test::StuckParentThread>(*rt);
   gCallbackRan = false;
   ASSERT_TRUE(rt->retire([] { gCallbackRan = true; }).isOk());
   std::string result = runInChild([&] {
@@ -125,8 +120,7 @@ TEST(ForkResources, ChildInheritingQueuedWorkStartsItsReclaimerAtOnce) {
   });
   EXPECT_EQ(result, "exit 0");
   EXPECT_FALSE(gCallbackRan.load()) << "the parent ran a callback its stuck thread should hold up";
-  stop = true;
-  stuck.join();
+  stuck.reset();
   EXPECT_TRUE(rt->barrier(2000ms).isOk());
   EXPECT_TRUE(gCallbackRan.load());
 }

@@ -362,13 +362,7 @@ TEST(Fork, ChildGracePeriodsDoNotWaitForTheParentsOtherThreads) {
   o.graceDeadline = 3000ms;
   Result<Runtime> rt = Runtime::create(o);
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::atomic<bool> registered{false}, stop{false};
-  std::thread stuck([&] {
-    Result<ThreadScope> s = rt->registerThread("parent-only");
-    registered = true;
-    while (!stop.load()) std::this_thread::sleep_for(1ms);  // online, never a safepoint
-  });
-  while (!registered.load()) std::this_thread::sleep_for(1ms);
+  test::StuckParentThread stuck(*rt);
   std::string result = runInChild([&] {
     auto start = std::chrono::steady_clock::now();
     Status s = rt->synchronize(1000ms);
@@ -377,8 +371,6 @@ TEST(Fork, ChildGracePeriodsDoNotWaitForTheParentsOtherThreads) {
     CHILD_CHECK(ms < 500, "synchronize took %lld ms", static_cast<long long>(ms));
     return 0;
   });
-  stop = true;
-  stuck.join();
   EXPECT_EQ(result, "exit 0");
 }
 

@@ -4,11 +4,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
+
+#include "patchcall/runtime.h"
 
 // In a child, failures are printed and turned into a non-zero exit status.
 #define CHILD_CHECK(cond, ...)                                \
@@ -49,5 +54,28 @@ inline std::string runInChild(const std::function<int()>& body) {
   if (pid < 0) return std::string("fork failed: ") + std::strerror(errno);
   return waitDescribed(pid);
 }
+
+// A registered thread that stays online and never passes a safepoint: it holds up the
+// parent's grace periods, and does not exist in a child forked while it runs.
+class StuckParentThread {
+ public:
+  explicit StuckParentThread(Runtime& rt) : thread_([this, &rt] {
+    Result<ThreadScope> s = rt.registerThread("parent-only");
+    registered_ = true;
+    while (!stop_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }) {
+    while (!registered_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~StuckParentThread() {
+    stop_ = true;
+    thread_.join();
+  }
+  StuckParentThread(const StuckParentThread&) = delete;
+  StuckParentThread& operator=(const StuckParentThread&) = delete;
+
+ private:
+  std::atomic<bool> registered_{false}, stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace patchcall::test
