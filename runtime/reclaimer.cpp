@@ -93,7 +93,7 @@ bool Reclaimer::startThread_() noexcept {
 // mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
 // and poll() do the work meanwhile. Said once.
 void Reclaimer::startIfDeferred() noexcept {
-  if (!startDeferred_) return;
+  if (!startDeferred_ || stopping_) return;  // stop() joins only a thread started before it
   if (startThread_()) {
     startDeferred_ = false;
   } else if (!deferredStartReported_) {
