@@ -157,12 +157,7 @@ void child() noexcept {
     if (s.isOk()) s = reclaimer;
     if (!s.isOk()) {
       p.childFailure = s;  // every mutating call of this runtime refuses from now on
-      if (rt.options.diagnosticSink) {
-        try {
-          rt.options.diagnosticSink("patchcall: fork: the child's runtime is unusable: " + s.message());
-        } catch (...) {
-        }
-      }
+      rt.diagnose([&] { return "patchcall: fork: the child's runtime is unusable: " + s.message(); });
     }
     if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }

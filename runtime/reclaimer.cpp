@@ -51,62 +51,7 @@ Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(
   }
 }
 
-void Reclaimer::lockForFork() {
-  if (tlsProcessing != this) processMutex_.lock();
-  mutex_.lock();
-}
-
-void Reclaimer::unlockForFork() {
-  mutex_.unlock();
-  if (tlsProcessing != this) processMutex_.unlock();
-}
-
-Status Reclaimer::afterForkInChild(bool startThread) noexcept {
-  // The parent's reclaimer thread and any waiters on these do not exist here.
-  new (&mutex_) std::mutex();
-  if (tlsProcessing != this) new (&processMutex_) std::timed_mutex();
-  new (&wake_) std::condition_variable();
-  new (&thread_) std::thread();  // forget the parent's thread without joining it
-  if (!startThread || !background_ || stopping_) return Status::ok();
-  // Nothing inherited to wait for: the thread starts with the child's first retirement,
-  // grace-period request or deferred update (startIfDeferred), so a child that only runs
-  // its code or execs never pays for a thread (~6 us on the way into every child).
-  if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !rt_.publication.pending()) {
-    startDeferred_ = true;
-    return Status::ok();
-  }
-  if (!startThread_()) {
-    return Status(Error::kOutOfMemory, "fork: the child's background reclaimer could not start; call barrier()/poll() in the child");
-  }
-  return Status::ok();
-}
-
-bool Reclaimer::startThread_() noexcept {
-  try {
-    thread_ = std::thread([this] { backgroundLoop(); });
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
-// mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
-// and poll() do the work meanwhile. Said once.
-void Reclaimer::startIfDeferred() noexcept {
-  if (!startDeferred_ || stopping_) return;  // stop() joins only a thread started before it
-  if (startThread_()) {
-    startDeferred_ = false;
-  } else if (!deferredStartReported_) {
-    deferredStartReported_ = true;
-    if (rt_.options.diagnosticSink) {
-      try {
-        rt_.options.diagnosticSink("patchcall: fork: the child's background reclaimer could not start; barrier() and "
-                                   "poll() reclaim until it can");
-      } catch (...) {  // a throwing sink must not break a retirement
-      }
-    }
-  }
-}
+bool Reclaimer::processingHere() const noexcept { return tlsProcessing == this; }
 
 Reclaimer::~Reclaimer() {
   stop();

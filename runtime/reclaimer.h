@@ -79,7 +79,8 @@ class Reclaimer {
                          uint64_t runUpTo = UINT64_MAX);
   size_t finishRound();
   void backgroundLoop();
-  bool startThread_() noexcept;
+  bool spawnThread() noexcept;      // false if std::thread threw
+  bool processingHere() const noexcept;  // this thread runs our process() (a callback may fork)
   void startIfDeferred() noexcept;  // mutex_ held
   uint64_t oldestBlobTicket();  // UINT64_MAX when no blob is waiting
   Status timedOut(uint64_t callbackTarget, uint64_t blobTarget, std::chrono::milliseconds deadline,

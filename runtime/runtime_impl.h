@@ -112,6 +112,17 @@ struct Runtime::Impl {
                                                " called while this thread holds the text mutex (from a patch observer); "
                                                "defer it until the update returns");
   }
+  // Gives Options::diagnosticSink the message `make()` builds. From paths that must not fail
+  // (fork handlers, retirement): a message that cannot be built or a sink that throws is
+  // dropped.
+  template <typename MakeMessage>
+  void diagnose(MakeMessage&& make) const noexcept {
+    if (!options.diagnosticSink) return;
+    try {
+      options.diagnosticSink(make());
+    } catch (...) {
+    }
+  }
   // Refuses code writes in a process that does not own this runtime's code: a child made
   // without fork()'s atfork handlers (vfork, clone, a raw fork system call) still maps the
   // parent's arena, or a fork child whose copy failed.

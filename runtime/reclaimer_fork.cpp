@@ -1,0 +1,66 @@
+// patchcall — the Reclaimer across fork(): its locks held over the fork, and the child's
+// background thread, started when the child first needs it (reclaimer.h).
+#include <new>
+#include <string>
+#include <thread>
+
+#include "reclaimer.h"
+#include "runtime_impl.h"
+
+namespace patchcall::detail {
+
+void Reclaimer::lockForFork() {
+  if (!processingHere()) processMutex_.lock();
+  mutex_.lock();
+}
+
+void Reclaimer::unlockForFork() {
+  mutex_.unlock();
+  if (!processingHere()) processMutex_.unlock();
+}
+
+Status Reclaimer::afterForkInChild(bool startThread) noexcept {
+  // The parent's reclaimer thread and any waiters on these do not exist here.
+  new (&mutex_) std::mutex();
+  if (!processingHere()) new (&processMutex_) std::timed_mutex();
+  new (&wake_) std::condition_variable();
+  new (&thread_) std::thread();  // forget the parent's thread without joining it
+  if (!startThread || !background_ || stopping_) return Status::ok();
+  // Nothing inherited to wait for: the thread starts with the child's first retirement,
+  // grace-period request or deferred update (startIfDeferred), so a child that only runs
+  // its code or execs never pays for a thread (~6 us on the way into every child).
+  if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !rt_.publication.pending()) {
+    startDeferred_ = true;
+    return Status::ok();
+  }
+  if (!spawnThread()) {
+    return Status(Error::kOutOfMemory, "fork: the child's background reclaimer could not start; call barrier()/poll() in the child");
+  }
+  return Status::ok();
+}
+
+bool Reclaimer::spawnThread() noexcept {
+  try {
+    thread_ = std::thread([this] { backgroundLoop(); });
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
+// and poll() do the work meanwhile. Said once.
+void Reclaimer::startIfDeferred() noexcept {
+  if (!startDeferred_ || stopping_) return;  // stop() joins only a thread started before it
+  if (spawnThread()) {
+    startDeferred_ = false;
+  } else if (!deferredStartReported_) {
+    deferredStartReported_ = true;
+    rt_.diagnose([] {
+      return std::string("patchcall: fork: the child's background reclaimer could not start; barrier() and poll() "
+                         "reclaim until it can");
+    });
+  }
+}
+
+}  // namespace patchcall::detail
