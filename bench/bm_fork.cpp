@@ -3,12 +3,17 @@
 //                       (runtimes leaked by benchmarks that ran earlier are copied too: run
 //                       with --benchmark_filter=Fork for a clean baseline)
 //   BM_ForkChild/1      the same with a 256 MiB-arena runtime holding 10,000 sites alive: the
-//                       prepare handler copies the arena's used bytes into the child's memfd
+//                       handlers mark the arena shared (each process copies its used bytes at
+//                       its first code write after the fork; BM_ForkFirstWrite)
 //   BM_ForkChild/2      the same process as /1 forked by a raw SYS_fork: no atfork handler runs
 //                       (the child only calls _exit), so /1 - /2 is exactly what patchcall's
 //                       handlers add to a fork of this process
 //   BM_ArenaCopy        the copy alone (memfd_create, ftruncate, pwrite of the same byte count,
 //                       close: the pages are freed at close as they are at the child's exit)
+//   BM_ForkFirstWrite   where the copy went: after each fork (the child exits at once), the
+//                       parent's first update of a key with 100 sites (it copies the used
+//                       bytes and maps the copy: first_update_ns) against its next one
+//                       (next_update_ns); medians
 //   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork with
 //                       the handlers (/1), raw SYS_fork (/2), the arena copy; each block's median
 //                       is the round's figure; `added/copy` = (/1 - /2 child start) / copy per
@@ -39,10 +44,10 @@ struct ForkFixture {
   std::string error;
   patchcall::Runtime* rt = nullptr;
   size_t used = 0;
+  std::vector<patchcall::Key> keys;  // 100 keys, 100 sites each
   ForkFixture() {
     rt = pcbench::newRuntime(&error, size_t{256} << 20);
     if (rt == nullptr) return;
-    std::vector<patchcall::Key> keys;
     for (int k = 0; k < 100; ++k) {
       auto key = rt->createKey(reinterpret_cast<const void*>(&pcbench_add1));
       if (!key) {
@@ -133,6 +138,33 @@ void BM_ArenaCopy(benchmark::State& state) {
   state.counters["used_bytes"] = static_cast<double>(f.used);
 }
 BENCHMARK(BM_ArenaCopy)->UseRealTime();
+
+void BM_ForkFirstWrite(benchmark::State& state) {
+  ForkFixture& f = forkFixture();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  std::vector<double> first, next;
+  bool flip = false;
+  auto update = [&] {
+    flip = !flip;
+    return f.rt->update(f.keys[0], reinterpret_cast<const void*>(flip ? &pcbench_add2 : &pcbench_add1)).isOk();
+  };
+  for (auto _ : state) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (pid < 0) return state.SkipWithError("fork failed");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    bool ok = true;
+    first.push_back(pcbench::timeNs([&] { ok &= update(); }));
+    next.push_back(pcbench::timeNs([&] { ok &= update(); }));
+    if (!ok) return state.SkipWithError("update failed");
+  }
+  state.counters["first_update_ns"] = pcbench::median(first);
+  state.counters["next_update_ns"] = pcbench::median(next);
+  state.counters["copies"] = static_cast<double>(f.rt->stats().codeCopiesAfterFork);
+  state.counters["used_bytes"] = static_cast<double>(f.used);
+}
+BENCHMARK(BM_ForkFirstWrite)->UseRealTime();
 
 void BM_ForkPairs(benchmark::State& state) {
   ForkFixture& f = forkFixture();

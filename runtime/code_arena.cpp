@@ -110,24 +110,31 @@ Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hi
   TextRange text = executableText();
   std::vector<uintptr_t> tries;
   if (hint != nullptr) tries.push_back(reinterpret_cast<uintptr_t>(hint));
-  std::vector<uintptr_t> near = candidates(readMaps(), text, size);
+  const size_t span = size + kFlagPageSize;  // the RX view, then the poll flag's page
+  std::vector<uintptr_t> near = candidates(readMaps(), text, span);
   tries.insert(tries.end(), near.begin(), near.end());
 
   void* rx = MAP_FAILED;
   for (uintptr_t at : tries) {
-    rx = mmap(reinterpret_cast<void*>(at), size, PROT_READ | PROT_EXEC,
+    // The span's last page lies past the memfd's end until the flag page replaces it below.
+    rx = mmap(reinterpret_cast<void*>(at), span, PROT_READ | PROT_EXEC,
               MAP_SHARED | MAP_FIXED_NOREPLACE, arena->fd_, 0);
     if (rx == reinterpret_cast<void*>(at)) break;
     // A kernel before 4.17 (and qemu-user) takes MAP_FIXED_NOREPLACE as a hint and maps
     // elsewhere instead of failing: that placement is not the one tried.
-    if (rx != MAP_FAILED) munmap(rx, size);
+    if (rx != MAP_FAILED) munmap(rx, span);
     rx = MAP_FAILED;
   }
-  if (rx == MAP_FAILED) rx = mmap(nullptr, size, PROT_READ | PROT_EXEC, MAP_SHARED, arena->fd_, 0);
+  if (rx == MAP_FAILED) rx = mmap(nullptr, span, PROT_READ | PROT_EXEC, MAP_SHARED, arena->fd_, 0);
   if (rx == MAP_FAILED) {
     return Status(Error::kMapFailed, std::string("mmap(RX arena): ") + std::strerror(errno));
   }
   arena->rx_ = static_cast<uint8_t*>(rx);
+  // Private and anonymous: fork gives the child its own flag, copied on first write.
+  if (mmap(arena->rx_ + size, kFlagPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+      MAP_FAILED) {
+    return Status(Error::kMapFailed, std::string("mmap(poll flag page): ") + std::strerror(errno));
+  }
   void* rw = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, arena->fd_, 0);
   if (rw == MAP_FAILED) {
     return Status(Error::kMapFailed, std::string("mmap(RW alias): ") + std::strerror(errno));
@@ -143,66 +150,15 @@ Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hi
 }
 
 CodeArena::~CodeArena() {
-  if (rx_ != nullptr) munmap(rx_, size_);
+  if (rx_ != nullptr) munmap(rx_, size_ + kFlagPageSize);
   if (rw_ != nullptr) munmap(rw_, size_);
   if (fd_ >= 0) close(fd_);
   dropForkCopy();
 }
 
-// Runs in the parent before fork() with the arena and the text mutex held, so no byte handed
-// out changes during the copy. Never-touched bytes are zero in both memfds.
-Status CodeArena::prepareForkCopy() {
-  dropForkCopy();
-  int fd = memfd_create("patchcall-code", MFD_CLOEXEC);
-  if (fd < 0) return Status(Error::kMapFailed, std::string("fork: memfd_create for the child's code copy: ") + std::strerror(errno));
-  if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
-    Status s(Error::kMapFailed, std::string("fork: ftruncate of the child's code copy: ") + std::strerror(errno));
-    close(fd);
-    return s;
-  }
-  for (size_t done = touchedBegin_; done < touchedEnd_;) {
-    ssize_t n = pwrite(fd, rw_ + done, touchedEnd_ - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Status s(Error::kMapFailed, "fork: copying " + std::to_string(touchedEnd_ - touchedBegin_) +
-                                      " bytes of code for the child failed: " + std::strerror(n < 0 ? errno : ENOSPC));
-      close(fd);
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  forkFd_ = fd;
-  return Status::ok();
-}
-
-// The child: replace both views with the copy, at the same addresses (every pointer into
-// the arena -- sites, blobs, trampolines, the poll flag -- stays valid).
-Status CodeArena::adoptForkCopy() noexcept {
-  if (forkFd_ < 0) return Status(Error::kMapFailed, "fork: no copy of the code was made for the child");
-  if (mmap(rw_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED ||
-      mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, forkFd_, 0) == MAP_FAILED) {
-    return Status(Error::kMapFailed, std::string("fork: mapping the child's code copy failed: ") + std::strerror(errno));
-  }
-  close(fd_);
-  fd_ = forkFd_;
-  forkFd_ = -1;
-  return Status::ok();
-}
-
 int CodeArena::remapRx() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);  // not while unshare switches the memfd
   return mmap(rx_, size_, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd_, 0) == MAP_FAILED ? errno : 0;
-}
-
-uint8_t CodeArena::forkCopyByte(uintptr_t rx) const noexcept {
-  uint8_t b = 0xFF;
-  auto offset = static_cast<off_t>(rx - reinterpret_cast<uintptr_t>(rx_));
-  if (forkFd_ < 0 || pread(forkFd_, &b, 1, offset) != 1) return 0xFF;
-  return b;
-}
-
-void CodeArena::dropForkCopy() noexcept {
-  if (forkFd_ >= 0) close(forkFd_);
-  forkFd_ = -1;
 }
 
 Result<uint8_t*> CodeArena::allocate(size_t size) {
@@ -213,6 +169,10 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
   }
   size_t need = roundUp(size);
   std::lock_guard<std::mutex> lock(mutex_);
+  if (shared_.load(std::memory_order_relaxed)) {
+    return Status(Error::kForkedChild, "internal: code allocated in an arena still shared with a fork relative "
+                                       "(its caller must unshare it first)");
+  }
   auto handOut = [&](size_t offset) {
     used_ += need;
     touchedBegin_ = std::min(touchedBegin_, offset);
@@ -244,8 +204,8 @@ Result<uint8_t*> CodeArena::allocate(size_t size) {
 
 void CodeArena::release(uint8_t* rx, size_t size) {
   size_t offset = static_cast<size_t>(rx - rx_), len = roundUp(size);
-  std::memset(rw_ + offset, arch::kFillByte, len);  // a stale call into freed code traps loudly
   std::lock_guard<std::mutex> lock(mutex_);
+  fillLocked(offset, len);  // a stale call into freed code traps loudly
   used_ -= len;
   auto next = free_.lower_bound(offset);
   if (next != free_.end() && offset + len == next->first) {
@@ -260,6 +220,20 @@ void CodeArena::release(uint8_t* rx, size_t size) {
     }
   }
   free_.emplace(offset, len);
+}
+
+void CodeArena::fill(uintptr_t rx, size_t size) noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  fillLocked(rx - reinterpret_cast<uintptr_t>(rx_), size);
+}
+
+void CodeArena::fillLocked(size_t offset, size_t len) noexcept {
+  if (!shared_.load(std::memory_order_relaxed)) return (void)std::memset(rw_ + offset, arch::kFillByte, len);
+  try {
+    deferredFills_.emplace_back(offset, len);
+  } catch (const std::bad_alloc&) {
+    // The bytes stay as they were until reused (allocate fills them): dead code, not int3.
+  }
 }
 
 size_t CodeArena::used() const {

@@ -5,9 +5,17 @@
 // the executable's text when the address space allows, so JIT code reaches C++ functions with
 // a plain direct call. Where only part of the arena can (A64's BL reaches +-128 MiB, less than
 // the default 256 MiB arena), that part is handed out first: allocation starts at the end
-// nearest the text.
+// nearest the text. One private page sits right above the RX view: the poll flag's (data,
+// written by grace periods, so it is never shared with a fork relative).
+//
+// After fork() parent and child go on sharing the memfd's pages (no copy on the way into the
+// child) until one of them first writes code: that write is preceded by unshare(), which
+// copies the used bytes into a new memfd and maps it over both views at the same addresses.
+// A shared arena is never written (see unshare for who may call what), so each process's
+// code stays as it was at the fork until it changes it itself.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -38,24 +46,50 @@ class CodeArena {
     return rw_ + (static_cast<const uint8_t*>(rx) - rx_);
   }
 
-  // 64-byte aligned RX memory, int3-filled. kArenaExhausted when no range fits.
+  // The poll flag: one byte on the private page above the RX view, within a direct
+  // reference (rel32, ADRP) of every arena byte. Zero-initialised.
+  volatile uint8_t* pollFlag() const noexcept { return rx_ + size_; }
+  static constexpr size_t kFlagPageSize = 4096;
+
+  // 64-byte aligned RX memory, int3-filled. kArenaExhausted when no range fits; kForkedChild
+  // if the arena is still shared (a caller that forgot unshare: see there).
   Result<uint8_t*> allocate(size_t size);
-  // Fills the range with int3 (arch::kFillByte) and returns it to the free list.
+  // Fills the range with int3 (arch::kFillByte) and returns it to the free list. In a shared
+  // arena the fill waits for unshare (the bytes are dead in both processes).
   void release(uint8_t* rx, size_t size);
+  // Fills freed bytes outside the free list (a veneer slot) with int3, as release does.
+  void fill(uintptr_t rx, size_t size) noexcept;
   size_t used() const;
 
-  // fork(): the parent, with the arena locked (lockForFork), copies every byte ever handed
-  // out into a new memfd before fork() (prepareForkCopy); the child maps that copy over both
-  // views at the same addresses (adoptForkCopy), the parent closes it (dropForkCopy). The copy
-  // is made before the parent can write again, so the child sees one consistent moment.
+  // fork(). Before it, with the arena locked (lockForFork), the parent either marks the arena
+  // shared (markSharedForFork: both processes keep the pages until each one's first write) or,
+  // when bytes handed out may be written outside any lock (an outstanding code reservation),
+  // copies every byte ever handed out into a new memfd (prepareForkCopy), which the child maps
+  // over both views at the same addresses (adoptForkCopy) and the parent closes (dropForkCopy).
   void lockForFork() { mutex_.lock(); }
   void unlockForFork() { mutex_.unlock(); }
+  void markSharedForFork() noexcept { shared_.store(true, std::memory_order_relaxed); }
   Status prepareForkCopy();
   Status adoptForkCopy() noexcept;  // child
   void resetLockAfterFork() noexcept { new (&mutex_) std::mutex(); }  // child: held by prepare
   void dropForkCopy() noexcept;     // parent
-  // The byte at RX address `rx` in the copy prepareForkCopy made (0xFF if it cannot be read).
-  uint8_t forkCopyByte(uintptr_t rx) const noexcept;
+
+  // True from a fork until this process's first code write (unshare). It turns true only
+  // inside fork's prepare handler (which holds every lock) and false only in unshare (under
+  // the text mutex): a caller holding the text mutex, or the reservations lock and seeing
+  // false, can rely on what it read.
+  bool shared() const noexcept { return shared_.load(std::memory_order_acquire); }
+  // Gives this process its own copy of the code (a new memfd holding the used bytes, mapped
+  // over both views: threads running the code see the same bytes throughout) and applies the
+  // fills release() deferred. The caller holds the text mutex, so no code write runs; the
+  // arena lock is taken here. A failed copy leaves the arena shared (retried by the next
+  // write); a failed re-map leaves it unwritable: every later call returns the same error.
+  Status unshare();
+  uint64_t unshares() const noexcept { return unshares_.load(std::memory_order_relaxed); }
+  // Why no code may be written any more (a re-map failed half-way), or ok.
+  Status writeRefusal() const {
+    return broken_.load(std::memory_order_acquire) ? unwritable_ : Status::ok();
+  }
 
   // Maps the RX view again over itself from the memfd (same address, same pages): an emulator
   // (qemu-user) drops its translations of the range. 0 or errno. SyncMethod::kEmulatorRemap.
@@ -70,6 +104,11 @@ class CodeArena {
  private:
   CodeArena() = default;
   static size_t roundUp(size_t n) { return (n + 63) & ~size_t{63}; }
+  // A new memfd of size_ holding every byte ever handed out (the rest reads as zero), or why not.
+  Result<int> copyTouched(const char* forWhom) const;
+  // Both views onto `fd`, at their addresses. 0 or errno (then the views are undefined).
+  int mapViews(int fd) noexcept;
+  void fillLocked(size_t offset, size_t len) noexcept;  // int3 now, or at unshare if shared
 
   int fd_ = -1;
   uint8_t* rx_ = nullptr;
@@ -84,6 +123,11 @@ class CodeArena {
   size_t used_ = 0;
   size_t touchedBegin_ = SIZE_MAX, touchedEnd_ = 0;  // bytes outside were never handed out
   int forkFd_ = -1;     // the child's copy, between prepareForkCopy and adopt/drop
+  std::atomic<bool> shared_{false};  // pages shared with a fork relative: never written
+  Status unwritable_;                // set once, before broken_: a re-map failed half-way
+  std::atomic<bool> broken_{false};
+  MiVector<std::pair<size_t, size_t>> deferredFills_;  // offset, length: filled at unshare
+  std::atomic<uint64_t> unshares_{0};
 };
 
 // A bump pool of fixed-size slots carved from arena chunks (trampolines, veneers); its

@@ -45,11 +45,14 @@ Status checkSiteBytes(const uint8_t* at, const SiteSpec& s, uint8_t* flags) {
 
 }  // namespace
 
-Result<CodeReservation> Installer::reserve(size_t size) {
+Result<CodeReservation> Installer::reserve(size_t size, bool* mustUnshare) {
+  // Held throughout: a fork cannot come between the check and the reservation's entry.
+  std::lock_guard<std::mutex> lock(reservationsMutex_);
+  *mustUnshare = arena_.shared();
+  if (*mustUnshare) return Status(Error::kForkedChild, "reserveCode: the code arena is still shared after fork()");
   Result<uint8_t*> rx = arena_.allocate(size);
   if (!rx) return rx.status();
   try {
-    std::lock_guard<std::mutex> lock(reservationsMutex_);
     reservations_.emplace(reinterpret_cast<uintptr_t>(*rx), size);
   } catch (const std::bad_alloc&) {
     arena_.release(*rx, size);
@@ -59,12 +62,11 @@ Result<CodeReservation> Installer::reserve(size_t size) {
 }
 
 void Installer::abandon(const CodeReservation& r) {
-  {
-    std::lock_guard<std::mutex> lock(reservationsMutex_);
-    auto it = reservations_.find(reinterpret_cast<uintptr_t>(r.rx));
-    if (it == reservations_.end() || it->second != r.size) return;
-    reservations_.erase(it);
-  }
+  // Held across the release: the arena stays this process's own until the fill is done.
+  std::lock_guard<std::mutex> lock(reservationsMutex_);
+  auto it = reservations_.find(reinterpret_cast<uintptr_t>(r.rx));
+  if (it == reservations_.end() || it->second != r.size) return;
+  reservations_.erase(it);
   arena_.release(r.rx, r.size);
 }
 

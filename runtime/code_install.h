@@ -24,7 +24,10 @@ class Installer {
   Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers, CodeObserver& observer)
       : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers), observer_(observer) {}
 
-  Result<CodeReservation> reserve(size_t size);
+  // Refuses (mustUnshare set, nothing reserved) while the arena is shared after a fork: the
+  // caller unshares it under the text mutex and asks again. A reservation therefore exists
+  // only in an arena of this process's own, and a fork with one outstanding copies at once.
+  Result<CodeReservation> reserve(size_t size, bool* mustUnshare);
   // Only an outstanding reservation is released; anything else (a committed blob, a forged
   // or repeated handle) is ignored, so live code is never int3-filled by mistake.
   void abandon(const CodeReservation& r);
@@ -36,6 +39,7 @@ class Installer {
 
   // fork(): the reservations' mutex is held across fork (fork_safety.cpp).
   std::mutex& reservationsMutex() noexcept { return reservationsMutex_; }
+  bool hasReservationsLocked() const noexcept { return !reservations_.empty(); }  // under reservationsMutex()
 
  private:
   CodeArena& arena_;

@@ -1,4 +1,8 @@
 // patchcall — atfork handlers: prepare (parent, before fork), parent, child.
+//
+// On the way into the child nothing is copied: prepare marks every arena shared (each
+// process copies its code at its first write after the fork, code_arena_fork.cpp) unless a
+// code reservation is outstanding, which makes prepare copy and the child adopt the copy.
 #include "fork_safety.h"
 
 #include <fcntl.h>
@@ -69,11 +73,16 @@ void prepare() noexcept {
     // thread is inside one: the process-wide trap table holds no other thread's entries.
     TestHooks* hooks = testHooks();
     p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
+    // Shared until first written (code_arena_fork.cpp), unless a reservation is outstanding:
+    // its owner writes it under no lock, so the child gets a copy made now.
+    p.copied = !p.copySkipped && rt.installer.hasReservationsLocked();
+    if (p.copySkipped) continue;
+    if (!p.copied) {
+      rt.arena->markSharedForFork();
+      continue;
+    }
     try {
-      if (!p.copySkipped) p.copy = rt.arena->prepareForkCopy();
-      // Read from the copy itself (a grace period may arm or disarm the parent's byte at
-      // any time): the child then touches that page only if it must clear it.
-      p.pollFlagArmed = p.copySkipped || !p.copy.isOk() || rt.arena->forkCopyByte(rt.page.pollFlag) != 0;
+      p.copy = rt.arena->prepareForkCopy();
     } catch (const std::bad_alloc&) {
       p.copy = Status(Error::kOutOfMemory, std::string());
     }
@@ -135,7 +144,7 @@ void child() noexcept {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
     p.ownerPid = pid;
-    Status s = p.copySkipped ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
+    Status s = !p.copied ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
     p.copy = Status::ok();
     if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
@@ -147,7 +156,7 @@ void child() noexcept {
     } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     // Without its own copy the child must not write code (it would be the parent's).
-    rt.quiescence->afterForkInChild(/*codeIsOurs=*/s.isOk(), p.pollFlagArmed);
+    rt.quiescence->afterForkInChild();
     rt.arena->resetLockAfterFork();
     rt.publication.afterForkInChild();
     new (&rt.installer.reservationsMutex()) std::mutex();

@@ -3,10 +3,12 @@
 // Process-wide state (documented in the README's "Process-wide state"): the list of live
 // runtimes below and one pthread_atfork registration. Before fork() the forking thread steps
 // offline and takes, for every runtime, the reclaimer's locks, the text mutex and the arena
-// lock (so no update, install, breakpoint round or reclamation is half done), then copies the
-// arena's used bytes into a new memfd. The child maps the copy over both views at the same
-// addresses, reopens /proc/self/mem, forgets the parent's other threads and restarts its
-// reclaimer; the parent drops the copy. Neither process's later writes reach the other.
+// locks (so no update, install, breakpoint round or reclamation is half done), then marks the
+// arena shared: parent and child keep its pages until each one's first code write, which
+// gives that process its own copy (CodeArena::unshare). With a code reservation outstanding
+// the copy is made here instead and the child maps it before running on. The child reopens
+// /proc/self/mem when it has foreign sites, forgets the parent's other threads and restarts
+// its reclaimer when it needs it. Neither process's later writes reach the other.
 #pragma once
 
 #include "patchcall/runtime.h"

@@ -48,9 +48,9 @@ __attribute__((no_sanitize("address", "thread"))) void ScanSet::scan(uintptr_t l
   }
 }
 
-Quiescence::Quiescence(Config config, volatile uint8_t* pollFlagRw)
+Quiescence::Quiescence(Config config, volatile uint8_t* pollFlag)
     : config_(std::move(config)),
-      pollFlag_(pollFlagRw),
+      pollFlag_(pollFlag),
       counterBlock_(new std::atomic<uint64_t>(2)),
       gpCounter_(*counterBlock_) {
   cpu_set_t set;
@@ -160,7 +160,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
   }
 }
 
-void Quiescence::afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept {
+void Quiescence::afterForkInChild() noexcept {
   new (&gpMutex_) std::timed_mutex();
   new (&threadsMutex_) std::mutex();
   ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;
@@ -182,9 +182,9 @@ void Quiescence::afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept 
   activeScan_.store(nullptr, std::memory_order_relaxed);
   waiting_.store(0, std::memory_order_relaxed);
   gpDone_.afterForkInChild();
-  // Else the byte may still be the parent's. Not even read otherwise: the child's fresh
-  // mapping of the copy would fault the page in just to find 0.
-  if (codeIsOurs && pollFlagArmed) *pollFlag_ = 0;
+  // The child's own copy of the parent's flag (a private page): written only if armed, as
+  // each page first written here is a copy-on-write fault.
+  if (*pollFlag_ != 0) *pollFlag_ = 0;
   stacks_.afterForkInChild(self != nullptr ? self->current.load(std::memory_order_relaxed) : nullptr);
 }
 

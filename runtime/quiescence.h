@@ -45,7 +45,7 @@ class Quiescence {
     std::function<void(const std::string&)> diagnostics;
     bool reportUnregistered = false;  // Options::reportUnregisteredThreads
   };
-  Quiescence(Config config, volatile uint8_t* pollFlagRw);
+  Quiescence(Config config, volatile uint8_t* pollFlag);
   ~Quiescence();
 
   Result<ThreadRecord*> registerThread(std::string_view name);
@@ -99,7 +99,7 @@ class Quiescence {
   // fork(), in the child: only the forking thread exists there. Drops every other thread's
   // record, abandons a grace period that was running in the parent (its leader is gone) and
   // resets the locks and futex words other threads may have held.
-  void afterForkInChild(bool codeIsOurs, bool pollFlagArmed) noexcept;  // armed: as the parent left it
+  void afterForkInChild() noexcept;
 
  private:
   // A grace period may stay in flight between calls (started by tryAdvance): begin, check
@@ -124,7 +124,7 @@ class Quiescence {
   Publication* publication_ = nullptr;
   Status publishBefore(bool mayWait) noexcept;  // grace_period.cpp
   size_t cpus_ = 1;  // CPUs this process may run on (spin policy)
-  volatile uint8_t* pollFlag_;  // RW alias of the byte JIT polls compare against zero
+  volatile uint8_t* pollFlag_;  // the byte JIT polls compare against zero (private memory: CodeArena::pollFlag)
 
   // Heap-allocated and leaked (8 bytes) if threads are still registered at destruction, so
   // their inline safepoint() never reads freed memory.

@@ -96,10 +96,13 @@ Status Registry::validateTarget(const void* target) const {
     return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " + std::to_string(arch::kInstructionAlign) +
                                                 "-byte aligned: no instruction of this ISA starts there");
   }
+  if (t >= pollFlagPage_ && t < pollFlagPage_ + 4096) {  // beside the arena, not in it
+    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page of the safepoint flag (data, not code)");
+  }
   if (!arena_.contains(target)) return Status::ok();
   if (t == noopTarget_ || t == returnZeroTarget_) return Status::ok();
   if (t >= runtimePage_ && t < runtimePage_ + 4096) {
-    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint flag and stub), not code to call (its "
+    return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page (safepoint stub), not code to call (its "
                                                "callable entries are noopTarget() and returnZeroTarget())");
   }
   if (trampolines_.contains(t)) {

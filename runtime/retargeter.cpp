@@ -53,6 +53,7 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
     Status waited = quiescence_.waitFor(plan.graceNeeded, quiescence_.defaultDeadline());
     guard.lock();
     if (!waited.isOk()) return waited;
+    PATCHCALL_TRY(writer_.ownCode());  // a fork may have come while the mutex was free
   }
   PATCHCALL_TRY(probeForeign(plan));
   Status written = write(plan);

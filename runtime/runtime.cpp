@@ -37,6 +37,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
   return detail::catchOutOfMemory("createKey", [&]() -> Result<Key> {
     PATCHCALL_TRY(impl_->checkMayWrite("createKey"));
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    PATCHCALL_TRY(impl_->writer.ownCode());
     return impl_->registry.createKey(initialTarget, name, options);
   });
 }
@@ -44,6 +45,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
 Status Runtime::destroyKey(Key key) {
   PATCHCALL_TRY(impl_->checkMayWrite("destroyKey"));
   TextMutexGuard guard(impl_->textMutex, impl_.get());
+  PATCHCALL_TRY(impl_->writer.ownCode());
   return impl_->registry.destroyKey(key);
 }
 
@@ -55,6 +57,7 @@ Result<const void*> Runtime::update(Key key, const void* target, const UpdateOpt
     const void* previous = nullptr;
     KeyUpdate u{key, target};
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    PATCHCALL_TRY(impl_->writer.ownCode());
     PATCHCALL_TRY(impl_->retargeter->update(guard, std::span<const KeyUpdate>(&u, 1), &previous, options));
     return previous;
   });
@@ -67,6 +70,7 @@ Status Runtime::updateBatch(std::span<const KeyUpdate> updates, const UpdateOpti
     PATCHCALL_TRY(impl_->checkMayWrite("update"));
     if (updates.empty()) return Status::ok();
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    PATCHCALL_TRY(impl_->writer.ownCode());
     return impl_->retargeter->update(guard, updates, nullptr, options);
   });
 }
@@ -107,7 +111,14 @@ Result<const void* const*> Runtime::targetCell(Key key) const {
 Result<CodeReservation> Runtime::reserveCode(size_t size) {
   return detail::catchOutOfMemory("reserveCode", [&]() -> Result<CodeReservation> {
     PATCHCALL_TRY(impl_->checkOwnProcess());
-    return impl_->installer.reserve(size);
+    // Asked again only if another fork came between the copy and the reservation.
+    for (int attempt = 0;; ++attempt) {
+      bool mustUnshare = false;
+      Result<CodeReservation> r = impl_->installer.reserve(size, &mustUnshare);
+      if (!mustUnshare || attempt == 100) return r;
+      auto lock = impl_->readLock();  // the text mutex: no code write runs during the copy
+      PATCHCALL_TRY(impl_->writer.ownCode());
+    }
   });
 }
 
@@ -125,6 +136,7 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
     PATCHCALL_TRY(impl_->installer.checkReservation(r));
     PATCHCALL_TRY(impl_->checkMayWrite("commitCode"));
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    // No ownCode(): an arena with a reservation outstanding is never shared (Installer::reserve).
     return impl_->installer.commit(r, sites, info);
   });
 }
@@ -194,6 +206,7 @@ Status Runtime::registerForeignSite(void* callInstruction, Key key) {
     auto a = reinterpret_cast<uintptr_t>(callInstruction);
     PATCHCALL_TRY(impl_->foreign.checkPlace(a));  // before reading a byte of it
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    PATCHCALL_TRY(impl_->writer.ownCode());
     Result<uint32_t> id = impl_->foreign.add(a, key);
     if (!id) return id.status();
     // Point the call at the key's current target, under the same lock that read it: the key
@@ -208,6 +221,7 @@ Status Runtime::unregisterForeignSite(void* callInstruction) {
   return detail::catchOutOfMemory("unregisterForeignSite", [&]() -> Status {
     PATCHCALL_TRY(impl_->checkMayWrite("unregisterForeignSite"));
     TextMutexGuard guard(impl_->textMutex, impl_.get());
+    PATCHCALL_TRY(impl_->writer.ownCode());
     return impl_->foreign.unregister(reinterpret_cast<uintptr_t>(callInstruction));
   });
 }
@@ -279,7 +293,7 @@ bool Runtime::gracePeriodElapsed(GracePeriodCookie cookie) noexcept {
 ArenaInfo Runtime::arenaInfo() const {
   const detail::CodeArena& a = *impl_->arena;
   return ArenaInfo{a.rxBase(), a.rwBase(), a.size(), a.used(), a.distanceFromText(), a.nearText(), a.directReach(),
-                   impl_->writer.sync().method()};
+                   impl_->writer.sync().method(), a.shared()};
 }
 
 RuntimeStats Runtime::stats() const {
@@ -306,6 +320,7 @@ RuntimeStats Runtime::stats() const {
   s.blobsRetired = m.reclaimer->blobsRetired();
   s.blobsFreed = m.reclaimer->blobsFreed();
   s.blobsPinnedByStacks = m.reclaimer->blobsPinned();
+  s.codeCopiesAfterFork = m.arena->unshares();
   return s;
 }
 

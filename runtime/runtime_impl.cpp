@@ -35,17 +35,17 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   PATCHCALL_TRY(detail::TrapTable::instance().installHandler());
   impl->observer.open();
 
-  // The runtime page: the poll flag on its own cache line, then the safepoint stub.
+  // The runtime page: the safepoint stub and the shared targets.
   Result<uint8_t*> page = impl->arena->allocate(4096);
   if (!page) return page.status();
   detail::RuntimePage& p = impl->page;
-  p.pollFlag = reinterpret_cast<uintptr_t>(*page);
-  p.safepointStub = p.pollFlag + detail::RuntimePage::kStubOffset;
-  p.noopTarget = p.pollFlag + detail::RuntimePage::kNoopOffset;
-  p.returnZeroTarget = p.pollFlag + detail::RuntimePage::kReturnZeroOffset;
-  impl->registry.setRuntimePage(p.pollFlag, p.noopTarget, p.returnZeroTarget);
+  p.base = reinterpret_cast<uintptr_t>(*page);
+  p.pollFlag = reinterpret_cast<uintptr_t>(impl->arena->pollFlag());
+  p.safepointStub = p.base + detail::RuntimePage::kStubOffset;
+  p.noopTarget = p.base + detail::RuntimePage::kNoopOffset;
+  p.returnZeroTarget = p.base + detail::RuntimePage::kReturnZeroOffset;
+  impl->registry.setRuntimePage(p.base, p.pollFlag, p.noopTarget, p.returnZeroTarget);
   uint8_t* rw = impl->arena->toRw(*page);
-  rw[0] = 0;
   auto wanted = arch::StateSave::kAuto;
   if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) wanted = static_cast<arch::StateSave>(hooks->stateSave.load());
   p.stateSave = arch::detectStateSave(wanted);
@@ -59,11 +59,11 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   std::memcpy(rw + detail::RuntimePage::kReturnZeroOffset, arch::returnZeroStub().data(), arch::returnZeroStub().size());
   p.safepointStubSize = stubSize;
   for (const observe::CodeEvent& e : detail::runtimePageCode(p)) impl->observer.codeLoaded(e.start, e.size, e.name);
-  arch::codeWritten(p.pollFlag, 4096);  // the whole page: stub and shared targets
+  arch::codeWritten(p.base, 4096);  // the whole page: stub and shared targets
 
   detail::Quiescence::Config qc{options.graceDeadline, options.graceSpin, options.maxThreads, options.diagnosticSink,
                                 options.reportUnregisteredThreads};
-  impl->quiescence = std::make_unique<detail::Quiescence>(qc, rw);
+  impl->quiescence = std::make_unique<detail::Quiescence>(qc, impl->arena->pollFlag());
   impl->retargeter = std::make_unique<detail::Retargeter>(impl->options, impl->registry, impl->veneers, impl->writer,
                                                           impl->publication, impl->foreign, *impl->quiescence,
                                                           impl->observer);
@@ -91,6 +91,7 @@ Runtime::Impl::~Impl() {
 
 Status Runtime::Impl::checkOwnProcess() const {
   if (!forkState.childFailure.isOk()) return forkState.childFailure;
+  PATCHCALL_TRY(arena->writeRefusal());
   if (detail::ownerMarkSet()) return Status::ok();  // no fork without our handlers since (fork_safety.h)
   pid_t pid = getpid();  // a system call (~100 ns here)
   if (pid == forkState.ownerPid) return Status::ok();

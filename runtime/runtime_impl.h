@@ -55,15 +55,17 @@ struct ForkState {
   // Handed from the prepare handler to the parent/child handler (same thread, one fork).
   Status copy;
   bool wentOffline = false, textHeldBefore = false;
-  bool copySkipped = false;  // test hook: the child shares the parent's code, as before fork support
-  bool pollFlagArmed = true; // the copy's poll byte is nonzero: the child clears it
+  bool copySkipped = false;  // test hook: the child writes the parent's code, as before fork support
+  bool copied = false;       // an outstanding reservation: the child adopts a copy (else: shared)
 };
 
-// The runtime page at the start of the arena: the poll flag on its own cache line, then the
-// safepoint stub.
+// The runtime page, the arena's first allocation: the safepoint stub and the two shared
+// targets. The poll flag is not in it: it lives on the arena's private flag page
+// (CodeArena::pollFlag), so a grace period never writes code pages.
 struct RuntimePage {
-  // Offsets in the page: the flag's cache line, the stub, then the two shared targets.
+  // Offsets in the page: the stub, then the two shared targets.
   static constexpr size_t kStubOffset = 64, kNoopOffset = 448, kReturnZeroOffset = 512;
+  uintptr_t base = 0;
   uintptr_t pollFlag = 0;
   uintptr_t safepointStub = 0;
   uintptr_t noopTarget = 0, returnZeroTarget = 0;  // the only callable addresses of the page

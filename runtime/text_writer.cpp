@@ -2,6 +2,8 @@
 #include "text_writer.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -30,6 +32,12 @@ Status TextWriter::afterForkInChild(bool needNow) noexcept {
   return Status::ok();
 }
 
+void TextWriter::sharedArenaWritten() noexcept {
+  std::fprintf(stderr, "patchcall bug: code written into an arena still shared with a fork relative "
+                       "(a mutating path without TextWriter::ownCode)\n");
+  std::abort();
+}
+
 bool TextWriter::readForeign(uintptr_t rx, void* out, size_t n) const noexcept { return procMem_.read(rx, out, n); }
 
 bool TextWriter::writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept {
@@ -50,6 +58,7 @@ bool TextWriter::write(uintptr_t rx, const void* bytes, size_t n) {
     }
     return writeForeign(rx, bytes, n);
   }
+  checkOwned();
   uint8_t* rw = arena_.toRw(reinterpret_cast<void*>(rx));
   if (n == 1) {
     __atomic_store_n(rw, *static_cast<const uint8_t*>(bytes), __ATOMIC_RELAXED);

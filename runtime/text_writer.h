@@ -16,6 +16,7 @@
 #include "code_arena.h"
 #include "cross_core_sync.h"
 #include "proc_self_mem.h"
+#include "test_hooks.h"
 #include "patchcall/options.h"
 #include "patchcall/status.h"
 
@@ -30,15 +31,23 @@ class TextWriter {
   // Sets up the sync (membarrier registration or the fallback) and opens /proc/self/mem.
   Status open(SyncMethod method);
 
+  // Before a mutating call's first code write (and again after it relocks the text mutex,
+  // which a fork may have taken meanwhile), under the text mutex: a process still sharing its
+  // arena with a fork relative takes its own copy (CodeArena::unshare). Writes below require
+  // it; a hook build aborts on a write into a shared arena.
+  Status ownCode() { return arena_.shared() ? arena_.unshare() : Status::ok(); }
+
   // False only for foreign code the kernel refused to write (errno says why).
   [[nodiscard]] bool write(uintptr_t rx, const void* bytes, size_t n);
   // A branch field in the arena (always aligned): one relaxed store through the RW alias.
   void storeField(uintptr_t field, int32_t value) noexcept {
+    checkOwned();
     __atomic_store_n(reinterpret_cast<int32_t*>(arena_.toRw(reinterpret_cast<void*>(field))), value, __ATOMIC_RELAXED);
     arch::codeWritten(field, sizeof value);
   }
   // A key's target cell in the arena (always 8-byte aligned): one relaxed store through the RW alias.
   void storeCell(uintptr_t cell, const void* target) noexcept {
+    checkOwned();
     __atomic_store_n(reinterpret_cast<const void**>(arena_.toRw(reinterpret_cast<void*>(cell))), target, __ATOMIC_RELAXED);
     arch::codeWritten(cell, sizeof target);
   }
@@ -60,6 +69,11 @@ class TextWriter {
   const CrossCoreSync& sync() const noexcept { return sync_; }
 
  private:
+  void checkOwned() const noexcept {
+    if (testHooks() != nullptr && arena_.shared()) sharedArenaWritten();
+  }
+  [[noreturn]] static void sharedArenaWritten() noexcept;
+
   CodeArena& arena_;
   std::function<void(const PatchEvent&)> observer_;
   CrossCoreSync sync_;

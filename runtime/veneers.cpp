@@ -136,7 +136,7 @@ void Veneers::retireOrphans() noexcept {
     try {
       retired_.fetch_add(1, std::memory_order_release);
       (void)reclaimer_->retire([this, v] {
-        std::memset(arena_.toRw(reinterpret_cast<void*>(v)), arch::kFillByte, kVeneerSize);
+        arena_.fill(v, kVeneerSize);  // under no text mutex: the arena defers it while shared
         recycle(v);
         freed_.fetch_add(1, std::memory_order_relaxed);
       });

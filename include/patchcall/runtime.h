@@ -128,6 +128,10 @@ struct ArenaInfo {
   // arena; that part is allocated first). Calls from beyond it to C++ go through veneers.
   size_t directReach = 0;
   SyncMethod sync = SyncMethod::kMembarrier;  // what create() settled on
+  // After fork(), parent and child share the arena's pages until each one's first code write,
+  // which first copies the used bytes into a memfd of that process's own (README: fork).
+  // True in between: nothing written since the fork, no copy made yet.
+  bool sharedAfterFork = false;
 };
 
 // One key, as keys() lists it.
@@ -173,6 +177,8 @@ struct RuntimeStats {
   uint64_t callbacksRetired = 0, callbacksRun = 0;
   uint64_t blobsRetired = 0, blobsFreed = 0, blobsPinnedByStacks = 0;
   uint64_t siteMetadataBytes = 0;  // registry bytes spent on sites (keys' site lists included)
+  // Copies of the arena this process made at its first code write after a fork (sharedAfterFork).
+  uint64_t codeCopiesAfterFork = 0;
 };
 
 class Runtime {
@@ -331,7 +337,9 @@ class Runtime {
   // __static_call_return0). Fixed addresses in the runtime page, never retired.
   const void* noopTarget() const noexcept;
   const void* returnZeroTarget() const noexcept;
-  // The byte in the RX arena that JIT safepoint polls compare against zero.
+  // The byte JIT safepoint polls compare against zero: on a private data page right above the
+  // arena's RX view (within rel32/ADRP reach of every arena byte; not code, not in the memfd,
+  // so a grace period never writes pages shared after a fork).
   const volatile uint8_t* safepointFlag() const;
   // Shared out-of-line slow path for JIT polls: saves the caller-saved registers, rflags and
   // the whole XSAVE state, calls the safepoint slow path, restores them (see
