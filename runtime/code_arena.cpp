@@ -228,7 +228,11 @@ void CodeArena::fill(uintptr_t rx, size_t size) noexcept {
 }
 
 void CodeArena::fillLocked(size_t offset, size_t len) noexcept {
-  if (!shared_.load(std::memory_order_relaxed)) return (void)std::memset(rw_ + offset, arch::kFillByte, len);
+  if (!shared_.load(std::memory_order_relaxed)) {
+    std::memset(rw_ + offset, arch::kFillByte, len);
+    arch::codeWritten(reinterpret_cast<uintptr_t>(rx_) + offset, len);  // A64: no core keeps the old instructions
+    return;
+  }
   try {
     deferredFills_.emplace_back(offset, len);
   } catch (const std::bad_alloc&) {

@@ -158,6 +158,9 @@ void child() noexcept {
     // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild();
     rt.arena->resetLockAfterFork();
+    // An emulator's translations came with the fork: those of bytes written but not yet synced
+    // (an int3 fill of freed code) are stale. The copy-at-fork path's re-map dropped them.
+    if (!p.copied && rt.writer.sync().method() == SyncMethod::kEmulatorRemap) (void)rt.arena->remapRx();
     rt.publication.afterForkInChild();
     new (&rt.installer.reservationsMutex()) std::mutex();
     rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
