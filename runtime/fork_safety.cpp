@@ -75,7 +75,9 @@ void prepare() noexcept {
     p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
     // Shared until first written (code_arena_fork.cpp), unless a reservation is outstanding:
     // its owner writes it under no lock, so the child gets a copy made now.
-    p.copied = !p.copySkipped && rt.installer.hasReservationsLocked();
+    // So does a fork from under the text mutex (a patch observer): the update it interrupts goes on
+    // writing in both processes without asking for a copy.
+    p.copied = !p.copySkipped && (rt.installer.hasReservationsLocked() || p.textHeldBefore);
     if (p.copySkipped) continue;
     if (!p.copied) {
       rt.arena->markSharedForFork();
