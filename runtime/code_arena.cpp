@@ -228,16 +228,17 @@ void CodeArena::fill(uintptr_t rx, size_t size) noexcept {
 }
 
 void CodeArena::fillLocked(size_t offset, size_t len) noexcept {
-  if (!shared_.load(std::memory_order_relaxed)) {
-    std::memset(rw_ + offset, arch::kFillByte, len);
-    arch::codeWritten(reinterpret_cast<uintptr_t>(rx_) + offset, len);  // A64: no core keeps the old instructions
-    return;
-  }
+  if (!shared_.load(std::memory_order_relaxed)) return fillNow(offset, len);
   try {
     deferredFills_.emplace_back(offset, len);
   } catch (const std::bad_alloc&) {
     // The bytes stay as they were until reused (allocate fills them): dead code, not int3.
   }
+}
+
+void CodeArena::fillNow(size_t offset, size_t len) noexcept {
+  std::memset(rw_ + offset, arch::kFillByte, len);
+  arch::codeWritten(reinterpret_cast<uintptr_t>(rx_) + offset, len);  // A64: no core keeps the old instructions
 }
 
 size_t CodeArena::used() const {

@@ -109,6 +109,7 @@ class CodeArena {
   // Both views onto `fd`, at their addresses. 0 or errno (then the views are undefined).
   int mapViews(int fd) noexcept;
   void fillLocked(size_t offset, size_t len) noexcept;  // int3 now, or at unshare if shared
+  void fillNow(size_t offset, size_t len) noexcept;     // int3, made visible to instruction fetch
 
   int fd_ = -1;
   uint8_t* rx_ = nullptr;

@@ -15,7 +15,6 @@
 #include <cstring>
 #include <string>
 
-#include "arch/arch.h"
 #include "code_arena.h"
 
 namespace patchcall::detail {
@@ -95,10 +94,7 @@ Status CodeArena::unshare() {
   }
   close(fd_);
   fd_ = *fd;
-  for (const auto& [offset, len] : deferredFills_) {
-    std::memset(rw_ + offset, arch::kFillByte, len);
-    arch::codeWritten(reinterpret_cast<uintptr_t>(rx_) + offset, len);
-  }
+  for (const auto& [offset, len] : deferredFills_) fillNow(offset, len);
   MiVector<std::pair<size_t, size_t>>().swap(deferredFills_);
   unshares_.fetch_add(1, std::memory_order_relaxed);
   shared_.store(false, std::memory_order_release);  // after the re-map: a reader seeing false writes the copy

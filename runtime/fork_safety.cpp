@@ -73,10 +73,10 @@ void prepare() noexcept {
     // thread is inside one: the process-wide trap table holds no other thread's entries.
     TestHooks* hooks = testHooks();
     p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
-    // Shared until first written (code_arena_fork.cpp), unless a reservation is outstanding:
-    // its owner writes it under no lock, so the child gets a copy made now.
-    // So does a fork from under the text mutex (a patch observer): the update it interrupts goes on
-    // writing in both processes without asking for a copy.
+    // Shared until first written (code_arena_fork.cpp), unless a reservation is outstanding
+    // (its owner writes it under no lock) or this thread holds the text mutex (a fork from a
+    // patch observer: the update it interrupts goes on writing in both processes without
+    // asking for a copy). Then the child gets a copy made now.
     p.copied = !p.copySkipped && (rt.installer.hasReservationsLocked() || p.textHeldBefore);
     if (p.copySkipped) continue;
     if (!p.copied) {
@@ -157,7 +157,6 @@ void child() noexcept {
       reannounceCode(rt);  // the text mutex is still held
     } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
-    // Without its own copy the child must not write code (it would be the parent's).
     rt.quiescence->afterForkInChild();
     rt.arena->resetLockAfterFork();
     // An emulator's translations came with the fork: those of bytes written but not yet synced

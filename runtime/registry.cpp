@@ -96,7 +96,7 @@ Status Registry::validateTarget(const void* target) const {
     return Status(Error::kMisalignedTarget, "target " + hex(t) + " is not " + std::to_string(arch::kInstructionAlign) +
                                                 "-byte aligned: no instruction of this ISA starts there");
   }
-  if (t >= pollFlagPage_ && t < pollFlagPage_ + 4096) {  // beside the arena, not in it
+  if (onPollFlagPage(t)) {  // beside the arena, not in it
     return Status(Error::kInvalidArgument, "target " + hex(t) + " is patchcall's runtime page of the safepoint flag (data, not code)");
   }
   if (!arena_.contains(target)) return Status::ok();

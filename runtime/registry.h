@@ -94,8 +94,8 @@ class Registry {
   Registry(const Options& options, CodeArena& arena, TextWriter& writer, Veneers& veneers, CodeObserver& observer);
   // The runtime page (poll flag, safepoint stub): never a target, except its two shared
   // targets (Runtime::noopTarget, returnZeroTarget).
-  void setRuntimePage(uintptr_t page, uintptr_t pollFlag, uintptr_t noop, uintptr_t returnZero) noexcept {
-    runtimePage_ = page, pollFlagPage_ = pollFlag & ~uintptr_t{4095}, noopTarget_ = noop, returnZeroTarget_ = returnZero;
+  void setRuntimePage(uintptr_t page, uintptr_t noop, uintptr_t returnZero) noexcept {
+    runtimePage_ = page, noopTarget_ = noop, returnZeroTarget_ = returnZero;
   }
   uintptr_t noopTarget() const noexcept { return noopTarget_; }
   // What `target` means for key `k` (a null target of a nullIsNoop key: the noop target),
@@ -133,7 +133,12 @@ class Registry {
     auto t = reinterpret_cast<uintptr_t>(target);
     return t != 0 && t % arch::kInstructionAlign == 0 &&
            (options_.targetAlignment <= 1 || t % options_.targetAlignment == 0) && !arena_.contains(target) &&
-           (t < pollFlagPage_ || t >= pollFlagPage_ + 4096);
+           !onPollFlagPage(t);
+  }
+  // The poll flag's page beside the arena (CodeArena::pollFlag): data, never a target.
+  bool onPollFlagPage(uintptr_t t) const noexcept {
+    auto page = reinterpret_cast<uintptr_t>(arena_.pollFlag());
+    return t >= page && t < page + CodeArena::kFlagPageSize;
   }
   // A target that is another key's trampoline must not lead back to `keyId` through the
   // chain of trampolines (an endless jmp loop); keys marked with `batchStamp` are taken at
@@ -183,7 +188,7 @@ class Registry {
   TextWriter& writer_;
   Veneers& veneers_;
   CodeObserver& observer_;
-  uintptr_t runtimePage_ = 0, pollFlagPage_ = 0, noopTarget_ = 0, returnZeroTarget_ = 0;
+  uintptr_t runtimePage_ = 0, noopTarget_ = 0, returnZeroTarget_ = 0;
 
   MiVector<KeyRecord> keys_;    // index = key id; [0] unused
   MiVector<MiString> keyNames_;  // index = key id (KeyOptions' name; "" if none)

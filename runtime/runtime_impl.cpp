@@ -44,7 +44,7 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   p.safepointStub = p.base + detail::RuntimePage::kStubOffset;
   p.noopTarget = p.base + detail::RuntimePage::kNoopOffset;
   p.returnZeroTarget = p.base + detail::RuntimePage::kReturnZeroOffset;
-  impl->registry.setRuntimePage(p.base, p.pollFlag, p.noopTarget, p.returnZeroTarget);
+  impl->registry.setRuntimePage(p.base, p.noopTarget, p.returnZeroTarget);
   uint8_t* rw = impl->arena->toRw(*page);
   auto wanted = arch::StateSave::kAuto;
   if (detail::TestHooks* hooks = detail::testHooks(); hooks != nullptr) wanted = static_cast<arch::StateSave>(hooks->stateSave.load());

@@ -56,7 +56,7 @@ struct ForkState {
   Status copy;
   bool wentOffline = false, textHeldBefore = false;
   bool copySkipped = false;  // test hook: the child writes the parent's code, as before fork support
-  bool copied = false;       // an outstanding reservation: the child adopts a copy (else: shared)
+  bool copied = false;       // the child adopts a copy made in prepare (else: shared; fork_safety.cpp)
 };
 
 // The runtime page, the arena's first allocation: the safepoint stub and the two shared
