@@ -53,7 +53,7 @@ Result<CodeReservation> Installer::reserve(size_t size, bool* mustUnshare) {
   Result<uint8_t*> rx = arena_.allocate(size);
   if (!rx) return rx.status();
   try {
-    reservations_.emplace(reinterpret_cast<uintptr_t>(*rx), size);
+    reservations_.emplace(reinterpret_cast<uintptr_t>(*rx), Reservation{size, false});
   } catch (const std::bad_alloc&) {
     arena_.release(*rx, size);
     throw;
@@ -65,22 +65,44 @@ void Installer::abandon(const CodeReservation& r) {
   // Held across the release: the arena stays this process's own until the fill is done.
   std::lock_guard<std::mutex> lock(reservationsMutex_);
   auto it = reservations_.find(reinterpret_cast<uintptr_t>(r.rx));
-  if (it == reservations_.end() || it->second != r.size) return;
+  if (it == reservations_.end() || it->second.size != r.size || it->second.committing) return;
   reservations_.erase(it);
   arena_.release(r.rx, r.size);
 }
 
-Status Installer::checkReservation(const CodeReservation& r) {
+// Under the text mutex (commit's caller) and the reservations' mutex: once claimed, no
+// other commit or abandon touches the reservation, and no fork can share the arena (prepare
+// takes the text mutex and finds the reservation outstanding).
+Status Installer::claim(const CodeReservation& r) {
   std::lock_guard<std::mutex> lock(reservationsMutex_);
   auto it = reservations_.find(reinterpret_cast<uintptr_t>(r.rx));
-  if (it == reservations_.end() || it->second != r.size || r.rw != arena_.toRw(r.rx)) {
+  if (it == reservations_.end() || it->second.size != r.size || r.rw != arena_.toRw(r.rx)) {
     return Status(Error::kInvalidArgument,
                   "commitCode: not an outstanding reservation of this runtime (forged, already committed or abandoned)");
   }
+  if (it->second.committing) {
+    return Status(Error::kInvalidArgument, "commitCode: another thread is committing this reservation");
+  }
+  it->second.committing = true;
   return Status::ok();
 }
 
+void Installer::unclaim(const CodeReservation& r) noexcept {
+  std::lock_guard<std::mutex> lock(reservationsMutex_);
+  auto it = reservations_.find(reinterpret_cast<uintptr_t>(r.rx));
+  if (it != reservations_.end()) it->second.committing = false;
+}
+
 Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpec> specs, const CodeInfo& info) {
+  PATCHCALL_TRY(claim(r));
+  struct Unclaim {  // refused before the sites are bound: the reservation is the caller's again
+    Installer& in;
+    const CodeReservation& r;
+    bool armed = true;
+    ~Unclaim() {
+      if (armed) in.unclaim(r);
+    }
+  } unclaimOnRefusal{*this, r};
   MiVector<SiteSpec> sorted(specs.begin(), specs.end());
   std::sort(sorted.begin(), sorted.end(), [](const SiteSpec& a, const SiteSpec& b) { return a.offset < b.offset; });
   veneers_.dropPlanned();
@@ -163,6 +185,7 @@ Result<Blob> Installer::commit(const CodeReservation& r, std::span<const SiteSpe
     std::lock_guard<std::mutex> lock(reservationsMutex_);
     reservations_.erase(rx);  // node free: cannot throw
   }
+  unclaimOnRefusal.armed = false;
   // Every core sees the complete new code before anyone is handed it; if it cannot be made
   // sure, nobody is: the blob is unregistered and freed (no thread can be running it yet).
   arch::codeWritten(reinterpret_cast<uintptr_t>(r.rx), r.size);  // the embedder wrote it through the RW alias

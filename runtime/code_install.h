@@ -29,12 +29,14 @@ class Installer {
   // only in an arena of this process's own, and a fork with one outstanding copies at once.
   Result<CodeReservation> reserve(size_t size, bool* mustUnshare);
   // Only an outstanding reservation is released; anything else (a committed blob, a forged
-  // or repeated handle) is ignored, so live code is never int3-filled by mistake.
+  // or repeated handle, one another thread is committing) is ignored, so live code is never
+  // int3-filled by mistake.
   void abandon(const CodeReservation& r);
-  // Refuses anything but an outstanding reservation of this runtime (no lock needed after).
-  Status checkReservation(const CodeReservation& r);
-  // The text mutex held: validates every site and `info` (code_info.h), then writes and
-  // registers them all, syncs, and tells the observer (perf, gdb, the unwinder).
+  // The text mutex held: claims the reservation (refusing anything but an outstanding
+  // reservation of this runtime that no other thread is committing), validates every site
+  // and `info` (code_info.h), then writes and registers them all, syncs, and tells the
+  // observer (perf, gdb, the unwinder). Refused before the first write, the reservation is
+  // the caller's again (abandon or retry).
   Result<Blob> commit(const CodeReservation& r, std::span<const SiteSpec> sites, const CodeInfo& info);
 
   // fork(): the reservations' mutex is held across fork (fork_safety.cpp).
@@ -47,8 +49,15 @@ class Installer {
   Registry& registry_;
   Veneers& veneers_;
   CodeObserver& observer_;
+  struct Reservation {
+    size_t size;
+    bool committing;  // claimed by a commit in progress (abandon ignores it)
+  };
+  Status claim(const CodeReservation& r);
+  void unclaim(const CodeReservation& r) noexcept;
+
   std::mutex reservationsMutex_;
-  MiMap<uintptr_t, size_t> reservations_;  // outstanding: rx -> size
+  MiMap<uintptr_t, Reservation> reservations_;  // outstanding: rx -> size
 };
 
 }  // namespace patchcall::detail

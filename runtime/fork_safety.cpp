@@ -63,12 +63,14 @@ void prepare() noexcept {
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
-    // Lock order as everywhere else: reclaimer, then text mutex, then the arena's locks.
-    rt.reclaimer->lockForFork();
+    // Lock order as everywhere else: the reclaimer's pass, the text mutex, the reservations,
+    // the arena, the reclaimer's queue (innermost: taken under the text mutex).
+    rt.reclaimer->lockPassForFork();
     p.textHeldBefore = rt.textMutexHeldHere();
     if (!p.textHeldBefore) rt.textMutex.lock();
     rt.installer.reservationsMutex().lock();
     rt.arena->lockForFork();
+    rt.reclaimer->lockQueueForFork();
     // Breakpoint rounds run only under a text mutex, so with every text mutex held no other
     // thread is inside one: the process-wide trap table holds no other thread's entries.
     TestHooks* hooks = testHooks();

@@ -47,8 +47,12 @@ class Reclaimer {
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its
   // deadline). The child resets them; its own background thread starts at once if it
-  // inherited work, else with the first retirement or request.
-  void lockForFork();
+  // inherited work, else with the first retirement or request. Taken in the library's order:
+  // the pass's lock before the text mutex (a pass takes that to free blobs), the queue lock
+  // after every other lock of the runtime (it is innermost: deferred updates and veneer
+  // retirement take it under the text mutex).
+  void lockPassForFork();
+  void lockQueueForFork();
   void unlockForFork();
   Status afterForkInChild(bool startThread) noexcept;
 

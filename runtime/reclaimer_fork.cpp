@@ -9,10 +9,11 @@
 
 namespace patchcall::detail {
 
-void Reclaimer::lockForFork() {
+void Reclaimer::lockPassForFork() {
   if (!processingHere()) processMutex_.lock();
-  mutex_.lock();
 }
+
+void Reclaimer::lockQueueForFork() { mutex_.lock(); }
 
 void Reclaimer::unlockForFork() {
   mutex_.unlock();

@@ -133,10 +133,10 @@ Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteS
 
 Result<Blob> Runtime::commitCode(const CodeReservation& r, std::span<const SiteSpec> sites, const CodeInfo& info) {
   return detail::catchOutOfMemory("commitCode", [&]() -> Result<Blob> {
-    PATCHCALL_TRY(impl_->installer.checkReservation(r));
     PATCHCALL_TRY(impl_->checkMayWrite("commitCode"));
     TextMutexGuard guard(impl_->textMutex, impl_.get());
-    // No ownCode(): an arena with a reservation outstanding is never shared (Installer::reserve).
+    // No ownCode(): an arena with a reservation outstanding is never shared (Installer::reserve),
+    // and commit claims it under this mutex, which a fork's prepare takes too.
     return impl_->installer.commit(r, sites, info);
   });
 }

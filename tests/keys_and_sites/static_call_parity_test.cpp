@@ -86,10 +86,16 @@ TEST(StaticCallParity, ReturnZeroTargetReturnsZeroThroughSitesTrampolinesAndCell
   EXPECT_EQ(call(), 0);
   EXPECT_EQ(reinterpret_cast<long (*)()>(const_cast<void*>(*rt->trampoline(*key)))(), 0);
   EXPECT_EQ(reinterpret_cast<long (*)()>(const_cast<void*>(**rt->targetCell(*key)))(), 0);
-  // The rest of the runtime page is still refused.
-  auto page = reinterpret_cast<const uint8_t*>(const_cast<const uint8_t*>(rt->safepointFlag()));
-  EXPECT_ERROR(rt->update(*key, page + 256).status(), Error::kInvalidArgument);
+  // The rest of the runtime page (the stub's, in the arena) is still refused, and so is the
+  // poll flag's page beside the arena.
+  auto stub = reinterpret_cast<uintptr_t>(rt->safepointStub());
+  auto inner = reinterpret_cast<const void*>((stub & ~uintptr_t{4095}) + 256);
+  ASSERT_NE(inner, rt->noopTarget());
+  ASSERT_NE(inner, rt->returnZeroTarget());
+  EXPECT_ERROR(rt->update(*key, inner).status(), Error::kInvalidArgument);
   EXPECT_ERROR(rt->update(*key, rt->safepointStub()).status(), Error::kInvalidArgument);
+  auto flagPage = reinterpret_cast<uintptr_t>(const_cast<const uint8_t*>(rt->safepointFlag())) & ~uintptr_t{4095};
+  EXPECT_ERROR(rt->update(*key, reinterpret_cast<const void*>(flagPage + 256)).status(), Error::kInvalidArgument);
   ASSERT_TRUE(rt->update(*key, reinterpret_cast<const void*>(&fortyTwo)).isOk());
   EXPECT_EQ(call(), 42);
 }

@@ -47,14 +47,19 @@ TEST(StaticCallNull, NullTargetIsANoOpAndReadsBackAsNull) {
 TEST(StaticCallNull, CallersNeverFaultWhileTheTargetMovesThroughNull) {
   std::atomic<bool> stop{false};
   std::atomic<long> calls{0};
+  std::atomic<int> started{0};
   std::vector<std::thread> callers;
   for (int t = 0; t < 2; ++t) {
     callers.emplace_back([&] {
       long n = 0;
+      PATCHCALL_STATIC_CALL_COND(null_test_hook)(1), ++n;
+      started.fetch_add(1);
       while (!stop.load(std::memory_order_relaxed)) PATCHCALL_STATIC_CALL_COND(null_test_hook)(1), ++n;
       calls.fetch_add(n);
     });
   }
+  // The 600 updates take a few ms: a caller scheduled after them would test nothing (seen in CI).
+  while (started.load() < 2) std::this_thread::yield();
   for (int i = 0; i < 300; ++i) {
     ASSERT_EQ(patchcall_static_call_update(null_test_hook, nullptr), 0) << patchcall_last_error_message();
     ASSERT_EQ(patchcall_static_call_update(null_test_hook, i % 2 == 0 ? countHit : countTwice), 0);
