@@ -49,6 +49,14 @@ void raceRounds(int rounds, Prepare prepare, First first, Second second, Check c
   b.join();
 }
 
+// A fresh reservation holding `code`.
+void reserveWith(Runtime& rt, const std::vector<uint8_t>& code, CodeReservation& r) {
+  Result<CodeReservation> reserved = rt.reserveCode(code.size());
+  ASSERT_TRUE(reserved.isOk()) << reserved.status().toString();
+  r = *reserved;
+  std::memcpy(r.rw, code.data(), code.size());
+}
+
 TEST(ReservationRace, TwoThreadsCommittingOneReservationRegisterItOnce) {
   Result<Runtime> rt = Runtime::create(quietManualOptions());
   ASSERT_TRUE(rt.isOk()) << rt.status().toString();
@@ -58,12 +66,7 @@ TEST(ReservationRace, TwoThreadsCommittingOneReservationRegisterItOnce) {
   int doubles = 0;
   raceRounds(
       test::scaled(2000, 100),
-      [&] {
-        Result<CodeReservation> reserved = rt->reserveCode(code.size());
-        ASSERT_TRUE(reserved.isOk()) << reserved.status().toString();
-        r = *reserved;
-        std::memcpy(r.rw, code.data(), code.size());
-      },
+      [&] { reserveWith(*rt, code, r); },
       [&] { got[0] = rt->commitCode(r, {}); }, [&] { got[1] = rt->commitCode(r, {}); },
       [&](int round) {
         int ok = got[0].isOk() + got[1].isOk();
@@ -72,7 +75,9 @@ TEST(ReservationRace, TwoThreadsCommittingOneReservationRegisterItOnce) {
         EXPECT_GE(ok, 1) << "round " << round << ": neither commit succeeded: " << got[0].status().toString() << " / "
                          << got[1].status().toString();
         for (const Result<Blob>& g : got) {
-          if (!g.isOk()) EXPECT_EQ(g.code(), Error::kInvalidArgument) << g.status().toString();
+          if (!g.isOk()) {
+            EXPECT_EQ(g.code(), Error::kInvalidArgument) << g.status().toString();
+          }
         }
       });
   EXPECT_EQ(doubles, 0);
@@ -89,12 +94,7 @@ TEST(ReservationRace, AbandonRacingACommitNeverFreesTheCommittedCode) {
   int committedRounds = 0;
   raceRounds(
       test::scaled(2000, 100),
-      [&] {
-        Result<CodeReservation> reserved = rt->reserveCode(code.size());
-        ASSERT_TRUE(reserved.isOk()) << reserved.status().toString();
-        r = *reserved;
-        std::memcpy(r.rw, code.data(), code.size());
-      },
+      [&] { reserveWith(*rt, code, r); },
       [&] { committed = rt->commitCode(r, {}); }, [&] { rt->abandonCode(r); },
       [&](int round) {
         if (!committed.isOk()) {
