@@ -74,8 +74,8 @@ void forkWhile(int forks, const std::function<void()>& work) {
 
 // A deferred update tells the background reclaimer (its queue lock) that it has something to
 // publish while it holds the text mutex. A prepare handler that took the reclaimer's locks
-// before the text mutex waited for the updater while the updater waited for it (seen in the
-// first of 300 forks on x86).
+// before the text mutex waited for the updater while the updater waited for it (the test hung
+// within its 300 forks on x86).
 TEST(ForkLockOrder, ForkWhileDeferredUpdatesWakeTheReclaimer) {
   PATCHCALL_SKIP_IF_EMULATED("each child starts a reclaimer thread (pending deferred updates), which qemu-user aborts on");
   Result<Runtime> rt = Runtime::create();
