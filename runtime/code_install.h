@@ -57,7 +57,7 @@ class Installer {
   void unclaim(const CodeReservation& r) noexcept;
 
   std::mutex reservationsMutex_;
-  MiMap<uintptr_t, Reservation> reservations_;  // outstanding: rx -> size
+  MiMap<uintptr_t, Reservation> reservations_;  // outstanding, by rx
 };
 
 }  // namespace patchcall::detail
