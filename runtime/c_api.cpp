@@ -202,6 +202,13 @@ int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out) {
   return succeed();
 }
 
+int patchcall_fork_state_get(const patchcall_runtime* rt, patchcall_fork_state* out) {
+  if (rt == nullptr) return nullArgument("patchcall_fork_state_get", "rt");
+  if (out == nullptr) return nullArgument("patchcall_fork_state_get", "out");
+  *out = patchcall_fork_state{rt->rt.arenaInfo().sharedAfterFork ? 1 : 0, rt->rt.stats().codeCopiesAfterFork};
+  return succeed();
+}
+
 const volatile uint8_t* patchcall_safepoint_flag(const patchcall_runtime* rt) {
   return rt == nullptr ? nullptr : rt->rt.safepointFlag();
 }

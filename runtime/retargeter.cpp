@@ -53,8 +53,10 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
     Status waited = quiescence_.waitFor(plan.graceNeeded, quiescence_.defaultDeadline());
     guard.lock();
     if (!waited.isOk()) return waited;
-    PATCHCALL_TRY(writer_.ownCode());  // a fork may have come while the mutex was free
   }
+  // Only now is a write certain: a no-op or refused update of a code arena still shared with a
+  // fork relative leaves it shared (no copy). The plan step writes no code.
+  PATCHCALL_TRY(writer_.ownCode());
   PATCHCALL_TRY(probeForeign(plan));
   Status written = write(plan);
   if (written.code() == Error::kReentrantUpdate) return written;  // refused before any write

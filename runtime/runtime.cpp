@@ -44,8 +44,7 @@ Result<Key> Runtime::createKey(const void* initialTarget, std::string_view name,
 
 Status Runtime::destroyKey(Key key) {
   PATCHCALL_TRY(impl_->checkMayWrite("destroyKey"));
-  TextMutexGuard guard(impl_->textMutex, impl_.get());
-  PATCHCALL_TRY(impl_->writer.ownCode());
+  TextMutexGuard guard(impl_->textMutex, impl_.get());  // no code write: no ownCode (its trampoline stays)
   return impl_->registry.destroyKey(key);
 }
 
@@ -56,8 +55,7 @@ Result<const void*> Runtime::update(Key key, const void* target, const UpdateOpt
     PATCHCALL_TRY(impl_->checkMayWrite("update"));
     const void* previous = nullptr;
     KeyUpdate u{key, target};
-    TextMutexGuard guard(impl_->textMutex, impl_.get());
-    PATCHCALL_TRY(impl_->writer.ownCode());
+    TextMutexGuard guard(impl_->textMutex, impl_.get());  // the retargeter owns the code once it must write
     PATCHCALL_TRY(impl_->retargeter->update(guard, std::span<const KeyUpdate>(&u, 1), &previous, options));
     return previous;
   });
@@ -69,8 +67,7 @@ Status Runtime::updateBatch(std::span<const KeyUpdate> updates, const UpdateOpti
   return detail::catchOutOfMemory("updateBatch", [&]() -> Status {
     PATCHCALL_TRY(impl_->checkMayWrite("update"));
     if (updates.empty()) return Status::ok();
-    TextMutexGuard guard(impl_->textMutex, impl_.get());
-    PATCHCALL_TRY(impl_->writer.ownCode());
+    TextMutexGuard guard(impl_->textMutex, impl_.get());  // the retargeter owns the code once it must write
     return impl_->retargeter->update(guard, updates, nullptr, options);
   });
 }

@@ -133,6 +133,16 @@ typedef struct patchcall_stats {
 
 int patchcall_arena_info_get(const patchcall_runtime* rt, patchcall_arena_info* out);
 int patchcall_stats_get(const patchcall_runtime* rt, patchcall_stats* out);
+
+/* Added in 0.3 (ArenaInfo::sharedAfterFork, RuntimeStats::codeCopiesAfterFork; README "fork()").
+ * After fork() parent and child share the arena's pages until each one's first code write,
+ * which copies the used bytes into a memfd of that process's own. A struct of its own: the two
+ * above keep their 0.1 layout for callers built against an older header. */
+typedef struct patchcall_fork_state {
+  int shared_after_fork;           /* nonzero: nothing written since the fork, no copy made yet */
+  uint64_t code_copies_after_fork; /* copies this process made at a first write after a fork */
+} patchcall_fork_state;
+int patchcall_fork_state_get(const patchcall_runtime* rt, patchcall_fork_state* out);
 /* The byte JIT polls compare with zero, and the shared poll slow path (for C code
  * generators that emit their own polls). The stub preserves every register, rflags and the
  * whole XSAVE state; it does not move rsp first, so a poll that keeps the red zone calls it

@@ -262,6 +262,57 @@ static void unregistered_safepoints_are_reported_once_when_asked(void) {
   CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_E_INVALID_ARGUMENT);
 }
 
+/* patchcall_fork_state_get: the child shares the parent's code until its first write, which
+ * copies it (once); neither process's write reaches the other. The child exits with a
+ * distinct code per failed check. */
+static int fork_state_child(patchcall_runtime* rt, patchcall_key key) {
+  patchcall_fork_state f;
+  if (patchcall_fork_state_get(rt, &f) != PATCHCALL_OK) return 10;
+  if (!f.shared_after_fork || f.code_copies_after_fork != 0) return 11; /* copied at the fork */
+  if (patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_one), NULL) != PATCHCALL_OK) return 12;
+  if (patchcall_fork_state_get(rt, &f) != PATCHCALL_OK || !f.shared_after_fork) return 13; /* a no-op copied */
+  if (patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_two), NULL) != PATCHCALL_OK) return 14;
+  if (patchcall_fork_state_get(rt, &f) != PATCHCALL_OK) return 15;
+  if (f.shared_after_fork || f.code_copies_after_fork != 1) return 16; /* the write did not copy */
+  return 0;
+}
+
+static void fork_state_reports_sharing_until_the_first_write(void) {
+  patchcall_options o;
+  patchcall_options_init(&o);
+  o.arena_size = (size_t)1 << 20;
+  o.background_reclaimer = 0; /* no thread: the child runs under qemu-user too */
+  patchcall_runtime* rt = NULL;
+  CHECK_CODE(patchcall_runtime_create(&o, &rt), PATCHCALL_OK);
+  patchcall_fork_state f;
+  CHECK_CODE(patchcall_fork_state_get(rt, NULL), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_CODE(patchcall_fork_state_get(NULL, &f), PATCHCALL_E_INVALID_ARGUMENT);
+  CHECK_CODE(patchcall_fork_state_get(rt, &f), PATCHCALL_OK);
+  CHECK(f.shared_after_fork == 0 && f.code_copies_after_fork == 0);
+  patchcall_key key;
+  CHECK_CODE(patchcall_key_create(rt, PATCHCALL_FN(capi_target_one), "fork-state", &key), PATCHCALL_OK);
+  fflush(stderr);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) _exit(fork_state_child(rt, key));
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "  fork_state child: %s %d (fork_state_child's check)\n", WIFEXITED(status) ? "exit" : "signal",
+            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  }
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const void* target = NULL;
+  CHECK_CODE(patchcall_key_target(rt, key, &target), PATCHCALL_OK);
+  CHECK(target == PATCHCALL_FN(capi_target_one)); /* the child's update stayed in the child */
+  CHECK_CODE(patchcall_fork_state_get(rt, &f), PATCHCALL_OK);
+  CHECK(f.shared_after_fork == 1 && f.code_copies_after_fork == 0);
+  CHECK_CODE(patchcall_key_update(rt, key, PATCHCALL_FN(capi_target_three), NULL), PATCHCALL_OK);
+  CHECK_CODE(patchcall_fork_state_get(rt, &f), PATCHCALL_OK);
+  CHECK(f.shared_after_fork == 0 && f.code_copies_after_fork == 1);
+  patchcall_runtime_destroy(rt);
+}
+
 int main(void) {
   /* fork first, while this process has no runtime threads. */
   RUN(refused_membarrier_is_an_error_or_a_fallback);
@@ -272,5 +323,6 @@ int main(void) {
   RUN(last_error_message_is_per_thread);
   RUN(manual_reclamation_with_poll);
   RUN(unregistered_safepoints_are_reported_once_when_asked);
+  RUN(fork_state_reports_sharing_until_the_first_write);
   return capi_finish("CApi_Runtime");
 }

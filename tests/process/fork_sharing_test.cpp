@@ -230,3 +230,44 @@ TEST(ForkSharing, GrandchildChildAndParentEachSeparateAtTheirOwnWrite) {
   EXPECT_EQ(f.callers[0].fn(), idOf(f.t[0])) << "a descendant's update reached the parent";
   EXPECT_EQ(f.rt->stats().codeCopiesAfterFork, 0u);
 }
+
+// Only a write copies: an update to the key's current target, a refused update, an empty
+// batch and destroying a key without sites write no code, so the child keeps sharing (fails
+// when these paths copy before knowing whether they write); the first real update copies.
+TEST(ForkSharing, CallsThatWriteNoCodeLeaveTheArenaShared) {
+  Fixture f;
+  ASSERT_TRUE(f.ok()) << f.rt.status().toString();
+  Result<Key> spare = f.rt->createKey(f.t[1], "spare");
+  ASSERT_TRUE(spare.isOk()) << spare.status().toString();
+  const unsigned long parentInode = codeInode(f.rx());
+  std::string result = runInChild([&] {
+    Runtime& rt = *f.rt;
+    auto stillShared = [&](const char* after) {
+      CHILD_CHECK(rt.arenaInfo().sharedAfterFork && rt.stats().codeCopiesAfterFork == 0 && codeInode(f.rx()) == parentInode,
+                  "%s copied the code (sharedAfterFork %d, %" PRIu64 " copies)", after, rt.arenaInfo().sharedAfterFork,
+                  rt.stats().codeCopiesAfterFork);
+      return 0;
+    };
+    Result<const void*> same = rt.update(*f.key, f.t[0]);
+    CHILD_CHECK(same.isOk() && *same == f.t[0], "the no-op update: %s", same.status().toString().c_str());
+    if (int e = stillShared("an update to the current target")) return e;
+    KeyUpdate batch[] = {{*f.key, f.t[0]}, {*spare, f.t[1]}};
+    CHILD_CHECK(rt.updateBatch(batch).isOk(), "the no-op batch");
+    if (int e = stillShared("a batch of updates to the current targets")) return e;
+    CHILD_CHECK(rt.updateBatch(std::span<const KeyUpdate>()).isOk(), "the empty batch");
+    if (int e = stillShared("an empty batch")) return e;
+    CHILD_CHECK(rt.update(*f.key, nullptr).status().code() == Error::kNullTarget, "a null target was not refused");
+    if (int e = stillShared("a refused update")) return e;
+    CHILD_CHECK(rt.destroyKey(*spare).isOk(), "destroyKey of a key without sites");
+    if (int e = stillShared("destroyKey")) return e;
+    CHILD_CHECK(rt.update(*f.key, f.t[2]).isOk(), "the child's real update");
+    CHILD_CHECK(!rt.arenaInfo().sharedAfterFork && rt.stats().codeCopiesAfterFork == 1, "the real update did not copy");
+    CHILD_CHECK(f.callers[0].fn() == idOf(f.t[2]), "the child's site returns %d after its update", f.callers[0].fn());
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_EQ(f.callers[0].fn(), idOf(f.t[0])) << "the child's update reached the parent's code";
+  ASSERT_TRUE(f.rt->update(*f.key, f.t[0]).isOk());
+  EXPECT_TRUE(f.rt->arenaInfo().sharedAfterFork) << "the parent's no-op update copied";
+  EXPECT_EQ(f.rt->stats().codeCopiesAfterFork, 0u);
+}
