@@ -82,11 +82,16 @@ void forkAndWait(benchmark::State& state, bool raw) {
   static auto* childStart = static_cast<volatile uint64_t*>(
       mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
-  std::vector<uint64_t> samples, faults;
+  std::vector<uint64_t> samples, faults, parentFaults;
   samples.reserve(4096);
+  faults.reserve(4096);
+  parentFaults.reserve(4096);
   for (auto _ : state) {
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
     uint64_t t0 = nowNs();
     pid_t pid = raw ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
+    if (pid > 0) getrusage(RUSAGE_SELF, &after);
     if (pid == 0) {
       *childStart = nowNs();
       rusage ru{};  // the child's own, counted from the fork
@@ -99,9 +104,12 @@ void forkAndWait(benchmark::State& state, bool raw) {
     waitpid(pid, &status, 0);
     samples.push_back(*childStart - t0);
     faults.push_back(static_cast<uint64_t>(childStart[1]));
+    parentFaults.push_back(static_cast<uint64_t>(after.ru_minflt - before.ru_minflt));
   }
   std::sort(faults.begin(), faults.end());
   if (!faults.empty()) state.counters["child_minflt"] = static_cast<double>(faults[faults.size() / 2]);
+  std::sort(parentFaults.begin(), parentFaults.end());
+  if (!parentFaults.empty()) state.counters["parent_minflt"] = static_cast<double>(parentFaults[parentFaults.size() / 2]);
   std::sort(samples.begin(), samples.end());
   if (!samples.empty()) state.counters["child_start_ns"] = static_cast<double>(samples[samples.size() / 2]);
 }

@@ -42,7 +42,9 @@ class CompletionEvent {
     return true;
   }
   // fork(), in the child: the parent's sleepers do not exist here.
-  void afterForkInChild() noexcept { followers_.store(0, std::memory_order_relaxed); }
+  void afterForkInChild() noexcept {
+    if (followers_.load(std::memory_order_relaxed) != 0) followers_.store(0, std::memory_order_relaxed);  // fork_reset.h
+  }
 
  private:
   long futex(int op, uint32_t val, const timespec* timeout) noexcept {

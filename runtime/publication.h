@@ -23,6 +23,7 @@
 
 #include "completion_event.h"
 #include "cross_core_sync.h"
+#include "fork_reset.h"
 #include "patchcall/status.h"
 
 namespace patchcall::detail {
@@ -60,7 +61,7 @@ class Publication {
   }
   // fork(), in the child: the parent's syncing thread is gone.
   void afterForkInChild() noexcept {
-    new (&mutex_) std::mutex();
+    resetAfterFork(mutex_);
     done_.afterForkInChild();
   }
 

@@ -2,6 +2,8 @@
 // are in grace_period.cpp, stack scans in stacks.cpp).
 #include "quiescence.h"
 
+#include "fork_reset.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -161,15 +163,15 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
 }
 
 void Quiescence::afterForkInChild() noexcept {
-  new (&gpMutex_) std::timed_mutex();
-  new (&threadsMutex_) std::mutex();
+  resetAfterFork(gpMutex_);  // fork_reset.h: nothing is stored where nothing changed
+  resetAfterFork(threadsMutex_);
   ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;
   // Other threads' records are left allocated (their scopes and exit hooks, which hold
   // references, do not exist here): a few hundred bytes per thread, once per fork.
-  zombies_.clear();
-  haveZombies_.store(false, std::memory_order_relaxed);
+  zombies_.clear();  // clear() of an empty vector stores nothing
+  storeIfDifferent(haveZombies_, false);
   threads_.clear();
-  inFlight_ = false;  // its waits were for threads that do not exist here
+  storeIfDifferent(inFlight_, false);  // its waits were for threads that do not exist here
   pending_.clear();
   if (self != nullptr) {
     threads_.push_back(self);  // capacity is left from the parent: no allocation
@@ -178,13 +180,16 @@ void Quiescence::afterForkInChild() noexcept {
     if (self->scanLock.load(std::memory_order_relaxed) != 0) self->scanLock.store(0, std::memory_order_relaxed);
   }
   uint64_t s = seq_.load(std::memory_order_relaxed);
-  if ((s & 1) != 0) seq_.store(s - 1, std::memory_order_relaxed);  // did not complete here
-  activeScan_.store(nullptr, std::memory_order_relaxed);
-  waiting_.store(0, std::memory_order_relaxed);
+  if ((s & 1) != 0) {  // did not complete here
+    seq_.store(s - 1, std::memory_order_relaxed);
+    // The child's own copy of the parent's flag (a private page). Armed only after seq_ turned
+    // odd and disarmed before it turns even (grace_period.cpp, both seq_cst), so an even seq_
+    // means a disarmed flag and its page is not even read (a fault where never written).
+    if (*pollFlag_ != 0) *pollFlag_ = 0;
+  }
+  storeIfDifferent(activeScan_, nullptr);
+  storeIfDifferent(waiting_, 0);
   gpDone_.afterForkInChild();
-  // The child's own copy of the parent's flag (a private page): written only if armed, as
-  // each page first written here is a copy-on-write fault.
-  if (*pollFlag_ != 0) *pollFlag_ = 0;
   stacks_.afterForkInChild(self != nullptr ? self->current.load(std::memory_order_relaxed) : nullptr);
 }
 

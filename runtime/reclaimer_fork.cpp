@@ -4,6 +4,7 @@
 #include <string>
 #include <thread>
 
+#include "fork_reset.h"
 #include "reclaimer.h"
 #include "runtime_impl.h"
 
@@ -24,8 +25,8 @@ Status Reclaimer::afterForkInChild(bool startThread) noexcept {
   // The parent's reclaimer thread and any waiters on these do not exist here.
   new (&mutex_) std::mutex();
   if (!processingHere()) new (&processMutex_) std::timed_mutex();
-  new (&wake_) std::condition_variable();
-  new (&thread_) std::thread();  // forget the parent's thread without joining it
+  resetAfterFork(wake_);  // fork_reset.h: stored only if the parent's threads used it
+  if (thread_.joinable()) new (&thread_) std::thread();  // forget the parent's thread without joining it
   if (!startThread || !background_ || stopping_) return Status::ok();
   // Nothing inherited to wait for: the thread starts with the child's first retirement,
   // grace-period request or deferred update (startIfDeferred), so a child that only runs

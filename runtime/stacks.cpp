@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 
+#include "fork_reset.h"
 #include "quiescence.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
@@ -154,7 +155,7 @@ void StackTable::scanParked(const ScanSet& set) noexcept {
 }
 
 void StackTable::afterForkInChild(const StackRecord* keep) noexcept {
-  new (&mutex_) std::mutex();  // the parent's other threads may have held it
+  resetAfterFork(mutex_);  // the parent's other threads may have held it
   for (auto& c : chunks_) {
     StackRecord* chunk = c.load(std::memory_order_relaxed);
     if (chunk == nullptr) break;
@@ -164,7 +165,7 @@ void StackTable::afterForkInChild(const StackRecord* keep) noexcept {
       uint64_t st = w & kStackStateMask;
       if (&s == keep || (st != kStackRunning && st != kStackScanning)) continue;
       if (st == kStackRunning) s.savedSp.store(s.hi, std::memory_order_relaxed);  // a scanned one keeps its frames
-      s.runner.store(0, std::memory_order_relaxed);
+      storeIfDifferent(s.runner, 0);
       s.state.store((w & ~kStackStateMask) | kStackParked, std::memory_order_relaxed);
     }
   }
