@@ -90,13 +90,13 @@ TextRange executableText() {
   return cached;
 }
 
-Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hint) {
+Result<std::unique_ptr<CodeArena>> CodeArena::create(size_t size, const void* hint, std::mutex& lock) {
   if (size < 65536 || size >= kReach) {
     return Status(Error::kInvalidArgument, "arena size must be in [64 KiB, 2 GiB), got " +
                                                std::to_string(size));
   }
   size = (size + 4095) & ~size_t{4095};
-  std::unique_ptr<CodeArena> arena(new (std::nothrow) CodeArena());
+  std::unique_ptr<CodeArena> arena(new (std::nothrow) CodeArena(lock));
   if (!arena) return Status(Error::kOutOfMemory, "cannot allocate the arena descriptor");
   arena->size_ = size;
   arena->fd_ = memfd_create("patchcall-code", MFD_CLOEXEC);

@@ -30,7 +30,8 @@ namespace patchcall::detail {
 
 class CodeArena {
  public:
-  static Result<std::unique_ptr<CodeArena>> create(size_t size, const void* hint);
+  // `lock`: its allocation lock, held across fork() (fork_locks.h).
+  static Result<std::unique_ptr<CodeArena>> create(size_t size, const void* hint, std::mutex& lock);
   ~CodeArena();
   CodeArena(const CodeArena&) = delete;
   CodeArena& operator=(const CodeArena&) = delete;
@@ -71,7 +72,6 @@ class CodeArena {
   void markSharedForFork() noexcept { shared_.store(true, std::memory_order_relaxed); }
   Status prepareForkCopy();
   Status adoptForkCopy() noexcept;  // child
-  void resetLockAfterFork() noexcept { new (&mutex_) std::mutex(); }  // child: held by prepare
   void dropForkCopy() noexcept;     // parent
 
   // True from a fork until this process's first code write (unshare). It turns true only
@@ -102,7 +102,7 @@ class CodeArena {
   bool nearText() const noexcept { return directReach_ == size_; }
 
  private:
-  CodeArena() = default;
+  explicit CodeArena(std::mutex& lock) : mutex_(lock) {}
   static size_t roundUp(size_t n) { return (n + 63) & ~size_t{63}; }
   // A new memfd of size_ holding every byte ever handed out (the rest reads as zero), or why not.
   Result<int> copyTouched(const char* forWhom) const;
@@ -119,7 +119,7 @@ class CodeArena {
   size_t directReach_ = 0;
   bool downward_ = false;  // first fit from the top: the arena lies below the text, only its top reaches
 
-  mutable std::mutex mutex_;
+  std::mutex& mutex_;  // on the fork page (fork_locks.h)
   MiMap<size_t, size_t> free_;  // offset -> length, coalesced
   size_t used_ = 0;
   size_t touchedBegin_ = SIZE_MAX, touchedEnd_ = 0;  // bytes outside were never handed out

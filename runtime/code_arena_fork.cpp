@@ -16,6 +16,7 @@
 #include <string>
 
 #include "code_arena.h"
+#include "fork_reset.h"
 
 namespace patchcall::detail {
 
@@ -74,7 +75,7 @@ Status CodeArena::adoptForkCopy() noexcept {
   return Status::ok();
 }
 
-void CodeArena::dropForkCopy() noexcept {
+PATCHCALL_FORK_PATH void CodeArena::dropForkCopy() noexcept {
   if (forkFd_ >= 0) close(forkFd_);
   forkFd_ = -1;
 }

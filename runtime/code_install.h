@@ -21,8 +21,10 @@ namespace patchcall::detail {
 
 class Installer {
  public:
-  Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers, CodeObserver& observer)
-      : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers), observer_(observer) {}
+  Installer(CodeArena& arena, TextWriter& writer, Registry& registry, Veneers& veneers, CodeObserver& observer,
+            std::mutex& reservationsLock)
+      : arena_(arena), writer_(writer), registry_(registry), veneers_(veneers), observer_(observer),
+        reservationsMutex_(reservationsLock) {}
 
   // Refuses (mustUnshare set, nothing reserved) while the arena is shared after a fork: the
   // caller unshares it under the text mutex and asks again. A reservation therefore exists
@@ -56,7 +58,7 @@ class Installer {
   Status claim(const CodeReservation& r);
   void unclaim(const CodeReservation& r) noexcept;
 
-  std::mutex reservationsMutex_;
+  std::mutex& reservationsMutex_;  // on the fork page (fork_locks.h)
   MiMap<uintptr_t, Reservation> reservations_;  // outstanding, by rx
 };
 

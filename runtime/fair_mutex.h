@@ -39,12 +39,6 @@ class FairMutex {
     uint32_t expected = serving;
     return next_.compare_exchange_strong(expected, serving + 1, std::memory_order_acquire);
   }
-  // fork(), in the child, by the thread holding the lock: tickets taken by the parent's other
-  // threads will never be served (those threads do not exist here).
-  void forgetOtherWaitersAfterFork() noexcept {
-    next_.store(serving_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    sleepers_.store(0, std::memory_order_relaxed);
-  }
   void unlock() noexcept {
     serving_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) != 0) {

@@ -9,6 +9,12 @@
 #include <cstddef>
 #include <new>
 
+// On the atfork handlers and what they call: their code on adjacent pages. A child maps the
+// library's text as it first runs it (a fault per 64 KiB window, the kernel's fault-around),
+// so handlers spread over the library paid one fault per file they touch. The linker
+// gathers .text.hot.* ahead of the rest of .text.
+#define PATCHCALL_FORK_PATH __attribute__((section(".text.hot.patchcall_fork")))
+
 namespace patchcall::detail {
 
 // Re-creates a std::mutex / timed_mutex / condition_variable the parent's other threads may

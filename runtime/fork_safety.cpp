@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "fork_locks.h"
+#include "fork_reset.h"
 #include "format.h"
 #include "observe/gdb_jit.h"
 #include "reclaimer.h"
@@ -28,37 +30,58 @@
 namespace patchcall::detail {
 namespace {
 
-std::mutex gRuntimesMutex;                // held from prepare until the parent/child handler
-std::vector<Runtime::Impl*> gRuntimes;    // live runtimes, in creation order
-std::once_flag gAtforkOnce;
-std::atomic<std::atomic<uint8_t>*> gOwnerMark{nullptr};  // see ownerMarkSet (fork_safety.h)
+// The fork page (fork_locks.h): one MADV_WIPEONFORK page, mapped with the handlers'
+// registration, holding the owner mark, the runtimes' list lock and kForkPageSlots runtimes'
+// ForkLocks. A child made by fork() or clone() finds it zero-filled.
+struct ForkPageHeader {
+  std::atomic<uint8_t> ownerMark{0};  // see ownerMarkSet (fork_safety.h)
+  std::mutex runtimes;                // held from prepare until the parent/child handler
+};
+constexpr size_t kForkPageSize = 4096;
+constexpr size_t kFirstSlot = (sizeof(ForkPageHeader) + alignof(ForkLocks) - 1) / alignof(ForkLocks) * alignof(ForkLocks);
+constexpr size_t kForkPageSlots = (kForkPageSize - kFirstSlot) / sizeof(ForkLocks);
+static_assert(kForkPageSlots >= 8);
 
-// Maps the mark's page once (under gRuntimesMutex); leaves it null if the kernel has no
-// MADV_WIPEONFORK.
-void createOwnerMark() noexcept {
-  if (gOwnerMark.load(std::memory_order_relaxed) != nullptr) return;
-  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) return;
-  if (madvise(page, 4096, MADV_WIPEONFORK) != 0) {
-    munmap(page, 4096);
-    return;
-  }
-  auto* mark = new (page) std::atomic<uint8_t>(1);
-  gOwnerMark.store(mark, std::memory_order_release);
+ForkPageHeader* gForkPage = nullptr;     // set once, before the handlers are registered
+std::mutex gRuntimesFallback;            // the list lock without a fork page
+uint32_t gSlotsTaken = 0;                // bit i: slot i is a live runtime's (runtimesMutex())
+std::vector<Runtime::Impl*> gRuntimes;   // live runtimes, in creation order
+std::once_flag gAtforkOnce;
+std::atomic<std::atomic<uint8_t>*> gOwnerMark{nullptr};  // on the fork page if it is wiped in a child
+static_assert(kForkPageSlots <= 32);
+
+std::mutex& runtimesMutex() noexcept { return gForkPage != nullptr ? gForkPage->runtimes : gRuntimesFallback; }
+
+ForkLocks* slot(size_t i) noexcept {
+  return reinterpret_cast<ForkLocks*>(reinterpret_cast<uint8_t*>(gForkPage) + kFirstSlot + i * sizeof(ForkLocks));
 }
 
-// The handlers run on the forking thread with gRuntimesMutex held from prepare to the end,
+// Maps the fork page once. Without MADV_WIPEONFORK (Linux < 4.14) the page still holds the
+// locks (copied at fork like any page) but no owner mark: getpid() decides.
+void createForkPage() noexcept {
+  void* page = mmap(nullptr, kForkPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return;
+  bool wiped = madvise(page, kForkPageSize, MADV_WIPEONFORK) == 0;
+  gForkPage = new (page) ForkPageHeader();
+  if (!wiped) return;
+  gForkPage->ownerMark.store(1, std::memory_order_relaxed);
+  gOwnerMark.store(&gForkPage->ownerMark, std::memory_order_release);
+}
+
+// The handlers run on the forking thread with runtimesMutex() held from prepare to the end,
 // so they pass per-runtime state through Impl::forkState.
-void prepare() noexcept {
+// ForkState's fields are stored only where they change (fork_reset.h): the page they share
+// with the rest of the runtime is write-protected again by every fork.
+PATCHCALL_FORK_PATH void prepare() noexcept {
   aot::StaticRegistry::forkPrepare();  // first: an AOT batch never waits for a runtime's lock
-  gRuntimesMutex.lock();
+  runtimesMutex().lock();
   // A grace period in flight (and the reclaimer pass that waits for it) may wait for this
   // thread: be quiescent in every domain before waiting for any lock.
   ThreadRecord* self = currentThread();
   for (Runtime::Impl* r : gRuntimes) {
     ForkState& p = r->forkState;
-    p.wentOffline = self != nullptr && self->domain == r->quiescence.get() && self->ctr.load() != 0 &&
-                    r->quiescence->offline(self).isOk();
+    storeIfDifferent(p.wentOffline, self != nullptr && self->domain == r->quiescence.get() && self->ctr.load() != 0 &&
+                                        r->quiescence->offline(self).isOk());
   }
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
@@ -66,7 +89,7 @@ void prepare() noexcept {
     // Lock order as everywhere else: the reclaimer's pass, the text mutex, the reservations,
     // the arena, the reclaimer's queue (innermost: taken under the text mutex).
     rt.reclaimer->lockPassForFork();
-    p.textHeldBefore = rt.textMutexHeldHere();
+    storeIfDifferent(p.textHeldBefore, rt.textMutexHeldHere());
     if (!p.textHeldBefore) rt.textMutex.lock();
     rt.installer.reservationsMutex().lock();
     rt.arena->lockForFork();
@@ -74,12 +97,12 @@ void prepare() noexcept {
     // Breakpoint rounds run only under a text mutex, so with every text mutex held no other
     // thread is inside one: the process-wide trap table holds no other thread's entries.
     TestHooks* hooks = testHooks();
-    p.copySkipped = hooks != nullptr && hooks->skipForkCopy.load();
+    storeIfDifferent(p.copySkipped, hooks != nullptr && hooks->skipForkCopy.load());
     // Shared until first written (code_arena_fork.cpp), unless a reservation is outstanding
     // (its owner writes it under no lock) or this thread holds the text mutex (a fork from a
     // patch observer: the update it interrupts goes on writing in both processes without
     // asking for a copy). Then the child gets a copy made now.
-    p.copied = !p.copySkipped && (rt.installer.hasReservationsLocked() || p.textHeldBefore);
+    storeIfDifferent(p.copied, !p.copySkipped && (rt.installer.hasReservationsLocked() || p.textHeldBefore));
     if (p.copySkipped) continue;
     if (!p.copied) {
       rt.arena->markSharedForFork();
@@ -95,7 +118,7 @@ void prepare() noexcept {
   observe::GdbJit::forkPrepare();
 }
 
-void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
+PATCHCALL_FORK_PATH void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
   rt.arena->unlockForFork();
   rt.installer.reservationsMutex().unlock();
   if (!p.textHeldBefore) rt.textMutex.unlock();
@@ -103,15 +126,15 @@ void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
   if (p.wentOffline) (void)rt.quiescence->online(currentThread());
 }
 
-void parent() noexcept {
+PATCHCALL_FORK_PATH void parent() noexcept {
   observe::GdbJit::forkParent();
   for (size_t i = gRuntimes.size(); i-- > 0;) {
     Runtime::Impl& rt = *gRuntimes[i];
     rt.arena->dropForkCopy();
-    rt.forkState.copy = Status::ok();
+    if (!rt.forkState.copy.isOk()) rt.forkState.copy = Status::ok();
     unlockAfterFork(rt, rt.forkState);
   }
-  gRuntimesMutex.unlock();
+  runtimesMutex().unlock();
   aot::StaticRegistry::forkParent();
 }
 
@@ -141,15 +164,14 @@ void reannounceCode(Runtime::Impl& rt) {
   rt.observer.afterForkInChild(live);
 }
 
-void child() noexcept {
+PATCHCALL_FORK_PATH void child() noexcept {
   observe::GdbJit::forkChild();
   pid_t pid = getpid();
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
-    p.ownerPid = pid;
     Status s = !p.copied ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
-    p.copy = Status::ok();
+    if (!p.copy.isOk()) p.copy = Status::ok();
     if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
       // foreign sites the open waits for the first registration (a fork stays cheaper).
@@ -160,14 +182,11 @@ void child() noexcept {
     } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     rt.quiescence->afterForkInChild();
-    rt.arena->resetLockAfterFork();
+    rt.forkLocks->recreateInChild(p.textHeldBefore, rt.reclaimer->passHeldHere(), pid);
     // An emulator's translations came with the fork: those of bytes written but not yet synced
     // (an int3 fill of freed code) are stale. The copy-at-fork path's re-map dropped them.
     if (!p.copied && rt.writer.sync().method() == SyncMethod::kEmulatorRemap) (void)rt.arena->remapRx();
     rt.publication.afterForkInChild();
-    new (&rt.installer.reservationsMutex()) std::mutex();
-    rt.textMutex.forgetOtherWaitersAfterFork();  // held: by prepare or from before
-    if (!p.textHeldBefore) rt.textMutex.unlock();
     Status reclaimer = rt.reclaimer->afterForkInChild(/*startThread=*/s.isOk());
     if (s.isOk()) s = reclaimer;
     if (!s.isOk()) {
@@ -176,9 +195,9 @@ void child() noexcept {
     }
     if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }
-  new (&lifetimeMutex()) std::mutex();  // thread records' lifetime lock (thread_scope.cpp)
-  new (&gRuntimesMutex) std::mutex();
-  // Every runtime's ownerPid is this process again (the kernel wiped the mark in the child).
+  resetAfterFork(lifetimeMutex());  // thread records' lifetime lock (thread_scope.cpp)
+  new (&runtimesMutex()) std::mutex();  // held by prepare (on the wiped page: already zero)
+  // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
   if (std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_relaxed)) mark->store(1, std::memory_order_release);
   aot::StaticRegistry::forkChild();
 }
@@ -197,6 +216,7 @@ void bindChildHandlerCalls() noexcept {
 Status ensureForkHandlers() {
   static int registered = -1;
   std::call_once(gAtforkOnce, [] {
+    createForkPage();
     bindChildHandlerCalls();
     registered = pthread_atfork(&prepare, &parent, &child);
   });
@@ -209,12 +229,47 @@ Status ensureForkHandlers() {
 
 Status trackForFork(Runtime::Impl* rt) {
   if (Status s = ensureForkHandlers(); !s) return s;
-  std::lock_guard<std::mutex> lock(gRuntimesMutex);
-  // Created where no runtime exists yet: then every runtime of this process is owned here.
   // (A runtime created in a child of a raw fork system call finds the mark wiped: getpid().)
-  if (gRuntimes.empty() && gOwnerMark.load(std::memory_order_relaxed) == nullptr) createOwnerMark();
+  std::lock_guard<std::mutex> lock(runtimesMutex());
   gRuntimes.push_back(rt);
   return Status::ok();
+}
+
+PATCHCALL_FORK_PATH void ForkLocks::recreateInChild(bool textHeld, bool reclaimPassHeld, pid_t pid) noexcept {
+  new (&text) FairMutex();
+  new (&reservations) std::mutex();
+  new (&arena) std::mutex();
+  new (&reclaimPass) std::timed_mutex();
+  new (&reclaimQueue) std::mutex();
+  if (textHeld) text.lock();  // a fork from a patch observer: the update goes on in both
+  if (reclaimPassHeld) reclaimPass.lock();  // a fork from a retire callback
+  ownerPid = pid;
+}
+
+ForkLocksPtr takeForkLocks() {
+  (void)ensureForkHandlers();  // maps the fork page
+  {
+    std::lock_guard<std::mutex> lock(runtimesMutex());
+    for (size_t i = 0; gForkPage != nullptr && i < kForkPageSlots; ++i) {
+      if ((gSlotsTaken & (1u << i)) == 0) {
+        gSlotsTaken |= 1u << i;
+        return ForkLocksPtr(new (slot(i)) ForkLocks());
+      }
+    }
+  }
+  return ForkLocksPtr(new (std::nothrow) ForkLocks());
+}
+
+void GiveBackForkLocks::operator()(ForkLocks* l) const noexcept {
+  if (l == nullptr) return;
+  for (size_t i = 0; gForkPage != nullptr && i < kForkPageSlots; ++i) {
+    if (l != slot(i)) continue;
+    l->~ForkLocks();
+    std::lock_guard<std::mutex> lock(runtimesMutex());
+    gSlotsTaken &= ~(1u << i);
+    return;
+  }
+  delete l;
 }
 
 bool ownerMarkSet() noexcept {
@@ -223,7 +278,7 @@ bool ownerMarkSet() noexcept {
 }
 
 void untrackForFork(Runtime::Impl* rt) noexcept {
-  std::lock_guard<std::mutex> lock(gRuntimesMutex);
+  std::lock_guard<std::mutex> lock(runtimesMutex());
   gRuntimes.erase(std::remove(gRuntimes.begin(), gRuntimes.end(), rt), gRuntimes.end());
 }
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <new>
 
+#include "fork_reset.h"
 #include "proc_maps.h"
 
 namespace patchcall::detail {
@@ -19,7 +20,7 @@ bool ProcSelfMem::open() noexcept {
   return fd_ >= 0;
 }
 
-void ProcSelfMem::close() noexcept {
+PATCHCALL_FORK_PATH void ProcSelfMem::close() noexcept {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }

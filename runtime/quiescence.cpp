@@ -2,7 +2,6 @@
 // are in grace_period.cpp, stack scans in stacks.cpp).
 #include "quiescence.h"
 
-#include "fork_reset.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -18,6 +17,7 @@
 #include <thread>
 
 #include "deadline.h"
+#include "fork_reset.h"
 #include "test_hooks.h"
 
 namespace patchcall {
@@ -162,7 +162,7 @@ void Quiescence::unregisterThread(ThreadRecord* r) noexcept {
   }
 }
 
-void Quiescence::afterForkInChild() noexcept {
+PATCHCALL_FORK_PATH void Quiescence::afterForkInChild() noexcept {
   resetAfterFork(gpMutex_);  // fork_reset.h: nothing is stored where nothing changed
   resetAfterFork(threadsMutex_);
   ThreadRecord* self = tlsSafepoint.record != nullptr && tlsSafepoint.record->domain == this ? tlsSafepoint.record : nullptr;

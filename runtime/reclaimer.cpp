@@ -35,7 +35,8 @@ void runFunctionNode(RetireNode* node) {
 }
 }  // namespace
 
-Reclaimer::Reclaimer(Runtime::Impl& rt, bool background) : rt_(rt), background_(background) {
+Reclaimer::Reclaimer(Runtime::Impl& rt, bool background)
+    : rt_(rt), mutex_(rt.forkLocks->reclaimQueue), processMutex_(rt.forkLocks->reclaimPass), background_(background) {
   if (!background) return;
   thread_ = std::thread([this] {
     threadRunning_.store(true, std::memory_order_release);

@@ -46,7 +46,8 @@ class Reclaimer {
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its
-  // deadline). The child resets them; its own background thread starts at once if it
+  // deadline). The child re-creates them (ForkLocks::recreateInChild, holding the pass lock
+  // again where this thread ran a pass: passHeldHere); its own background thread starts at once if it
   // inherited work, else with the first retirement or request. Taken in the library's order:
   // the pass's lock before the text mutex (a pass takes that to free blobs), the queue lock
   // after every other lock of the runtime (it is innermost: deferred updates and veneer
@@ -54,6 +55,7 @@ class Reclaimer {
   void lockPassForFork();
   void lockQueueForFork();
   void unlockForFork();
+  bool passHeldHere() const noexcept { return processingHere(); }  // a retire callback forked
   Status afterForkInChild(bool startThread) noexcept;
 
   uint64_t callbacksRetired() const { return callbacksRetired_.load(); }
@@ -91,7 +93,7 @@ class Reclaimer {
                   const Status& lastWait);
 
   Runtime::Impl& rt_;
-  std::mutex mutex_;  // queues below
+  std::mutex& mutex_;  // queues below; on the fork page (fork_locks.h), as processMutex_
   std::condition_variable wake_;
   RetireNode* head_ = nullptr;  // callbacks, oldest first (intrusive: no allocation per node)
   RetireNode** tail_ = &head_;
@@ -101,7 +103,7 @@ class Reclaimer {
   uint64_t blobTickets_ = 0;
   bool stopping_ = false;
 
-  std::timed_mutex processMutex_;  // one process() at a time; guards round_
+  std::timed_mutex& processMutex_;  // one process() at a time; guards round_
   BlobRound round_;
   std::atomic<bool> roundActive_{false};  // round_ has blobs (readable without processMutex_)
   std::atomic<uint64_t> roundOldest_{UINT64_MAX};  // round_'s oldest ticket (idem)

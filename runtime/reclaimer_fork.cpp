@@ -10,21 +10,20 @@
 
 namespace patchcall::detail {
 
-void Reclaimer::lockPassForFork() {
+PATCHCALL_FORK_PATH void Reclaimer::lockPassForFork() {
   if (!processingHere()) processMutex_.lock();
 }
 
-void Reclaimer::lockQueueForFork() { mutex_.lock(); }
+PATCHCALL_FORK_PATH void Reclaimer::lockQueueForFork() { mutex_.lock(); }
 
-void Reclaimer::unlockForFork() {
+PATCHCALL_FORK_PATH void Reclaimer::unlockForFork() {
   mutex_.unlock();
   if (!processingHere()) processMutex_.unlock();
 }
 
-Status Reclaimer::afterForkInChild(bool startThread) noexcept {
-  // The parent's reclaimer thread and any waiters on these do not exist here.
-  new (&mutex_) std::mutex();
-  if (!processingHere()) new (&processMutex_) std::timed_mutex();
+PATCHCALL_FORK_PATH Status Reclaimer::afterForkInChild(bool startThread) noexcept {
+  // The parent's reclaimer thread and any waiters do not exist here (its locks are new:
+  // ForkLocks::recreateInChild).
   resetAfterFork(wake_);  // fork_reset.h: stored only if the parent's threads used it
   if (thread_.joinable()) new (&thread_) std::thread();  // forget the parent's thread without joining it
   if (!startThread || !background_ || stopping_) return Status::ok();

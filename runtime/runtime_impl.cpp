@@ -25,9 +25,12 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   if (!options.diagnosticSink) {
     options.diagnosticSink = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
   }
-  Result<std::unique_ptr<detail::CodeArena>> arena = detail::CodeArena::create(options.arenaSize, options.arenaHint);
+  detail::ForkLocksPtr forkLocks = detail::takeForkLocks();
+  if (!forkLocks) return Status(Error::kOutOfMemory, "cannot allocate the runtime's locks");
+  Result<std::unique_ptr<detail::CodeArena>> arena =
+      detail::CodeArena::create(options.arenaSize, options.arenaHint, forkLocks->arena);
   if (!arena) return arena.status();
-  auto impl = std::make_unique<Impl>(options, std::move(*arena));
+  auto impl = std::make_unique<Impl>(options, std::move(forkLocks), std::move(*arena));
   PATCHCALL_TRY(impl->writer.open(options.sync));
   if (options.sync == SyncMethod::kAuto && impl->writer.sync().method() == SyncMethod::kMprotectIpi) {
     options.diagnosticSink("patchcall: membarrier SYNC_CORE refused by the kernel; using the mprotect-IPI fallback");
@@ -74,12 +77,13 @@ Result<std::unique_ptr<Runtime::Impl>> Runtime::Impl::create(Options options) {
   impl->quiescence->setPublication(&impl->publication);
   impl->publication.setWaker([](void* r) { static_cast<detail::Reclaimer*>(r)->wakeForPublish(); }, impl->reclaimer.get());
   PATCHCALL_TRY(impl->writer.sync().syncOrError("create"));
-  impl->forkState.ownerPid = getpid();
+  impl->forkLocks->ownerPid = getpid();
   PATCHCALL_TRY(detail::trackForFork(impl.get()));
   return impl;
 }
 
-Runtime::Impl::Impl(const Options& o, std::unique_ptr<detail::CodeArena> a) : options(o), arena(std::move(a)) {}
+Runtime::Impl::Impl(const Options& o, detail::ForkLocksPtr l, std::unique_ptr<detail::CodeArena> a)
+    : options(o), forkLocks(std::move(l)), arena(std::move(a)) {}
 
 Runtime::Impl::~Impl() {
   detail::untrackForFork(this);  // no fork may copy a runtime being torn down
@@ -94,10 +98,10 @@ Status Runtime::Impl::checkOwnProcess() const {
   PATCHCALL_TRY(arena->writeRefusal());
   if (detail::ownerMarkSet()) return Status::ok();  // no fork without our handlers since (fork_safety.h)
   pid_t pid = getpid();  // a system call (~100 ns here)
-  if (pid == forkState.ownerPid) return Status::ok();
+  if (pid == forkLocks->ownerPid) return Status::ok();
   return Status(Error::kForkedChild, "process " + std::to_string(pid) + " was created without fork()'s atfork handlers " +
-                                         "(vfork, clone or a raw fork system call) and still maps the code of process " +
-                                         std::to_string(forkState.ownerPid) + "; it cannot write code");
+                                         "(vfork, clone or a raw fork system call) and still maps the code of the process " +
+                                         "that created this runtime; it cannot write code");
 }
 
 }  // namespace patchcall

@@ -33,6 +33,7 @@
 #include "code_observer.h"
 #include "fair_mutex.h"
 #include "foreign_site.h"
+#include "fork_locks.h"
 #include "patchcall/runtime.h"
 #include "publication.h"
 #include "quiescence.h"
@@ -50,7 +51,6 @@ class Reclaimer;
 
 // fork() bookkeeping (fork_safety.cpp).
 struct ForkState {
-  pid_t ownerPid = 0;   // the process whose code this runtime writes
   Status childFailure;  // set in a child whose copy could not be made: mutating calls refuse
   // Handed from the prepare handler to the parent/child handler (same thread, one fork).
   Status copy;
@@ -84,12 +84,13 @@ inline std::array<observe::CodeEvent, 3> runtimePageCode(const RuntimePage& p) {
 }  // namespace detail
 
 struct Runtime::Impl {
-  Impl(const Options& options, std::unique_ptr<detail::CodeArena> arena);
+  Impl(const Options& options, detail::ForkLocksPtr forkLocks, std::unique_ptr<detail::CodeArena> arena);
   ~Impl();
   // Maps the arena, sets up the sync, writes the runtime page, starts the reclaimer.
   static Result<std::unique_ptr<Impl>> create(Options options);
 
   const Options options;
+  const detail::ForkLocksPtr forkLocks;  // first: every object below may hold one of them
   const std::unique_ptr<detail::CodeArena> arena;
   detail::TextWriter writer{*arena, options.patchObserver};
   detail::Publication publication{writer.sync()};
@@ -97,13 +98,13 @@ struct Runtime::Impl {
   detail::Veneers veneers{*arena, writer, observer, options.allowVeneers, options.freeVeneersOutsideArena};
   detail::Registry registry{options, *arena, writer, veneers, observer};
   detail::ForeignSites foreign{*arena, writer, registry};
-  detail::Installer installer{*arena, writer, registry, veneers, observer};
+  detail::Installer installer{*arena, writer, registry, veneers, observer, forkLocks->reservations};
   detail::RuntimePage page;
   std::unique_ptr<detail::Quiescence> quiescence;  // its readers poll the runtime page
   std::unique_ptr<detail::Retargeter> retargeter;
   std::unique_ptr<detail::Reclaimer> reclaimer;
   detail::ForkState forkState;
-  mutable detail::FairMutex textMutex;
+  detail::FairMutex& textMutex{forkLocks->text};
 
   // Re-entry from code that runs under the text mutex (a patch observer): mutating entry
   // points refuse with kReentrantUpdate; read-only ones read without relocking.

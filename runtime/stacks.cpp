@@ -154,7 +154,7 @@ void StackTable::scanParked(const ScanSet& set) noexcept {
   }
 }
 
-void StackTable::afterForkInChild(const StackRecord* keep) noexcept {
+PATCHCALL_FORK_PATH void StackTable::afterForkInChild(const StackRecord* keep) noexcept {
   resetAfterFork(mutex_);  // the parent's other threads may have held it
   for (auto& c : chunks_) {
     StackRecord* chunk = c.load(std::memory_order_relaxed);

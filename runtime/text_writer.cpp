@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "fork_reset.h"
 #include "test_hooks.h"
 
 namespace patchcall::detail {
@@ -24,7 +25,7 @@ Status TextWriter::needForeignAccess() {
   return Status::ok();
 }
 
-Status TextWriter::afterForkInChild(bool needNow) noexcept {
+PATCHCALL_FORK_PATH Status TextWriter::afterForkInChild(bool needNow) noexcept {
   procMem_.close();
   procMemDeferred_ = !needNow;
   if (!needNow) return Status::ok();

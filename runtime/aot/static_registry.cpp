@@ -8,6 +8,7 @@
 #include <new>
 
 #include "../arch/arch.h"
+#include "../fork_reset.h"
 #include "../format.h"
 #include "../trap_table.h"
 #include "../fork_safety.h"
@@ -65,13 +66,13 @@ StaticRegistry& StaticRegistry::instance() {
   return *registry;
 }
 
-void StaticRegistry::forkPrepare() noexcept {
+PATCHCALL_FORK_PATH void StaticRegistry::forkPrepare() noexcept {
   if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.lock();
 }
-void StaticRegistry::forkParent() noexcept {
+PATCHCALL_FORK_PATH void StaticRegistry::forkParent() noexcept {
   if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
 }
-void StaticRegistry::forkChild() noexcept {
+PATCHCALL_FORK_PATH void StaticRegistry::forkChild() noexcept {
   // Held by the forking thread, which is this one: unlock (text_ reopens /proc/self/mem).
   if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
 }

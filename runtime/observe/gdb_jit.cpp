@@ -4,6 +4,8 @@
 #include <mutex>
 #include <string>
 
+#include "../fork_reset.h"
+
 
 extern "C" {
 
@@ -78,9 +80,9 @@ Status GdbJit::remove(Handle handle) {
   return Status::ok();
 }
 
-void GdbJit::forkPrepare() { descriptorMutex().lock(); }
-void GdbJit::forkParent() { descriptorMutex().unlock(); }
-void GdbJit::forkChild() { descriptorMutex().unlock(); }
+PATCHCALL_FORK_PATH void GdbJit::forkPrepare() { descriptorMutex().lock(); }
+PATCHCALL_FORK_PATH void GdbJit::forkParent() { descriptorMutex().unlock(); }
+PATCHCALL_FORK_PATH void GdbJit::forkChild() { descriptorMutex().unlock(); }
 
 GdbJit::~GdbJit() {
   while (!entries_.empty()) (void)remove(entries_.begin()->first);

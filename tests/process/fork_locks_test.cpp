@@ -1,0 +1,142 @@
+// fork(): every lock the prepare handler holds lives on the fork page (runtime/fork_locks.h),
+// which a child gets zero-filled; the child re-creates them and takes again the ones its
+// forking thread held before the fork: the text mutex when a patch observer forks inside an
+// update, the reclaimer's pass lock when a retire callback forks inside a pass. A runtime
+// whose locks did not fit on the page (more runtimes than slots) forks the same way.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fork_util.h"
+#include "jit_targets.h"
+#include "patchcall/runtime.h"
+
+using namespace patchcall;
+using namespace std::chrono_literals;
+using test::idOf;
+using test::runInChild;
+
+namespace {
+
+Options quietOptions() {
+  Options o;
+  o.arenaSize = size_t{1} << 20;
+  o.backgroundReclaimer = false;  // no thread: the children run under qemu-user too
+  return o;
+}
+
+// The child's checks after an update or a pass it inherited half done: it must finish it,
+// then update, install and reclaim on its own. alarm(): a lock left held hangs the child.
+int childCarriesOn(Runtime& rt, Key key, const std::vector<const void*>& t, const test::SiteCaller& caller) {
+  alarm(20);
+  CHILD_CHECK(rt.update(key, t[2]).isOk(), "the child's own update after the fork");
+  CHILD_CHECK(caller.fn() == idOf(t[2]), "the child's site returns %d", caller.fn());
+  int ran = 0;
+  CHILD_CHECK(rt.retire([&] { ++ran; }).isOk(), "the child's retire");
+  CHILD_CHECK(rt.barrier(5000ms).isOk() && ran == 1, "the child's barrier ran %d callbacks", ran);
+  Result<CodeReservation> r = rt.reserveCode(64);
+  CHILD_CHECK(r.isOk(), "the child's reserveCode: %s", r.status().toString().c_str());
+  rt.abandonCode(*r);
+  return 0;
+}
+
+}  // namespace
+
+// The observer runs under the text mutex: the child inherits an update in progress, which
+// finishes and unlocks in the child as in the parent. Without taking the re-created text
+// mutex again the child's unlock leaves it unusable and its next update hangs.
+TEST(ForkLocks, PatchObserverThatForksLeavesTheChildsTextMutexWorking) {
+  pid_t child = -1;
+  bool armed = false;  // fork in the update below, not while installing
+  Options o = quietOptions();
+  o.patchObserver = [&](const PatchEvent&) {
+    if (!armed) return;
+    armed = false;
+    std::fflush(stderr);
+    child = fork();
+  };
+  Result<Runtime> rt = Runtime::create(o);
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = test::installTargets(*rt, 3, 700);
+  ASSERT_EQ(t.size(), 3u);
+  Result<Key> key = rt->createKey(t[0], "observed");
+  ASSERT_TRUE(key.isOk()) << key.status().toString();
+  std::vector<test::SiteCaller> callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
+  ASSERT_EQ(callers.size(), 1u);
+  armed = true;
+  Status updated = rt->update(*key, t[1]).status();
+  if (child == 0) _exit(updated.isOk() && callers[0].fn() == idOf(t[1]) ? childCarriesOn(*rt, *key, t, callers[0]) : 2);
+  ASSERT_GT(child, 0) << "the observer's fork failed";
+  EXPECT_EQ(test::waitDescribed(child), "exit 0") << "2: the update the child inherited failed; signal: it hung";
+  ASSERT_TRUE(updated.isOk()) << updated.toString();
+  EXPECT_EQ(callers[0].fn(), idOf(t[1])) << "the child's writes reached the parent";
+  EXPECT_TRUE(rt->update(*key, t[0]).isOk());
+  EXPECT_EQ(callers[0].fn(), idOf(t[0]));
+}
+
+// A retire callback runs inside a reclaimer pass, which holds the pass lock: the child
+// inherits the pass, finishes it and then reclaims on its own.
+TEST(ForkLocks, RetireCallbackThatForksLeavesTheChildsReclaimerWorking) {
+  Result<Runtime> rt = Runtime::create(quietOptions());
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  std::vector<const void*> t = test::installTargets(*rt, 3, 710);
+  ASSERT_EQ(t.size(), 3u);
+  Result<Key> key = rt->createKey(t[0], "retired");
+  ASSERT_TRUE(key.isOk()) << key.status().toString();
+  std::vector<test::SiteCaller> callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
+  ASSERT_EQ(callers.size(), 1u);
+  pid_t child = -1;
+  ASSERT_TRUE(rt->retire([&] {
+                  std::fflush(stderr);
+                  child = fork();
+                }).isOk());
+  Status passed = rt->barrier(5000ms);
+  if (child == 0) _exit(passed.isOk() ? childCarriesOn(*rt, *key, t, callers[0]) : 2);
+  ASSERT_GT(child, 0) << "the callback's fork failed";
+  EXPECT_EQ(test::waitDescribed(child), "exit 0") << "2: the inherited pass failed; signal: it hung";
+  EXPECT_TRUE(passed.isOk()) << passed.toString();
+  EXPECT_EQ(callers[0].fn(), idOf(t[0])) << "the child's update reached the parent";
+}
+
+// More runtimes than the fork page has slots (12), one of them destroyed and created again
+// (its slot reused): in the child every runtime updates its own code and the parent's stays.
+TEST(ForkLocks, MoreRuntimesThanThePageHoldsAllForkCorrectly) {
+  struct One {
+    Result<Runtime> rt = Runtime::create(quietOptions());
+    std::vector<const void*> t;
+    Result<Key> key = Status(Error::kUnknownKey, "not created");
+    std::vector<test::SiteCaller> callers;
+    bool ok() const { return rt.isOk() && key.isOk() && callers.size() == 1; }
+    One() {
+      if (!rt.isOk()) return;
+      t = test::installTargets(*rt, 2, 720);
+      if (t.size() == 2) key = rt->createKey(t[0]);
+      if (key.isOk()) callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
+    }
+  };
+  std::vector<std::unique_ptr<One>> all;
+  for (int i = 0; i < 15; ++i) all.push_back(std::make_unique<One>());
+  all[3] = std::make_unique<One>();  // the old one is destroyed after its successor took a slot
+  all.erase(all.begin() + 5);
+  all.push_back(std::make_unique<One>());
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(all[i]->ok()) << "runtime " << i;
+  std::string result = runInChild([&] {
+    alarm(20);
+    for (size_t i = 0; i < all.size(); ++i) {
+      One& o = *all[i];
+      CHILD_CHECK(o.rt->update(*o.key, o.t[1]).isOk(), "runtime %zu: the child's update", i);
+      CHILD_CHECK(o.callers[0].fn() == idOf(o.t[1]), "runtime %zu: the child's site returns %d", i, o.callers[0].fn());
+      CHILD_CHECK(o.rt->barrier(5000ms).isOk(), "runtime %zu: the child's barrier", i);
+    }
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i]->callers[0].fn(), idOf(all[i]->t[0])) << "runtime " << i << ": the child's update reached the parent";
+    EXPECT_TRUE(all[i]->rt->update(*all[i]->key, all[i]->t[1]).isOk()) << "runtime " << i;
+  }
+}
