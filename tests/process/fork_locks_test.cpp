@@ -29,6 +29,21 @@ Options quietOptions() {
   return o;
 }
 
+// A runtime with `n` targets (ids from idBase), one key on the first and a Direct caller.
+struct OneKey {
+  Result<Runtime> rt;
+  std::vector<const void*> t;
+  Result<Key> key = Status(Error::kUnknownKey, "not created");
+  std::vector<test::SiteCaller> callers;
+  bool ok() const { return rt.isOk() && key.isOk() && callers.size() == 1; }
+  OneKey(Options o, int n, int idBase) : rt(Runtime::create(std::move(o))) {
+    if (!rt.isOk()) return;
+    t = test::installTargets(*rt, n, idBase);
+    if (t.size() == static_cast<size_t>(n)) key = rt->createKey(t[0]);
+    if (key.isOk()) callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
+  }
+};
+
 // The child's checks after an update or a pass it inherited half done: it must finish it,
 // then update, install and reclaim on its own. alarm(): a lock left held hangs the child.
 int childCarriesOn(Runtime& rt, Key key, const std::vector<const void*>& t, const test::SiteCaller& caller) {
@@ -59,14 +74,9 @@ TEST(ForkLocks, PatchObserverThatForksLeavesTheChildsTextMutexWorking) {
     std::fflush(stderr);
     child = fork();
   };
-  Result<Runtime> rt = Runtime::create(o);
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> t = test::installTargets(*rt, 3, 700);
-  ASSERT_EQ(t.size(), 3u);
-  Result<Key> key = rt->createKey(t[0], "observed");
-  ASSERT_TRUE(key.isOk()) << key.status().toString();
-  std::vector<test::SiteCaller> callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
-  ASSERT_EQ(callers.size(), 1u);
+  OneKey f(o, 3, 700);
+  ASSERT_TRUE(f.ok()) << f.rt.status().toString();
+  auto& [rt, t, key, callers] = f;
   armed = true;
   Status updated = rt->update(*key, t[1]).status();
   if (child == 0) _exit(updated.isOk() && callers[0].fn() == idOf(t[1]) ? childCarriesOn(*rt, *key, t, callers[0]) : 2);
@@ -81,14 +91,9 @@ TEST(ForkLocks, PatchObserverThatForksLeavesTheChildsTextMutexWorking) {
 // A retire callback runs inside a reclaimer pass, which holds the pass lock: the child
 // inherits the pass, finishes it and then reclaims on its own.
 TEST(ForkLocks, RetireCallbackThatForksLeavesTheChildsReclaimerWorking) {
-  Result<Runtime> rt = Runtime::create(quietOptions());
-  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
-  std::vector<const void*> t = test::installTargets(*rt, 3, 710);
-  ASSERT_EQ(t.size(), 3u);
-  Result<Key> key = rt->createKey(t[0], "retired");
-  ASSERT_TRUE(key.isOk()) << key.status().toString();
-  std::vector<test::SiteCaller> callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
-  ASSERT_EQ(callers.size(), 1u);
+  OneKey f(quietOptions(), 3, 710);
+  ASSERT_TRUE(f.ok()) << f.rt.status().toString();
+  auto& [rt, t, key, callers] = f;
   pid_t child = -1;
   ASSERT_TRUE(rt->retire([&] {
                   std::fflush(stderr);
@@ -105,29 +110,17 @@ TEST(ForkLocks, RetireCallbackThatForksLeavesTheChildsReclaimerWorking) {
 // More runtimes than the fork page has slots (12 on x86-64, 10 on AArch64), one of them destroyed and created again
 // (its slot reused): in the child every runtime updates its own code and the parent's stays.
 TEST(ForkLocks, MoreRuntimesThanThePageHoldsAllForkCorrectly) {
-  struct One {
-    Result<Runtime> rt = Runtime::create(quietOptions());
-    std::vector<const void*> t;
-    Result<Key> key = Status(Error::kUnknownKey, "not created");
-    std::vector<test::SiteCaller> callers;
-    bool ok() const { return rt.isOk() && key.isOk() && callers.size() == 1; }
-    One() {
-      if (!rt.isOk()) return;
-      t = test::installTargets(*rt, 2, 720);
-      if (t.size() == 2) key = rt->createKey(t[0]);
-      if (key.isOk()) callers = test::installCallers(*rt, {*key}, SiteForm::kDirect);
-    }
-  };
-  std::vector<std::unique_ptr<One>> all;
-  for (int i = 0; i < 15; ++i) all.push_back(std::make_unique<One>());
-  all[3] = std::make_unique<One>();  // the old one is destroyed after its successor took a slot
+  auto one = [] { return std::make_unique<OneKey>(quietOptions(), 2, 720); };
+  std::vector<std::unique_ptr<OneKey>> all;
+  for (int i = 0; i < 15; ++i) all.push_back(one());
+  all[3] = one();  // the old one is destroyed after its successor took a slot
   all.erase(all.begin() + 5);
-  all.push_back(std::make_unique<One>());
+  all.push_back(one());
   for (size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(all[i]->ok()) << "runtime " << i;
   std::string result = runInChild([&] {
     alarm(20);
     for (size_t i = 0; i < all.size(); ++i) {
-      One& o = *all[i];
+      OneKey& o = *all[i];
       CHILD_CHECK(o.rt->update(*o.key, o.t[1]).isOk(), "runtime %zu: the child's update", i);
       CHILD_CHECK(o.callers[0].fn() == idOf(o.t[1]), "runtime %zu: the child's site returns %d", i, o.callers[0].fn());
       CHILD_CHECK(o.rt->barrier(5000ms).isOk(), "runtime %zu: the child's barrier", i);
