@@ -35,7 +35,14 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
 
   Plan plan;
   while (true) {
-    PATCHCALL_TRY(this->plan(updates, plan));
+    Status planned = this->plan(updates, plan);
+    // A veneer the plan needs may take a new chunk of the arena, which an arena still shared
+    // with a fork relative does not hand out (kForkedChild): own the code, then plan again.
+    if (planned.code() == Error::kForkedChild && writer_.codeShared()) {
+      PATCHCALL_TRY(writer_.ownCode());
+      planned = this->plan(updates, plan);
+    }
+    PATCHCALL_TRY(planned);
     if (plan.unchanged) {  // every key already has its target: nothing to write, no sync
       for (size_t i = 0; i < updates.size() && previous != nullptr; ++i) {
         const KeyRecord* k = registry_.key(updates[i].key);
@@ -55,7 +62,8 @@ Status Retargeter::update(TextMutexGuard& guard, std::span<const KeyUpdate> upda
     if (!waited.isOk()) return waited;
   }
   // Only now is a write certain: a no-op or refused update of a code arena still shared with a
-  // fork relative leaves it shared (no copy). The plan step writes no code.
+  // fork relative leaves it shared (no copy). The plan step writes no code (a veneer chunk it
+  // needs made it own the code above).
   PATCHCALL_TRY(writer_.ownCode());
   PATCHCALL_TRY(probeForeign(plan));
   Status written = write(plan);

@@ -36,6 +36,7 @@ class TextWriter {
   // arena with a fork relative takes its own copy (CodeArena::unshare). Writes below require
   // it; a hook build aborts on a write into a shared arena.
   Status ownCode() { return arena_.shared() ? arena_.unshare() : Status::ok(); }
+  bool codeShared() const noexcept { return arena_.shared(); }
 
   // False only for foreign code the kernel refused to write (errno says why).
   [[nodiscard]] bool write(uintptr_t rx, const void* bytes, size_t n);

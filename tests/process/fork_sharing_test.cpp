@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "far_code.h"
 #include "fork_util.h"
 #include "jit_targets.h"
 #include "patchcall/runtime.h"
@@ -270,4 +271,27 @@ TEST(ForkSharing, CallsThatWriteNoCodeLeaveTheArenaShared) {
   ASSERT_TRUE(f.rt->update(*f.key, f.t[0]).isOk());
   EXPECT_TRUE(f.rt->arenaInfo().sharedAfterFork) << "the parent's no-op update copied";
   EXPECT_EQ(f.rt->stats().codeCopiesAfterFork, 0u);
+}
+
+// An update to a target out of the call's reach allocates a veneer while it plans, before it
+// knows it writes: in a shared arena it copies first, in the child and in the parent (it was
+// refused: "code allocated in an arena still shared").
+TEST(ForkSharing, UpdateThatNeedsANewVeneerCopiesFirst) {
+  Fixture f;
+  ASSERT_TRUE(f.ok()) << f.rt.status().toString();
+  test::FarCode far(f.rt->arenaInfo());
+  if (!far.ok()) GTEST_SKIP() << "no page more than 4 GiB from the arena";
+  std::string result = runInChild([&] {
+    Result<const void*> u = f.rt->update(*f.key, far.fn(0));
+    CHILD_CHECK(u.isOk(), "the child's update to a far target: %s", u.status().toString().c_str());
+    CHILD_CHECK(f.rt->stats().codeCopiesAfterFork == 1, "%" PRIu64 " copies", f.rt->stats().codeCopiesAfterFork);
+    CHILD_CHECK(f.callers[0].fn() == 0xFA1, "the child's site returns %d", f.callers[0].fn());
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_EQ(f.callers[0].fn(), idOf(f.t[0])) << "the child's update reached the parent";
+  Result<const void*> u = f.rt->update(*f.key, far.fn(1));
+  ASSERT_TRUE(u.isOk()) << "the parent's update to a far target: " << u.status().toString();
+  EXPECT_EQ(f.callers[0].fn(), 0xFA2);
+  EXPECT_EQ(f.rt->stats().codeCopiesAfterFork, 1u);
 }
