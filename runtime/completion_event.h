@@ -15,6 +15,8 @@
 #include <climits>
 #include <cstdint>
 
+#include "fork_reset.h"
+
 namespace patchcall::detail {
 
 class CompletionEvent {
@@ -42,9 +44,7 @@ class CompletionEvent {
     return true;
   }
   // fork(), in the child: the parent's sleepers do not exist here.
-  void afterForkInChild() noexcept {
-    if (followers_.load(std::memory_order_relaxed) != 0) followers_.store(0, std::memory_order_relaxed);  // fork_reset.h
-  }
+  void afterForkInChild() noexcept { storeIfDifferent(followers_, 0); }
 
  private:
   long futex(int op, uint32_t val, const timespec* timeout) noexcept {

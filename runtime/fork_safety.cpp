@@ -38,17 +38,17 @@ struct ForkPageHeader {
   std::mutex runtimes;                // held from prepare until the parent/child handler
 };
 constexpr size_t kForkPageSize = 4096;
-constexpr size_t kFirstSlot = (sizeof(ForkPageHeader) + alignof(ForkLocks) - 1) / alignof(ForkLocks) * alignof(ForkLocks);
+constexpr size_t kFirstSlot =
+    (sizeof(ForkPageHeader) + alignof(ForkLocks) - 1) / alignof(ForkLocks) * alignof(ForkLocks);
 constexpr size_t kForkPageSlots = (kForkPageSize - kFirstSlot) / sizeof(ForkLocks);
-static_assert(kForkPageSlots >= 8);
+static_assert(kForkPageSlots >= 8 && kForkPageSlots <= 32);  // gSlotsTaken's bits
 
 ForkPageHeader* gForkPage = nullptr;     // set once, before the handlers are registered
 std::mutex gRuntimesFallback;            // the list lock without a fork page
 uint32_t gSlotsTaken = 0;                // bit i: slot i is a live runtime's (runtimesMutex())
 std::vector<Runtime::Impl*> gRuntimes;   // live runtimes, in creation order
 std::once_flag gAtforkOnce;
-std::atomic<std::atomic<uint8_t>*> gOwnerMark{nullptr};  // on the fork page if it is wiped in a child
-static_assert(kForkPageSlots <= 32);
+bool gForkPageWiped = false;             // MADV_WIPEONFORK took: the page's owner mark means something
 
 std::mutex& runtimesMutex() noexcept { return gForkPage != nullptr ? gForkPage->runtimes : gRuntimesFallback; }
 
@@ -61,11 +61,9 @@ ForkLocks* slot(size_t i) noexcept {
 void createForkPage() noexcept {
   void* page = mmap(nullptr, kForkPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page == MAP_FAILED) return;
-  bool wiped = madvise(page, kForkPageSize, MADV_WIPEONFORK) == 0;
+  gForkPageWiped = madvise(page, kForkPageSize, MADV_WIPEONFORK) == 0;
   gForkPage = new (page) ForkPageHeader();
-  if (!wiped) return;
-  gForkPage->ownerMark.store(1, std::memory_order_relaxed);
-  gOwnerMark.store(&gForkPage->ownerMark, std::memory_order_release);
+  if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_relaxed);
 }
 
 // The handlers run on the forking thread with runtimesMutex() held from prepare to the end,
@@ -182,7 +180,7 @@ PATCHCALL_FORK_PATH void child() noexcept {
     } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     rt.quiescence->afterForkInChild();
-    rt.forkLocks->recreateInChild(p.textHeldBefore, rt.reclaimer->passHeldHere(), pid);
+    rt.forkLocks->recreateInChild(p.textHeldBefore, rt.reclaimer->processingHere(), pid);
     // An emulator's translations came with the fork: those of bytes written but not yet synced
     // (an int3 fill of freed code) are stale. The copy-at-fork path's re-map dropped them.
     if (!p.copied && rt.writer.sync().method() == SyncMethod::kEmulatorRemap) (void)rt.arena->remapRx();
@@ -198,20 +196,20 @@ PATCHCALL_FORK_PATH void child() noexcept {
   resetAfterFork(lifetimeMutex());  // thread records' lifetime lock (thread_scope.cpp)
   new (&runtimesMutex()) std::mutex();  // held by prepare (on the wiped page: already zero)
   // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
-  if (std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_relaxed)) mark->store(1, std::memory_order_release);
+  if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_release);
   aot::StaticRegistry::forkChild();
 }
-
-}  // namespace
 
 // The child handler's libc calls, made once here in the parent. A call's first use binds its
 // PLT slot lazily: in the child that binding looks the name up in every loaded library (~15
 // page faults, ~30 us here, on the child's way to running) and, made there, it never reaches
-// the parent, so every child pays it again (BM_ForkChild's child_minflt: 38 -> 21).
+// the parent, so every child pays it again (BM_ForkChild's child_minflt: 38 -> 22).
 void bindChildHandlerCalls() noexcept {
   (void)getpid();
   (void)close(-1);  // EBADF: nothing is closed
 }
+
+}  // namespace
 
 Status ensureForkHandlers() {
   static int registered = -1;
@@ -273,8 +271,8 @@ void GiveBackForkLocks::operator()(ForkLocks* l) const noexcept {
 }
 
 bool ownerMarkSet() noexcept {
-  std::atomic<uint8_t>* mark = gOwnerMark.load(std::memory_order_acquire);
-  return mark != nullptr && mark->load(std::memory_order_acquire) != 0;
+  // gForkPage and gForkPageWiped are set once, before the first runtime exists.
+  return gForkPageWiped && gForkPage->ownerMark.load(std::memory_order_acquire) != 0;
 }
 
 void untrackForFork(Runtime::Impl* rt) noexcept {

@@ -8,9 +8,9 @@
 // reclamation is half done), then marks the arena shared: parent and child keep its pages
 // until each one's first code write, which gives that process its own copy
 // (CodeArena::unshare). With a code reservation outstanding the copy is made here instead
-// and the child maps it before running on. The child reopens
-// /proc/self/mem when it has foreign sites, forgets the parent's other threads and restarts
-// its reclaimer when it needs it. Neither process's later writes reach the other.
+// and the child maps it before running on. The child reopens /proc/self/mem when it has
+// foreign sites, forgets the parent's other threads and restarts its reclaimer when it needs
+// it. Neither process's later writes reach the other.
 #pragma once
 
 #include "patchcall/runtime.h"
@@ -30,7 +30,8 @@ void untrackForFork(Runtime::Impl* rt) noexcept;
 // or clone without CLONE_VM (a raw fork system call included), set when the handlers are
 // registered (before the first runtime exists) and again by the atfork child handler. While
 // it holds, every runtime's ownerPid is this process and Runtime::Impl::checkOwnProcess
-// needs no getpid() (a system call, ~100 ns here). False without MADV_WIPEONFORK (Linux < 4.14): then getpid() decides. Process-wide.
+// needs no getpid() (a system call, ~100 ns here). False without MADV_WIPEONFORK
+// (Linux < 4.14): then getpid() decides. Process-wide.
 bool ownerMarkSet() noexcept;
 
 }  // namespace patchcall::detail

@@ -2,7 +2,6 @@
 // are in grace_period.cpp, stack scans in stacks.cpp).
 #include "quiescence.h"
 
-
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -177,7 +176,7 @@ PATCHCALL_FORK_PATH void Quiescence::afterForkInChild() noexcept {
     threads_.push_back(self);  // capacity is left from the parent: no allocation
     // A parent's waiter may have held it. Stores below only when needed: every page the
     // child writes is a copy-on-write fault (~2 us here) on its way to running.
-    if (self->scanLock.load(std::memory_order_relaxed) != 0) self->scanLock.store(0, std::memory_order_relaxed);
+    storeIfDifferent(self->scanLock, 0);
   }
   uint64_t s = seq_.load(std::memory_order_relaxed);
   if ((s & 1) != 0) {  // did not complete here

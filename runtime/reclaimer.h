@@ -47,15 +47,15 @@ class Reclaimer {
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
   // consistent in the child (waits for a process() pass in flight, which is bounded by its
   // deadline). The child re-creates them (ForkLocks::recreateInChild, holding the pass lock
-  // again where this thread ran a pass: passHeldHere); its own background thread starts at once if it
-  // inherited work, else with the first retirement or request. Taken in the library's order:
+  // again where this thread ran a pass: processingHere); its own background thread starts at
+  // once if it inherited work, else with the first retirement or request. Taken in the library's order:
   // the pass's lock before the text mutex (a pass takes that to free blobs), the queue lock
   // after every other lock of the runtime (it is innermost: deferred updates and veneer
   // retirement take it under the text mutex).
   void lockPassForFork();
   void lockQueueForFork();
   void unlockForFork();
-  bool passHeldHere() const noexcept { return processingHere(); }  // a retire callback forked
+  bool processingHere() const noexcept;  // this thread runs our process() (a callback may fork)
   Status afterForkInChild(bool startThread) noexcept;
 
   uint64_t callbacksRetired() const { return callbacksRetired_.load(); }
@@ -86,7 +86,6 @@ class Reclaimer {
   size_t finishRound();
   void backgroundLoop();
   bool spawnThread() noexcept;      // false if std::thread threw
-  bool processingHere() const noexcept;  // this thread runs our process() (a callback may fork)
   void startIfDeferred() noexcept;  // mutex_ held
   uint64_t oldestBlobTicket();  // UINT64_MAX when no blob is waiting
   Status timedOut(uint64_t callbackTarget, uint64_t blobTarget, std::chrono::milliseconds deadline,

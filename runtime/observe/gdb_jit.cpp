@@ -6,7 +6,6 @@
 
 #include "../fork_reset.h"
 
-
 extern "C" {
 
 // gdb's breakpoint site: it must exist as a real function and each call must happen, so it
