@@ -36,6 +36,8 @@ namespace {
 struct ForkPageHeader {
   std::atomic<uint8_t> ownerMark{0};  // see ownerMarkSet (fork_safety.h)
   std::mutex runtimes;                // held from prepare until the parent/child handler
+  std::mutex gdbDescriptors;          // processLock (fork_safety.h)
+  std::mutex staticRegistry;
 };
 constexpr size_t kForkPageSize = 4096;
 constexpr size_t kFirstSlot =
@@ -45,12 +47,20 @@ static_assert(kForkPageSlots >= 8 && kForkPageSlots <= 32);  // gSlotsTaken's bi
 
 ForkPageHeader* gForkPage = nullptr;     // set once, before the handlers are registered
 std::mutex gRuntimesFallback;            // the list lock without a fork page
+std::mutex gGdbFallback, gStaticRegistryFallback;  // processLock's without a fork page
 uint32_t gSlotsTaken = 0;                // bit i: slot i is a live runtime's (runtimesMutex())
 std::vector<Runtime::Impl*> gRuntimes;   // live runtimes, in creation order
 std::once_flag gAtforkOnce;
 bool gForkPageWiped = false;             // MADV_WIPEONFORK took: the page's owner mark means something
 
 std::mutex& runtimesMutex() noexcept { return gForkPage != nullptr ? gForkPage->runtimes : gRuntimesFallback; }
+
+// processLock without registering: the handlers run only after the page was decided.
+PATCHCALL_FORK_PATH std::mutex& lockOnForkPage(ProcessLock which) noexcept {
+  bool gdb = which == ProcessLock::kGdbDescriptors;
+  if (gForkPage == nullptr) return gdb ? gGdbFallback : gStaticRegistryFallback;
+  return gdb ? gForkPage->gdbDescriptors : gForkPage->staticRegistry;
+}
 
 ForkLocks* slot(size_t i) noexcept {
   return reinterpret_cast<ForkLocks*>(reinterpret_cast<uint8_t*>(gForkPage) + kFirstSlot + i * sizeof(ForkLocks));
@@ -71,7 +81,7 @@ void createForkPage() noexcept {
 // ForkState's fields are stored only where they change (fork_reset.h): the page they share
 // with the rest of the runtime is write-protected again by every fork.
 PATCHCALL_FORK_PATH void prepare() noexcept {
-  aot::StaticRegistry::forkPrepare();  // first: an AOT batch never waits for a runtime's lock
+  lockOnForkPage(ProcessLock::kStaticRegistry).lock();  // first: an AOT batch never waits for a runtime's lock
   runtimesMutex().lock();
   // A grace period in flight (and the reclaimer pass that waits for it) may wait for this
   // thread: be quiescent in every domain before waiting for any lock.
@@ -113,7 +123,7 @@ PATCHCALL_FORK_PATH void prepare() noexcept {
     }
   }
   // gdb's descriptor list (process-wide) is changed under the text mutexes: last in the order.
-  observe::GdbJit::forkPrepare();
+  lockOnForkPage(ProcessLock::kGdbDescriptors).lock();
 }
 
 PATCHCALL_FORK_PATH void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) {
@@ -125,7 +135,7 @@ PATCHCALL_FORK_PATH void unlockAfterFork(Runtime::Impl& rt, const ForkState& p) 
 }
 
 PATCHCALL_FORK_PATH void parent() noexcept {
-  observe::GdbJit::forkParent();
+  lockOnForkPage(ProcessLock::kGdbDescriptors).unlock();
   for (size_t i = gRuntimes.size(); i-- > 0;) {
     Runtime::Impl& rt = *gRuntimes[i];
     rt.arena->dropForkCopy();
@@ -133,7 +143,7 @@ PATCHCALL_FORK_PATH void parent() noexcept {
     unlockAfterFork(rt, rt.forkState);
   }
   runtimesMutex().unlock();
-  aot::StaticRegistry::forkParent();
+  lockOnForkPage(ProcessLock::kStaticRegistry).unlock();
 }
 
 // The child's perf map and jitdump (perf keys both by pid) start with everything it inherited.
@@ -163,8 +173,11 @@ void reannounceCode(Runtime::Impl& rt) {
 }
 
 PATCHCALL_FORK_PATH void child() noexcept {
-  observe::GdbJit::forkChild();
-  pid_t pid = getpid();
+  // Held by this thread before the fork (prepare to here). A write first: a read of the wiped
+  // page would map the zero page and the first write fault again to replace it.
+  new (&runtimesMutex()) std::mutex();
+  resetAfterFork(lockOnForkPage(ProcessLock::kGdbDescriptors));  // zero bytes already when wiped
+  pid_t pid = getpid(), parentPid = getppid();  // getppid: a dead parent's descriptors stay open
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
@@ -173,7 +186,7 @@ PATCHCALL_FORK_PATH void child() noexcept {
     if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
       // foreign sites the open waits for the first registration (a fork stays cheaper).
-      s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty());
+      s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty(), parentPid);
     }
     try {
       reannounceCode(rt);  // the text mutex is still held
@@ -194,10 +207,10 @@ PATCHCALL_FORK_PATH void child() noexcept {
     if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }
   resetAfterFork(lifetimeMutex());  // thread records' lifetime lock (thread_scope.cpp)
-  new (&runtimesMutex()) std::mutex();  // held by prepare (on the wiped page: already zero)
   // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
   if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_release);
-  aot::StaticRegistry::forkChild();
+  resetAfterFork(lockOnForkPage(ProcessLock::kStaticRegistry));
+  aot::StaticRegistry::forkChild(parentPid);
 }
 
 // The child handler's libc calls, made once here in the parent. A call's first use binds its
@@ -206,6 +219,7 @@ PATCHCALL_FORK_PATH void child() noexcept {
 // the parent, so every child pays it again (BM_ForkChild's child_minflt: 38 -> 22).
 void bindChildHandlerCalls() noexcept {
   (void)getpid();
+  (void)getppid();
   (void)close(-1);  // EBADF: nothing is closed
 }
 
@@ -268,6 +282,11 @@ void GiveBackForkLocks::operator()(ForkLocks* l) const noexcept {
     return;
   }
   delete l;
+}
+
+std::mutex& processLock(ProcessLock which) noexcept {
+  (void)ensureForkHandlers();  // maps the fork page (once; a failed registration is said elsewhere)
+  return lockOnForkPage(which);
 }
 
 bool ownerMarkSet() noexcept {

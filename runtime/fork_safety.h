@@ -13,6 +13,8 @@
 // it. Neither process's later writes reach the other.
 #pragma once
 
+#include <mutex>
+
 #include "patchcall/runtime.h"
 
 namespace patchcall::detail {
@@ -24,6 +26,14 @@ Status ensureForkHandlers();
 // Fails (kOutOfMemory) only if pthread_atfork could not register the handlers.
 Status trackForFork(Runtime::Impl* rt);
 void untrackForFork(Runtime::Impl* rt) noexcept;
+
+// The process-wide locks the atfork handlers hold across fork() besides the runtimes' list:
+// gdb's JIT descriptor list (observe::GdbJit) and the AOT registry (aot::StaticRegistry). On
+// the fork page, so a child finds them unlocked on its zero-filled copy without writing a
+// page of the parent's (a copy-on-write fault each, where they were statics); statics when
+// the page could not be mapped. Registers the handlers on first use.
+enum class ProcessLock { kGdbDescriptors, kStaticRegistry };
+std::mutex& processLock(ProcessLock which) noexcept;
 
 // True while no child of a fork that skipped the atfork handlers can be running this code:
 // a byte on a MADV_WIPEONFORK page, which the kernel zero-fills in every child made by fork

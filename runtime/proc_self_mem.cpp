@@ -17,21 +17,38 @@ namespace patchcall::detail {
 bool ProcSelfMem::open() noexcept {
   close();
   fd_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+  owner_ = getpid();
   return fd_ >= 0;
 }
 
-PATCHCALL_FORK_PATH void ProcSelfMem::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
+// A descriptor of another process is closed already (closeInherited) or was never ours to
+// close: its number may name a file the child opened since.
+void ProcSelfMem::close() noexcept {
+  if (fd_ >= 0 && owner_ == getpid()) ::close(fd_);
   fd_ = -1;
 }
 
+bool ProcSelfMem::isOpen() const noexcept { return fd_ >= 0 && owner_ == getpid(); }
+
+PATCHCALL_FORK_PATH void ProcSelfMem::closeInherited(pid_t parent) const noexcept {
+  if (fd_ >= 0 && owner_ == parent) (void)::close(fd_);
+}
+
 bool ProcSelfMem::read(uintptr_t at, void* out, size_t n) const noexcept {
+  if (!isOpen()) {
+    errno = EBADF;
+    return false;
+  }
   ssize_t done = pread(fd_, out, n, static_cast<off_t>(at));
   if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
   return done >= 0 && static_cast<size_t>(done) == n;
 }
 
 bool ProcSelfMem::write(uintptr_t at, const void* bytes, size_t n) const noexcept {
+  if (!isOpen()) {
+    errno = EBADF;
+    return false;
+  }
   ssize_t done = pwrite(fd_, bytes, n, static_cast<off_t>(at));
   if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
   return done >= 0 && static_cast<size_t>(done) == n;

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "deadline.h"
+#include "fork_reset.h"
 #include "runtime_impl.h"
 #include "test_hooks.h"
 
@@ -52,7 +53,7 @@ Reclaimer::Reclaimer(Runtime::Impl& rt, bool background)
   }
 }
 
-bool Reclaimer::processingHere() const noexcept { return tlsProcessing == this; }
+PATCHCALL_FORK_PATH bool Reclaimer::processingHere() const noexcept { return tlsProcessing == this; }
 
 Reclaimer::~Reclaimer() {
   stop();

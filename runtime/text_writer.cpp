@@ -19,15 +19,13 @@ Status TextWriter::open(SyncMethod method) {
 }
 
 Status TextWriter::needForeignAccess() {
-  if (!procMem_.isOpen() && procMemDeferred_) (void)procMem_.open();
-  procMemDeferred_ = false;
+  if (!procMem_.isOpen()) (void)procMem_.open();  // a fork child's first need, or a retry
   if (!procMem_.isOpen()) return Status(Error::kUnsupportedSite, "/proc/self/mem is not writable here");
   return Status::ok();
 }
 
-PATCHCALL_FORK_PATH Status TextWriter::afterForkInChild(bool needNow) noexcept {
-  procMem_.close();
-  procMemDeferred_ = !needNow;
+PATCHCALL_FORK_PATH Status TextWriter::afterForkInChild(bool needNow, pid_t parent) noexcept {
+  procMem_.closeInherited(parent);
   if (!needNow) return Status::ok();
   if (!procMem_.open()) return Status(Error::kMapFailed, "cannot reopen /proc/self/mem for the child's foreign sites");
   return Status::ok();

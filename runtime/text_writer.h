@@ -57,9 +57,9 @@ class TextWriter {
   [[nodiscard]] bool writeForeign(uintptr_t rx, const void* bytes, size_t n) const noexcept;  // state untouched
   // Foreign code needs /proc/self/mem; a fork child opens its own only on first need.
   Status needForeignAccess();
-  // In a fork child: the parent's descriptor names the parent. `needNow`: the child has
-  // foreign sites (else the open is deferred to needForeignAccess).
-  Status afterForkInChild(bool needNow) noexcept;
+  // In a fork child: the descriptor `parent` opened names the parent; closed here, and
+  // reopened now when the child has foreign sites (`needNow`), else by needForeignAccess.
+  Status afterForkInChild(bool needNow, pid_t parent) noexcept;
 
   // Tells the embedder's patch observer (Options::patchObserver) that a site now calls `target`.
   void notify(uintptr_t site, uintptr_t target, SiteForm form) const {
@@ -79,7 +79,6 @@ class TextWriter {
   std::function<void(const PatchEvent&)> observer_;
   CrossCoreSync sync_;
   ProcSelfMem procMem_;  // foreign code
-  bool procMemDeferred_ = false;  // fork child without foreign sites: open on first need
 };
 
 }  // namespace patchcall::detail

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fork_reset.h"
 #include "quiescence.h"
 #include "test_hooks.h"
 
@@ -83,7 +84,7 @@ void Quiescence::reportUnregistered(const char* what) noexcept {
   }
 }
 
-std::mutex& lifetimeMutex() noexcept { return gLifetime; }
+PATCHCALL_FORK_PATH std::mutex& lifetimeMutex() noexcept { return gLifetime; }  // the child handler resets it
 
 void releaseRecord(ThreadRecord* r) noexcept {
   // acq_rel: the last owner sees every write the others made before they let go.

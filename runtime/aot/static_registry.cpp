@@ -66,15 +66,8 @@ StaticRegistry& StaticRegistry::instance() {
   return *registry;
 }
 
-PATCHCALL_FORK_PATH void StaticRegistry::forkPrepare() noexcept {
-  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.lock();
-}
-PATCHCALL_FORK_PATH void StaticRegistry::forkParent() noexcept {
-  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
-}
-PATCHCALL_FORK_PATH void StaticRegistry::forkChild() noexcept {
-  // Held by the forking thread, which is this one: unlock (text_ reopens /proc/self/mem).
-  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->mutex_.unlock();
+PATCHCALL_FORK_PATH void StaticRegistry::forkChild(pid_t parent) noexcept {
+  if (StaticRegistry* r = gRegistry.load(std::memory_order_acquire)) r->text_.closeInherited(parent);
 }
 
 // ---- rewriting sites --------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "patchcall/static_call_aot.h"
 #include "patchcall/static_key.h"
 #include "patchcall/status.h"
+#include "../fork_safety.h"
 #include "text_batch.h"
 
 namespace patchcall::detail::aot {
@@ -70,11 +71,10 @@ class StaticRegistry {
   int eachSite(int (*visit)(void*, const patchcall_static_site_info*), void* user);
   void stats(patchcall_static_stats* out);
 
-  // The atfork handlers (fork_safety.cpp): the mutex is held across fork(), so no batch is
-  // half done in the child; the child's first batch reopens /proc/self/mem.
-  static void forkPrepare() noexcept;
-  static void forkParent() noexcept;
-  static void forkChild() noexcept;
+  // The atfork child handler (fork_safety.cpp, which holds mutex_ across fork(): no batch is
+  // half done in the child): closes the parent's /proc/self/mem, which the child's first
+  // batch reopens.
+  static void forkChild(pid_t parent) noexcept;
 
  private:
   StaticRegistry() = default;
@@ -92,7 +92,7 @@ class StaticRegistry {
   Status flipKey(uintptr_t key, bool enabled);
   const std::vector<Site>& sitesOf(uintptr_t object) const;
 
-  std::mutex mutex_;
+  std::mutex& mutex_ = detail::processLock(detail::ProcessLock::kStaticRegistry);  // on the fork page
   uint32_t nextId_ = 1;
   std::vector<Module> modules_;
   std::unordered_map<uintptr_t, uint32_t> keys_;   // key -> its module

@@ -29,13 +29,11 @@ void planTrap(TextPatch& p) {
 }
 
 Status AotTextWriter::ready() {
-  pid_t pid = getpid();
-  if (mem_.isOpen() && owner_ == pid) return Status::ok();
-  // A fork child inherits the parent's descriptor, which still names the parent's memory.
+  if (mem_.isOpen()) return Status::ok();
+  // A fork child's first batch: the parent's descriptor was closed by its atfork handler.
   if (!mem_.open()) {
     return Status(Error::kSystemError, std::string("AOT text: cannot open /proc/self/mem for writing: ") + std::strerror(errno));
   }
-  owner_ = pid;
   if (!syncReady_) {
     Status s = sync_.init(SyncMethod::kAuto);
     if (!s) return s;

@@ -65,6 +65,8 @@ class AotTextWriter {
   uint64_t sitesWritten() const noexcept { return sitesWritten_; }
   uint64_t writes() const noexcept { return writes_; }
   uint64_t syncs() const noexcept { return sync_.count(); }
+  // In a fork child (the atfork handler): the parent's /proc/self/mem, closed without a write.
+  void closeInherited(pid_t parent) const noexcept { mem_.closeInherited(parent); }
 
  private:
   Status ready();
@@ -79,7 +81,6 @@ class AotTextWriter {
   Status writePhase(std::span<const TextPatch> patches, int phase);
 
   ProcSelfMem mem_;
-  pid_t owner_ = 0;  // the process mem_ was opened in
   bool syncReady_ = false;
   bool unsynced_ = false;          // written, but the sync after it failed
   bool dropTranslations_ = false;  // PATCHCALL_SYNC=emulator-remap: qemu-user must see the writes

@@ -4,7 +4,7 @@
 #include <mutex>
 #include <string>
 
-#include "../fork_reset.h"
+#include "../fork_safety.h"
 
 extern "C" {
 
@@ -21,11 +21,9 @@ namespace {
 
 enum : uint32_t { kNoAction = 0, kRegister = 1, kUnregister = 2 };
 
-// Guards __jit_debug_descriptor for every GdbJit in the process.
-std::mutex& descriptorMutex() {
-  static std::mutex m;
-  return m;
-}
+// Guards __jit_debug_descriptor for every GdbJit in the process. The atfork handlers hold it
+// across fork() (it lives on the fork page: fork_safety.h).
+std::mutex& descriptorMutex() { return detail::processLock(detail::ProcessLock::kGdbDescriptors); }
 
 }  // namespace
 
@@ -78,10 +76,6 @@ Status GdbJit::remove(Handle handle) {
   entries_.erase(it);
   return Status::ok();
 }
-
-PATCHCALL_FORK_PATH void GdbJit::forkPrepare() { descriptorMutex().lock(); }
-PATCHCALL_FORK_PATH void GdbJit::forkParent() { descriptorMutex().unlock(); }
-PATCHCALL_FORK_PATH void GdbJit::forkChild() { descriptorMutex().unlock(); }
 
 GdbJit::~GdbJit() {
   while (!entries_.empty()) (void)remove(entries_.begin()->first);

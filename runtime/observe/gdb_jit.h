@@ -64,12 +64,6 @@ class GdbJit {
 
   size_t size() const noexcept { return entries_.size(); }
 
-  // A fork() while another thread holds the process-wide mutex would leave it locked in the
-  // child: the engine's pthread_atfork handlers call these (prepare locks, both unlock).
-  static void forkPrepare();
-  static void forkParent();
-  static void forkChild();
-
  private:
   struct Entry {
     jit_code_entry link{};
