@@ -33,11 +33,14 @@ namespace {
 // The fork page (fork_locks.h): one MADV_WIPEONFORK page, mapped with the handlers'
 // registration, holding the owner mark, the runtimes' list lock and kForkPageSlots runtimes'
 // ForkLocks. A child made by fork() or clone() finds it zero-filled.
+// The process-wide locks prepare holds until the parent/child handler: the runtimes' list and
+// processLock's (fork_safety.h).
+struct ProcessLocks {
+  std::mutex runtimes, gdbDescriptors, staticRegistry;
+};
 struct ForkPageHeader {
   std::atomic<uint8_t> ownerMark{0};  // see ownerMarkSet (fork_safety.h)
-  std::mutex runtimes;                // held from prepare until the parent/child handler
-  std::mutex gdbDescriptors;          // processLock (fork_safety.h)
-  std::mutex staticRegistry;
+  ProcessLocks locks;
 };
 constexpr size_t kForkPageSize = 4096;
 constexpr size_t kFirstSlot =
@@ -46,20 +49,17 @@ constexpr size_t kForkPageSlots = (kForkPageSize - kFirstSlot) / sizeof(ForkLock
 static_assert(kForkPageSlots >= 8 && kForkPageSlots <= 32);  // gSlotsTaken's bits
 
 ForkPageHeader* gForkPage = nullptr;     // set once, before the handlers are registered
-std::mutex gRuntimesFallback;            // the list lock without a fork page
-std::mutex gGdbFallback, gStaticRegistryFallback;  // processLock's without a fork page
+ProcessLocks gFallbackLocks;             // without a fork page
 uint32_t gSlotsTaken = 0;                // bit i: slot i is a live runtime's (runtimesMutex())
 std::vector<Runtime::Impl*> gRuntimes;   // live runtimes, in creation order
 std::once_flag gAtforkOnce;
 bool gForkPageWiped = false;             // MADV_WIPEONFORK took: the page's owner mark means something
 
-std::mutex& runtimesMutex() noexcept { return gForkPage != nullptr ? gForkPage->runtimes : gRuntimesFallback; }
-
-// processLock without registering: the handlers run only after the page was decided.
+// Without registering the handlers: they run only after the page was decided.
+PATCHCALL_FORK_PATH ProcessLocks& processLocks() noexcept { return gForkPage != nullptr ? gForkPage->locks : gFallbackLocks; }
+PATCHCALL_FORK_PATH std::mutex& runtimesMutex() noexcept { return processLocks().runtimes; }
 PATCHCALL_FORK_PATH std::mutex& lockOnForkPage(ProcessLock which) noexcept {
-  bool gdb = which == ProcessLock::kGdbDescriptors;
-  if (gForkPage == nullptr) return gdb ? gGdbFallback : gStaticRegistryFallback;
-  return gdb ? gForkPage->gdbDescriptors : gForkPage->staticRegistry;
+  return which == ProcessLock::kGdbDescriptors ? processLocks().gdbDescriptors : processLocks().staticRegistry;
 }
 
 ForkLocks* slot(size_t i) noexcept {
@@ -173,11 +173,15 @@ void reannounceCode(Runtime::Impl& rt) {
 }
 
 PATCHCALL_FORK_PATH void child() noexcept {
-  // Held by this thread before the fork (prepare to here). A write first: a read of the wiped
-  // page would map the zero page and the first write fault again to replace it.
-  new (&runtimesMutex()) std::mutex();
-  resetAfterFork(lockOnForkPage(ProcessLock::kGdbDescriptors));  // zero bytes already when wiped
-  pid_t pid = getpid(), parentPid = getppid();  // getppid: a dead parent's descriptors stay open
+  // Held by this thread since prepare. A write first: a read of the wiped page would map the
+  // zero page and the first write fault again to replace it. (Zero bytes already when wiped.)
+  ProcessLocks& locks = processLocks();
+  new (&locks.runtimes) std::mutex();
+  resetAfterFork(locks.gdbDescriptors);
+  resetAfterFork(locks.staticRegistry);
+  // The process whose /proc/self/mem descriptors this one inherited open (ProcSelfMem). If it
+  // has exited already, the child's parent is another process and they are left open.
+  pid_t pid = getpid(), parentPid = getppid();
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
@@ -209,7 +213,6 @@ PATCHCALL_FORK_PATH void child() noexcept {
   resetAfterFork(lifetimeMutex());  // thread records' lifetime lock (thread_scope.cpp)
   // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
   if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_release);
-  resetAfterFork(lockOnForkPage(ProcessLock::kStaticRegistry));
   aot::StaticRegistry::forkChild(parentPid);
 }
 
