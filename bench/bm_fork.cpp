@@ -5,23 +5,28 @@
 //   BM_ForkChild/1      the same with a 256 MiB-arena runtime holding 10,000 sites alive: the
 //                       handlers mark the arena shared (each process copies its used bytes at
 //                       its first code write after the fork; BM_ForkFirstWrite)
-//   BM_ForkChild/2      the same process as /1 forked by a raw SYS_fork: no atfork handler runs
-//                       (the child only calls _exit), so /1 - /2 is exactly what patchcall's
-//                       handlers add to a fork of this process
+//   BM_ForkChild/2      the same process as /1 forked by a raw SYS_fork: no atfork handler
+//                       and none of glibc's own fork work runs (the child only calls _exit)
+//   BM_ForkChild/3      the same process forked by glibc's _Fork(): glibc's fork without the
+//                       atfork handlers (patchcall's are the only ones registered), so /1 - /3
+//                       is what patchcall's handlers add to a fork of this process, together
+//                       with glibc's internal locks fork() takes and _Fork() does not
 //   BM_ArenaCopy        the copy alone (memfd_create, ftruncate, pwrite of the same byte count,
 //                       close: the pages are freed at close as they are at the child's exit)
 //   BM_ForkFirstWrite   where the copy went: after each fork (the child exits at once), the
 //                       parent's first update of a key with 100 sites (it copies the used
 //                       bytes and maps the copy: first_update_ns) against its next one
 //                       (next_update_ns); medians
-//   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork with
-//                       the handlers (/1), raw SYS_fork (/2), the arena copy; each block's median
-//                       is the round's figure; `added/copy` = (/1 - /2 child start) / copy per
-//                       round, `added_round_trip/copy` the same with round trips (info)
+//   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork() with
+//                       the handlers (/1), _Fork() (/3), raw SYS_fork (/2), the arena copy;
+//                       each block's median is the round's figure; `added/copy` = (/1 - /3
+//                       child start) / copy per round (the goal), `added_vs_raw/copy` the same
+//                       against the raw fork (which also skips glibc's own work; info),
+//                       `added_round_trip/copy` with round trips against _Fork() (info)
 // The counter child_minflt: the child's minor page faults up to its first instruction (median;
-// copy-on-write faults of the pages the handlers write, repeatable where times are not): here
-// 24 for a raw SYS_fork, 32 for glibc's fork() with no runtime (/0), 38 with one (/1).
-// The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/2 <= ArenaCopy.
+// copy-on-write faults of the pages the handlers write and a fault per 64 KiB window of text
+// first run, repeatable where times are not).
+// The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/3 <= ArenaCopy.
 // /1 - /0 also counts fork's own cost for the bigger process (the fixture's heap and mappings).
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -68,6 +73,21 @@ ForkFixture& forkFixture() {
   return *f;
 }
 
+// How a benchmark forks: glibc's fork() (atfork handlers run), a raw system call, _Fork().
+enum class ForkKind { kLibc, kRawSyscall, kNoHandlers };
+
+pid_t forkBy(ForkKind kind) {
+  switch (kind) {
+    case ForkKind::kLibc:
+      return fork();
+    case ForkKind::kRawSyscall:
+      return static_cast<pid_t>(syscall(SYS_fork));
+    case ForkKind::kNoHandlers:
+      return _Fork();  // glibc >= 2.34
+  }
+  return -1;
+}
+
 uint64_t nowNs() {
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -77,8 +97,8 @@ uint64_t nowNs() {
 // Besides the round trip (real time), the counter child_start_ns: from the call of fork() to
 // the child's first instruction after it, the median over the iterations. It holds the
 // prepare handlers, the kernel's fork and the child handlers, and not the teardown at exit,
-// so /1 - /2 is exactly the handlers' time on the way into the child.
-void forkAndWait(benchmark::State& state, bool raw) {
+// so /1 - /3 is the handlers' time on the way into the child.
+void forkAndWait(benchmark::State& state, ForkKind kind) {
   static auto* childStart = static_cast<volatile uint64_t*>(
       mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
@@ -90,7 +110,7 @@ void forkAndWait(benchmark::State& state, bool raw) {
     rusage before{}, after{};
     getrusage(RUSAGE_SELF, &before);
     uint64_t t0 = nowNs();
-    pid_t pid = raw ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
+    pid_t pid = forkBy(kind);
     if (pid > 0) getrusage(RUSAGE_SELF, &after);
     if (pid == 0) {
       *childStart = nowNs();
@@ -120,9 +140,11 @@ void BM_ForkChild(benchmark::State& state) {
     if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
     state.counters["used_bytes"] = static_cast<double>(f.used);
   }
-  forkAndWait(state, /*raw=*/state.range(0) == 2);
+  forkAndWait(state, state.range(0) == 2 ? ForkKind::kRawSyscall
+                     : state.range(0) == 3 ? ForkKind::kNoHandlers
+                                           : ForkKind::kLibc);
 }
-BENCHMARK(BM_ForkChild)->Arg(0)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_ForkChild)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime();
 
 bool copyArena(const ForkFixture& f) {
   const auto* src = static_cast<const uint8_t*>(f.rt->arenaInfo().rwBase);
@@ -180,15 +202,16 @@ void BM_ForkPairs(benchmark::State& state) {
   static auto* childStart = static_cast<volatile uint64_t*>(
       mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
-  constexpr int kRounds = 30, kBlock = 9;
-  // Per round, block medians: child start (fork() call to the child's first instruction, as
-  // BM_ForkChild's child_start_ns) and round trip, with handlers and raw; the arena copy.
-  std::vector<double> startWith, startRaw, tripWith, tripRaw, copy;
+  constexpr int kRounds = 30, kBlock = 9, kKinds = 4;
+  // Blocks: the three ForkKinds in enum order, then the arena copy. Per round, block medians:
+  // child start (fork call to the child's first instruction, as BM_ForkChild's child_start_ns)
+  // and round trip per ForkKind; the copy.
+  std::vector<double> start[3], trip[3], copy;
   bool failed = false;
-  auto forkOnce = [&](bool rawFork, double* start) {
+  auto forkOnce = [&](ForkKind kind, double* childNs) {
     return pcbench::timeNs([&] {
       uint64_t t0 = nowNs();
-      pid_t pid = rawFork ? static_cast<pid_t>(syscall(SYS_fork)) : fork();
+      pid_t pid = forkBy(kind);
       if (pid == 0) {
         *childStart = nowNs();
         _exit(0);
@@ -199,41 +222,48 @@ void BM_ForkPairs(benchmark::State& state) {
       }
       int status = 0;
       waitpid(pid, &status, 0);
-      *start = static_cast<double>(*childStart - t0);
+      *childNs = static_cast<double>(*childStart - t0);
     });
   };
   for (auto _ : state) {
     for (int r = 0; r < kRounds && !failed; ++r) {
-      for (int j = 0; j < 3; ++j) {
-        int kind = (r % 2 == 0) ? (r + j) % 3 : (r + 2 - j) % 3;
+      for (int j = 0; j < kKinds; ++j) {
+        int kind = (r % 2 == 0) ? (r + j) % kKinds : (r + kKinds - 1 - j) % kKinds;
         std::vector<double> trips, starts;
         for (int i = 0; i < kBlock; ++i) {
-          double start = 0;
-          trips.push_back(kind == 2 ? pcbench::timeNs([&] { failed |= !copyArena(f); }) : forkOnce(kind == 1, &start));
-          starts.push_back(start);
+          double childNs = 0;
+          trips.push_back(kind == 3 ? pcbench::timeNs([&] { failed |= !copyArena(f); })
+                                    : forkOnce(static_cast<ForkKind>(kind), &childNs));
+          starts.push_back(childNs);
         }
-        if (kind == 2) {
+        if (kind == 3) {
           copy.push_back(pcbench::median(trips));
         } else {
-          (kind == 0 ? tripWith : tripRaw).push_back(pcbench::median(trips));
-          (kind == 0 ? startWith : startRaw).push_back(pcbench::median(starts));
+          trip[kind].push_back(pcbench::median(trips));
+          start[kind].push_back(pcbench::median(starts));
         }
       }
     }
   }
   if (failed) return state.SkipWithError("fork or the arena copy failed");
-  std::vector<double> added, addedTrip;
-  for (size_t i = 0; i < startWith.size(); ++i) {
-    added.push_back(startWith[i] - startRaw[i]);
-    addedTrip.push_back(tripWith[i] - tripRaw[i]);
+  constexpr int kWith = static_cast<int>(ForkKind::kLibc), kRaw = static_cast<int>(ForkKind::kRawSyscall),
+                kBare = static_cast<int>(ForkKind::kNoHandlers);
+  std::vector<double> added, addedVsRaw, addedTrip;
+  for (size_t i = 0; i < copy.size(); ++i) {
+    added.push_back(start[kWith][i] - start[kBare][i]);
+    addedVsRaw.push_back(start[kWith][i] - start[kRaw][i]);
+    addedTrip.push_back(trip[kWith][i] - trip[kBare][i]);
   }
-  state.counters["child_start_handlers_ns"] = pcbench::median(startWith);
-  state.counters["child_start_raw_ns"] = pcbench::median(startRaw);
+  state.counters["child_start_handlers_ns"] = pcbench::median(start[kWith]);
+  state.counters["child_start_no_handlers_ns"] = pcbench::median(start[kBare]);
+  state.counters["child_start_raw_ns"] = pcbench::median(start[kRaw]);
   state.counters["added_ns"] = pcbench::median(added);  // on the way into the child
+  state.counters["added_vs_raw_ns"] = pcbench::median(addedVsRaw);
   state.counters["added_round_trip_ns"] = pcbench::median(addedTrip);
   state.counters["copy_ns"] = pcbench::median(copy);
   state.counters["used_bytes"] = static_cast<double>(f.used);
   pcbench::reportPairRatios(state, "added/copy", added, copy);
+  pcbench::reportPairRatios(state, "added_vs_raw/copy", addedVsRaw, copy);
   pcbench::reportPairRatios(state, "added_round_trip/copy", addedTrip, copy);
 }
 BENCHMARK(BM_ForkPairs)->UseRealTime()->Iterations(1);

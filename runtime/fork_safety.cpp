@@ -223,7 +223,6 @@ PATCHCALL_FORK_PATH void child() noexcept {
 void bindChildHandlerCalls() noexcept {
   (void)getpid();
   (void)getppid();
-  (void)close(-1);  // EBADF: nothing is closed
 }
 
 }  // namespace

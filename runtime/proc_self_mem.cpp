@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <new>
 
+#include "arch/arch.h"
 #include "fork_reset.h"
 #include "proc_maps.h"
 
@@ -30,8 +31,10 @@ void ProcSelfMem::close() noexcept {
 
 bool ProcSelfMem::isOpen() const noexcept { return fd_ >= 0 && owner_ == getpid(); }
 
+// Without libc: its close() would be the only code of a 64 KiB window of libc's text the child
+// runs on its way to running, a fault of its own (arch/*/raw_syscall.h).
 PATCHCALL_FORK_PATH void ProcSelfMem::closeInherited(pid_t parent) const noexcept {
-  if (fd_ >= 0 && owner_ == parent) (void)::close(fd_);
+  if (fd_ >= 0 && owner_ == parent) (void)arch::rawClose(fd_);
 }
 
 bool ProcSelfMem::read(uintptr_t at, void* out, size_t n) const noexcept {

@@ -92,6 +92,8 @@ inline uintptr_t veneerTarget(uintptr_t veneer) noexcept;
 inline void codeWritten(uintptr_t rx, size_t n) noexcept;
 // The spin-wait hint of the ISA.
 inline void cpuRelax() noexcept;
+// close(2) without libc, from the caller's own text (the fork child's handler): 0 or -errno.
+inline int rawClose(int fd) noexcept;
 
 // ---- emitters (jit/) --------------------------------------------------------------------
 // `n` bytes of no-op (n < kMaxNopPadding), for padding before a site.
@@ -136,6 +138,7 @@ inline SiteHolds siteHolds(uintptr_t site) noexcept;
 #include "x86_64/cpu.h"
 #include "x86_64/frame_cfi.h"
 #include "x86_64/poll.h"
+#include "x86_64/raw_syscall.h"
 #include "x86_64/safepoint_stub.h"
 #include "x86_64/site_layout.h"
 #include "x86_64/static_text.h"
@@ -146,6 +149,7 @@ inline SiteHolds siteHolds(uintptr_t site) noexcept;
 #include "aarch64/cpu.h"
 #include "aarch64/frame_cfi.h"
 #include "aarch64/poll.h"
+#include "aarch64/raw_syscall.h"
 #include "aarch64/safepoint_stub.h"
 #include "aarch64/site_layout.h"
 #include "aarch64/static_text.h"
