@@ -67,6 +67,16 @@ int codeMemfds() {
   });
 }
 
+// Open descriptors of /proc/<pid>/mem.
+int memDescriptorsOf(pid_t pid) {
+  const std::string mem = "/proc/" + std::to_string(pid) + "/mem";
+  return countProcEntries("/proc/self/fd", [&](const std::string& fd) {
+    char link[256] = {};
+    ssize_t n = readlink(fd.c_str(), link, sizeof link - 1);
+    return n > 0 && mem == link;
+  });
+}
+
 std::atomic<bool> gCallbackRan{false};
 
 }  // namespace
@@ -154,4 +164,26 @@ TEST(ForkResources, EachForkLeavesOneCodeCopyInTheChildAndNoneInTheParent) {
     EXPECT_EQ(result, "exit 0") << "fork " << i;
     EXPECT_EQ(codeMemfds(), before) << "after fork " << i << ": the parent kept a copy's descriptor";
   }
+}
+
+// Every runtime holds /proc/self/mem open (foreign sites are written through it). A child's
+// inherited descriptor names the parent's memory: the child handler closes it (a raw close,
+// arch/*/raw_syscall.h), and a child with no foreign site opens none of its own.
+TEST(ForkResources, ChildHoldsNoDescriptorOfTheParentsMemory) {
+  Options o;
+  o.backgroundReclaimer = false;
+  Result<Runtime> rt = Runtime::create(o);
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  const pid_t parent = getpid();
+  const int before = memDescriptorsOf(parent);
+  ASSERT_GE(before, 1) << "the runtime holds no /proc/self/mem";
+  std::string result = runInChild([&] {
+    int inherited = memDescriptorsOf(parent), own = memDescriptorsOf(getpid());
+    CHILD_CHECK(inherited == 0, "%d descriptors still name the parent's memory (/proc/%d/mem)", inherited,
+                static_cast<int>(parent));
+    CHILD_CHECK(own == 0, "the child opened %d /proc/self/mem without a foreign site", own);
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  EXPECT_EQ(memDescriptorsOf(parent), before) << "the child's close reached the parent's descriptor";
 }
