@@ -139,11 +139,11 @@ void CodeObserver::blobChanged(uintptr_t start, size_t size, std::string_view na
   report(jitdump_.codeChanged(start, size, name, reinterpret_cast<const uint8_t*>(start)), "jitdump");
 }
 
-void CodeObserver::afterForkInChild(std::span<const observe::CodeEvent> live) {
-  if (!perf_.path().empty()) report(perf_.afterForkInChild(live, claimFirst(gPerfMapPid)), "perf map");
+void CodeObserver::afterForkInChild(pid_t parent, std::span<const observe::CodeEvent> live) {
+  if (!perf_.path().empty()) report(perf_.afterForkInChild(parent, live, claimFirst(gPerfMapPid)), "perf map");
   if (!jitdump_.path().empty()) {
     (void)claimFirst(gJitDumpPid);
-    report(jitdump_.afterForkInChild(live), "jitdump");
+    report(jitdump_.afterForkInChild(parent, live), "jitdump");
   }
 }
 

@@ -67,8 +67,8 @@ class CodeObserver {
   // An update rewrote sites inside this blob (once per blob per update, after its writes).
   void blobChanged(uintptr_t rx, size_t size, std::string_view name);
 
-  // fork() child: new files for this pid, with a load for everything still mapped.
-  void afterForkInChild(std::span<const observe::CodeEvent> live);
+  // fork() child of `parent`: new files for this pid, with a load for everything still mapped.
+  void afterForkInChild(pid_t parent, std::span<const observe::CodeEvent> live);
 
  private:
   void report(const Status& s, const char* what) const;

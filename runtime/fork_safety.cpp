@@ -147,7 +147,7 @@ PATCHCALL_FORK_PATH void parent() noexcept {
 }
 
 // The child's perf map and jitdump (perf keys both by pid) start with everything it inherited.
-void reannounceCode(Runtime::Impl& rt) {
+void reannounceCode(Runtime::Impl& rt, pid_t parent) {
   if (!rt.observer.filesOpened()) return;
   std::deque<std::string> names;  // stable addresses for the events' string_views
   std::vector<observe::CodeEvent> live;
@@ -169,7 +169,7 @@ void reannounceCode(Runtime::Impl& rt) {
     const BlobRecord& b = rt.registry.blob(id);
     if (b.state != BlobState::kFreed) forEachCodeEvent(b, [&](const observe::CodeEvent& e) { live.push_back(e); });
   }
-  rt.observer.afterForkInChild(live);
+  rt.observer.afterForkInChild(parent, live);
 }
 
 PATCHCALL_FORK_PATH void child() noexcept {
@@ -193,7 +193,7 @@ PATCHCALL_FORK_PATH void child() noexcept {
       s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty(), parentPid);
     }
     try {
-      reannounceCode(rt);  // the text mutex is still held
+      reannounceCode(rt, parentPid);  // the text mutex is still held
     } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     rt.quiescence->afterForkInChild();

@@ -9,32 +9,13 @@
 #include <cerrno>
 #include <new>
 
-#include "arch/arch.h"
-#include "fork_reset.h"
 #include "proc_maps.h"
 
 namespace patchcall::detail {
 
 bool ProcSelfMem::open() noexcept {
-  close();
-  fd_ = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-  owner_ = getpid();
-  return fd_ >= 0;
-}
-
-// A descriptor of another process is closed already (closeInherited) or was never ours to
-// close: its number may name a file the child opened since.
-void ProcSelfMem::close() noexcept {
-  if (fd_ >= 0 && owner_ == getpid()) ::close(fd_);
-  fd_ = -1;
-}
-
-bool ProcSelfMem::isOpen() const noexcept { return fd_ >= 0 && owner_ == getpid(); }
-
-// Without libc: its close() would be the only code of a 64 KiB window of libc's text the child
-// runs on its way to running, a fault of its own (arch/*/raw_syscall.h).
-PATCHCALL_FORK_PATH void ProcSelfMem::closeInherited(pid_t parent) const noexcept {
-  if (fd_ >= 0 && owner_ == parent) (void)arch::rawClose(fd_);
+  fd_.reset(::open("/proc/self/mem", O_RDWR | O_CLOEXEC));
+  return fd_.held();
 }
 
 bool ProcSelfMem::read(uintptr_t at, void* out, size_t n) const noexcept {
@@ -42,7 +23,7 @@ bool ProcSelfMem::read(uintptr_t at, void* out, size_t n) const noexcept {
     errno = EBADF;
     return false;
   }
-  ssize_t done = pread(fd_, out, n, static_cast<off_t>(at));
+  ssize_t done = pread(fd_.fd(), out, n, static_cast<off_t>(at));
   if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
   return done >= 0 && static_cast<size_t>(done) == n;
 }
@@ -52,7 +33,7 @@ bool ProcSelfMem::write(uintptr_t at, const void* bytes, size_t n) const noexcep
     errno = EBADF;
     return false;
   }
-  ssize_t done = pwrite(fd_, bytes, n, static_cast<off_t>(at));
+  ssize_t done = pwrite(fd_.fd(), bytes, n, static_cast<off_t>(at));
   if (done >= 0 && static_cast<size_t>(done) != n) errno = EIO;
   return done >= 0 && static_cast<size_t>(done) == n;
 }

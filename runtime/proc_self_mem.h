@@ -2,11 +2,11 @@
 // stays read-execute (the kernel writes with FOLL_FORCE, copying a private file page once); a
 // read never faults on a mapping that is gone.
 //
-// A descriptor belongs to the process that opened it: a fork child's inherited one still names
-// the parent's memory. The child handlers close it (closeInherited) without writing this
-// object, whose page the child would otherwise copy on its way to running (a fault of 3-12 us
-// here); every member treats another process's descriptor as closed, and a child reopens
-// before its first access (TextWriter for foreign sites, aot::AotTextWriter for compiled text).
+// A descriptor belongs to the process that opened it (ProcessDescriptor): a fork child's
+// inherited one still names the parent's memory. The child handlers close it
+// (closeInherited); every member treats another process's descriptor as closed, and a child
+// reopens before its first access (TextWriter for foreign sites, aot::AotTextWriter for
+// compiled text).
 #pragma once
 
 #include <sys/types.h>
@@ -14,30 +14,25 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "process_descriptor.h"
+
 namespace patchcall::detail {
 
 class ProcSelfMem {
  public:
-  ProcSelfMem() = default;
-  ~ProcSelfMem() { close(); }
-  ProcSelfMem(const ProcSelfMem&) = delete;
-  ProcSelfMem& operator=(const ProcSelfMem&) = delete;
-
   // Opens (or reopens) it read-write in this process; false with errno set.
   [[nodiscard]] bool open() noexcept;
-  void close() noexcept;  // this process's descriptor; another process's is left alone
-  bool isOpen() const noexcept;  // open in this process
-  // In a fork child, from the atfork handler, before any other code of the child runs:
-  // closes the descriptor if `parent` opened it (then it is open here, inherited). Writes
-  // nothing: this object goes on naming the parent's descriptor, which isOpen() refuses.
-  void closeInherited(pid_t parent) const noexcept;
+  void close() noexcept { fd_.close(); }  // this process's descriptor; another process's is left alone
+  bool isOpen() const noexcept { return fd_.openHere(); }
+  // From the fork child's handler (ProcessDescriptor::closeInherited): this object goes on
+  // naming the parent's descriptor, which isOpen() refuses.
+  void closeInherited(pid_t parent) const noexcept { fd_.closeInherited(parent); }
   // All n bytes, or false with errno set (EIO for a short transfer, EBADF when not open here).
   [[nodiscard]] bool read(uintptr_t at, void* out, size_t n) const noexcept;
   [[nodiscard]] bool write(uintptr_t at, const void* bytes, size_t n) const noexcept;
 
  private:
-  int fd_ = -1;
-  pid_t owner_ = 0;  // the process that opened fd_
+  ProcessDescriptor fd_;
 };
 
 // qemu-user keeps running its translation of code the kernel wrote behind its back (through

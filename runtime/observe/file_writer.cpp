@@ -14,9 +14,8 @@ Status FileWriter::open(std::string path, std::string_view what, bool readable, 
   what_ = what;
   path_ = std::move(path);
   const int flags = (readable ? O_RDWR : O_WRONLY) | O_CREAT | (truncate ? O_TRUNC : 0) | O_APPEND | O_CLOEXEC;
-  fd_ = ::open(path_.c_str(), flags, 0644);
-  owner_ = ::getpid();
-  if (fd_ < 0) {
+  fd_.reset(::open(path_.c_str(), flags, 0644));
+  if (!fd_.held()) {
     const int e = errno;
     return {Error::kSystemError, what_ + ": cannot create " + path_ + ": " + std::strerror(e) +
                                      " (disabled)"};
@@ -24,13 +23,11 @@ Status FileWriter::open(std::string path, std::string_view what, bool readable, 
   return Status::ok();
 }
 
-bool FileWriter::enabled() const noexcept { return fd_ >= 0 && owner_ == ::getpid(); }
-
 Status FileWriter::write(const void* data, size_t size) {
   if (!enabled()) return Status::ok();
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, p, size);
+    const ssize_t n = ::write(fd_.fd(), p, size);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int e = n < 0 ? errno : ENOSPC;
@@ -41,11 +38,6 @@ Status FileWriter::write(const void* data, size_t size) {
     size -= static_cast<size_t>(n);
   }
   return Status::ok();
-}
-
-void FileWriter::close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
 }
 
 Status FileWriter::fail(Status status) {

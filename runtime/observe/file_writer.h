@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "../process_descriptor.h"
 #include "patchcall/status.h"
 
 namespace patchcall::observe {
@@ -23,22 +24,23 @@ class FileWriter {
   // feature in messages ("perf map").
   Status open(std::string path, std::string_view what, bool readable = false, bool truncate = true);
   Status write(const void* data, size_t size);
-  // Closes the file; later writes are dropped. After fork() the child calls it on the
-  // parent's descriptor (O_APPEND shared with the parent: it must never write through it).
-  void close();
+  // Closes the file if this process opened it; later writes are dropped.
+  void close() { fd_.close(); }
+  // In a fork child: closes the descriptor `parent` opened (O_APPEND shared with the parent:
+  // the child must never write through it) before the child opens a file of its own.
+  void closeInherited(pid_t parent) const noexcept { fd_.closeInherited(parent); }
   // Marks the writer failed with `status` (which is returned), as a failed write does.
   Status fail(Status status);
 
   // Open, and opened by this process (not inherited through fork()).
-  bool enabled() const noexcept;
+  bool enabled() const noexcept { return fd_.openHere(); }
   // Open here or inherited from the parent: what afterForkInChild() replaces.
-  bool isOpen() const noexcept { return fd_ >= 0; }
-  int fd() const noexcept { return fd_; }
+  bool isOpen() const noexcept { return fd_.held(); }
+  int fd() const noexcept { return fd_.fd(); }
   const std::string& path() const noexcept { return path_; }
 
  private:
-  int fd_ = -1;
-  int owner_ = 0;  // getpid() at open()
+  detail::ProcessDescriptor fd_;
   std::string path_;
   std::string what_;
 };

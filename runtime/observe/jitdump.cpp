@@ -93,10 +93,10 @@ Status JitDump::codeChanged(uintptr_t start, size_t size, std::string_view name,
   return writeLoad(start, size, name, bytes);
 }
 
-Status JitDump::afterForkInChild(std::span<const CodeEvent> live) {
+Status JitDump::afterForkInChild(pid_t parent, std::span<const CodeEvent> live) {
   if (!file_.isOpen()) return Status::ok();  // never opened, or disabled by a failure
   unmapMarker();
-  file_.close();  // the parent's file: no close record from the child
+  file_.closeInherited(parent);  // the parent's file: no close record from the child
   PATCHCALL_TRY(open(directory_));
   for (const CodeEvent& e : live) PATCHCALL_TRY(codeLoaded(e));
   return Status::ok();

@@ -69,9 +69,9 @@ class JitDump {
   // after the retarget with the new bytes (the call shows its new target) and earlier
   // samples with the old ones. One call per blob per batch: each copies the whole blob.
   Status codeChanged(uintptr_t start, size_t size, std::string_view name, const uint8_t* bytes);
-  // In a fork() child: unmap the parent's marker, stop writing its file, and start
+  // In a fork() child of `parent`: unmap the parent's marker, close its file, and start
   // jit-<child pid>.dump with a load record for each of `live` (code the child inherited).
-  Status afterForkInChild(std::span<const CodeEvent> live = {});
+  Status afterForkInChild(pid_t parent, std::span<const CodeEvent> live = {});
   // Writes JIT_CODE_CLOSE, unmaps the marker and closes the file (the destructor does too).
   void close();
 

@@ -23,9 +23,9 @@ Status PerfMap::codeLoaded(const CodeEvent& event) {
   return file_.write(line.data(), line.size());
 }
 
-Status PerfMap::afterForkInChild(std::span<const CodeEvent> live, bool truncate) {
+Status PerfMap::afterForkInChild(pid_t parent, std::span<const CodeEvent> live, bool truncate) {
   if (!file_.isOpen()) return Status::ok();  // never opened, or disabled by a failure
-  file_.close();
+  file_.closeInherited(parent);
   PATCHCALL_TRY(open(directory_, truncate));
   for (const CodeEvent& e : live) PATCHCALL_TRY(codeLoaded(e));
   return Status::ok();

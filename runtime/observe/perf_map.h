@@ -30,7 +30,8 @@ class PerfMap {
   // In a fork() child: stop writing the parent's file and start perf-<child pid>.map, with a
   // line for every code range `live` still maps (the child inherited the arena, and perf keys
   // maps by pid, so samples of inherited code need them in the child's file too).
-  Status afterForkInChild(std::span<const CodeEvent> live = {}, bool truncate = true);
+  // `parent`: the process whose file this one inherited (it is closed here).
+  Status afterForkInChild(pid_t parent, std::span<const CodeEvent> live = {}, bool truncate = true);
   void close() { file_.close(); }
 
   bool enabled() const noexcept { return file_.enabled(); }

@@ -207,7 +207,7 @@ TEST(JitDump, ForkChildStartsItsOwnDumpAndMarker) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    bool ok = dump.afterForkInChild({&inherited, 1}).isOk();
+    bool ok = dump.afterForkInChild(getppid(), {&inherited, 1}).isOk();
     ok = ok && dump.path() == dir + "/jit-" + std::to_string(getpid()) + ".dump";
     ok = ok && markerMapped(dump.path()) && !markerMapped(parentPath);
     ok = ok && dump.codeLoaded({0x50000, sizeof code, "child_only", code}).isOk();

@@ -99,6 +99,18 @@ TEST(PerfMap, AFailedLineDisablesTheMapWithOneDiagnostic) {
   EXPECT_TRUE(map.codeLoaded({0x2000, 16, "b", nullptr}).isOk());
 }
 
+// Descriptors of this process open on `path`.
+static int descriptorsOf(const std::string& path) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[4096] = {};
+    const std::string fdPath = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t len = readlink(fdPath.c_str(), link, sizeof link - 1);
+    if (len > 0 && path == link) ++n;
+  }
+  return n;
+}
+
 // A child that never calls afterForkInChild must not write into the parent's file.
 TEST(PerfMap, ForkChildWithoutItsOwnFileWritesNothing) {
   const observe_test::TempDir tmp;
@@ -131,7 +143,9 @@ TEST(PerfMap, ForkChildWritesItsOwnFileWithTheInheritedCode) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    bool ok = map.afterForkInChild({&parentCode, 1}).isOk();
+    bool ok = descriptorsOf(parentPath) == 1;  // inherited
+    ok = ok && map.afterForkInChild(getppid(), {&parentCode, 1}).isOk();
+    ok = ok && descriptorsOf(parentPath) == 0;  // the parent's file is closed here
     ok = ok && map.codeLoaded({0x20000, 0x10, "child_only", nullptr}).isOk();
     ok = ok && map.path() == dir + "/perf-" + std::to_string(getpid()) + ".map";
     _exit(ok ? 0 : 1);
