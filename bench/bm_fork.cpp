@@ -51,7 +51,9 @@ struct ForkFixture {
   size_t used = 0;
   std::vector<patchcall::Key> keys;  // 100 keys, 100 sites each
   ForkFixture() {
-    rt = pcbench::newRuntime(&error, size_t{256} << 20);
+    // With the background reclaimer (the default): its thread waits on a condition variable
+    // the child re-creates, and makes glibc's fork() take its multi-threaded path.
+    rt = pcbench::newRuntime(&error, size_t{256} << 20, /*backgroundReclaimer=*/true);
     if (rt == nullptr) return;
     for (int k = 0; k < 100; ++k) {
       auto key = rt->createKey(reinterpret_cast<const void*>(&pcbench_add1));

@@ -255,6 +255,8 @@ PATCHCALL_FORK_PATH void ForkLocks::recreateInChild(bool textHeld, bool reclaimP
   new (&arena) std::mutex();
   new (&reclaimPass) std::timed_mutex();
   new (&reclaimQueue) std::mutex();
+  resetAfterFork(reclaimWake);  // zero already on the wiped page: libstdc++'s constructor is not run
+  storeIfDifferent(reclaimThreadHere, false);
   if (textHeld) text.lock();  // a fork from a patch observer: the update goes on in both
   if (reclaimPassHeld) reclaimPass.lock();  // a fork from a retire callback
   ownerPid = pid;

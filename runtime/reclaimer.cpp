@@ -37,12 +37,18 @@ void runFunctionNode(RetireNode* node) {
 }  // namespace
 
 Reclaimer::Reclaimer(Runtime::Impl& rt, bool background)
-    : rt_(rt), mutex_(rt.forkLocks->reclaimQueue), processMutex_(rt.forkLocks->reclaimPass), background_(background) {
+    : rt_(rt),
+      mutex_(rt.forkLocks->reclaimQueue),
+      wake_(rt.forkLocks->reclaimWake),
+      processMutex_(rt.forkLocks->reclaimPass),
+      background_(background),
+      threadHere_(rt.forkLocks->reclaimThreadHere) {
   if (!background) return;
   thread_ = std::thread([this] {
     threadRunning_.store(true, std::memory_order_release);
     backgroundLoop();
   });
+  threadHere_ = true;
   // Return only once the thread runs: a fork() right after Runtime::create must not catch it
   // inside its start-up (an allocator that is not fork-safe, as ASan's, would then deadlock
   // the child on its first allocation). Bounded: a thread that cannot be scheduled in 1 s is
@@ -77,7 +83,11 @@ void Reclaimer::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable() && threadHere_) {
+    thread_.join();
+  } else if (thread_.joinable()) {
+    new (&thread_) std::thread();  // a fork parent's: forgotten, never joined
+  }
   // Whatever is still queued runs now if a grace period allows it (bounded).
   uint64_t need;
   {

@@ -93,7 +93,7 @@ class Reclaimer {
 
   Runtime::Impl& rt_;
   std::mutex& mutex_;  // queues below; on the fork page (fork_locks.h), as processMutex_
-  std::condition_variable wake_;
+  std::condition_variable& wake_;  // on the fork page (ForkLocks::reclaimWake)
   RetireNode* head_ = nullptr;  // callbacks, oldest first (intrusive: no allocation per node)
   RetireNode** tail_ = &head_;
   uint64_t queued_ = 0;         // callbacks ever queued (the last one's ticket)
@@ -112,9 +112,12 @@ class Reclaimer {
   std::atomic<uint64_t> callbacksRetired_{0}, callbacksRun_{0};
   std::atomic<uint64_t> blobsRetired_{0}, blobsFreed_{0}, blobsPinned_{0};
   bool background_;
+  // The background thread; in a fork child, the parent's until one starts here (joinable,
+  // but not this process's: threadHere_ says whose it is).
   std::thread thread_;
+  bool& threadHere_;  // on the fork page (ForkLocks::reclaimThreadHere); false in a child
   std::atomic<bool> threadRunning_{false};  // set by the background thread once it runs
-  bool startDeferred_ = false;           // a fork child's thread not started yet (mutex_)
+  bool startRefused_ = false;            // a fork child whose runtime is unusable starts none
   bool deferredStartReported_ = false;   // (mutex_)
 };
 

@@ -22,18 +22,18 @@ PATCHCALL_FORK_PATH void Reclaimer::unlockForFork() {
 }
 
 PATCHCALL_FORK_PATH Status Reclaimer::afterForkInChild(bool startThread) noexcept {
-  // The parent's reclaimer thread and any waiters do not exist here (its locks are new:
-  // ForkLocks::recreateInChild).
-  resetAfterFork(wake_);  // fork_reset.h: stored only if the parent's threads used it
-  if (thread_.joinable()) new (&thread_) std::thread();  // forget the parent's thread without joining it
-  if (!startThread || !background_ || stopping_) return Status::ok();
+  // The parent's reclaimer thread and any waiters do not exist here: its locks, its condition
+  // variable and threadHere_ are on the fork page, new (ForkLocks::recreateInChild). Nothing
+  // of this object is written unless a thread starts: thread_ still names the parent's thread
+  // (forgotten when one starts here, or at stop).
+  if (!startThread || !background_ || stopping_) {
+    startRefused_ = !startThread;
+    return Status::ok();
+  }
   // Nothing inherited to wait for: the thread starts with the child's first retirement,
   // grace-period request or deferred update (startIfDeferred), so a child that only runs
   // its code or execs never pays for a thread (~6 us on the way into every child).
-  if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !rt_.publication.pending()) {
-    startDeferred_ = true;
-    return Status::ok();
-  }
+  if (head_ == nullptr && blobs_.empty() && !roundActive_.load() && !rt_.publication.pending()) return Status::ok();
   if (!spawnThread()) {
     return Status(Error::kOutOfMemory, "fork: the child's background reclaimer could not start; call barrier()/poll() in the child");
   }
@@ -42,7 +42,10 @@ PATCHCALL_FORK_PATH Status Reclaimer::afterForkInChild(bool startThread) noexcep
 
 bool Reclaimer::spawnThread() noexcept {
   try {
-    thread_ = std::thread([this] { backgroundLoop(); });
+    std::thread started([this] { backgroundLoop(); });
+    if (thread_.joinable()) new (&thread_) std::thread();  // a fork parent's: forgotten, never joined
+    thread_ = std::move(started);
+    threadHere_ = true;
     return true;
   } catch (const std::exception&) {
     return false;
@@ -52,10 +55,9 @@ bool Reclaimer::spawnThread() noexcept {
 // mutex_ held. A thread that cannot start now is tried again at the next wake-up; barrier()
 // and poll() do the work meanwhile. Said once.
 void Reclaimer::startIfDeferred() noexcept {
-  if (!startDeferred_ || stopping_) return;  // stop() joins only a thread started before it
-  if (spawnThread()) {
-    startDeferred_ = false;
-  } else if (!deferredStartReported_) {
+  // A fork child's thread not started yet. stop() joins only a thread started before it.
+  if (!background_ || threadHere_ || stopping_ || startRefused_) return;
+  if (!spawnThread() && !deferredStartReported_) {
     deferredStartReported_ = true;
     rt_.diagnose([] {
       return std::string("patchcall: fork: the child's background reclaimer could not start; barrier() and poll() "

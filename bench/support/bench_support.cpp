@@ -22,10 +22,10 @@ void reportPerSite(benchmark::State& state, const LoopClock& clock, uint64_t sit
   state.counters["ns_per_site"] = sites > 0 ? ns / sites : 0;
 }
 
-patchcall::Runtime* newRuntime(std::string* error, size_t arenaSize) {
+patchcall::Runtime* newRuntime(std::string* error, size_t arenaSize, bool backgroundReclaimer) {
   patchcall::Options o;
   o.arenaSize = arenaSize;
-  o.backgroundReclaimer = false;
+  o.backgroundReclaimer = backgroundReclaimer;
   o.sync = patchcall::SyncMethod::kMembarrier;  // the figures are about membarrier; fail loudly without it
   patchcall::Result<patchcall::Runtime> r = patchcall::Runtime::create(std::move(o));
   if (!r) {

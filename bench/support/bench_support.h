@@ -53,9 +53,10 @@ inline void reportPerCall(benchmark::State& state, const LoopClock& clock, uint6
 void reportPerSite(benchmark::State& state, const LoopClock& clock, uint64_t sitesPerIteration);
 
 // A runtime for benchmarks: no background reclaimer thread (nothing is retired), so the only
-// threads of the process are the ones a benchmark starts. Leaked on purpose: benchmarks share
-// it across repetitions and it must outlive every JIT function they hold.
-patchcall::Runtime* newRuntime(std::string* error, size_t arenaSize = size_t{64} << 20);
+// threads of the process are the ones a benchmark starts, unless `backgroundReclaimer` (the
+// library's default, for figures about a runtime as embedders run it). Leaked on purpose:
+// benchmarks share it across repetitions and it must outlive every JIT function they hold.
+patchcall::Runtime* newRuntime(std::string* error, size_t arenaSize = size_t{64} << 20, bool backgroundReclaimer = false);
 
 // Emits `uint64_t f(uint64_t n) { acc = 0; do acc = CALL(acc); while (--n); return acc; }`
 // with the loop head 64-byte aligned; `emitCallInsn` emits the call (fixed, site, toggle...).

@@ -7,10 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "emulation.h"
 #include "fork_util.h"
 #include "jit_targets.h"
 #include "patchcall/runtime.h"
@@ -132,4 +136,40 @@ TEST(ForkLocks, MoreRuntimesThanThePageHoldsAllForkCorrectly) {
     EXPECT_EQ(all[i]->callers[0].fn(), idOf(all[i]->t[0])) << "runtime " << i << ": the child's update reached the parent";
     EXPECT_TRUE(all[i]->rt->update(*all[i]->key, all[i]->t[1]).isOk()) << "runtime " << i;
   }
+}
+
+// The reclaimer's condition variable and its "thread runs here" mark are on the fork page
+// too: with background reclaimers whose threads wait on it, more runtimes than the page holds
+// (the rest from the heap, copied by fork, re-created by the child) each start a thread of
+// their own in the child at its first retirement, and the parents' threads go on.
+TEST(ForkLocks, BackgroundReclaimersOnAndOffThePageStartTheirOwnThreadInTheChild) {
+  PATCHCALL_SKIP_IF_EMULATED("threads in the parent across fork()");
+  Options o = quietOptions();
+  o.backgroundReclaimer = true;
+  std::vector<std::unique_ptr<OneKey>> all;
+  for (int i = 0; i < 15; ++i) all.push_back(std::make_unique<OneKey>(o, 2, 730 + 2 * i));
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(all[i]->ok()) << "runtime " << i;
+  std::this_thread::sleep_for(20ms);  // every parent thread waits on its condition variable
+  std::string result = runInChild([&] {
+    alarm(20);
+    std::vector<std::atomic<bool>> ran(all.size());
+    for (size_t i = 0; i < all.size(); ++i) {
+      CHILD_CHECK(all[i]->rt->retire([&ran, i] { ran[i] = true; }).isOk(), "runtime %zu: retire", i);
+    }
+    // Without barrier(): only the child's own reclaimer threads run the callbacks.
+    auto end = std::chrono::steady_clock::now() + 10s;
+    for (size_t i = 0; i < all.size(); ++i) {
+      while (!ran[i].load() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+      CHILD_CHECK(ran[i].load(), "runtime %zu: no reclaimer thread of the child's ran its callback in 10 s", i);
+    }
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0");
+  std::atomic<int> ran{0};
+  for (auto& one : all) ASSERT_TRUE(one->rt->retire([&ran] { ++ran; }).isOk());
+  auto end = std::chrono::steady_clock::now() + 10s;
+  while (ran.load() < static_cast<int>(all.size()) && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(ran.load(), static_cast<int>(all.size())) << "the parent's reclaimer threads stopped after the fork";
 }
