@@ -4,13 +4,15 @@
 //                       with --benchmark_filter=Fork for a clean baseline)
 //   BM_ForkChild/1      the same with a 256 MiB-arena runtime holding 10,000 sites alive: the
 //                       handlers mark the arena shared (each process copies its used bytes at
-//                       its first code write after the fork; BM_ForkFirstWrite)
+//                       its first code write after the fork; BM_ForkFirstWrite);
+//                       handlers_child_path_ns / handlers_parent_path_ns: patchcall's own
+//                       handlers' time (HandlerClock)
 //   BM_ForkChild/2      the same process as /1 forked by a raw SYS_fork: no atfork handler
 //                       and none of glibc's own fork work runs (the child only calls _exit)
 //   BM_ForkChild/3      the same process forked by glibc's _Fork(): glibc's fork without the
-//                       atfork handlers (patchcall's are the only ones registered), so /1 - /3
-//                       is what patchcall's handlers add to a fork of this process, together
-//                       with glibc's internal locks fork() takes and _Fork() does not
+//                       atfork handlers (patchcall's and the clocks' HandlerClock registers
+//                       around them), so /1 - /3 is what the handlers add to a fork of this
+//                       process, together with glibc's own work fork() does and _Fork() not
 //   BM_ArenaCopy        the copy alone (memfd_create, ftruncate, pwrite of the same byte count,
 //                       close: the pages are freed at close as they are at the child's exit)
 //   BM_ForkFirstWrite   where the copy went: after each fork (the child exits at once), the
@@ -19,15 +21,23 @@
 //                       (next_update_ns); medians
 //   BM_ForkPairs        interleaved (issue 12): rounds of blocks in rotating order, fork() with
 //                       the handlers (/1), _Fork() (/3), raw SYS_fork (/2), the arena copy;
-//                       each block's median is the round's figure; `added/copy` = (/1 - /3
-//                       child start) / copy per round (the goal), `added_vs_raw/copy` the same
-//                       against the raw fork (which also skips glibc's own work; info),
-//                       `added_round_trip/copy` with round trips against _Fork() (info)
+//                       each block's median is the round's figure. `handlers/copy` (the goal):
+//                       patchcall's prepare + child handlers, clocked in each fork() by atfork
+//                       handlers registered around them (HandlerClock), over the copy;
+//                       `handlers_parent_path/copy` prepare + parent handler (info);
+//                       `added/copy` = (/1 - /3 child start) / copy, which also holds glibc's
+//                       own work for a multi-threaded process (malloc, stdio and thread-list
+//                       locks and their reset in the child: its extra child_minflt), skipped by
+//                       _Fork() and paid by any threaded process that forks (info);
+//                       `added_vs_raw/copy` against the raw fork, `added_round_trip/copy` with
+//                       round trips against _Fork() (info)
 // The counter child_minflt: the child's minor page faults up to its first instruction (median;
 // copy-on-write faults of the pages the handlers write and a fault per 64 KiB window of text
 // first run, repeatable where times are not).
-// The counter used_bytes is what each fork copies. Goal: ForkChild/1 - ForkChild/3 <= ArenaCopy.
-// /1 - /0 also counts fork's own cost for the bigger process (the fixture's heap and mappings).
+// The counter used_bytes is what each fork copies. Goal: patchcall's handlers on the child's
+// way (handlers_child_path_ns) <= ArenaCopy. /1 - /0 also counts fork's own cost for the bigger
+// process (the fixture's heap and mappings).
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -70,8 +80,62 @@ struct ForkFixture {
   }
 };
 
+uint64_t nowNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
+}
+
+// Clocks around patchcall's own atfork handlers. glibc runs prepare handlers in the reverse
+// order of registration and parent/child handlers in that order, so a pair registered before
+// patchcall's (the outer, from .preinit_array, before any constructor that could create a
+// runtime) and one registered after (the inner, once the fixture's runtime exists) bracket
+// them: prepare = outer - inner stamp, child and parent = inner - outer. The stamps live in a
+// shared page: the child's first write of it is a fault (fork copies no page table entry of a
+// shared mapping), taken by the outer child handler before its stamp.
+struct HandlerClock {
+  uint64_t innerPrepare, outerPrepare;
+  uint64_t outerChild, innerChild;
+  uint64_t outerParent, innerParent;
+};
+volatile HandlerClock* gClock = nullptr;
+bool gInnerRegistered = false;  // both pairs bracket patchcall's handlers
+
+void innerPrepare() { gClock->innerPrepare = nowNs(); }
+void outerPrepare() { gClock->outerPrepare = nowNs(); }
+void outerChild() {
+  gClock->outerChild = 0;  // the page's fault, before the stamp
+  gClock->outerChild = nowNs();
+}
+void innerChild() { gClock->innerChild = nowNs(); }
+void outerParent() { gClock->outerParent = nowNs(); }
+void innerParent() { gClock->innerParent = nowNs(); }
+
+void registerOuterHandlers() {
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return;
+  gClock = static_cast<volatile HandlerClock*>(page);
+  if (pthread_atfork(&outerPrepare, &outerParent, &outerChild) != 0) gClock = nullptr;
+}
+[[gnu::used, gnu::section(".preinit_array")]] void (*const gRegisterOuterHandlers)() = &registerOuterHandlers;
+
+// patchcall's handlers' time in the last fork() made with both pairs registered: prepare plus
+// child (on the child's way to running) and prepare plus parent (on the parent's way back).
+double lastHandlersChildPathNs() {
+  return static_cast<double>((gClock->outerPrepare - gClock->innerPrepare) + (gClock->innerChild - gClock->outerChild));
+}
+double lastHandlersParentPathNs() {
+  return static_cast<double>((gClock->outerPrepare - gClock->innerPrepare) +
+                             (gClock->innerParent - gClock->outerParent));
+}
+
 ForkFixture& forkFixture() {
-  static ForkFixture* f = new ForkFixture();  // leaked like every benchmark runtime
+  static ForkFixture* f = [] {
+    auto* fixture = new ForkFixture();  // leaked like every benchmark runtime
+    // Its runtime registered patchcall's handlers: the inner pair goes after them.
+    gInnerRegistered = gClock != nullptr && pthread_atfork(&innerPrepare, &innerParent, &innerChild) == 0;
+    return fixture;
+  }();
   return *f;
 }
 
@@ -90,12 +154,6 @@ pid_t forkBy(ForkKind kind) {
   return -1;
 }
 
-uint64_t nowNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
-}
-
 // Besides the round trip (real time), the counter child_start_ns: from the call of fork() to
 // the child's first instruction after it, the median over the iterations. It holds the
 // prepare handlers, the kernel's fork and the child handlers, and not the teardown at exit,
@@ -105,6 +163,7 @@ void forkAndWait(benchmark::State& state, ForkKind kind) {
       mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
   std::vector<uint64_t> samples, faults, parentFaults;
+  std::vector<double> childPath, parentPath;  // patchcall's handlers (fork() only)
   samples.reserve(4096);
   faults.reserve(4096);
   parentFaults.reserve(4096);
@@ -127,6 +186,14 @@ void forkAndWait(benchmark::State& state, ForkKind kind) {
     samples.push_back(*childStart - t0);
     faults.push_back(static_cast<uint64_t>(childStart[1]));
     parentFaults.push_back(static_cast<uint64_t>(after.ru_minflt - before.ru_minflt));
+    if (kind == ForkKind::kLibc && gInnerRegistered) {
+      childPath.push_back(lastHandlersChildPathNs());
+      parentPath.push_back(lastHandlersParentPathNs());
+    }
+  }
+  if (!childPath.empty()) {
+    state.counters["handlers_child_path_ns"] = pcbench::median(childPath);
+    state.counters["handlers_parent_path_ns"] = pcbench::median(parentPath);
   }
   std::sort(faults.begin(), faults.end());
   if (!faults.empty()) state.counters["child_minflt"] = static_cast<double>(faults[faults.size() / 2]);
@@ -208,7 +275,7 @@ void BM_ForkPairs(benchmark::State& state) {
   // Blocks: the three ForkKinds in enum order, then the arena copy. Per round, block medians:
   // child start (fork call to the child's first instruction, as BM_ForkChild's child_start_ns)
   // and round trip per ForkKind; the copy.
-  std::vector<double> start[3], trip[3], copy;
+  std::vector<double> start[3], trip[3], copy, handlers, handlersParent;
   bool failed = false;
   auto forkOnce = [&](ForkKind kind, double* childNs) {
     return pcbench::timeNs([&] {
@@ -231,12 +298,20 @@ void BM_ForkPairs(benchmark::State& state) {
     for (int r = 0; r < kRounds && !failed; ++r) {
       for (int j = 0; j < kKinds; ++j) {
         int kind = (r % 2 == 0) ? (r + j) % kKinds : (r + kKinds - 1 - j) % kKinds;
-        std::vector<double> trips, starts;
+        std::vector<double> trips, starts, inHandlers, inHandlersParent;
         for (int i = 0; i < kBlock; ++i) {
           double childNs = 0;
           trips.push_back(kind == 3 ? pcbench::timeNs([&] { failed |= !copyArena(f); })
                                     : forkOnce(static_cast<ForkKind>(kind), &childNs));
           starts.push_back(childNs);
+          if (kind == static_cast<int>(ForkKind::kLibc)) {
+            inHandlers.push_back(lastHandlersChildPathNs());
+            inHandlersParent.push_back(lastHandlersParentPathNs());
+          }
+        }
+        if (!inHandlers.empty()) {
+          handlers.push_back(pcbench::median(inHandlers));
+          handlersParent.push_back(pcbench::median(inHandlersParent));
         }
         if (kind == 3) {
           copy.push_back(pcbench::median(trips));
@@ -248,6 +323,10 @@ void BM_ForkPairs(benchmark::State& state) {
     }
   }
   if (failed) return state.SkipWithError("fork or the arena copy failed");
+  // A clock pair that did not bracket patchcall's handlers would report ~0 and pass the goal.
+  if (!gInnerRegistered || pcbench::median(handlers) < 500) {
+    return state.SkipWithError("the atfork clocks do not bracket patchcall's handlers");
+  }
   constexpr int kWith = static_cast<int>(ForkKind::kLibc), kRaw = static_cast<int>(ForkKind::kRawSyscall),
                 kBare = static_cast<int>(ForkKind::kNoHandlers);
   std::vector<double> added, addedVsRaw, addedTrip;
@@ -264,6 +343,10 @@ void BM_ForkPairs(benchmark::State& state) {
   state.counters["added_round_trip_ns"] = pcbench::median(addedTrip);
   state.counters["copy_ns"] = pcbench::median(copy);
   state.counters["used_bytes"] = static_cast<double>(f.used);
+  state.counters["handlers_child_path_ns"] = pcbench::median(handlers);
+  state.counters["handlers_parent_path_ns"] = pcbench::median(handlersParent);
+  pcbench::reportPairRatios(state, "handlers/copy", handlers, copy);
+  pcbench::reportPairRatios(state, "handlers_parent_path/copy", handlersParent, copy);
   pcbench::reportPairRatios(state, "added/copy", added, copy);
   pcbench::reportPairRatios(state, "added_vs_raw/copy", addedVsRaw, copy);
   pcbench::reportPairRatios(state, "added_round_trip/copy", addedTrip, copy);

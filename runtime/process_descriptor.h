@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "arch/arch.h"  // rawClose
-#include "fork_reset.h"  // PATCHCALL_FORK_PATH
 
 namespace patchcall::detail {
 
@@ -45,7 +44,9 @@ class ProcessDescriptor {
   // the descriptor if `parent` opened it (then it is open here, inherited), by a raw system
   // call: libc's close() would be the only code of its 64 KiB window of libc's text the child
   // runs on its way to running, a fault of its own (arch/*/raw_syscall.h). Writes nothing.
-  PATCHCALL_FORK_PATH void closeInherited(pid_t parent) const noexcept {
+  // Always inlined into its PATCHCALL_FORK_PATH caller: an inline function given a section
+  // of its own conflicts with the callers' section where it is not inlined (-O0).
+  [[gnu::always_inline]] void closeInherited(pid_t parent) const noexcept {
     if (fd_ >= 0 && owner_ == parent) (void)arch::rawClose(fd_);
   }
 

@@ -111,7 +111,7 @@ TEST(ForkLocks, RetireCallbackThatForksLeavesTheChildsReclaimerWorking) {
   EXPECT_EQ(callers[0].fn(), idOf(t[0])) << "the child's update reached the parent";
 }
 
-// More runtimes than the fork page has slots (12 on x86-64, 10 on AArch64), one of them destroyed and created again
+// More runtimes than the fork page has slots (10), one of them destroyed and created again
 // (its slot reused): in the child every runtime updates its own code and the parent's stays.
 TEST(ForkLocks, MoreRuntimesThanThePageHoldsAllForkCorrectly) {
   auto one = [] { return std::make_unique<OneKey>(quietOptions(), 2, 720); };

@@ -9,14 +9,18 @@
 
 namespace patchcall::arch {
 
+// Always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
+
 // The kernel's return value: >= 0, or -errno. svc #0 takes the number in x8, returns in x0.
-inline long rawSyscall1(long number, long arg0) noexcept {
+[[gnu::always_inline]] inline long rawSyscall1(long number, long arg0) noexcept {
   register long x8 __asm__("x8") = number;
   register long x0 __asm__("x0") = arg0;
   __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8) : "memory");
   return x0;
 }
 
-inline int rawClose(int fd) noexcept { return static_cast<int>(rawSyscall1(SYS_close, fd)); }
+[[gnu::always_inline]] inline int rawClose(int fd) noexcept {
+  return static_cast<int>(rawSyscall1(SYS_close, fd));
+}
 
 }  // namespace patchcall::arch

@@ -9,13 +9,17 @@
 
 namespace patchcall::arch {
 
+// Always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
+
 // The kernel's return value: >= 0, or -errno. The syscall instruction clobbers rcx and r11.
-inline long rawSyscall1(long number, long arg0) noexcept {
+[[gnu::always_inline]] inline long rawSyscall1(long number, long arg0) noexcept {
   long result;
   __asm__ volatile("syscall" : "=a"(result) : "a"(number), "D"(arg0) : "rcx", "r11", "memory");
   return result;
 }
 
-inline int rawClose(int fd) noexcept { return static_cast<int>(rawSyscall1(SYS_close, fd)); }
+[[gnu::always_inline]] inline int rawClose(int fd) noexcept {
+  return static_cast<int>(rawSyscall1(SYS_close, fd));
+}
 
 }  // namespace patchcall::arch
