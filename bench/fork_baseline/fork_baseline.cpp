@@ -1,0 +1,91 @@
+// patchcall_fork_baseline — what glibc's fork() costs a process without patchcall, against its
+// _Fork() (no atfork handlers, none of fork()'s own work for a multi-threaded process), with
+// and without a second thread. BM_ForkChild/1 - /3 (bench/bm_fork.cpp) holds this difference
+// for a threaded process besides patchcall's handlers; this binary links no patchcall, so
+// nothing of patchcall's runs in its forks.
+//   BM_GlibcFork/threaded:T/fork:F   T = 1: an idle thread waits on a condition variable (as
+//                                    the background reclaimer does); F = 1: fork(), 0: _Fork()
+// Counters as BM_ForkChild's: child_start_ns (the call to the child's first instruction) and
+// child_minflt (the child's minor faults until then), medians.
+#include <benchmark/benchmark.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace {
+
+uint64_t nowNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
+}
+
+double median(std::vector<uint64_t>& v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : static_cast<double>(v[v.size() / 2]);
+}
+
+// A thread that waits until the benchmark ends.
+class IdleThread {
+ public:
+  IdleThread()
+      : thread_([this] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          wake_.wait(lock, [this] { return stop_; });
+        }) {}
+  ~IdleThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+void BM_GlibcFork(benchmark::State& state) {
+  static auto* shared = static_cast<volatile uint64_t*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (shared == MAP_FAILED) return state.SkipWithError("mmap");
+  std::unique_ptr<IdleThread> idle;
+  if (state.range(0) != 0) idle = std::make_unique<IdleThread>();
+  const bool withHandlers = state.range(1) != 0;
+  std::vector<uint64_t> start, faults;
+  for (auto _ : state) {
+    uint64_t t0 = nowNs();
+    pid_t pid = withHandlers ? fork() : _Fork();
+    if (pid == 0) {
+      shared[0] = nowNs();
+      rusage ru{};
+      getrusage(RUSAGE_SELF, &ru);
+      shared[1] = static_cast<uint64_t>(ru.ru_minflt);
+      _exit(0);
+    }
+    if (pid < 0) return state.SkipWithError("fork failed");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    start.push_back(shared[0] - t0);
+    faults.push_back(static_cast<uint64_t>(shared[1]));
+  }
+  state.counters["child_start_ns"] = median(start);
+  state.counters["child_minflt"] = median(faults);
+}
+BENCHMARK(BM_GlibcFork)->ArgNames({"threaded", "fork"})->ArgsProduct({{0, 1}, {1, 0}})->UseRealTime();
+
+}  // namespace
