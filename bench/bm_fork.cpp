@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "fork_child_probe.h"
 #include "pairs.h"
 
 namespace {
@@ -80,11 +81,7 @@ struct ForkFixture {
   }
 };
 
-uint64_t nowNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
-}
+using pcbench::monotonicNs;
 
 // Clocks around patchcall's own atfork handlers. glibc runs prepare handlers in the reverse
 // order of registration and parent/child handlers in that order, so a pair registered before
@@ -101,20 +98,20 @@ struct HandlerClock {
 volatile HandlerClock* gClock = nullptr;
 bool gInnerRegistered = false;  // both pairs bracket patchcall's handlers
 
-void innerPrepare() { gClock->innerPrepare = nowNs(); }
-void outerPrepare() { gClock->outerPrepare = nowNs(); }
+void innerPrepare() { gClock->innerPrepare = monotonicNs(); }
+void outerPrepare() { gClock->outerPrepare = monotonicNs(); }
 void outerChild() {
   gClock->outerChild = 0;  // the page's fault, before the stamp
-  gClock->outerChild = nowNs();
+  gClock->outerChild = monotonicNs();
 }
-void innerChild() { gClock->innerChild = nowNs(); }
-void outerParent() { gClock->outerParent = nowNs(); }
-void innerParent() { gClock->innerParent = nowNs(); }
+void innerChild() { gClock->innerChild = monotonicNs(); }
+void outerParent() { gClock->outerParent = monotonicNs(); }
+void innerParent() { gClock->innerParent = monotonicNs(); }
 
 void registerOuterHandlers() {
-  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) return;
-  gClock = static_cast<volatile HandlerClock*>(page);
+  volatile uint64_t* page = pcbench::forkReportPage();
+  if (page == nullptr) return;
+  gClock = reinterpret_cast<volatile HandlerClock*>(page);
   if (pthread_atfork(&outerPrepare, &outerParent, &outerChild) != 0) gClock = nullptr;
 }
 [[gnu::used, gnu::section(".preinit_array")]] void (*const gRegisterOuterHandlers)() = &registerOuterHandlers;
@@ -159,9 +156,8 @@ pid_t forkBy(ForkKind kind) {
 // prepare handlers, the kernel's fork and the child handlers, and not the teardown at exit,
 // so /1 - /3 is the handlers' time on the way into the child.
 void forkAndWait(benchmark::State& state, ForkKind kind) {
-  static auto* childStart = static_cast<volatile uint64_t*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
+  static volatile uint64_t* childStart = pcbench::forkReportPage();
+  if (childStart == nullptr) return state.SkipWithError("mmap");
   std::vector<uint64_t> samples, faults, parentFaults;
   std::vector<double> childPath, parentPath;  // patchcall's handlers (fork() only)
   samples.reserve(4096);
@@ -170,16 +166,10 @@ void forkAndWait(benchmark::State& state, ForkKind kind) {
   for (auto _ : state) {
     rusage before{}, after{};
     getrusage(RUSAGE_SELF, &before);
-    uint64_t t0 = nowNs();
+    uint64_t t0 = monotonicNs();
     pid_t pid = forkBy(kind);
     if (pid > 0) getrusage(RUSAGE_SELF, &after);
-    if (pid == 0) {
-      *childStart = nowNs();
-      rusage ru{};  // the child's own, counted from the fork
-      getrusage(RUSAGE_SELF, &ru);
-      childStart[1] = static_cast<uint64_t>(ru.ru_minflt);
-      _exit(0);
-    }
+    if (pid == 0) pcbench::reportChildStartAndExit(childStart);
     if (pid < 0) return state.SkipWithError("fork failed");
     int status = 0;
     waitpid(pid, &status, 0);
@@ -268,9 +258,8 @@ BENCHMARK(BM_ForkFirstWrite)->UseRealTime();
 void BM_ForkPairs(benchmark::State& state) {
   ForkFixture& f = forkFixture();
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
-  static auto* childStart = static_cast<volatile uint64_t*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  if (childStart == MAP_FAILED) return state.SkipWithError("mmap");
+  static volatile uint64_t* childStart = pcbench::forkReportPage();
+  if (childStart == nullptr) return state.SkipWithError("mmap");
   constexpr int kRounds = 30, kBlock = 9, kKinds = 4;
   // Blocks: the three ForkKinds in enum order, then the arena copy. Per round, block medians:
   // child start (fork call to the child's first instruction, as BM_ForkChild's child_start_ns)
@@ -279,12 +268,9 @@ void BM_ForkPairs(benchmark::State& state) {
   bool failed = false;
   auto forkOnce = [&](ForkKind kind, double* childNs) {
     return pcbench::timeNs([&] {
-      uint64_t t0 = nowNs();
+      uint64_t t0 = monotonicNs();
       pid_t pid = forkBy(kind);
-      if (pid == 0) {
-        *childStart = nowNs();
-        _exit(0);
-      }
+      if (pid == 0) pcbench::reportChildStartAndExit(childStart);
       if (pid < 0) {
         failed = true;
         return;

@@ -8,27 +8,20 @@
 // Counters as BM_ForkChild's: child_start_ns (the call to the child's first instruction) and
 // child_minflt (the child's minor faults until then), medians.
 #include <benchmark/benchmark.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>
-#include <ctime>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-namespace {
+#include "fork_child_probe.h"
 
-uint64_t nowNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
-}
+namespace {
 
 double median(std::vector<uint64_t>& v) {
   std::sort(v.begin(), v.end());
@@ -60,23 +53,16 @@ class IdleThread {
 };
 
 void BM_GlibcFork(benchmark::State& state) {
-  static auto* shared = static_cast<volatile uint64_t*>(
-      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  if (shared == MAP_FAILED) return state.SkipWithError("mmap");
+  static volatile uint64_t* shared = pcbench::forkReportPage();
+  if (shared == nullptr) return state.SkipWithError("mmap");
   std::unique_ptr<IdleThread> idle;
   if (state.range(0) != 0) idle = std::make_unique<IdleThread>();
   const bool withHandlers = state.range(1) != 0;
   std::vector<uint64_t> start, faults;
   for (auto _ : state) {
-    uint64_t t0 = nowNs();
+    uint64_t t0 = pcbench::monotonicNs();
     pid_t pid = withHandlers ? fork() : _Fork();
-    if (pid == 0) {
-      shared[0] = nowNs();
-      rusage ru{};
-      getrusage(RUSAGE_SELF, &ru);
-      shared[1] = static_cast<uint64_t>(ru.ru_minflt);
-      _exit(0);
-    }
+    if (pid == 0) pcbench::reportChildStartAndExit(shared);
     if (pid < 0) return state.SkipWithError("fork failed");
     int status = 0;
     waitpid(pid, &status, 0);
