@@ -172,6 +172,12 @@ void reannounceCode(Runtime::Impl& rt, pid_t parent) {
   rt.observer.afterForkInChild(parent, live);
 }
 
+// Every mutating call of this runtime refuses from now on.
+void failInChild(Runtime::Impl& rt, Status s) noexcept {
+  rt.forkState.childFailure = std::move(s);
+  rt.diagnose([&] { return "patchcall: fork: the child's runtime is unusable: " + rt.forkState.childFailure.message(); });
+}
+
 PATCHCALL_FORK_PATH void child() noexcept {
   // Held by this thread since prepare. A write first: a read of the wiped page would map the
   // zero page and the first write fault again to replace it. (Zero bytes already when wiped.)
@@ -202,18 +208,25 @@ PATCHCALL_FORK_PATH void child() noexcept {
     // (an int3 fill of freed code) are stale. The copy-at-fork path's re-map dropped them.
     if (!p.copied && rt.writer.sync().method() == SyncMethod::kEmulatorRemap) (void)rt.arena->remapRx();
     rt.publication.afterForkInChild();
-    Status reclaimer = rt.reclaimer->afterForkInChild(/*startThread=*/s.isOk());
-    if (s.isOk()) s = reclaimer;
-    if (!s.isOk()) {
-      p.childFailure = s;  // every mutating call of this runtime refuses from now on
-      rt.diagnose([&] { return "patchcall: fork: the child's runtime is unusable: " + s.message(); });
+    if (!s.isOk()) failInChild(rt, std::move(s));
+    if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->betweenForkChildRuntimes.load() != nullptr) {
+      hooks->betweenForkChildRuntimes.load()();
     }
-    if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }
   resetAfterFork(lifetimeMutex());  // thread records' lifetime lock (thread_scope.cpp)
   // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
   if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_release);
   aot::StaticRegistry::forkChild(parentPid);
+  // Last, once every runtime and lock is the child's: a reclaimer thread started here runs
+  // retire callbacks at once, and a callback may call any runtime.
+  for (Runtime::Impl* r : gRuntimes) {
+    Runtime::Impl& rt = *r;
+    ForkState& p = rt.forkState;
+    if (Status s = rt.reclaimer->afterForkInChild(/*startThread=*/p.childFailure.isOk()); !s.isOk()) {
+      failInChild(rt, std::move(s));
+    }
+    if (p.wentOffline) (void)rt.quiescence->online(currentThread());
+  }
 }
 
 // The child handler's libc calls, made once here in the parent. A call's first use binds its

@@ -35,6 +35,7 @@ void setBetweenByteWrites(void (*hook)(int)) { detail::testHooks()->betweenBytes
 void setSafepointSlowHook(void (*hook)()) { detail::testHooks()->inSafepointSlow.store(hook); }
 void setTrapHandlerHook(void (*hook)(int)) { detail::testHooks()->inTrapHandler.store(hook); }
 void setAfterBreakpointInt3Hook(void (*hook)()) { detail::testHooks()->afterBreakpointInt3.store(hook); }
+void setForkChildBetweenRuntimesHook(void (*hook)()) { detail::testHooks()->betweenForkChildRuntimes.store(hook); }
 void setSyncFailures(int attempts, int error) {
   detail::testHooks()->syncErrno.store(error);
   detail::testHooks()->syncFailures.store(attempts);

@@ -29,6 +29,10 @@ struct TestHooks {
   // Called after each breakpoint round's int3 bytes are written and synced (JIT updates and
   // AOT batches).
   std::atomic<void (*)()> afterBreakpointInt3{nullptr};
+  // Called in a fork child's handler after each runtime is made the child's (in creation
+  // order), before the next one is: widens the window where earlier runtimes are ready and
+  // later ones still hold the locks the parent's prepare took.
+  std::atomic<void (*)()> betweenForkChildRuntimes{nullptr};
   // Runtime::create asks detectStateSave for this StateSave (0: auto) for its stub.
   std::atomic<uint8_t> stateSave{0};
   // The next `syncFailures` cross-core sync attempts fail with `syncErrno`.

@@ -18,6 +18,7 @@
 #include "fork_util.h"
 #include "jit_targets.h"
 #include "patchcall/runtime.h"
+#include "patchcall/testing.h"
 
 using namespace patchcall;
 using namespace std::chrono_literals;
@@ -172,4 +173,39 @@ TEST(ForkLocks, BackgroundReclaimersOnAndOffThePageStartTheirOwnThreadInTheChild
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(ran.load(), static_cast<int>(all.size())) << "the parent's reclaimer threads stopped after the fork";
+}
+
+// A child's reclaimer thread that starts at once (inherited work) runs user callbacks, which
+// may call another runtime. It starts only once every runtime is the child's: before, a later
+// runtime's locks were still the ones the parent's prepare took (held), and re-created under
+// the callback waiting on them (it hung). The hook holds the child between the two runtimes.
+TEST(ForkLocks, ChildReclaimerThreadsStartOnlyOnceEveryRuntimeIsTheChilds) {
+  PATCHCALL_SKIP_IF_EMULATED("threads in the parent across fork()");
+  Options o = quietOptions();
+  o.backgroundReclaimer = true;
+  OneKey first(o, 3, 760), second(o, 3, 770);  // in this order in the fork handlers' list
+  ASSERT_TRUE(first.ok() && second.ok());
+  const pid_t parent = getpid();
+  std::atomic<int> childUpdate{-1};  // the callback's update in the child: 1 ok, 0 failed
+  {
+    test::StuckParentThread stuck(*first.rt);  // the callback waits in the parent
+    ASSERT_TRUE(first.rt->retire([&] {
+                  if (getpid() == parent) return;
+                  childUpdate = second.rt->update(*second.key, second.t[1]).isOk() ? 1 : 0;
+                }).isOk());
+    patchcall::testing::setForkChildBetweenRuntimesHook([] { usleep(100 * 1000); });
+    std::string result = runInChild([&] {
+      alarm(20);
+      auto end = std::chrono::steady_clock::now() + 10s;
+      while (childUpdate.load() < 0 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+      CHILD_CHECK(childUpdate.load() == 1, "the callback's update of the second runtime: %d", childUpdate.load());
+      CHILD_CHECK(second.callers[0].fn() == idOf(second.t[1]), "the second runtime's site returns %d",
+                  second.callers[0].fn());
+      return 0;
+    });
+    patchcall::testing::setForkChildBetweenRuntimesHook(nullptr);
+    EXPECT_EQ(result, "exit 0");
+  }
+  EXPECT_TRUE(first.rt->barrier(5000ms).isOk());
+  EXPECT_EQ(second.callers[0].fn(), idOf(second.t[0])) << "the child's update reached the parent";
 }

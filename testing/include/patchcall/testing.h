@@ -51,6 +51,9 @@ void setTrapHandlerHook(void (*hook)(int step));
 // Called on the updating thread once per breakpoint round, after the round's int3 bytes are
 // written and synced (the entries are published): the round is "on" while it runs.
 void setAfterBreakpointInt3Hook(void (*hook)());
+// Called in a fork child's atfork handler (the forking thread, before fork() returns there)
+// after each runtime is made the child's, in the order they were created; nullptr removes it.
+void setForkChildBetweenRuntimesHook(void (*hook)());
 
 // The next `attempts` cross-core sync attempts (membarrier or mprotect) fail with `error`
 // (each sync tries three times before it reports a failure).
