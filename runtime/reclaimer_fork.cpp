@@ -26,6 +26,12 @@ PATCHCALL_FORK_PATH Status Reclaimer::afterForkInChild(bool startThread) noexcep
   // variable and threadHere_ are on the fork page, new (ForkLocks::recreateInChild). Nothing
   // of this object is written unless a thread starts: thread_ still names the parent's thread
   // (forgotten when one starts here, or at stop).
+  if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) {
+    // Forked by a retire callback on our own background thread: that thread is the child's
+    // forking thread and goes on running the loop here, so it is this process's thread.
+    threadHere_ = true;
+    return Status::ok();
+  }
   if (!startThread || !background_ || stopping_) {
     startRefused_ = !startThread;
     return Status::ok();

@@ -187,3 +187,33 @@ TEST(ForkResources, ChildHoldsNoDescriptorOfTheParentsMemory) {
   EXPECT_EQ(result, "exit 0");
   EXPECT_EQ(memDescriptorsOf(parent), before) << "the child's close reached the parent's descriptor";
 }
+
+// A retire callback that forks on the background reclaimer thread: in the child that thread
+// is the forking one and goes on running the reclaimer's loop. The child's next retirement
+// must not start a second loop (two loops, one never joined: its lock and condition variable
+// would be destroyed under it at the runtime's end).
+TEST(ForkResources, ForkFromACallbackOnTheReclaimerThreadStartsNoSecondLoopInTheChild) {
+  PATCHCALL_SKIP_IF_EMULATED("a thread started in the child of a threaded process (qemu-user aborts)");
+  Result<Runtime> rt = Runtime::create();
+  ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+  ASSERT_EQ(reclaimerThreadsSettled(1), 1);
+  std::atomic<int> childStatus{-1};
+  ASSERT_TRUE(rt->retire([&] {
+                pid_t pid = fork();
+                if (pid == 0) {
+                  alarm(20);
+                  if (!rt->retire([] {}).isOk()) _exit(2);
+                  int loops = reclaimerThreadsSettled(2);  // 2: a second loop started
+                  _exit(loops == 1 ? 0 : 10 + loops);
+                }
+                int status = 0;
+                if (pid > 0) waitpid(pid, &status, 0);
+                childStatus = pid < 0 ? -2 : status;
+              }).isOk());
+  auto end = std::chrono::steady_clock::now() + 20s;
+  while (childStatus.load() == -1 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+  int status = childStatus.load();
+  ASSERT_GE(status, 0) << "the callback did not run or did not fork";
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "exit 2: the child's retire failed; 10 + n: n reclaimer loops in the child";
+}
