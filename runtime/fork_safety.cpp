@@ -7,11 +7,13 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <new>
@@ -76,27 +78,69 @@ void createForkPage() noexcept {
   if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_relaxed);
 }
 
-// The handlers run on the forking thread with runtimesMutex() held from prepare to the end,
-// so they pass per-runtime state through Impl::forkState.
-// ForkState's fields are stored only where they change (fork_reset.h): the page they share
-// with the rest of the runtime is write-protected again by every fork.
-PATCHCALL_FORK_PATH void prepare() noexcept {
-  lockOnForkPage(ProcessLock::kStaticRegistry).lock();  // first: an AOT batch never waits for a runtime's lock
-  runtimesMutex().lock();
-  // A grace period in flight (and the reclaimer pass that waits for it) may wait for this
-  // thread: be quiescent in every domain before waiting for any lock.
+// Takes every runtime's reclaimer pass lock, or none: a pass in flight runs user callbacks,
+// which may call any runtime (whose locks prepare takes next) or create and destroy runtimes
+// (which takes the runtimes' list prepare holds), so waiting for one here could deadlock.
+PATCHCALL_FORK_PATH bool tryLockEveryPass() noexcept {
+  for (size_t i = 0; i < gRuntimes.size(); ++i) {
+    if (gRuntimes[i]->reclaimer->tryLockPassForFork()) continue;
+    while (i-- > 0) gRuntimes[i]->reclaimer->unlockPassForFork();
+    return false;
+  }
+  return true;
+}
+
+// Quiescent in every domain before waiting for any lock: a grace period in flight (and the
+// reclaimer pass that waits for it) may wait for this thread.
+PATCHCALL_FORK_PATH void goOfflineEverywhere() noexcept {
   ThreadRecord* self = currentThread();
   for (Runtime::Impl* r : gRuntimes) {
     ForkState& p = r->forkState;
     storeIfDifferent(p.wentOffline, self != nullptr && self->domain == r->quiescence.get() && self->ctr.load() != 0 &&
                                         r->quiescence->offline(self).isOk());
   }
+}
+
+PATCHCALL_FORK_PATH void comeBackOnline() noexcept {
+  for (Runtime::Impl* r : gRuntimes) {
+    if (r->forkState.wentOffline) (void)r->quiescence->online(currentThread());
+  }
+}
+
+// Between attempts of prepare, holding no lock: yields first (a pass is usually short), then
+// sleeps up to 1 ms.
+void backOff(int attempt) noexcept {
+  if (attempt < 8) {
+    sched_yield();
+    return;
+  }
+  timespec pause{0, std::min<long>(1000000, 10000L << std::min(attempt - 8, 7))};
+  nanosleep(&pause, nullptr);
+}
+
+// The handlers run on the forking thread with runtimesMutex() held from prepare to the end,
+// so they pass per-runtime state through Impl::forkState.
+// ForkState's fields are stored only where they change (fork_reset.h): the page they share
+// with the rest of the runtime is write-protected again by every fork.
+PATCHCALL_FORK_PATH void prepare() noexcept {
+  // A pass in flight is waited out without holding anything it may need: every attempt takes
+  // the process-wide locks, goes offline and tries every pass lock; a failed one undoes all
+  // of it. Unbounded, as fork() has no deadline: a callback that never returns holds it up.
+  for (int attempt = 0;; ++attempt) {
+    lockOnForkPage(ProcessLock::kStaticRegistry).lock();  // first: an AOT batch never waits for a runtime's lock
+    runtimesMutex().lock();
+    goOfflineEverywhere();
+    if (tryLockEveryPass()) break;
+    comeBackOnline();  // while the list is held: a runtime may be destroyed before the next try
+    runtimesMutex().unlock();
+    lockOnForkPage(ProcessLock::kStaticRegistry).unlock();
+    backOff(attempt);
+  }
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
-    // Lock order as everywhere else: the reclaimer's pass, the text mutex, the reservations,
-    // the arena, the reclaimer's queue (innermost: taken under the text mutex).
-    rt.reclaimer->lockPassForFork();
+    // Lock order as everywhere else: the reclaimer's pass (taken above), the text mutex, the
+    // reservations, the arena, the reclaimer's queue (innermost: taken under the text mutex).
     storeIfDifferent(p.textHeldBefore, rt.textMutexHeldHere());
     if (!p.textHeldBefore) rt.textMutex.lock();
     rt.installer.reservationsMutex().lock();

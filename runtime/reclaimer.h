@@ -52,7 +52,10 @@ class Reclaimer {
   // the pass's lock before the text mutex (a pass takes that to free blobs), the queue lock
   // after every other lock of the runtime (it is innermost: deferred updates and veneer
   // retirement take it under the text mutex).
-  void lockPassForFork();
+  // The pass lock, without waiting: a pass runs user callbacks, which may call any runtime or
+  // the runtimes' list, so prepare never waits for one while it holds other locks.
+  bool tryLockPassForFork();
+  void unlockPassForFork();
   void lockQueueForFork();
   void unlockForFork();
   bool processingHere() const noexcept;  // this thread runs our process() (a callback may fork)

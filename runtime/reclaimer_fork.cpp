@@ -10,15 +10,19 @@
 
 namespace patchcall::detail {
 
-PATCHCALL_FORK_PATH void Reclaimer::lockPassForFork() {
-  if (!processingHere()) processMutex_.lock();
+PATCHCALL_FORK_PATH bool Reclaimer::tryLockPassForFork() {
+  return processingHere() || processMutex_.try_lock();
+}
+
+PATCHCALL_FORK_PATH void Reclaimer::unlockPassForFork() {
+  if (!processingHere()) processMutex_.unlock();
 }
 
 PATCHCALL_FORK_PATH void Reclaimer::lockQueueForFork() { mutex_.lock(); }
 
 PATCHCALL_FORK_PATH void Reclaimer::unlockForFork() {
   mutex_.unlock();
-  if (!processingHere()) processMutex_.unlock();
+  unlockPassForFork();
 }
 
 PATCHCALL_FORK_PATH Status Reclaimer::afterForkInChild(bool startThread) noexcept {

@@ -209,3 +209,37 @@ TEST(ForkLocks, ChildReclaimerThreadsStartOnlyOnceEveryRuntimeIsTheChilds) {
   EXPECT_TRUE(first.rt->barrier(5000ms).isOk());
   EXPECT_EQ(second.callers[0].fn(), idOf(second.t[0])) << "the child's update reached the parent";
 }
+
+// fork() while a retire callback runs that destroys another runtime (or creates one, or calls
+// a runtime whose locks prepare took): prepare used to hold the runtimes' list and wait for
+// the callback's pass, which waited for the list to untrack the runtime: both hung. prepare
+// now backs off: it drops every lock it took when a pass is running, and tries again. The
+// scenario runs in a helper process, so a hang is an alarm, not a stuck suite.
+TEST(ForkLocks, ForkWaitsOutARetireCallbackThatDestroysARuntime) {
+  PATCHCALL_SKIP_IF_EMULATED("threads started in a child (qemu-user aborts)");
+  std::string result = runInChild([] {
+    alarm(20);
+    Options o = quietOptions();
+    o.backgroundReclaimer = true;
+    Result<Runtime> first = Runtime::create(o);
+    auto doomed = std::make_unique<Result<Runtime>>(Runtime::create(o));
+    CHILD_CHECK(first.isOk() && doomed->isOk(), "create");
+    std::atomic<bool> inCallback{false}, destroyed{false};
+    CHILD_CHECK(first->retire([&] {
+                  inCallback = true;
+                  std::this_thread::sleep_for(50ms);  // the fork's prepare runs meanwhile
+                  doomed.reset();
+                  destroyed = true;
+                }).isOk(), "retire");
+    while (!inCallback.load()) std::this_thread::sleep_for(1ms);
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    CHILD_CHECK(pid > 0, "fork");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHILD_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the grandchild's status %d", status);
+    CHILD_CHECK(destroyed.load(), "the callback did not finish before fork() returned");
+    return 0;
+  });
+  EXPECT_EQ(result, "exit 0") << "signal 14: fork() and the callback deadlocked";
+}
