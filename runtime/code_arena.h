@@ -73,6 +73,14 @@ class CodeArena {
   Status prepareForkCopy();
   Status adoptForkCopy() noexcept;  // child
   void dropForkCopy() noexcept;     // parent
+  // A fork child whose copy could not be made (or mapped) still maps the parent's code: it
+  // must never write it. Frees are recorded as in a shared arena, never filled, and every
+  // write refuses with `why` (writeRefusal), the teardown's included.
+  void refuseWritesInChild(Status why) noexcept {
+    unwritable_ = std::move(why);
+    shared_.store(true, std::memory_order_relaxed);
+    broken_.store(true, std::memory_order_release);
+  }
 
   // True from a fork until this process's first code write (unshare). It turns true only
   // inside fork's prepare handler (which holds every lock) and false only in unshare (under

@@ -216,9 +216,7 @@ void reannounceCode(Runtime::Impl& rt, pid_t parent) {
   rt.observer.afterForkInChild(parent, live);
 }
 
-// Every mutating call of this runtime refuses from now on.
-void failInChild(Runtime::Impl& rt, Status s) noexcept {
-  rt.forkState.childFailure = std::move(s);
+void diagnoseChildFailure(Runtime::Impl& rt) noexcept {
   rt.diagnose([&] { return "patchcall: fork: the child's runtime is unusable: " + rt.forkState.childFailure.message(); });
 }
 
@@ -237,14 +235,11 @@ PATCHCALL_FORK_PATH void child() noexcept {
     ForkState& p = rt.forkState;
     Status s = !p.copied ? Status::ok() : p.copy.isOk() ? rt.arena->adoptForkCopy() : std::move(p.copy);
     if (!p.copy.isOk()) p.copy = Status::ok();
+    if (p.copied && !s.isOk()) rt.arena->refuseWritesInChild(s);  // it maps the parent's code
     if (s.isOk() && !p.copySkipped) {
       // The parent's /proc/self/mem names the parent: foreign sites are patched here. Without
       // foreign sites the open waits for the first registration (a fork stays cheaper).
       s = rt.writer.afterForkInChild(/*needNow=*/!rt.foreign.empty(), parentPid);
-    }
-    try {
-      reannounceCode(rt, parentPid);  // the text mutex is still held
-    } catch (...) {  // out of memory: the child's profile misses names, nothing else
     }
     rt.quiescence->afterForkInChild();
     rt.forkLocks->recreateInChild(p.textHeldBefore, rt.reclaimer->processingHere(), pid);
@@ -252,7 +247,10 @@ PATCHCALL_FORK_PATH void child() noexcept {
     // (an int3 fill of freed code) are stale. The copy-at-fork path's re-map dropped them.
     if (!p.copied && rt.writer.sync().method() == SyncMethod::kEmulatorRemap) (void)rt.arena->remapRx();
     rt.publication.afterForkInChild();
-    if (!s.isOk()) failInChild(rt, std::move(s));
+    if (!s.isOk()) {
+      p.childFailure = std::move(s);  // every mutating call of this runtime refuses from now on
+      p.failedAtThisFork = true;
+    }
     if (TestHooks* hooks = testHooks(); hooks != nullptr && hooks->betweenForkChildRuntimes.load() != nullptr) {
       hooks->betweenForkChildRuntimes.load()();
     }
@@ -261,13 +259,27 @@ PATCHCALL_FORK_PATH void child() noexcept {
   // Every runtime's ownerPid is this process (recreateInChild) and the kernel wiped the mark.
   if (gForkPageWiped) gForkPage->ownerMark.store(1, std::memory_order_release);
   aot::StaticRegistry::forkChild(parentPid);
-  // Last, once every runtime and lock is the child's: a reclaimer thread started here runs
-  // retire callbacks at once, and a callback may call any runtime.
+  // User code (diagnostic sinks, observers) runs only from here, once every runtime and lock
+  // is the child's, and no thread of the child's but this one runs yet.
+  for (Runtime::Impl* r : gRuntimes) {
+    Runtime::Impl& rt = *r;
+    try {
+      reannounceCode(rt, parentPid);
+    } catch (...) {  // out of memory: the child's profile misses names, nothing else
+    }
+    if (rt.forkState.failedAtThisFork) {
+      rt.forkState.failedAtThisFork = false;
+      diagnoseChildFailure(rt);
+    }
+  }
+  // Last: a reclaimer thread started here runs retire callbacks at once, which may call any
+  // runtime.
   for (Runtime::Impl* r : gRuntimes) {
     Runtime::Impl& rt = *r;
     ForkState& p = rt.forkState;
     if (Status s = rt.reclaimer->afterForkInChild(/*startThread=*/p.childFailure.isOk()); !s.isOk()) {
-      failInChild(rt, std::move(s));
+      p.childFailure = std::move(s);
+      diagnoseChildFailure(rt);
     }
     if (p.wentOffline) (void)rt.quiescence->online(currentThread());
   }

@@ -57,6 +57,7 @@ struct ForkState {
   bool wentOffline = false, textHeldBefore = false;
   bool copySkipped = false;  // test hook: the child writes the parent's code, as before fork support
   bool copied = false;       // the child adopts a copy made in prepare (else: shared; fork_safety.cpp)
+  bool failedAtThisFork = false;  // child: childFailure set by this fork, not yet diagnosed
 };
 
 // The runtime page, the arena's first allocation: the safepoint stub and the two shared

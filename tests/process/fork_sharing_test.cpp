@@ -2,6 +2,7 @@
 // gives that process its own copy; with a code reservation outstanding the child gets its copy
 // at the fork. Either way neither process's writes reach the other.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -294,4 +295,45 @@ TEST(ForkSharing, UpdateThatNeedsANewVeneerCopiesFirst) {
   ASSERT_TRUE(u.isOk()) << "the parent's update to a far target: " << u.status().toString();
   EXPECT_EQ(f.callers[0].fn(), 0xFA2);
   EXPECT_EQ(f.rt->stats().codeCopiesAfterFork, 1u);
+}
+
+// The child's copy cannot be made at the fork (here: no descriptor left for its memfd, with a
+// reservation outstanding). The child still maps the parent's pages: its runtime refuses to
+// write, and its end, which frees a blob whose grace period completes there (the parent's
+// registered thread does not exist in the child), fills nothing into the parent's code.
+TEST(ForkSharing, ChildWhoseCopyFailedNeverWritesTheParentsCode) {
+  Fixture f;
+  ASSERT_TRUE(f.ok()) << f.rt.status().toString();
+  Result<Blob> doomed = f.rt->installCode(std::span<const uint8_t>(static_cast<const uint8_t*>(f.t[3]), 16), {});
+  ASSERT_TRUE(doomed.isOk()) << doomed.status().toString();
+  const void* doomedCode = doomed->code;
+  uint8_t original[16];
+  std::memcpy(original, doomedCode, sizeof original);
+  Result<CodeReservation> r = f.rt->reserveCode(16);  // outstanding: the fork must copy
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  {
+    test::StuckParentThread stuck(*f.rt);  // holds the blob's grace period in this process
+    ASSERT_TRUE(f.rt->retire(*doomed).isOk());
+    rlimit before{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
+    int lowestFree = dup(0);
+    ASSERT_GE(lowestFree, 0);
+    close(lowestFree);
+    rlimit none = before;
+    none.rlim_cur = static_cast<rlim_t>(lowestFree);  // the next descriptor is refused
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+    std::string result = runInChild([&] {
+      setrlimit(RLIMIT_NOFILE, &before);
+      alarm(20);
+      Status refused = f.rt->update(*f.key, f.t[1]).status();
+      CHILD_CHECK(!refused.isOk(), "the child's update of the parent's code was accepted");
+      { Result<Runtime> gone = std::move(f.rt); }  // its end frees the retired blob
+      return 0;
+    });
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
+    EXPECT_EQ(result, "exit 0");
+    EXPECT_EQ(std::memcmp(doomedCode, original, sizeof original), 0) << "the child's end wrote the parent's code";
+    EXPECT_EQ(f.callers[0].fn(), idOf(f.t[0])) << "the child's update reached the parent";
+  }
+  f.rt->abandonCode(*r);
 }
