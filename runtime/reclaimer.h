@@ -45,14 +45,14 @@ class Reclaimer {
   void wakeForPublish();
 
   // fork(): the parent holds both locks across fork() so the queues and the blob round are
-  // consistent in the child (waits for a process() pass in flight, which is bounded by its
-  // deadline). The child re-creates them (ForkLocks::recreateInChild, holding the pass lock
+  // consistent in the child (a process() pass in flight is waited out by prepare's retries:
+  // tryLockPassForFork). The child re-creates them (ForkLocks::recreateInChild, holding the pass lock
   // again where this thread ran a pass: processingHere); its own background thread starts at
   // once if it inherited work, else with the first retirement or request. Taken in the library's order:
   // the pass's lock before the text mutex (a pass takes that to free blobs), the queue lock
   // after every other lock of the runtime (it is innermost: deferred updates and veneer
   // retirement take it under the text mutex).
-  // The pass lock, without waiting: a pass runs user callbacks, which may call any runtime or
+  // The pass lock without waiting: a pass runs user callbacks, which may call any runtime or
   // the runtimes' list, so prepare never waits for one while it holds other locks.
   bool tryLockPassForFork();
   void unlockPassForFork();

@@ -11,7 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -20,13 +19,9 @@
 #include <vector>
 
 #include "fork_child_probe.h"
+#include "pairs.h"  // median
 
 namespace {
-
-double median(std::vector<uint64_t>& v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : static_cast<double>(v[v.size() / 2]);
-}
 
 // A thread that waits until the benchmark ends.
 class IdleThread {
@@ -58,7 +53,7 @@ void BM_GlibcFork(benchmark::State& state) {
   std::unique_ptr<IdleThread> idle;
   if (state.range(0) != 0) idle = std::make_unique<IdleThread>();
   const bool withHandlers = state.range(1) != 0;
-  std::vector<uint64_t> start, faults;
+  std::vector<double> start, faults;
   for (auto _ : state) {
     uint64_t t0 = pcbench::monotonicNs();
     pid_t pid = withHandlers ? fork() : _Fork();
@@ -66,11 +61,11 @@ void BM_GlibcFork(benchmark::State& state) {
     if (pid < 0) return state.SkipWithError("fork failed");
     int status = 0;
     waitpid(pid, &status, 0);
-    start.push_back(shared[0] - t0);
-    faults.push_back(static_cast<uint64_t>(shared[1]));
+    start.push_back(static_cast<double>(shared[0] - t0));
+    faults.push_back(static_cast<double>(shared[1]));
   }
-  state.counters["child_start_ns"] = median(start);
-  state.counters["child_minflt"] = median(faults);
+  state.counters["child_start_ns"] = pcbench::median(start);
+  state.counters["child_minflt"] = pcbench::median(faults);
 }
 BENCHMARK(BM_GlibcFork)->ArgNames({"threaded", "fork"})->ArgsProduct({{0, 1}, {1, 0}})->UseRealTime();
 

@@ -9,8 +9,7 @@
 
 namespace patchcall::arch {
 
-// Always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
-
+// Both always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
 // The kernel's return value: >= 0, or -errno. svc #0 takes the number in x8, returns in x0.
 [[gnu::always_inline]] inline long rawSyscall1(long number, long arg0) noexcept {
   register long x8 __asm__("x8") = number;

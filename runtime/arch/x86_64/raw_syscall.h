@@ -9,8 +9,7 @@
 
 namespace patchcall::arch {
 
-// Always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
-
+// Both always inlined: the code runs from its caller's fork-path section (PATCHCALL_FORK_PATH).
 // The kernel's return value: >= 0, or -errno. The syscall instruction clobbers rcx and r11.
 [[gnu::always_inline]] inline long rawSyscall1(long number, long arg0) noexcept {
   long result;
